@@ -1,0 +1,17 @@
+/// Carries Raft messages between servers.
+///
+/// Delivery is best effort: Raft tolerates loss, duplication and reordering, but a transport should
+/// keep the order of messages to one peer, because pipelined replication relies on it for speed.
+public protocol RaftTransport: Sendable {
+    /// Queues `messages` for their recipients (`Message.to`) and returns at once; never waits on the
+    /// network. Messages to a peer that cannot be reached are dropped.
+    func send(_ messages: [Message])
+
+    /// Receives from peers until the calling task is cancelled: every batch that arrives goes to
+    /// `onReceive`; `onUnreachable` is told when the connection to a peer breaks, so that a follower
+    /// that loses its leader can start a pre-vote at once instead of waiting out its timeout.
+    func run(
+        onReceive: @escaping @Sendable ([Message]) async -> Void,
+        onUnreachable: @escaping @Sendable (NodeID) async -> Void
+    ) async throws
+}

@@ -1,0 +1,422 @@
+import Logging
+
+/// Runs a `RawNode`: ticks from an injected clock, messages from a transport, requests from the
+/// application, and the Ready loop (persist, then send, then apply, then advance).
+///
+/// Requests are queued and handled together: many proposals that arrive while a disk sync is under
+/// way become one append and one sync (batching), which is where Raft's throughput comes from.
+public actor RaftNode<C: Clock> where C.Duration == Duration {
+    /// Tunables of the driver; the core's are in `RaftConfig`.
+    public struct Options: Sendable {
+        /// Length of one logical tick (election and heartbeat timeouts are counted in ticks).
+        public var tickInterval: Duration = .milliseconds(100)
+        /// Take a snapshot and compact the log after this many applied entries.
+        public var snapshotThreshold: UInt64 = 10_000
+        /// Reads and proposals not answered within this many ticks fail with `.timeout`.
+        public var requestTimeoutTicks: Int = 50
+        public init() {}
+    }
+
+    private var raw: RawNode
+    private let storage: any LogStorage
+    private let machine: any RaftStateMachine
+    private let transport: any RaftTransport
+    private let clock: C
+    private let options: Options
+    private let logger: Logger
+
+    private enum Event {
+        case tick
+        case messages([Message])
+        case unreachable(NodeID)
+        case request(Request)
+    }
+
+    private enum Request {
+        case propose([UInt8], CheckedContinuation<[UInt8], any Error>)
+        case confChange(ConfChange, CheckedContinuation<[UInt8], any Error>)
+        case read(CheckedContinuation<Void, any Error>)
+        case transfer(NodeID, CheckedContinuation<Void, any Error>)
+        case campaign
+    }
+
+    private var inbox: [Event] = []
+    private var wakeUp: CheckedContinuation<Void, Never>?
+    private var running = false
+    private var stopped = false
+
+    private struct PendingProposal {
+        var term: UInt64
+        var deadline: Int
+        var continuation: CheckedContinuation<[UInt8], any Error>
+    }
+
+    private struct PendingRead {
+        var index: UInt64?
+        var deadline: Int
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private var proposals: [UInt64: PendingProposal] = [:]
+    private var reads: [[UInt8]: PendingRead] = [:]
+    private var nextReadID: UInt64 = 0
+    private var ticks = 0
+    private var lastContact: [NodeID: C.Instant] = [:]
+    private var syncs: UInt64 = 0
+    private var entriesPersisted: UInt64 = 0
+
+    /// Opens a node from its storage. `bootstrap` lists the founding voters of a new cluster (the
+    /// same on each founding member); a member added later starts with none and learns the
+    /// membership from the leader.
+    public init(
+        config: RaftConfig, storage: any LogStorage, machine: any RaftStateMachine,
+        transport: any RaftTransport, bootstrap: [NodeID] = [], clock: C, options: Options = Options(),
+        logger: Logger = Logger(label: "raft")
+    ) throws {
+        let persisted = try storage.load()
+        if !persisted.snapshot.isEmpty {
+            try machine.restore(persisted.snapshot.data, index: persisted.snapshot.metadata.index)
+        }
+        raw = RawNode(config: config, persisted: persisted, bootstrap: bootstrap)
+        self.storage = storage
+        self.machine = machine
+        self.transport = transport
+        self.clock = clock
+        self.options = options
+        var logger = logger
+        logger[metadataKey: "raft-id"] = "\(config.id)"
+        self.logger = logger
+    }
+
+    // MARK: - Running
+
+    /// Runs the node until the calling task is cancelled or storage fails.
+    public func run() async throws {
+        precondition(!running, "RaftNode.run() called twice")
+        running = true
+        defer { stopped = true }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [transport] in
+                try await transport.run(
+                    onReceive: { [weak self] batch in await self?.enqueue(.messages(batch)) },
+                    onUnreachable: { [weak self] peer in await self?.enqueue(.unreachable(peer)) })
+            }
+            group.addTask { [clock, options] in
+                while !Task.isCancelled {
+                    try await clock.sleep(for: options.tickInterval)
+                    await self.enqueue(.tick)
+                }
+            }
+            defer { group.cancelAll() }
+            do {
+                try await loop()
+            } catch {
+                failAll(error as? RaftNodeError ?? .stopped)
+                throw error
+            }
+            failAll(.stopped)
+        }
+    }
+
+    private func loop() async throws {
+        while !Task.isCancelled {
+            if inbox.isEmpty {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { wakeUp = $0 }
+                } onCancel: {
+                    Task { await self.enqueue(.tick) }
+                }
+                continue
+            }
+            let events = inbox
+            inbox.removeAll(keepingCapacity: true)
+            for event in events { handle(event) }
+            try processReady()
+        }
+    }
+
+    private func enqueue(_ event: Event) {
+        if stopped {
+            if case .request(let r) = event { fail(r, .stopped) }
+            return
+        }
+        inbox.append(event)
+        if let w = wakeUp {
+            wakeUp = nil
+            w.resume()
+        }
+    }
+
+    // MARK: - Public requests
+
+    /// Replicates `command` and returns the state machine's result once it is committed and applied.
+    /// On a follower it fails at once with `.notLeader` naming the leader.
+    public func propose(_ command: [UInt8]) async throws -> [UInt8] {
+        try await withCheckedThrowingContinuation { enqueue(.request(.propose(command, $0))) }
+    }
+
+    /// Waits until this node's state machine reflects every write committed before the call
+    /// (ReadIndex, thesis §6.4); then a local read is linearizable. Works on followers too.
+    public func linearizableRead() async throws {
+        try await withCheckedThrowingContinuation { enqueue(.request(.read($0))) }
+    }
+
+    /// Hands leadership to `target` and returns once it leads (or fails with `.timeout`).
+    public func transferLeadership(to target: NodeID) async throws {
+        try await withCheckedThrowingContinuation { enqueue(.request(.transfer(target, $0))) }
+    }
+
+    /// Proposes a membership change; returns once it is applied here.
+    public func changeMembership(_ change: ConfChange) async throws {
+        _ = try await withCheckedThrowingContinuation { enqueue(.request(.confChange(change, $0))) }
+    }
+
+    /// Adds `node` as a learner, waits until it has caught up with the leader's log, then promotes it
+    /// to voter (thesis §4.2.1), so that a new, empty server never stalls commitment.
+    public func addVoter(_ node: NodeID, context: [UInt8] = [], catchUpWithin: Duration = .seconds(30)) async throws {
+        try await changeMembership(ConfChange(kind: .addLearner, node: node, context: context))
+        let deadline = clock.now.advanced(by: catchUpWithin)
+        while true {
+            let s = status()
+            guard s.role == .leader else { throw RaftNodeError.notLeader(leader: s.leader) }
+            if let m = s.match[node], s.lastIndex - m <= 16 { break }
+            if clock.now >= deadline { throw RaftNodeError.timeout }
+            try await clock.sleep(for: options.tickInterval)
+        }
+        try await changeMembership(ConfChange(kind: .promote, node: node, context: context))
+    }
+
+    /// Starts an election at once (tests, manual recovery).
+    public func campaign() {
+        enqueue(.request(.campaign))
+    }
+
+    /// The node's Raft state.
+    public func status() -> RaftStatus {
+        let r = raw.raft
+        let now = clock.now
+        var contact: [NodeID: Double?] = [:]
+        for node in r.confState.members where node != r.id {
+            contact[node] = lastContact[node].map { seconds($0.duration(to: now)) }
+        }
+        return RaftStatus(
+            id: r.id, role: r.role, term: r.term, leader: r.leader, commitIndex: r.commitIndex,
+            appliedIndex: r.appliedIndex, lastIndex: r.lastIndex, snapshotIndex: r.firstIndex - 1,
+            confState: r.confState, lastContact: contact,
+            match: r.replicationStatus.mapValues(\.match), syncs: syncs, entriesPersisted: entriesPersisted)
+    }
+
+    private func seconds(_ d: Duration) -> Double {
+        let c = d.components
+        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    }
+
+    // MARK: - Event handling
+
+    private func handle(_ event: Event) {
+        switch event {
+        case .tick:
+            ticks += 1
+            raw.tick()
+            expireRequests()
+        case .messages(let batch):
+            let now = clock.now
+            for m in batch {
+                lastContact[m.from] = now
+                do {
+                    try raw.step(m)
+                } catch {
+                    logger.warning("rejected message", metadata: [
+                        "from": "\(m.from)", "kind": "\(m.kind)", "reason": "\(error.description)"])
+                }
+            }
+        case .unreachable(let peer):
+            raw.reportUnreachable(peer)
+        case .request(let request):
+            handle(request)
+        }
+    }
+
+    private func handle(_ request: Request) {
+        let deadline = ticks + options.requestTimeoutTicks
+        switch request {
+        case .propose(let command, let cont):
+            // Consecutive proposals in the inbox end up in one Ready; the core batches them per append.
+            do {
+                let index = try raw.propose([command])
+                proposals[index] = PendingProposal(term: raw.raft.term, deadline: deadline, continuation: cont)
+            } catch {
+                cont.resume(throwing: RaftNodeError(error))
+            }
+        case .confChange(let change, let cont):
+            do {
+                let index = try raw.proposeConfChange(change)
+                proposals[index] = PendingProposal(term: raw.raft.term, deadline: deadline, continuation: cont)
+            } catch {
+                cont.resume(throwing: RaftNodeError(error))
+            }
+        case .read(let cont):
+            nextReadID += 1
+            var ctx: [UInt8] = []
+            withUnsafeBytes(of: nextReadID.littleEndian) { ctx.append(contentsOf: $0) }
+            withUnsafeBytes(of: raw.raft.term.littleEndian) { ctx.append(contentsOf: $0) }
+            do {
+                try raw.readIndex(context: ctx)
+                reads[ctx] = PendingRead(index: nil, deadline: deadline, continuation: cont)
+            } catch {
+                cont.resume(throwing: RaftNodeError(error))
+            }
+        case .transfer(let target, let cont):
+            do {
+                try raw.transferLeader(to: target)
+                transfers.append((target, deadline, cont))
+            } catch {
+                cont.resume(throwing: RaftNodeError(error))
+            }
+        case .campaign:
+            raw.campaign()
+        }
+    }
+
+    private var transfers: [(target: NodeID, deadline: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+
+    private func fail(_ request: Request, _ error: RaftNodeError) {
+        switch request {
+        case .propose(_, let c), .confChange(_, let c): c.resume(throwing: error)
+        case .read(let c), .transfer(_, let c): c.resume(throwing: error)
+        case .campaign: break
+        }
+    }
+
+    private func expireRequests() {
+        for (index, p) in proposals where p.deadline <= ticks {
+            proposals[index] = nil
+            p.continuation.resume(throwing: RaftNodeError.timeout)
+        }
+        for (ctx, r) in reads where r.deadline <= ticks {
+            reads[ctx] = nil
+            r.continuation.resume(throwing: RaftNodeError.timeout)
+        }
+        transfers.removeAll { t in
+            if t.deadline <= ticks { t.continuation.resume(throwing: RaftNodeError.timeout); return true }
+            return false
+        }
+    }
+
+    private func failAll(_ error: RaftNodeError) {
+        for p in proposals.values { p.continuation.resume(throwing: error) }
+        for r in reads.values { r.continuation.resume(throwing: error) }
+        for t in transfers { t.continuation.resume(throwing: error) }
+        proposals = [:]
+        reads = [:]
+        transfers = []
+        for event in inbox { if case .request(let r) = event { fail(r, error) } }
+        inbox = []
+    }
+
+    // MARK: - The Ready loop
+
+    private func processReady() throws {
+        while raw.hasReady {
+            let ready = raw.ready()
+            // 1. Persist: entries, hard state and snapshot in one durable transaction, before any
+            //    message that depends on them leaves (votes, append acknowledgements).
+            if ready.mustSync {
+                do {
+                    try storage.save(ready.persistBatch)
+                } catch {
+                    logger.critical("storage failed; stopping", metadata: ["error": "\(error)"])
+                    throw RaftNodeError.storage("\(error)")
+                }
+                syncs += 1
+                entriesPersisted += UInt64(ready.entries.count)
+            }
+            // 2. Send.
+            if !ready.messages.isEmpty { transport.send(ready.messages) }
+            // 3. Apply.
+            if let snap = ready.snapshot {
+                do {
+                    try machine.restore(snap.data, index: snap.metadata.index)
+                } catch {
+                    throw RaftNodeError.storage("cannot restore snapshot \(snap.metadata.index): \(error)")
+                }
+            }
+            for entry in ready.committedEntries { apply(entry) }
+            for rs in ready.readStates { reads[rs.context]?.index = rs.index }
+            if let soft = ready.softState {
+                logger.info("role changed", metadata: [
+                    "role": "\(soft.role)", "term": "\(raw.raft.term)", "leader": "\(soft.leader)"])
+                failOrphanedProposals()
+            }
+            // 4. Advance.
+            raw.advance(ready)
+            if !ready.entries.isEmpty { failOrphanedProposals() }
+            completeReadsAndTransfers()
+            try maybeCompact()
+        }
+    }
+
+    private func apply(_ entry: Entry) {
+        var result: [UInt8] = []
+        switch entry.kind {
+        case .normal:
+            if !entry.data.isEmpty { result = machine.apply(entry.data, index: entry.index) }
+        case .confChange:
+            if let change = ConfChange(decoding: entry.data) {
+                let conf = raw.applyConfChange(change)
+                logger.info("membership changed", metadata: [
+                    "change": "\(change.kind)", "node": "\(change.node)",
+                    "voters": "\(conf.voters)", "learners": "\(conf.learners)"])
+            } else {
+                logger.error("undecodable membership entry", metadata: ["index": "\(entry.index)"])
+            }
+        }
+        if let p = proposals.removeValue(forKey: entry.index) {
+            if p.term == entry.term {
+                p.continuation.resume(returning: result)
+            } else {
+                p.continuation.resume(throwing: RaftNodeError.proposalDropped)
+            }
+        }
+    }
+
+    /// Proposals whose entry is no longer in the log (a new leader overwrote it) fail at once.
+    private func failOrphanedProposals() {
+        let r = raw.raft
+        for (index, p) in proposals where index > r.appliedIndex {
+            let still = index <= r.lastIndex && r.log.term(at: index) == p.term
+            if !still {
+                proposals[index] = nil
+                p.continuation.resume(throwing: r.role == .leader ? RaftNodeError.proposalDropped : RaftNodeError.notLeader(leader: r.leader))
+            }
+        }
+    }
+
+    private func completeReadsAndTransfers() {
+        let applied = raw.raft.appliedIndex
+        for (ctx, r) in reads {
+            if let index = r.index, index <= applied {
+                reads[ctx] = nil
+                r.continuation.resume()
+            }
+        }
+        let leader = raw.raft.leader
+        transfers.removeAll { t in
+            if leader == t.target { t.continuation.resume(); return true }
+            return false
+        }
+    }
+
+    private func maybeCompact() throws {
+        let r = raw.raft
+        guard r.appliedIndex >= r.firstIndex - 1 + options.snapshotThreshold else { return }
+        let snap = try? raw.compact(data: machine.snapshot())
+        guard let snap else { return }
+        do {
+            try storage.save(PersistBatch(snapshot: snap))
+        } catch {
+            throw RaftNodeError.storage("\(error)")
+        }
+        logger.debug("compacted log", metadata: ["index": "\(snap.metadata.index)"])
+    }
+}

@@ -28,6 +28,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        /// Appends through SQLiteLogStorage and prints what is durable; SIGKILLed by the crash tests.
+        .executableTarget(name: "raft-storage-probe", dependencies: ["Raft"]),
     ],
     swiftLanguageModes: [.v6]
 )

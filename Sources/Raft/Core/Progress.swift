@@ -118,6 +118,10 @@ struct Inflights: Sendable {
         }
     }
 
+    mutating func freeFirst() {
+        if start < buffer.count { start += 1 }
+    }
+
     mutating func reset() {
         buffer.removeAll(keepingCapacity: true)
         start = 0

@@ -7,6 +7,11 @@ extension Raft {
             guard progress[m.from] != nil else { return }
             progress[m.from]!.recentActive = true
             progress[m.from]!.probeSent = false
+            if progress[m.from]!.state == .replicate && progress[m.from]!.inflights.isFull {
+                // Appends of a full window may all be lost; free one so that the next append goes
+                // out, and a gap in the follower's log turns into a rejection and a probe.
+                progress[m.from]!.inflights.freeFirst()
+            }
             if progress[m.from]!.match < log.lastIndex { _ = sendAppend(to: m.from) }
             if !m.context.isEmpty, confState.voters.contains(m.from) {
                 for request in readOnly.acknowledge(context: m.context, from: m.from, quorum: quorum) {

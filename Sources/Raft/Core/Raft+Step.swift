@@ -60,6 +60,11 @@ extension Raft {
                 guard entry.term <= m.term, entry.term >= m.logTerm else {
                     throw StepRejection("append from \(m.from) has entry term \(entry.term) outside [\(m.logTerm), \(m.term)]")
                 }
+                // Committed entries are final (Leader Completeness): a peer asking to overwrite
+                // one is faulty, and must change nothing here, not even our term.
+                if entry.index <= log.committed, let ours = log.term(at: entry.index), ours != entry.term {
+                    throw StepRejection("append from \(m.from) would overwrite committed entry \(entry.index)")
+                }
             }
         }
         if m.kind == .snapshot {

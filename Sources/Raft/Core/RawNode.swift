@@ -31,7 +31,7 @@ public struct Ready: Sendable {
 /// A Raft server for a single-threaded driver: feed it ticks, messages and requests, then collect
 /// a `Ready`, carry it out, and `advance`. A value type: copy it to fork a simulation.
 public struct RawNode: Sendable {
-    public private(set) var raft: Raft
+    public internal(set) var raft: Raft
     private var lastHardState: HardState
     private var lastSoftState: (role: Role, leader: NodeID)
 

@@ -30,6 +30,8 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         /// Appends through SQLiteLogStorage and prints what is durable; SIGKILLed by the crash tests.
         .executableTarget(name: "raft-storage-probe", dependencies: ["Raft"]),
+        /// Release-mode append throughput of SQLiteLogStorage (BENCHMARKS.md).
+        .executableTarget(name: "raft-bench-storage", dependencies: ["Raft"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         /// The system libsqlite3 (Debian: libsqlite3-dev), used through raw prepared statements.
@@ -32,6 +36,19 @@ let package = Package(
         .executableTarget(name: "raft-storage-probe", dependencies: ["Raft"]),
         /// Release-mode append throughput of SQLiteLogStorage (BENCHMARKS.md).
         .executableTarget(name: "raft-bench-storage", dependencies: ["Raft"]),
+        /// The gRPC transport between Raft servers (generated code: scripts/generate-protos.sh).
+        .target(
+            name: "RaftGRPC",
+            dependencies: [
+                "Raft",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC"]),
     ],
     swiftLanguageModes: [.v6]
 )

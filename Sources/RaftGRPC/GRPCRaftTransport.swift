@@ -1,0 +1,550 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Raft
+import Synchronization
+
+/// Errors of the transport itself (as opposed to ``WireError``, about what peers send).
+public enum GRPCRaftTransportError: Error, Sendable, Equatable {
+    /// `run` was called a second time: a transport serves once; make a new one to restart.
+    case alreadyRun
+    /// The listen address is not an IP address literal.
+    case invalidListenAddress(String)
+}
+
+/// `RaftTransport` over gRPC: each server listens for its peers and keeps one long-lived
+/// bidirectional stream open to each of them, on which it pushes batches of messages.
+///
+/// - Outbound, `send` appends to a bounded per-peer queue and returns at once. One task per peer
+///   drains that queue, coalescing whatever is waiting into one `MessageBatch` per write (so a busy
+///   leader pays one gRPC message per batch, not per Raft message), and reopens the stream with
+///   exponential backoff and jitter when it breaks.
+/// - When a peer's queue is full, its **oldest** message is dropped: queued Raft messages only
+///   grow staler (old commit index, old term), the leader re-sends whatever a follower misses, and
+///   dropping the newest would deliver the stale backlog while losing the one message reflecting
+///   the leader's current state.
+/// - Inbound, every batch is decoded and validated (``WireCodec``); malformed messages are
+///   dropped and logged, the rest go to `onReceive` in the order the peer sent them.
+///
+/// Ordering holds per peer while a stream lives; across a reconnect, messages are lost rather
+/// than reordered. Messages to a peer known to be down are dropped (Raft re-sends).
+///
+/// The peer set can change at runtime (`setPeer`, `removePeer`), as membership changes do.
+public final class GRPCRaftTransport: RaftTransport {
+    /// Tunables; the defaults suit a three to five node cluster on a LAN.
+    public struct Configuration: Sendable {
+        /// Messages queued per peer before the oldest are dropped.
+        public var queueCapacity = 4096
+        /// Bytes (estimated) queued per peer before the oldest are dropped.
+        public var maxQueuedBytes = 64 << 20
+        /// Most messages coalesced into one batch.
+        public var maxBatchMessages = 1024
+        /// Most bytes (estimated) coalesced into one batch; a bigger message travels alone.
+        public var maxBatchBytes = 1 << 20
+        /// Largest single message accepted for sending and on receipt (snapshots are the big ones).
+        public var maxMessageBytes = 64 << 20
+        /// Delay between attempts to reopen a stream.
+        public var backoff = BackoffPolicy.raftDefault
+        /// Seed of the jitter generator; nil derives one from the node id (distinct per node,
+        /// reproducible per run).
+        public var randomSeed: UInt64?
+        /// HTTP/2 keepalive: how often an idle connection is pinged, and how long a ping may go
+        /// unanswered before the connection is declared dead. This is what notices a peer that
+        /// vanished without closing its sockets (power loss, partition).
+        public var keepaliveInterval: Duration = .seconds(10)
+        public var keepaliveTimeout: Duration = .seconds(5)
+
+        public init() {}
+    }
+
+    /// Counters, for tests and metrics.
+    public struct Statistics: Sendable, Equatable {
+        /// Messages handed to the network.
+        public var sent: Int
+        /// Valid messages received and passed to `onReceive`.
+        public var received: Int
+        /// Received messages refused by validation.
+        public var rejected: Int
+        /// Messages dropped because the peer's queue was full (the oldest ones).
+        public var droppedOverflow: Int
+        /// Messages dropped because the peer was down, unknown, or the message too large.
+        public var droppedUnreachable: Int
+    }
+
+    private struct State {
+        var links: [NodeID: PeerLink] = [:]
+        /// Set while `run` runs: new links are handed to it to start their sender task.
+        var newLinks: AsyncStream<PeerLink>.Continuation?
+        var hasRun = false
+    }
+
+    /// Handed from `run` to the inbound service and the sender tasks.
+    struct Handlers: Sendable {
+        let onReceive: @Sendable ([Message]) async -> Void
+        let onUnreachable: @Sendable (NodeID) async -> Void
+    }
+
+    /// This server's id.
+    public let id: NodeID
+    private let configuration: Configuration
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let server: GRPCServer<HTTP2ServerTransport.Posix>
+    private let service: InboundService
+    private let listenAddress: PeerAddress
+    private let listenError: GRPCRaftTransportError?
+
+    private let sentCount = Atomic<Int>(0)
+    private let droppedOverflowCount = Atomic<Int>(0)
+    private let droppedUnreachableCount = Atomic<Int>(0)
+    let counters = InboundCounters()
+
+    /// Creates a transport; nothing listens or connects until `run`.
+    ///
+    /// - Parameters:
+    ///   - id: this server's id; messages addressed elsewhere are refused on receipt.
+    ///   - listen: the address to listen on: an IPv4 or IPv6 literal (`0.0.0.0`, `::`), or
+    ///     `localhost`; port 0 picks a free port (see ``listeningPort``).
+    ///   - peers: where the other servers listen; an entry for `id` itself is ignored, so the
+    ///     cluster's full peer list can be passed as is. Host names are resolved with DNS.
+    ///   - logger: where connection changes and dropped or malformed messages are reported.
+    ///   - configuration: tunables.
+    public init(
+        id: NodeID,
+        listen: (host: String, port: Int),
+        peers: [NodeID: (host: String, port: Int)],
+        logger: Logger,
+        configuration: Configuration = Configuration()
+    ) {
+        self.id = id
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "raft-node"] = "\(id)"
+        self.logger = logger
+        self.listenAddress = PeerAddress(host: listen.host, port: listen.port)
+
+        let socketAddress: GRPCNIOTransportCore.SocketAddress
+        switch Self.listenSocketAddress(listenAddress) {
+        case .success(let address):
+            socketAddress = address
+            listenError = nil
+        case .failure(let error):
+            // Reported by `run`, which can throw; an initializer that throws would be awkward
+            // for a value that is otherwise plain configuration.
+            socketAddress = .ipv4(host: "127.0.0.1", port: 0)
+            listenError = error
+        }
+
+        service = InboundService(id: id, logger: logger, counters: counters)
+        let keepalive = configuration
+        let serverTransport = HTTP2ServerTransport.Posix(
+            address: socketAddress,
+            transportSecurity: .plaintext,
+            config: .defaults { config in
+                // A batch is at most maxBatchBytes, or one message of up to maxMessageBytes; the
+                // estimate is generous but leave headroom so an honest peer is never refused.
+                config.rpc.maxRequestPayloadSize =
+                    max(keepalive.maxMessageBytes, keepalive.maxBatchBytes) + (1 << 20)
+                config.connection.keepalive = .init(
+                    time: keepalive.keepaliveInterval,
+                    timeout: keepalive.keepaliveTimeout,
+                    // Our peers ping every keepaliveInterval on a busy stream; allow it, or the
+                    // server would count strikes and close the connection.
+                    clientBehavior: .init(
+                        minPingIntervalWithoutCalls: keepalive.keepaliveInterval / 2, allowWithoutCalls: true)
+                )
+            }
+        )
+        server = GRPCServer(transport: serverTransport, services: [service])
+
+        for (peer, address) in peers where peer != id {
+            _ = installLink(peer: peer, address: PeerAddress(host: address.host, port: address.port))
+        }
+    }
+
+    // MARK: Peers
+
+    /// Adds a peer or changes its address. Messages already queued for it are kept; a stream open
+    /// to its old address is closed. Ignored for this server's own id.
+    public func setPeer(_ peer: NodeID, host: String, port: Int) {
+        guard peer != id, peer != noNode else { return }
+        if installLink(peer: peer, address: PeerAddress(host: host, port: port)) {
+            logger.info("raft peer set", metadata: ["peer": "\(peer)", "address": "\(host):\(port)"])
+        }
+    }
+
+    /// Forgets a peer: its queue is dropped, its stream closed, and later messages to it dropped.
+    public func removePeer(_ peer: NodeID) {
+        let link = state.withLock { $0.links.removeValue(forKey: peer) }
+        if let link {
+            let dropped = link.close().count
+            droppedUnreachableCount.add(dropped, ordering: .relaxed)
+            logger.info("raft peer removed", metadata: ["peer": "\(peer)"])
+        }
+    }
+
+    /// The peers currently known, with their addresses.
+    public var peers: [NodeID: (host: String, port: Int)] {
+        state.withLock { state in
+            state.links.mapValues { ($0.address.host, $0.address.port) }
+        }
+    }
+
+    /// Returns false when the peer already had this address.
+    private func installLink(peer: NodeID, address: PeerAddress) -> Bool {
+        let limits = PeerLink.Limits(
+            capacity: max(configuration.queueCapacity, 1),
+            maxQueuedBytes: configuration.maxQueuedBytes,
+            maxBatchMessages: max(configuration.maxBatchMessages, 1),
+            maxBatchBytes: configuration.maxBatchBytes
+        )
+        return state.withLock { state in
+            let old = state.links[peer]
+            if let old, old.address == address { return false }
+            // Closing under our lock makes the hand-over atomic for `send`: it finds either the
+            // old link (and its messages move here) or the new one.
+            let pending = old?.close() ?? []
+            let link = PeerLink(peer: peer, address: address, limits: limits, pending: pending)
+            state.links[peer] = link
+            state.newLinks?.yield(link)
+            return true
+        }
+    }
+
+    // MARK: RaftTransport
+
+    /// Queues each message for its recipient's sender task; never waits. Messages to unknown
+    /// peers, to a peer known to be down, or larger than `maxMessageBytes` are dropped.
+    public func send(_ messages: [Message]) {
+        guard !messages.isEmpty else { return }
+        // Group by recipient under one lock acquisition, keeping each recipient's order.
+        var groups: [(link: PeerLink, messages: [Message])] = []
+        var unknown = 0
+        var oversized = 0
+        state.withLock { state in
+            for message in messages {
+                guard let link = state.links[message.to] else {
+                    unknown += 1
+                    continue
+                }
+                if message.estimatedWireSize > configuration.maxMessageBytes {
+                    oversized += 1
+                    continue
+                }
+                if let index = groups.firstIndex(where: { $0.link === link }) {
+                    groups[index].messages.append(message)
+                } else {
+                    groups.append((link, [message]))
+                }
+            }
+        }
+        var droppedUnreachable = unknown + oversized
+        for (link, batch) in groups {
+            let result = link.enqueue(batch)
+            droppedUnreachable += result.droppedUnreachable
+            if result.droppedOverflow > 0 {
+                droppedOverflowCount.add(result.droppedOverflow, ordering: .relaxed)
+            }
+            if result.startedOverflowing {
+                logger.warning(
+                    "raft peer queue full, dropping oldest messages",
+                    metadata: ["peer": "\(link.peer)", "capacity": "\(configuration.queueCapacity)"])
+            }
+        }
+        if droppedUnreachable > 0 {
+            droppedUnreachableCount.add(droppedUnreachable, ordering: .relaxed)
+        }
+        if unknown > 0 {
+            logger.debug("raft messages to unknown peers dropped", metadata: ["count": "\(unknown)"])
+        }
+        if oversized > 0 {
+            logger.error(
+                "raft messages larger than maxMessageBytes dropped",
+                metadata: ["count": "\(oversized)", "limit": "\(configuration.maxMessageBytes)"])
+        }
+    }
+
+    /// Serves peers and drives the outbound streams until the calling task is cancelled, then
+    /// closes every stream and the listener before returning. Call it once per transport.
+    ///
+    /// - Throws: ``GRPCRaftTransportError`` when called twice or when the listen address is
+    ///   invalid; a gRPC `RuntimeError` when the port cannot be bound.
+    public func run(
+        onReceive: @escaping @Sendable ([Message]) async -> Void,
+        onUnreachable: @escaping @Sendable (NodeID) async -> Void
+    ) async throws {
+        if let listenError { throw listenError }
+        let handlers = Handlers(onReceive: onReceive, onUnreachable: onUnreachable)
+        let (newLinks, newLinksContinuation) = AsyncStream.makeStream(of: PeerLink.self)
+        let initialLinks = try state.withLock { state in
+            guard !state.hasRun else { throw GRPCRaftTransportError.alreadyRun }
+            state.hasRun = true
+            state.newLinks = newLinksContinuation
+            return Array(state.links.values)
+        }
+        service.install(handlers)
+        defer {
+            state.withLock { $0.newLinks = nil }
+            newLinksContinuation.finish()
+        }
+        logger.info("raft transport starting", metadata: ["listen": "\(listenAddress)"])
+
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                // If the server stops (it cannot bind, say), end the loop below so that `run`
+                // returns its error instead of waiting for a cancellation.
+                defer { newLinksContinuation.finish() }
+                do {
+                    try await self.server.serve()
+                } catch where Task.isCancelled {
+                    // Stopping on cancellation is the normal way out.
+                }
+            }
+            for link in initialLinks {
+                group.addTask { await self.runLink(link, handlers: handlers) }
+            }
+            // Ends when `run`'s task is cancelled or the server stops.
+            for await link in newLinks {
+                group.addTask { await self.runLink(link, handlers: handlers) }
+            }
+            group.cancelAll()
+        }
+        logger.info("raft transport stopped")
+    }
+
+    /// The port the server listens on, once it does (useful with port 0). Call while `run` runs.
+    public var listeningPort: Int {
+        get async throws {
+            let address = try await server.transport.listeningAddress
+            if let ipv4 = address.ipv4 { return ipv4.port }
+            if let ipv6 = address.ipv6 { return ipv6.port }
+            throw GRPCRaftTransportError.invalidListenAddress("\(address)")
+        }
+    }
+
+    /// Counters since creation.
+    public var statistics: Statistics {
+        Statistics(
+            sent: sentCount.load(ordering: .relaxed),
+            received: counters.received.load(ordering: .relaxed),
+            rejected: counters.rejected.load(ordering: .relaxed),
+            droppedOverflow: droppedOverflowCount.load(ordering: .relaxed),
+            droppedUnreachable: droppedUnreachableCount.load(ordering: .relaxed)
+        )
+    }
+
+    // MARK: Outbound
+
+    /// Runs the sender of one link until the link is closed or the task cancelled.
+    private func runLink(_ link: PeerLink, handlers: Handlers) async {
+        await withTaskGroup(of: Void.self) { group in
+            // Racing the closed latch interrupts an attempt stuck connecting or writing as soon
+            // as the peer is removed or re-addressed.
+            group.addTask { await link.closedLatch.wait() }
+            group.addTask { await self.driveLink(link, handlers: handlers) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func driveLink(_ link: PeerLink, handlers: Handlers) async {
+        let seed = (configuration.randomSeed ?? id &* 0x9E37_79B9_7F4A_7C15) ^ (link.peer &* 0xBF58_476D_1CE4_E5B9)
+        var backoff = Backoff(policy: configuration.backoff, seed: seed)
+        var logger = self.logger
+        logger[metadataKey: "peer"] = "\(link.peer)"
+        logger[metadataKey: "address"] = "\(link.address)"
+
+        while !Task.isCancelled, !link.isClosed {
+            let (established, error) = await attempt(link, logger: logger)
+            if Task.isCancelled || link.isClosed { return }
+            if established { backoff.reset() }
+            let (newOutage, dropped) = link.markDown()
+            droppedUnreachableCount.add(dropped, ordering: .relaxed)
+            if newOutage {
+                logger.warning(
+                    established ? "raft stream to peer broke" : "raft peer unreachable",
+                    metadata: ["error": "\(error.map { "\($0)" } ?? "stream ended")", "dropped": "\(dropped)"])
+                await handlers.onUnreachable(link.peer)
+            } else {
+                logger.debug("raft reconnect failed", metadata: ["error": "\(error.map { "\($0)" } ?? "-")"])
+            }
+            do {
+                try await Task.sleep(for: backoff.next())
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// One connection attempt: opens a stream, waits for the peer's hello, then forwards batches
+    /// until the stream breaks or the task is cancelled. Returns whether the stream was ever
+    /// established, and why it ended.
+    private func attempt(_ link: PeerLink, logger: Logger) async -> (established: Bool, error: (any Error)?) {
+        let hello = Latch()
+        let selfID = id
+        var options = CallOptions.defaults
+        // Fail fast when the peer cannot be reached: our own backoff decides when to retry.
+        options.waitForReady = false
+        do {
+            let transport = try HTTP2ClientTransport.Posix(
+                target: Self.target(for: link.address),
+                transportSecurity: .plaintext,
+                config: .defaults { config in
+                    config.connection.keepalive = .init(
+                        time: configuration.keepaliveInterval,
+                        timeout: configuration.keepaliveTimeout,
+                        allowWithoutCalls: true)
+                    // One attempt per client; reconnecting is our loop's job, not the channel's.
+                    config.backoff = .init(
+                        initial: configuration.backoff.initial, max: configuration.backoff.maximum,
+                        multiplier: configuration.backoff.multiplier, jitter: configuration.backoff.jitter)
+                }
+            )
+            try await withGRPCClient(transport: transport) { client in
+                let stub = Raft_V1_RaftTransport.Client(wrapping: client)
+                try await stub.stream(
+                    metadata: ["raft-from": "\(selfID)"],
+                    options: options,
+                    requestProducer: { writer in
+                        // Nothing goes out before the peer proved who it is.
+                        await hello.wait()
+                        guard hello.isFired else { return }
+                        while let batch = await link.nextBatch() {
+                            try await writer.write(WireCodec.encode(batch: batch))
+                            self.sentCount.add(batch.count, ordering: .relaxed)
+                        }
+                    },
+                    onResponse: { response in
+                        for try await ack in response.messages where !hello.isFired {
+                            guard ack.nodeID == link.peer else {
+                                throw PeerMismatch(expected: link.peer, got: ack.nodeID)
+                            }
+                            link.markUp()
+                            hello.fire()
+                            logger.info("raft stream to peer established")
+                        }
+                        throw StreamEnded()
+                    }
+                )
+            }
+            return (hello.isFired, nil)
+        } catch {
+            return (hello.isFired, error)
+        }
+    }
+
+    // MARK: Addresses
+
+    private static func listenSocketAddress(
+        _ address: PeerAddress
+    ) -> Result<GRPCNIOTransportCore.SocketAddress, GRPCRaftTransportError> {
+        let host = address.host == "localhost" ? "127.0.0.1" : address.host
+        guard (0...65535).contains(address.port) else {
+            return .failure(.invalidListenAddress("\(address)"))
+        }
+        if isIPv4Literal(host) { return .success(.ipv4(host: host, port: address.port)) }
+        if host.contains(":") { return .success(.ipv6(host: host, port: address.port)) }
+        return .failure(.invalidListenAddress("\(address)"))
+    }
+
+    private static func target(for address: PeerAddress) -> any ResolvableTarget {
+        if isIPv4Literal(address.host) { return .ipv4(address: address.host, port: address.port) }
+        if address.host.contains(":") { return .ipv6(address: address.host, port: address.port) }
+        return .dns(host: address.host, port: address.port)
+    }
+
+    private static func isIPv4Literal(_ host: String) -> Bool {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
+    }
+}
+
+/// The hello came from another node than the one this address belongs to.
+struct PeerMismatch: Error, CustomStringConvertible {
+    let expected: NodeID
+    let got: NodeID
+    var description: String { "address belongs to node \(got), expected node \(expected)" }
+}
+
+/// The peer closed the stream (it is shutting down).
+struct StreamEnded: Error, CustomStringConvertible {
+    var description: String { "peer closed the stream" }
+}
+
+/// Where `run` leaves its handlers for the service (a class: `Mutex` cannot be copied with a struct).
+final class HandlerSlot: Sendable {
+    let value = Mutex<GRPCRaftTransport.Handlers?>(nil)
+}
+
+/// Counters the inbound service shares with the transport.
+final class InboundCounters: Sendable {
+    let received = Atomic<Int>(0)
+    let rejected = Atomic<Int>(0)
+}
+
+/// The server side: one handler per inbound stream, i.e. per peer sending to us.
+struct InboundService: Raft_V1_RaftTransport.ServiceProtocol {
+    let id: NodeID
+    let logger: Logger
+    let counters: InboundCounters
+    private let handlers = HandlerSlot()
+
+    init(id: NodeID, logger: Logger, counters: InboundCounters) {
+        self.id = id
+        self.logger = logger
+        self.counters = counters
+    }
+
+    func install(_ handlers: GRPCRaftTransport.Handlers) {
+        self.handlers.value.withLock { $0 = handlers }
+    }
+
+    func stream(
+        request: StreamingServerRequest<Raft_V1_MessageBatch>,
+        context: ServerContext
+    ) async throws -> StreamingServerResponse<Raft_V1_StreamAck> {
+        var logger = self.logger
+        logger[metadataKey: "remote"] = "\(context.remotePeer)"
+        if let from = request.metadata[stringValues: "raft-from"].first(where: { _ in true }) {
+            logger[metadataKey: "peer"] = "\(from)"
+        }
+        guard let handlers = handlers.value.withLock({ $0 }) else {
+            throw RPCError(code: .unavailable, message: "raft transport is not running")
+        }
+        let id = self.id
+        let counters = self.counters
+        let streamLogger = logger
+        return StreamingServerResponse { writer in
+            let logger = streamLogger
+            // Hello first: the sender waits for it before sending anything.
+            var ack = Raft_V1_StreamAck()
+            ack.nodeID = id
+            try await writer.write(ack)
+            logger.debug("raft inbound stream opened")
+
+            var rejected = 0
+            for try await batch in request.messages {
+                let (messages, errors) = WireCodec.decode(batch: batch, recipient: id)
+                if !errors.isEmpty {
+                    counters.rejected.add(errors.count, ordering: .relaxed)
+                    // Log the first few in full, then a sample: a broken peer must not flood the log.
+                    for error in errors {
+                        rejected += 1
+                        if rejected <= 10 || rejected.isMultiple(of: 1000) {
+                            logger.warning(
+                                "raft message dropped: malformed",
+                                metadata: ["error": "\(error)", "rejectedOnStream": "\(rejected)"])
+                        }
+                    }
+                }
+                if !messages.isEmpty {
+                    counters.received.add(messages.count, ordering: .relaxed)
+                    // Awaited: a slow consumer pushes back on the sender through HTTP/2 flow control.
+                    await handlers.onReceive(messages)
+                }
+            }
+            logger.debug("raft inbound stream closed by peer")
+            return [:]
+        }
+    }
+}

@@ -49,6 +49,21 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC"]),
+        /// A standalone Raft server (SQLite log, gRPC transport, stdin/stdout control) for the
+        /// multi-process tests and benchmarks.
+        .executableTarget(
+            name: "raft-node",
+            dependencies: ["Raft", "RaftGRPC", .product(name: "Logging", package: "swift-log")]
+        ),
+        /// Drives `raft-node` processes: shared by the integration tests and `raft-bench`.
+        .target(name: "RaftTestSupport"),
+        /// Throughput, latency and failover of 3 `raft-node` processes (BENCHMARKS.md).
+        .executableTarget(name: "raft-bench", dependencies: ["RaftTestSupport"]),
+        .testTarget(
+            name: "RaftIntegrationTests",
+            dependencies: ["RaftTestSupport", "raft-node"],
+            path: "IntegrationTests/RaftIntegrationTests"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -37,6 +37,8 @@ public final class RaftProcess: Sendable {
 
     /// Starts (or restarts) the process on the same data directory.
     public func start() throws {
+        // Writing to a killed node's stdin must fail with EPIPE, not kill the harness.
+        signal(SIGPIPE, SIG_IGN)
         let process = Process()
         process.executableURL = binary
         process.arguments = ["--id", "\(id)", "--data-dir", dataDir, "--peers", peers] + extraArgs
@@ -53,10 +55,14 @@ public final class RaftProcess: Sendable {
         let reader = output.fileHandleForReading
         Thread.detachNewThread { [self] in
             var buffer: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
             while true {
-                let chunk = reader.availableData
-                if chunk.isEmpty { break }
-                buffer += chunk
+                // Raw read(2): FileHandle.availableData traps on EINTR, which SIGCHLD from a
+                // killed sibling process can cause.
+                let n = chunk.withUnsafeMutableBytes { read(reader.fileDescriptor, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                buffer += chunk[..<n]
                 while let nl = buffer.firstIndex(of: 10) {
                     let line = String(decoding: buffer[..<nl], as: UTF8.self)
                     buffer.removeFirst(nl + 1)
@@ -107,7 +113,12 @@ public final class RaftProcess: Sendable {
                         cont.resume(throwing: Failure("node \(self.id) is not running"))
                         return
                     }
-                    handle.write(Data("\(command) \(tag) \(args)\n".utf8))
+                    do {
+                        try handle.write(contentsOf: Data("\(command) \(tag) \(args)\n".utf8))
+                    } catch {
+                        let cont = self.state.withLock { $0.waiting.removeValue(forKey: tag) }
+                        cont?.resume(throwing: Failure("node \(self.id): cannot write its stdin: \(error)"))
+                    }
                 }
             }
             group.addTask {

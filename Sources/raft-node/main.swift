@@ -62,10 +62,19 @@ final class DemoMachine: RaftStateMachine {
     }
 }
 
-/// Serializes output lines: one write per line, straight to fd 1.
-let output = Mutex(FileHandle.standardOutput)
+/// Serializes output lines: one write(2) per line, straight to fd 1, retried on EINTR.
+let outputLock = Mutex(())
 func say(_ line: String) {
-    output.withLock { $0.write(Data((line + "\n").utf8)) }
+    let bytes = Array((line + "\n").utf8)
+    outputLock.withLock { _ in
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { exit(0) } // the harness is gone
+            offset += n
+        }
+    }
 }
 
 func fail(_ message: String) -> Never {

@@ -294,3 +294,22 @@ import Testing
         #expect(net[1].commitIndex <= net[1].lastIndex)
     }
 }
+
+@Suite struct RaftLogTests {
+    @Test("slices of a long log with no count limit do not overflow")
+    func unboundedSlice() {
+        var log = RaftLog(persisted: PersistedState())
+        log.append((1...10).map { Entry(term: 1, index: $0, data: [UInt8($0)]) })
+        #expect(log.slice(from: 5, to: 11, maxCount: .max, maxBytes: .max).map(\.index) == [5, 6, 7, 8, 9, 10])
+        #expect(log.slice(from: 5, to: 11, maxCount: 2, maxBytes: .max).map(\.index) == [5, 6])
+        #expect(log.slice(from: 5, to: 11, maxCount: .max, maxBytes: 1).map(\.index) == [5], "always at least one entry")
+    }
+
+    @Test("§4.1: a server with a committed, unapplied membership change does not campaign")
+    func noCampaignWithUnappliedConfChange() {
+        var raft = Raft(config: RaftConfig(id: 1), persisted: PersistedState(), bootstrap: [1, 2, 3])
+        // The bootstrap entries are committed but not yet applied.
+        raft.campaign(transfer: false)
+        #expect(raft.role == .follower)
+    }
+}

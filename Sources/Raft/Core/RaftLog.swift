@@ -53,7 +53,8 @@ struct RaftLog: Sendable {
     func slice(from lo: UInt64, to hi: UInt64, maxCount: Int, maxBytes: Int) -> ArraySlice<Entry> {
         guard lo >= firstIndex, lo < hi, hi <= lastIndex + 1 else { return [] }
         let start = Int(lo - firstIndex)
-        var end = min(Int(hi - firstIndex), start + maxCount)
+        let (limit, overflow) = start.addingReportingOverflow(maxCount)
+        var end = min(Int(hi - firstIndex), overflow ? Int.max : limit)
         var bytes = 0
         for i in start..<end {
             bytes += entries[i].data.count + 24

@@ -25,29 +25,43 @@ import Testing
         return sim
     }
 
-    @Test("three servers under drops, duplicates, reordering, partitions and crashes", arguments: [0, 1, 2, 3])
-    func threeServers(shard: Int) {
-        var acknowledged = 0
-        for seed in Self.seeds where Int(seed % 4) == shard {
-            let sim = Self.run(seed: seed, size: 3, steps: 1500)
-            #expect(sim.failure == nil, "\(sim.failure ?? "") — replay with RAFT_SIM_SEED=\(seed)")
-            if sim.failure != nil { return }
-            acknowledged += sim.acknowledged.count
+    /// Runs a batch of simulations on a thread of its own: they are CPU-bound and would otherwise
+    /// occupy the few threads of the cooperative pool that the asynchronous tests need.
+    static func runBatch(seeds: [UInt64], size: Int, faults: SimCluster.Faults = .init()) async -> (failure: String?, acknowledged: Int) {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var acknowledged = 0
+                for seed in seeds {
+                    let sim = run(seed: seed, size: size, steps: 1500, faults: faults)
+                    if let failure = sim.failure {
+                        continuation.resume(returning: ("\(failure) — replay with RAFT_SIM_SEED=\(seed)", acknowledged))
+                        return
+                    }
+                    acknowledged += sim.acknowledged.count
+                }
+                continuation.resume(returning: (nil, acknowledged))
+            }
         }
-        #expect(acknowledged > 0, "no proposal was ever acknowledged: the simulation made no progress")
+    }
+
+    @Test("three servers under drops, duplicates, reordering, partitions and crashes", arguments: [0, 1, 2, 3])
+    func threeServers(shard: Int) async {
+        let result = await Self.runBatch(seeds: Self.seeds.filter { Int($0 % 4) == shard }, size: 3)
+        #expect(result.failure == nil, "\(result.failure ?? "")")
+        #expect(result.acknowledged > 0, "no proposal was ever acknowledged: the simulation made no progress")
     }
 
     @Test("five servers with heavier faults", arguments: [0, 1])
-    func fiveServers(shard: Int) {
+    func fiveServers(shard: Int) async {
         var faults = SimCluster.Faults()
         faults.dropRate = 0.1
         faults.crashRate = 0.004
         faults.partitionRate = 0.005
-        for seed in Self.seeds.prefix(100) where Int(seed % 2) == UInt64(shard) {
-            let sim = Self.run(seed: seed &+ 10_000, size: 5, steps: 1500, faults: faults)
-            #expect(sim.failure == nil, "\(sim.failure ?? "") — replay with RAFT_SIM_SEED=\(seed &+ 10_000)")
-            if sim.failure != nil { return }
-        }
+        // Five-server seeds start at 10,001 so that a printed seed names one simulation.
+        let replay = ProcessInfo.processInfo.environment["RAFT_SIM_SEED"] != nil
+        let seeds = Self.seeds.prefix(100).filter { Int($0 % 2) == shard }.map { replay ? $0 : $0 &+ 10_000 }
+        let result = await Self.runBatch(seeds: seeds, size: 5, faults: faults)
+        #expect(result.failure == nil, "\(result.failure ?? "")")
     }
 
     @Test("a simulation is a pure function of its seed")

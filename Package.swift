@@ -31,7 +31,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "raft-storage-probe"]),
         /// Appends through SQLiteLogStorage and prints what is durable; SIGKILLed by the crash tests.
         .executableTarget(name: "raft-storage-probe", dependencies: ["Raft"]),
         /// Release-mode append throughput of SQLiteLogStorage (BENCHMARKS.md).

@@ -17,17 +17,10 @@ final class RecordingMachine: RaftStateMachine {
 
     func restore(_ data: [UInt8], index: UInt64) throws {
         var out: [(UInt64, [UInt8])] = []
-        var i = 0
-        func u64() -> UInt64 {
-            var v: UInt64 = 0
-            for k in 0..<8 { v |= UInt64(data[i + k]) << (8 * UInt64(k)) }
-            i += 8
-            return v
-        }
-        while i < data.count {
-            let idx = u64(), n = Int(u64())
-            out.append((idx, Array(data[i..<i + n])))
-            i += n
+        var reader = ByteReader(data)
+        while !reader.atEnd {
+            let idx = reader.u64(), n = Int(reader.u64())
+            out.append((idx, reader.take(n)))
         }
         commands.withLock { $0 = out }
     }

@@ -247,10 +247,37 @@ import Testing
         var net = TestNetwork([1, 2, 3]) { $0.maxInflight = 3; $0.maxEntriesPerMessage = 1 }
         net.elect(1)
         for i in 0..<10 { _ = try net.nodes[1]!.propose([[UInt8(i)]]) }
-        let appendsTo2 = net.nodes[1]!.ready().messages.filter { $0.kind == .append && $0.to == 2 }
+        let ready = net.nodes[1]!.ready()
+        let appendsTo2 = ready.messagesBeforePersist.filter { $0.kind == .append && $0.to == 2 }
+        #expect(ready.messages.allSatisfy { $0.kind != .append }, "a leader's appends leave before its own write")
         #expect(appendsTo2.count == 3, "three appends in flight before any acknowledgement")
         net.stabilize()
         #expect(net[2].lastIndex == net[1].lastIndex)
+    }
+
+    @Test("a commit index alone is not worth a disk sync; a new term or vote is")
+    func syncOnlyWhenNeeded() throws {
+        var net = TestNetwork([1, 2, 3])
+        net.elect(1)
+        _ = try net.nodes[1]!.propose([[1]])
+        let first = net.nodes[1]!.ready()
+        #expect(first.mustSync, "new entries must be durable")
+        net.nodes[1]!.advance(first)
+        // Acknowledgements commit the entry: only the commit index changes on the leader.
+        let index = net[1].lastIndex
+        for follower: NodeID in [2, 3] {
+            try net.nodes[1]!.step(Message(kind: .appendResponse, from: follower, to: 1, term: net[1].term, index: index))
+        }
+        let second = net.nodes[1]!.ready()
+        #expect(second.hardState?.commit == index)
+        #expect(!second.mustSync)
+        #expect(second.committedEntries.last?.index == index)
+        // A vote is durable before its answer leaves.
+        try net.nodes[2]!.step(Message(kind: .vote, from: 3, to: 2, term: net[2].term + 5, logTerm: net[1].term, index: index,
+                                      context: net[2].transferContext))
+        let vote = net.nodes[2]!.ready()
+        #expect(vote.mustSync)
+        #expect(vote.messagesBeforePersist.isEmpty)
     }
 
     @Test("batching: proposals queued together persist with one sync")

@@ -1,8 +1,9 @@
 /// Everything the driver must do after the core changed, collected in one batch.
 ///
-/// The contract (as in etcd-io/raft): persist `snapshot`, `entries` and `hardState` durably and in
-/// one transaction; then send `messages`; then apply `snapshot` and `committedEntries` to the state
-/// machine and serve `readStates` once applied; then call `RawNode.advance(_:)`.
+/// The contract (as in etcd-io/raft): send `messagesBeforePersist`; persist `snapshot`, `entries`
+/// and `hardState` in one transaction, durably when `mustSync`; then send `messages`; then apply
+/// `snapshot` and `committedEntries` to the state machine and serve `readStates` once applied; then
+/// call `RawNode.advance(_:)`.
 public struct Ready: Sendable {
     /// The role and leader, when they changed since the last Ready.
     public var softState: (role: Role, leader: NodeID)?
@@ -14,13 +15,20 @@ public struct Ready: Sendable {
     public var snapshot: Snapshot?
     /// Committed entries to apply, in order.
     public var committedEntries: [Entry]
-    /// Messages to send once the above is durable.
+    /// A leader's replication messages, which may leave before its own disk write (thesis §10.2.1):
+    /// the leader counts itself toward a quorum only once its entries are durable (`advance`), so
+    /// writing in parallel with the followers is safe and takes a disk sync off the commit path.
+    public var messagesBeforePersist: [Message]
+    /// Messages to send once the above is durable (votes and acknowledgements depend on it).
     public var messages: [Message]
     /// Linearizable reads that may be served once the state machine has applied their index.
     public var readStates: [ReadState]
-
-    /// Whether persisting this Ready needs a disk sync (a durable change of log or hard state).
-    public var mustSync: Bool { snapshot != nil || !entries.isEmpty || hardState != nil }
+    /// Whether persisting this Ready needs a disk sync: entries, a snapshot, or a new term or vote.
+    /// A commit index alone need not be durable (it is relearned from the leader), so it is saved
+    /// with the next synced batch instead of costing a sync of its own.
+    public var mustSync: Bool
+    /// The hard state when the Ready was made (bookkeeping for `advance`).
+    var handedOutHardState: HardState
 
     /// What must be saved, as one atomic batch.
     public var persistBatch: PersistBatch {
@@ -32,7 +40,9 @@ public struct Ready: Sendable {
 /// a `Ready`, carry it out, and `advance`. A value type: copy it to fork a simulation.
 public struct RawNode: Sendable {
     public internal(set) var raft: Raft
+    /// The hard state last handed out in a Ready, and the last one made durable.
     private var lastHardState: HardState
+    private var lastSyncedHardState: HardState
     private var lastSoftState: (role: Role, leader: NodeID)
 
     /// A server starting from what it persisted (see `Raft.init`).
@@ -40,6 +50,7 @@ public struct RawNode: Sendable {
         raft = Raft(config: config, persisted: persisted, bootstrap: bootstrap)
         // The persisted hard state is what is on disk; a bootstrapped one is not yet.
         lastHardState = persisted.hardState
+        lastSyncedHardState = persisted.hardState
         lastSoftState = (raft.role, raft.leader)
     }
 
@@ -74,25 +85,40 @@ public struct RawNode: Sendable {
         let hs = raft.hardState
         let soft = (raft.role, raft.leader)
         let softChanged = soft.0 != lastSoftState.role || soft.1 != lastSoftState.leader
+        let entries = Array(raft.log.unstableEntries)
+        let snapshot = raft.log.pendingSnapshot
+        let electionStateDurable = hs.term == lastSyncedHardState.term && hs.vote == lastSyncedHardState.vote
+        var early: [Message] = []
+        var late = raft.messages
+        if raft.role == .leader && electionStateDurable {
+            // Replication traffic of a leader whose term is already on disk.
+            let replication: Set<MessageKind> = [.append, .heartbeat, .snapshot, .timeoutNow, .readIndexResponse]
+            early = late.filter { replication.contains($0.kind) && $0.term == raft.term }
+            late.removeAll { replication.contains($0.kind) && $0.term == raft.term }
+        }
         return Ready(
             softState: softChanged ? soft : nil,
-            hardState: hs != lastHardState ? hs : nil,
-            entries: Array(raft.log.unstableEntries),
-            snapshot: raft.log.pendingSnapshot,
+            hardState: hs != lastSyncedHardState ? hs : nil,
+            entries: entries,
+            snapshot: snapshot,
             committedEntries: Array(raft.log.committedEntriesToApply(maxCount: raft.config.maxCommittedPerReady)),
-            messages: raft.messages,
-            readStates: raft.readStates
+            messagesBeforePersist: early,
+            messages: late,
+            readStates: raft.readStates,
+            mustSync: snapshot != nil || !entries.isEmpty || !electionStateDurable,
+            handedOutHardState: hs
         )
     }
 
     /// Records that `ready` was persisted, sent and applied.
     public mutating func advance(_ ready: Ready) {
-        if let hs = ready.hardState { lastHardState = hs }
+        lastHardState = ready.handedOutHardState
+        if ready.mustSync, let hs = ready.hardState { lastSyncedHardState = hs }
         if let soft = ready.softState { lastSoftState = soft }
         if let snap = ready.snapshot { raft.log.snapshotApplied(index: snap.metadata.index) }
         if let last = ready.entries.last { raft.persisted(upTo: last.index, term: last.term) }
         if let last = ready.committedEntries.last { raft.log.applied = max(raft.log.applied, last.index) }
-        raft.messages.removeFirst(min(ready.messages.count, raft.messages.count))
+        raft.messages.removeFirst(min(ready.messagesBeforePersist.count + ready.messages.count, raft.messages.count))
         raft.readStates.removeFirst(min(ready.readStates.count, raft.readStates.count))
         // Reads and conf changes waiting on the applied index may proceed now.
         raft.releasePendingReads()

@@ -319,6 +319,8 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private func processReady() throws {
         while raw.hasReady {
             let ready = raw.ready()
+            // 0. A leader's appends go out first: followers write while the leader writes (§10.2.1).
+            if !ready.messagesBeforePersist.isEmpty { transport.send(ready.messagesBeforePersist) }
             // 1. Persist: entries, hard state and snapshot in one durable transaction, before any
             //    message that depends on them leaves (votes, append acknowledgements).
             if ready.mustSync {

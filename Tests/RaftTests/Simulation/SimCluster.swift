@@ -11,6 +11,8 @@ struct SimCluster {
         var crashRate = 0.002
         var partitionRate = 0.003
         var compactEvery: UInt64 = 40
+        /// Chance that a leader crashes after sending its appends but before its own write.
+        var crashBeforePersistRate = 0.01
     }
 
     struct InFlight {
@@ -33,17 +35,10 @@ struct SimCluster {
 
         static func decode(_ b: [UInt8], lastIndex: UInt64) -> Machine {
             var m = Machine()
-            var i = 0
-            func u64() -> UInt64 {
-                var v: UInt64 = 0
-                for k in 0..<8 { v |= UInt64(b[i + k]) << (8 * UInt64(k)) }
-                i += 8
-                return v
-            }
-            while i < b.count {
-                let index = u64(), term = u64(), n = Int(u64())
-                m.applied.append((index, term, Array(b[i..<i + n])))
-                i += n
+            var reader = ByteReader(b)
+            while !reader.atEnd {
+                let index = reader.u64(), term = reader.u64(), n = Int(reader.u64())
+                m.applied.append((index, term, reader.take(n)))
             }
             m.lastIndex = lastIndex
             return m
@@ -125,6 +120,13 @@ struct SimCluster {
         while node.hasReady && rounds < 100 {
             rounds += 1
             let ready = node.ready()
+            for m in ready.messagesBeforePersist { send(m) }
+            if ready.mustSync && !ready.messagesBeforePersist.isEmpty && canCrash && chance(faults.crashBeforePersistRate) {
+                // The leader's appends left, its own write did not happen: it must not have
+                // counted itself toward any quorum for those entries.
+                crash(id)
+                return
+            }
             if ready.mustSync { try! storages[id]!.save(ready.persistBatch) }
             for m in ready.messages { send(m) }
             if let snap = ready.snapshot {
@@ -248,10 +250,8 @@ struct SimCluster {
             if crashed.contains(id) {
                 crashed.remove(id)
                 start(id)
-            } else if crashed.count < (ids.count - 1) / 2 {
-                crashed.insert(id)
-                nodes[id] = nil
-                network.removeAll { $0.message.to == id }
+            } else if canCrash {
+                crash(id)
             }
         }
         if chance(faults.partitionRate) {
@@ -264,6 +264,15 @@ struct SimCluster {
         }
     }
 
+    /// Whether another server may crash now (a minority stays down at most).
+    var canCrash: Bool { crashed.count < (ids.count - 1) / 2 }
+
+    mutating func crash(_ id: NodeID) {
+        crashed.insert(id)
+        nodes[id] = nil
+        network.removeAll { $0.message.to == id }
+    }
+
     /// Ends all faults and runs until every server applied the same log, or `limit` steps.
     mutating func heal(limit: Int = 3000) {
         partitioned = []
@@ -271,6 +280,7 @@ struct SimCluster {
         crashed = []
         faults.dropRate = 0
         faults.duplicateRate = 0
+        faults.crashBeforePersistRate = 0
         var steps = 0
         while steps < limit {
             step(allowFaults: false, propose: false)
@@ -327,8 +337,4 @@ struct SimCluster {
             }
         }
     }
-}
-
-func bytes(_ v: UInt64) -> [UInt8] {
-    withUnsafeBytes(of: v.littleEndian) { Array($0) }
 }

@@ -55,6 +55,7 @@ struct TestNetwork {
         guard var node = nodes[id] else { return out }
         while node.hasReady {
             let ready = node.ready()
+            out += ready.messagesBeforePersist
             if ready.mustSync {
                 try! storages[id]!.save(ready.persistBatch)
                 syncs[id, default: 0] += 1

@@ -59,6 +59,9 @@ let package = Package(
         .target(name: "RaftTestSupport"),
         /// Throughput, latency and failover of 3 `raft-node` processes (BENCHMARKS.md).
         .executableTarget(name: "raft-bench", dependencies: ["RaftTestSupport"]),
+        /// The replicated key-value state machine with etcd semantics (revisions, txn, leases, watches).
+        .target(name: "Store", dependencies: ["Raft"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(
             name: "RaftIntegrationTests",
             dependencies: ["RaftTestSupport", "raft-node"],

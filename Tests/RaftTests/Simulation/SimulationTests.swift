@@ -16,7 +16,7 @@ import Testing
         var sim = SimCluster(seed: seed, size: size, faults: faults)
         for i in 0..<steps {
             sim.step()
-            if i % 25 == 0 { sim.checkLogMatching() }
+            sim.checkLogMatching()
             if sim.failure != nil { return sim }
         }
         sim.heal()

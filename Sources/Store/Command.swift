@@ -1,0 +1,67 @@
+/// The commands replicated through Raft and the responses their application produces.
+
+/// One write to the key-value state machine, as proposed to Raft (reads are served locally, or
+/// linearizably through ReadIndex, and need no log entry).
+public enum Command: Sendable, Hashable {
+    case put(PutRequest)
+    case deleteRange(DeleteRangeRequest)
+    case txn(TxnRequest)
+    case compact(revision: Int64)
+    /// `now` is the proposing leader's clock in milliseconds, so every replica computes the same expiry.
+    case leaseGrant(id: LeaseID, ttl: Int64, now: Int64)
+    /// Also how the leader replicates an expiry it found with `expiredLeases(now:)`.
+    case leaseRevoke(id: LeaseID)
+    case leaseKeepAlive(id: LeaseID, now: Int64)
+}
+
+/// The result of applying a `Command`, with etcd's response fields.
+public enum Response: Sendable, Hashable {
+    case put(PutResponse)
+    case deleteRange(DeleteRangeResponse)
+    case txn(TxnResponse)
+    /// `revision` is the header revision (compaction does not change it).
+    case compact(revision: Int64)
+    case leaseGrant(revision: Int64, id: LeaseID, ttl: Int64)
+    case leaseRevoke(revision: Int64)
+    case leaseKeepAlive(revision: Int64, id: LeaseID, ttl: Int64)
+    /// The command was rejected; the store did not change.
+    case failure(StoreError)
+}
+
+/// What applying one command did: the answer for its proposer and the changes for live watchers.
+public struct Applied: Sendable, Hashable {
+    public var response: Response
+    /// The events the command produced, in order (with prevKV; strip it for watchers that did not ask).
+    public var events: [WatchEvent]
+}
+
+extension KeyValueStore {
+    /// Applies one command. Never throws: a rejected command yields `.failure` and changes nothing, so
+    /// every replica stays in step whatever the proposer sent.
+    public mutating func apply(_ command: Command) -> Applied {
+        let logged = log.count
+        let response: Response
+        do throws(StoreError) {
+            switch command {
+            case .put(let r): response = .put(try put(r))
+            case .deleteRange(let r): response = .deleteRange(try deleteRange(r))
+            case .txn(let r): response = .txn(try txn(r))
+            case .compact(let rev):
+                try compact(rev)
+                response = .compact(revision: revision)
+            case .leaseGrant(let id, let ttl, let now):
+                let granted = try grantLease(id: id, ttl: ttl, now: now)
+                response = .leaseGrant(revision: revision, id: granted, ttl: ttl)
+            case .leaseRevoke(let id): response = .leaseRevoke(revision: try revokeLease(id))
+            case .leaseKeepAlive(let id, let now):
+                let ttl = try keepAlive(id, now: now)
+                response = .leaseKeepAlive(revision: revision, id: id, ttl: ttl)
+            }
+        } catch {
+            return Applied(response: .failure(error), events: [])
+        }
+        // A compaction only removes old events; everything else appends its own at the end.
+        if case .compact = command { return Applied(response: response, events: []) }
+        return Applied(response: response, events: Array(log[logged...]))
+    }
+}

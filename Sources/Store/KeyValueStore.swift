@@ -63,7 +63,8 @@ public struct KeyValueStore: Sendable, Equatable {
     /// Reads without validation; `current` is the revision a request for revision 0 sees (inside a txn
     /// that already wrote, that is the txn's own revision, so later ops see earlier ones).
     func rangeUnchecked(_ request: RangeRequest, current: Int64) -> RangeResponse {
-        let at = request.revision == 0 ? current : request.revision
+        // etcd reads the current revision for any revision <= 0.
+        let at = request.revision <= 0 ? current : request.revision
         var kvs: [KeyValue] = []
         for key in keys(from: request.key, to: request.rangeEnd) {
             if let kv = kv(of: key, at: at) { kvs.append(kv) }
@@ -85,7 +86,8 @@ public struct KeyValueStore: Sendable, Equatable {
     }
 
     private func sort(_ kvs: inout [KeyValue], order: SortOrder, target: SortTarget) {
-        // Keys come out ascending already; etcd's "none" means exactly that for the key target.
+        // Keys come out ascending already; like etcd, "none" with another target means ascending.
+        let order = order == .none && target != .key ? .ascend : order
         if order == .none || (order == .ascend && target == .key) { return }
         let ascending: (KeyValue, KeyValue) -> Bool = switch target {
         case .key: { $0.key.lexicographicallyPrecedes($1.key) }
@@ -158,8 +160,7 @@ public struct KeyValueStore: Sendable, Equatable {
 
     func validateReadRevision(_ rev: Int64) throws(StoreError) {
         if rev > revision { throw .futureRevision(requested: rev, current: revision) }
-        if rev != 0 && rev < compactRevision { throw .compacted(compactRevision) }
-        if rev < 0 { throw .futureRevision(requested: rev, current: revision) }
+        if rev > 0 && rev < compactRevision { throw .compacted(compactRevision) }
     }
 
     func validatePut(_ request: PutRequest) throws(StoreError) {
@@ -169,13 +170,26 @@ public struct KeyValueStore: Sendable, Equatable {
         if request.lease != 0 && leases[request.lease] == nil { throw .leaseNotFound(request.lease) }
     }
 
-    func validate(_ op: RequestOp) throws(StoreError) {
+    /// The checks etcd makes on both branches of a txn before running it (`checkTxnRequest`): the
+    /// request's shape, independent of the store's state.
+    func validateShape(_ op: RequestOp) throws(StoreError) {
         switch op {
-        case .range(let r):
-            try validateRange(key: r.key, rangeEnd: r.rangeEnd)
-            try validateReadRevision(r.revision)
-        case .put(let p): try validatePut(p)
+        case .range(let r): try validateRange(key: r.key, rangeEnd: r.rangeEnd)
+        case .put(let p):
+            if p.key.isEmpty { throw .emptyKey }
+            let size = p.key.count + p.value.count
+            if size > maxRequestBytes { throw .requestTooLarge(size: size, limit: maxRequestBytes) }
         case .deleteRange(let d): try validateRange(key: d.key, rangeEnd: d.rangeEnd)
+        }
+    }
+
+    /// The checks etcd makes only on the branch that runs (`checkRequests`): leases and read
+    /// revisions against the store's state.
+    func validateState(_ op: RequestOp) throws(StoreError) {
+        switch op {
+        case .range(let r): try validateReadRevision(r.revision)
+        case .put(let p): if p.lease != 0 && leases[p.lease] == nil { throw .leaseNotFound(p.lease) }
+        case .deleteRange: break
         }
     }
 
@@ -231,20 +245,23 @@ public struct KeyValueStore: Sendable, Equatable {
     }
 
     /// Runs `success` if every compare holds, else `failure` (etcd's `Txn`). All writes share one new
-    /// revision; a txn that writes nothing leaves the revision alone. Both branches are validated
-    /// first, so an invalid txn fails whatever the compares say, and changes nothing.
+    /// revision; a txn that writes nothing leaves the revision alone. As in etcd, both branches must be
+    /// well formed, while leases and read revisions are checked on the branch that runs; everything is
+    /// checked before the first write, so a failing txn changes nothing.
     public mutating func txn(_ request: TxnRequest) throws(StoreError) -> TxnResponse {
         for c in request.compares { try validateRange(key: c.key, rangeEnd: c.rangeEnd) }
-        for op in request.success { try validate(op) }
-        for op in request.failure { try validate(op) }
+        for op in request.success { try validateShape(op) }
+        for op in request.failure { try validateShape(op) }
         try validateNoDuplicates(request.success)
         try validateNoDuplicates(request.failure)
 
         let succeeded = request.compares.allSatisfy(holds)
+        let ops = succeeded ? request.success : request.failure
+        for op in ops { try validateState(op) }
         let main = revision + 1
         var wrote = false
         var responses: [ResponseOp] = []
-        for op in succeeded ? request.success : request.failure {
+        for op in ops {
             switch op {
             case .range(let r):
                 responses.append(.range(rangeUnchecked(r, current: wrote ? main : revision)))

@@ -67,6 +67,11 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(byValue.kvs.map(\.value) == [b("a"), b("b"), b("c2")])
         let byVersion = try s.range(b("k"), rangeEnd: b("l"), sortOrder: .descend, sortTarget: .version)
         #expect(byVersion.kvs.first?.key == b("k1"))
+        // etcd: order "none" with a target other than key sorts ascending by that target.
+        let noneByValue = try s.range(b("k"), rangeEnd: b("l"), sortOrder: .none, sortTarget: .value)
+        #expect(noneByValue.kvs.map(\.value) == [b("a"), b("b"), b("c2")])
+        // A negative revision reads the current one, as etcd does.
+        #expect(try s.range(b("k1"), revision: -1).kvs.first?.version == 2)
     }
 
     @Test(arguments: CompareResult.allCases)
@@ -171,15 +176,30 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(throws: StoreError.invalidRange) { try s.deleteRange(b("b"), rangeEnd: b("a")) }
         #expect(throws: StoreError.emptyKey) { try s.deleteRange([]) }
         #expect(throws: StoreError.leaseNotFound(42)) { try s.put(b("a"), b("2"), lease: 42) }
-        // An invalid op in the branch that would not run still fails the whole txn.
-        #expect(throws: StoreError.leaseNotFound(9)) {
+        // A malformed op in the branch that would not run still fails the whole txn (etcd's
+        // checkTxnRequest); an unknown lease fails the branch that runs, after the compares.
+        #expect(throws: StoreError.emptyKey) {
             try s.txn(TxnRequest(compares: [], success: [.put(PutRequest(key: b("a"), value: b("t")))],
-                                 failure: [.put(PutRequest(key: b("c"), value: [], lease: 9))]))
+                                 failure: [.put(PutRequest(key: [], value: []))]))
+        }
+        #expect(throws: StoreError.leaseNotFound(9)) {
+            try s.txn(TxnRequest(compares: [Compare(key: b("a"), .equal, .version(1))],
+                                 success: [.put(PutRequest(key: b("a"), value: b("t"))),
+                                           .put(PutRequest(key: b("c"), value: [], lease: 9))]))
+        }
+        #expect(throws: StoreError.futureRevision(requested: 3, current: 2)) {
+            try s.txn(TxnRequest(compares: [], success: [.put(PutRequest(key: b("b"), value: b("t"))),
+                                                         .range(RangeRequest(key: b("a"), revision: 3))]))
         }
         #expect(throws: StoreError.leaseNotFound(5)) { try s.revokeLease(5) }
         #expect(throws: StoreError.leaseNotFound(5)) { try s.keepAlive(5, now: 0) }
         #expect(throws: StoreError.invalidTTL(0)) { try s.grantLease(id: 1, ttl: 0, now: 0) }
         #expect(s == before)
+        // An unknown lease in the branch that does not run is not an error in etcd.
+        let ran = try s.txn(TxnRequest(compares: [Compare(key: b("a"), .equal, .version(1))],
+                                       success: [.range(RangeRequest(key: b("a")))],
+                                       failure: [.put(PutRequest(key: b("c"), value: [], lease: 9))]))
+        #expect(ran.succeeded && s == before)
         // A put that exactly fits is accepted.
         try s.put(b("a"), [UInt8](repeating: 1, count: maxRequestBytes - 1))
     }

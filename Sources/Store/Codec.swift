@@ -280,6 +280,7 @@ extension Command {
         case .leaseGrant(let id, let ttl, let now): w.u8(4); w.int(id); w.int(ttl); w.int(now)
         case .leaseRevoke(let id): w.u8(5); w.int(id)
         case .leaseKeepAlive(let id, let now): w.u8(6); w.int(id); w.int(now)
+        case .leaseRenewAll(let now): w.u8(7); w.int(now)
         }
         return w.bytes
     }
@@ -300,6 +301,7 @@ extension Command {
         case 4: self = .leaseGrant(id: try r.int(), ttl: try r.int(), now: try r.int())
         case 5: self = .leaseRevoke(id: try r.int())
         case 6: self = .leaseKeepAlive(id: try r.int(), now: try r.int())
+        case 7: self = .leaseRenewAll(now: try r.int())
         case let t: throw .malformed("unknown command \(t)")
         }
         try r.finish()
@@ -329,6 +331,7 @@ extension Response {
         case .leaseRevoke(let rev): w.u8(5); w.int(rev)
         case .leaseKeepAlive(let rev, let id, let ttl): w.u8(6); w.int(rev); w.int(id); w.int(ttl)
         case .failure(let e): w.u8(7); w.error(e)
+        case .leaseRenewAll(let rev): w.u8(8); w.int(rev)
         }
         return w.bytes
     }
@@ -356,6 +359,7 @@ extension Response {
         case 5: self = .leaseRevoke(revision: try r.int())
         case 6: self = .leaseKeepAlive(revision: try r.int(), id: try r.int(), ttl: try r.int())
         case 7: self = .failure(try r.error())
+        case 8: self = .leaseRenewAll(revision: try r.int())
         case let t: throw .malformed("unknown response \(t)")
         }
         try r.finish()

@@ -12,6 +12,8 @@ public enum Command: Sendable, Hashable {
     /// Also how the leader replicates an expiry it found with `expiredLeases(now:)`.
     case leaseRevoke(id: LeaseID)
     case leaseKeepAlive(id: LeaseID, now: Int64)
+    /// Proposed by a new leader before it revokes anything: every lease gets a full TTL from `now`.
+    case leaseRenewAll(now: Int64)
 }
 
 /// The result of applying a `Command`, with etcd's response fields.
@@ -24,6 +26,7 @@ public enum Response: Sendable, Hashable {
     case leaseGrant(revision: Int64, id: LeaseID, ttl: Int64)
     case leaseRevoke(revision: Int64)
     case leaseKeepAlive(revision: Int64, id: LeaseID, ttl: Int64)
+    case leaseRenewAll(revision: Int64)
     /// The command was rejected; the store did not change.
     case failure(StoreError)
 }
@@ -56,6 +59,9 @@ extension KeyValueStore {
             case .leaseKeepAlive(let id, let now):
                 let ttl = try keepAlive(id, now: now)
                 response = .leaseKeepAlive(revision: revision, id: id, ttl: ttl)
+            case .leaseRenewAll(let now):
+                renewAllLeases(now: now)
+                response = .leaseRenewAll(revision: revision)
             }
         } catch {
             return Applied(response: .failure(error), events: [])

@@ -39,11 +39,23 @@ extension KeyValueStore {
     }
 
     /// Renews a lease for its full TTL from `now` (etcd's `LeaseKeepAlive`); returns that TTL.
+    /// A lease already expired at `now` cannot be revived: its revoke is on the way, and etcd answers
+    /// a keep-alive for it with "lease not found" too.
     @discardableResult
     public mutating func keepAlive(_ id: LeaseID, now: Int64) throws(StoreError) -> Int64 {
-        guard let lease = leases[id] else { throw .leaseNotFound(id) }
+        guard let lease = leases[id], lease.expiry > now else { throw .leaseNotFound(id) }
         leases[id]!.expiry = Self.expiry(now: now, ttl: lease.ttl)
         return lease.ttl
+    }
+
+    /// Gives every lease at least its full TTL from `now` (etcd's lessor `Promote`). A new leader
+    /// proposes this first: expiries were stamped with the old leader's clock, and clients need a
+    /// full TTL to find the new leader before their leases may expire.
+    public mutating func renewAllLeases(now: Int64) {
+        for id in leases.keys {
+            let renewed = Self.expiry(now: now, ttl: leases[id]!.ttl)
+            if renewed > leases[id]!.expiry { leases[id]!.expiry = renewed }
+        }
     }
 
     /// What is left of a lease at `now` (etcd's `LeaseTimeToLive`, with keys).

@@ -36,7 +36,7 @@ struct CommandGenerator {
     }
 
     mutating func command() -> Command {
-        switch int(0...9) {
+        switch int(0...10) {
         case 0, 1, 2: return .put(PutRequest(key: key(), value: bytes(), lease: int(0...3) == 0 ? int(1...3) : 0, prevKV: bool()))
         case 3: return .deleteRange(DeleteRangeRequest(key: key(), rangeEnd: rangeEnd(), prevKV: bool()))
         case 4, 5:
@@ -51,6 +51,7 @@ struct CommandGenerator {
         case 6: return .compact(revision: int(0...30))
         case 7: return .leaseGrant(id: int(0...3), ttl: int(1...10), now: anyInt())
         case 8: return .leaseRevoke(id: int(0...3))
+        case 9: return .leaseRenewAll(now: anyInt())
         default: return .leaseKeepAlive(id: int(0...3), now: anyInt())
         }
     }
@@ -83,7 +84,7 @@ struct CommandGenerator {
             kinds.insert("\(response)".prefix(while: { $0 != "(" }).description)
             #expect(try Response(decoding: response.encoded()) == response)
         }
-        #expect(kinds.count >= 7)                            // every response kind, failures included
+        #expect(kinds.count >= 8)                            // every response kind, failures included
         for e: StoreError in [.emptyKey, .requestTooLarge(size: 5, limit: 4), .invalidRange, .compacted(3),
                               .futureRevision(requested: 9, current: 2), .leaseNotFound(1), .leaseExists(2),
                               .invalidTTL(-1), .duplicateKey, .malformed("why")] {

@@ -222,8 +222,15 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(s.expiredLeases(now: 6_000) == [100])
         #expect(s.get(b("c")) != nil)                            // the store never expires on its own
         #expect(try s.timeToLive(l2, now: 7_000).ttl == 0)
-        try s.keepAlive(l2, now: 7_000)                          // now expires at 12_000
-        #expect(s.expiredLeases(now: 11_000) == [1])
+        // Expired but not yet revoked: a keep-alive cannot revive it (etcd: lease not found).
+        #expect(throws: StoreError.leaseNotFound(100)) { try s.keepAlive(l2, now: 7_000) }
+        try s.keepAlive(l2, now: 5_000)                          // before expiry: now expires at 10_000
+        #expect(s.expiredLeases(now: 10_000) == [100])
+        // A new leader renews everything: l1 (11_000) and l2 (10_000) both get 10_500 + TTL at least.
+        s.renewAllLeases(now: 10_500)
+        #expect(try s.timeToLive(l1, now: 10_500).ttl == 10 && s.timeToLive(l2, now: 10_500).ttl == 5)
+        #expect(s.expiredLeases(now: 15_500) == [100])           // 10_500 + 5_000
+        #expect(s.expiredLeases(now: 20_500) == [1, 100])
         let rev = try s.revokeLease(l1)                          // deletes a at revision 6
         #expect(rev == 6 && s.get(b("a")) == nil && s.get(b("b")) != nil)
         #expect(throws: StoreError.leaseNotFound(1)) { try s.timeToLive(l1, now: 0) }

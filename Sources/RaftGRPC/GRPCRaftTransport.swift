@@ -505,9 +505,9 @@ struct InboundService: Raft_V1_RaftTransport.ServiceProtocol {
     ) async throws -> StreamingServerResponse<Raft_V1_StreamAck> {
         var logger = self.logger
         logger[metadataKey: "remote"] = "\(context.remotePeer)"
-        if let from = request.metadata[stringValues: "raft-from"].first(where: { _ in true }) {
-            logger[metadataKey: "peer"] = "\(from)"
-        }
+        let from = request.metadata[stringValues: "raft-from"].first(where: { _ in true })
+        if let from { logger[metadataKey: "peer"] = "\(from)" }
+        let sender = from.flatMap { NodeID($0) }
         guard let handlers = handlers.value.withLock({ $0 }) else {
             throw RPCError(code: .unavailable, message: "raft transport is not running")
         }
@@ -523,6 +523,11 @@ struct InboundService: Raft_V1_RaftTransport.ServiceProtocol {
             logger.debug("raft inbound stream opened")
 
             var rejected = 0
+            // The peer's stream ending (it died, or its connection broke) is the fastest sign that
+            // it may be gone: tell Raft, whose follower then pre-votes at once if it was the leader.
+            defer {
+                if let sender { Task { await handlers.onUnreachable(sender) } }
+            }
             for try await batch in request.messages {
                 let (messages, errors) = WireCodec.decode(batch: batch, recipient: id)
                 if !errors.isEmpty {

@@ -145,6 +145,33 @@ import Testing
         #expect(net[1].role == .follower)
     }
 
+    @Test("a broken connection to the leader starts an election at once, in id order, without a split vote")
+    func unreachableLeaderFastElection() {
+        var net = TestNetwork([1, 2, 3])
+        net.elect(1)
+        let term = net[1].term
+        net.isolate(1)
+        // Both followers learn at the same moment that the leader's connection broke.
+        net.nodes[3]!.reportUnreachable(1)
+        net.nodes[2]!.reportUnreachable(1)
+        net.stabilize()
+        #expect(net[2].role == .leader, "the lowest id campaigns at once and wins")
+        #expect(net[2].term == term + 1, "one election, no split vote")
+        #expect(net[3].leader == 2)
+    }
+
+    @Test("an unreachable notice about a live leader does not disturb the cluster")
+    func unreachableNoticeWithLiveLeader() {
+        var net = TestNetwork([1, 2, 3])
+        net.elect(1)
+        let term = net[1].term
+        net.nodes[2]!.reportUnreachable(1)
+        net.stabilize()
+        // Node 3 still hears from the leader, so it refuses node 2's pre-vote: no new term.
+        #expect(net[1].role == .leader)
+        #expect(net[1].term == term && net[2].term == term)
+    }
+
     @Test("§6.4 ReadIndex: a read is released only after a quorum confirms the leader")
     func readIndexNeedsQuorum() throws {
         var net = TestNetwork([1, 2, 3])

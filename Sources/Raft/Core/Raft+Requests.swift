@@ -142,12 +142,19 @@ extension Raft {
         if role == .leader {
             if progress[peer]?.state == .replicate { progress[peer]!.becomeProbe() }
         } else if role == .follower && peer == leader && leader != noNode {
-            // Our leader's connection broke: it may be dead. End our lease and start a pre-vote
-            // at once. This is safe: a pre-vote changes no term, and the other followers still
-            // refuse it while they hear from a live leader.
+            // Our leader's connection broke: it may be dead. End our lease and campaign soon.
+            // This is safe: a pre-vote changes no term, and the other followers still refuse it
+            // while they hear from a live leader. All followers see the break at about the same
+            // moment, so they go in id order, one tick apart: simultaneous pre-votes would grant
+            // each other and then split the real vote, costing a full election timeout.
             electionElapsed = config.electionTick
             leader = noNode
-            campaign(transfer: false)
+            let rank = confState.voters.filter { $0 != peer }.sorted().firstIndex(of: id) ?? 0
+            if rank == 0 {
+                campaign(transfer: false)
+            } else {
+                randomizedElectionTimeout = config.electionTick + rank
+            }
         }
     }
 

@@ -13,6 +13,8 @@ struct SimCluster {
         var compactEvery: UInt64 = 40
         /// Chance that a leader crashes after sending its appends but before its own write.
         var crashBeforePersistRate = 0.01
+        /// Chance per step of an unreachable notice about a peer that may well be alive.
+        var spuriousUnreachableRate = 0.005
     }
 
     struct InFlight {
@@ -254,6 +256,14 @@ struct SimCluster {
                 crash(id)
             }
         }
+        if chance(faults.spuriousUnreachableRate) {
+            // A connection blip: a live peer is reported unreachable.
+            let (a, b) = (pick(ids), pick(ids))
+            if a != b, !crashed.contains(a) {
+                nodes[a]!.reportUnreachable(b)
+                process(a)
+            }
+        }
         if chance(faults.partitionRate) {
             if partitioned.isEmpty {
                 partitioned = [pick(ids)]
@@ -271,6 +281,11 @@ struct SimCluster {
         crashed.insert(id)
         nodes[id] = nil
         network.removeAll { $0.message.to == id }
+        // Most peers notice the broken connection (the transport's unreachable notice).
+        for other in ids where other != id && !crashed.contains(other) && chance(0.7) {
+            nodes[other]!.reportUnreachable(id)
+            process(other)
+        }
     }
 
     /// Ends all faults and runs until every server applied the same log, or `limit` steps.

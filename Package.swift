@@ -61,7 +61,7 @@ let package = Package(
         .executableTarget(name: "raft-bench", dependencies: ["RaftTestSupport"]),
         /// The replicated key-value state machine with etcd semantics (revisions, txn, leases, watches).
         .target(name: "Store", dependencies: ["Raft"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Raft"]),
         .testTarget(
             name: "RaftIntegrationTests",
             dependencies: ["RaftTestSupport", "raft-node"],

@@ -274,7 +274,7 @@ struct SQLiteLogStorageTests {
         let seed = ProcessInfo.processInfo.environment["SQLITE_PROPERTY_SEED"].flatMap { UInt64($0) } ?? seed
         try withSQLiteTempDir { dir throws in
             let path = dbPath(dir)
-            var rng = TestSplitMix64(seed: seed)
+            var rng = SplitMix64(seed: seed)
             var model = PersistedState()
             var storage = try SQLiteLogStorage(path: path)
             defer { storage.close() }
@@ -318,23 +318,11 @@ struct SQLiteLogStorageTests {
 
 // MARK: - Random batches
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, good enough to drive a property test.
-struct TestSplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A batch a Raft server could plausibly persist given what `model` holds: appends at the end or
 /// over a suffix, hard states, and snapshots that match the log, contradict it, lie beyond it or are
 /// stale. It never makes a gap, so every state it leads to is one `load` must accept.
-private func randomBatch(_ rng: inout TestSplitMix64, model: PersistedState) -> PersistBatch {
+private func randomBatch(_ rng: inout SplitMix64, model: PersistedState) -> PersistBatch {
     var batch = PersistBatch()
     var after = model
     let lastTerm = { (s: PersistedState) in s.entries.last?.term ?? s.snapshot.metadata.term }
@@ -397,6 +385,6 @@ private func randomBatch(_ rng: inout TestSplitMix64, model: PersistedState) -> 
     return batch
 }
 
-private func randomBytes(_ rng: inout TestSplitMix64, maxCount: Int) -> [UInt8] {
+private func randomBytes(_ rng: inout SplitMix64, maxCount: Int) -> [UInt8] {
     (0..<Int.random(in: 0...maxCount, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
 }

@@ -1,21 +1,11 @@
+import Raft
 import Testing
 @testable import Store
 
-/// A seeded generator so failures reproduce (SplitMix64).
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random commands over a small key space, so they collide and exercise history and txns.
 struct CommandGenerator {
-    var rng: SeededRNG
+    var rng: SplitMix64
 
     mutating func int(_ range: ClosedRange<Int64>) -> Int64 { Int64.random(in: range, using: &rng) }
     mutating func bool() -> Bool { Bool.random(using: &rng) }
@@ -59,7 +49,7 @@ struct CommandGenerator {
 
 @Suite struct CommandCodecTests {
     @Test func randomCommandsRoundTrip() throws {
-        var gen = CommandGenerator(rng: SeededRNG(state: 42))
+        var gen = CommandGenerator(rng: SplitMix64(seed: 42))
         for _ in 0..<2_000 {
             let command = gen.command()
             let bytes = command.encoded()
@@ -77,7 +67,7 @@ struct CommandGenerator {
 
     @Test func responsesRoundTrip() throws {
         var store = KeyValueStore()
-        var gen = CommandGenerator(rng: SeededRNG(state: 7))
+        var gen = CommandGenerator(rng: SplitMix64(seed: 7))
         var kinds = Set<String>()
         for _ in 0..<1_000 {
             let response = store.apply(gen.command()).response
@@ -110,7 +100,7 @@ struct CommandGenerator {
         // A varint longer than 64 bits.
         #expect(throws: StoreError.self) { try Command(decoding: [1, 3] + [UInt8](repeating: 0xff, count: 11)) }
         // Random garbage never crashes; whatever decodes re-encodes to the same bytes.
-        var rng = SeededRNG(state: 99)
+        var rng = SplitMix64(seed: 99)
         for _ in 0..<5_000 {
             var bytes = valid
             for _ in 0..<Int.random(in: 1...4, using: &rng) {

@@ -1,4 +1,5 @@
 import Synchronization
+import Raft
 import Testing
 @testable import Store
 
@@ -22,7 +23,7 @@ import Testing
 
     @Test func appliedEventsMatchTheWatchLog() throws {
         var store = KeyValueStore()
-        var gen = CommandGenerator(rng: SeededRNG(state: 2024))
+        var gen = CommandGenerator(rng: SplitMix64(seed: 2024))
         var pushed: [WatchEvent] = []
         for _ in 0..<500 {
             let command = gen.command()
@@ -38,7 +39,7 @@ import Testing
 
     @Test func snapshotRestoreAnswersIdentically() throws {
         let original = KVStateMachine()
-        var gen = CommandGenerator(rng: SeededRNG(state: 5))
+        var gen = CommandGenerator(rng: SplitMix64(seed: 5))
         for i in 1...800 { _ = original.apply(gen.command().encoded(), index: UInt64(i)) }
         let image = original.snapshot()
         let replica = KVStateMachine()

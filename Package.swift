@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
     ],
     targets: [
         /// The system libsqlite3 (Debian: libsqlite3-dev), used through raw prepared statements.
@@ -60,7 +62,16 @@ let package = Package(
         /// Throughput, latency and failover of 3 `raft-node` processes (BENCHMARKS.md).
         .executableTarget(name: "raft-bench", dependencies: ["RaftTestSupport"]),
         /// The replicated key-value state machine with etcd semantics (revisions, txn, leases, watches).
-        .target(name: "Store", dependencies: ["Raft"]),
+        /// EtcdStore talks to an external etcd through its HTTP/JSON gateway with AsyncHTTPClient.
+        .target(
+            name: "Store",
+            dependencies: [
+                "Raft",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Raft"]),
         .testTarget(
             name: "RaftIntegrationTests",

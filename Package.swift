@@ -73,6 +73,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Raft"]),
+        /// The master: model, scheduler (and, as they land, the API, health and reconciler).
+        .target(name: "Orchestrator"),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator"]),
         .testTarget(
             name: "RaftIntegrationTests",
             dependencies: ["RaftTestSupport", "raft-node"],

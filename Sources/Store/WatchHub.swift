@@ -1,0 +1,150 @@
+import Synchronization
+
+/// Serves watches for one replica: history from the store's event log, then live events, with no
+/// gap and no duplicate between the two. `MemoryStore` and `RaftStore` both use it, so watches behave
+/// the same on the single-node and the replicated store.
+///
+/// How the hand-over stays exact: `watch` reads the history *and* registers the watcher while the
+/// hub's lock is held, and `publish` takes the same lock. Every event committed after that read is
+/// therefore published after the registration (no gap). An event the read already returned may
+/// still be published afterwards (on a Raft replica the state machine applies an entry, then calls
+/// `publish` outside its own lock), so each watcher remembers the first revision it has not yet
+/// seen and drops anything older (no duplicate). Callers must publish in revision order.
+///
+/// Lock order: a caller may hold its own store lock while calling `watch` or `publish` (MemoryStore
+/// does, for both) or take its store lock inside `watch`'s `history` closure (RaftStore does), but
+/// never both ways for one hub.
+public final class WatchHub: Sendable {
+    private struct Watcher {
+        var key: [UInt8]
+        var rangeEnd: [UInt8]
+        var prevKV: Bool
+        /// The lowest revision this watcher has not been sent yet.
+        var nextRevision: Int64
+        var continuation: AsyncThrowingStream<WatchResponse, any Error>.Continuation
+    }
+
+    private struct State {
+        var watchers: [UInt64: Watcher] = [:]
+        var nextID: UInt64 = 0
+        /// Set by `finishAll`: later watches fail at once with this error.
+        var closed: (any Error)?
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Opens a watch. `history` is called once, synchronously and under the hub's lock; it must
+    /// return what `KeyValueStore.events(key:rangeEnd:fromRevision:prevKV:)` returns for this watch
+    /// and the store's current revision, read from one consistent state (or throw, e.g.
+    /// `.compacted`, which fails the stream).
+    public func watch(
+        key: [UInt8], rangeEnd: [UInt8], fromRevision: Int64, prevKV: Bool,
+        history: (_ key: [UInt8], _ rangeEnd: [UInt8], _ fromRevision: Int64, _ prevKV: Bool) throws -> (events: [WatchEvent], revision: Int64)
+    ) -> AsyncThrowingStream<WatchResponse, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<WatchResponse, any Error>.makeStream()
+        let outcome: Result<UInt64, any Error> = state.withLock { s in
+            if let error = s.closed { return .failure(error) }
+            do {
+                let (events, revision) = try history(key, rangeEnd, fromRevision, prevKV)
+                if !events.isEmpty { continuation.yield(WatchResponse(revision: revision, events: events)) }
+                // A watch from a future revision skips everything before it, as in etcd.
+                let next = max(revision + 1, fromRevision)
+                let id = s.nextID
+                s.nextID += 1
+                s.watchers[id] = Watcher(key: key, rangeEnd: rangeEnd, prevKV: prevKV, nextRevision: next,
+                                         continuation: continuation)
+                return .success(id)
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case .success(let id):
+            // Set outside the lock: termination may run synchronously and takes the lock itself.
+            continuation.onTermination = { [weak self] _ in
+                _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
+            }
+        case .failure(let error):
+            continuation.finish(throwing: error)
+        }
+        return stream
+    }
+
+    /// Delivers the events of one applied command (all at one revision) to every matching watcher.
+    /// Must be called in revision order.
+    public func publish(_ events: [WatchEvent]) {
+        guard let revision = events.first?.kv.modRevision else { return }
+        state.withLock { s in
+            for (id, w) in s.watchers where w.nextRevision <= revision {
+                var matching: [WatchEvent] = []
+                for event in events where KeyValueStore.matches(event, key: w.key, rangeEnd: w.rangeEnd) {
+                    var e = event
+                    if !w.prevKV { e.prevKV = nil }
+                    matching.append(e)
+                }
+                s.watchers[id]!.nextRevision = revision + 1
+                if !matching.isEmpty { w.continuation.yield(WatchResponse(revision: revision, events: matching)) }
+            }
+        }
+    }
+
+    /// Ends every watch with `error` (the store is shutting down) and refuses new ones.
+    public func finishAll(throwing error: any Error) {
+        let continuations = state.withLock { s in
+            s.closed = error
+            defer { s.watchers = [:] }
+            return s.watchers.values.map(\.continuation)
+        }
+        // Outside the lock: finishing runs the termination handlers, which take it.
+        for c in continuations { c.finish(throwing: error) }
+    }
+
+    /// Number of open watches (tests, diagnostics).
+    public var count: Int { state.withLock { $0.watchers.count } }
+}
+
+extension Response {
+    /// The typed answers of the commands, for the shells (`MemoryStore`, `RaftStore`): a `.failure`
+    /// is thrown as the `StoreError` it carries, a response of the wrong kind as `.malformed`.
+    func putResponse() throws(StoreError) -> PutResponse {
+        if case .put(let r) = self { return r }
+        throw unexpected("put")
+    }
+
+    func deleteRangeResponse() throws(StoreError) -> DeleteRangeResponse {
+        if case .deleteRange(let r) = self { return r }
+        throw unexpected("deleteRange")
+    }
+
+    func txnResponse() throws(StoreError) -> TxnResponse {
+        if case .txn(let r) = self { return r }
+        throw unexpected("txn")
+    }
+
+    func compactResponse() throws(StoreError) {
+        if case .compact = self { return }
+        throw unexpected("compact")
+    }
+
+    func leaseGrantResponse() throws(StoreError) -> LeaseGrant {
+        if case .leaseGrant(_, let id, let ttl) = self { return LeaseGrant(id: id, ttl: ttl) }
+        throw unexpected("leaseGrant")
+    }
+
+    func leaseKeepAliveResponse() throws(StoreError) -> LeaseGrant {
+        if case .leaseKeepAlive(_, let id, let ttl) = self { return LeaseGrant(id: id, ttl: ttl) }
+        throw unexpected("leaseKeepAlive")
+    }
+
+    func leaseRevokeResponse() throws(StoreError) {
+        if case .leaseRevoke = self { return }
+        throw unexpected("leaseRevoke")
+    }
+
+    private func unexpected(_ expected: String) -> StoreError {
+        if case .failure(let error) = self { return error }
+        return .malformed("expected a \(expected) response, got \(self)")
+    }
+}

@@ -76,6 +76,8 @@ let package = Package(
         /// The master: model, scheduler (and, as they land, the API, health and reconciler).
         .target(name: "Orchestrator"),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator"]),
+        /// Decisions per second of the scheduler alone (BENCHMARKS.md).
+        .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator"]),
         .testTarget(
             name: "RaftIntegrationTests",
             dependencies: ["RaftTestSupport", "raft-node"],

@@ -74,8 +74,8 @@ let package = Package(
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Raft"]),
         /// The master: model, scheduler (and, as they land, the API, health and reconciler).
-        .target(name: "Orchestrator"),
-        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator"]),
+        .target(name: "Orchestrator", dependencies: ["Store"]),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Store"]),
         /// Decisions per second of the scheduler alone (BENCHMARKS.md).
         .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator"]),
         .testTarget(

@@ -1,0 +1,152 @@
+import Foundation
+import Store
+
+/// Failures of the cluster state layer.
+public enum RepositoryError: Error, Sendable, Hashable {
+    case notFound(String)
+    case alreadyExists(String)
+    /// A record changed since it was read: re-read and retry (optimistic concurrency).
+    case conflict(String)
+    case corrupt(String)
+}
+
+/// The orchestrator's records in a `ClusterStore`, with compare-and-swap on every update so that
+/// concurrent writers (two leaders around an election, an API call racing the scheduler) can never
+/// both win. Works unchanged on the built-in store and on etcd.
+public struct ClusterRepository: Sendable {
+    public let store: any ClusterStore
+    public static let taskPrefix = Array("/orchestrator/tasks/".utf8)
+    public static let nodePrefix = Array("/orchestrator/nodes/".utf8)
+
+    public init(store: any ClusterStore) {
+        self.store = store
+    }
+
+    static func taskKey(_ id: String) -> [UInt8] { taskPrefix + Array(id.utf8) }
+    static func nodeKey(_ id: String) -> [UInt8] { nodePrefix + Array(id.utf8) }
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try! encoder.encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ kv: KeyValue) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(kv.value))
+        } catch {
+            throw RepositoryError.corrupt("\(String(decoding: kv.key, as: UTF8.self)): \(error)")
+        }
+    }
+
+    // MARK: - Tasks
+
+    /// Stores a new task; fails if the id is taken.
+    @discardableResult
+    public func create(_ task: TaskRecord) async throws -> TaskRecord {
+        let key = Self.taskKey(task.id)
+        let r = try await store.txn(TxnRequest(
+            compares: [Compare(key: key, .equal, .createRevision(0))],
+            success: [.put(PutRequest(key: key, value: Self.encode(task)))]))
+        guard r.succeeded else { throw RepositoryError.alreadyExists(task.id) }
+        var stored = task
+        stored.revision = r.revision
+        return stored
+    }
+
+    public func task(_ id: String, consistency: ReadConsistency = .serializable) async throws -> TaskRecord {
+        guard let kv = try await store.get(Self.taskKey(id), consistency: consistency) else { throw RepositoryError.notFound(id) }
+        var t = try Self.decode(TaskRecord.self, kv)
+        t.revision = kv.modRevision
+        return t
+    }
+
+    /// All tasks and the revision they were read at.
+    public func tasks(consistency: ReadConsistency = .serializable) async throws -> (tasks: [TaskRecord], revision: Int64) {
+        let r = try await store.list(prefix: Self.taskPrefix, consistency: consistency)
+        let tasks = try r.kvs.map { kv -> TaskRecord in
+            var t = try Self.decode(TaskRecord.self, kv)
+            t.revision = kv.modRevision
+            return t
+        }
+        return (tasks, r.revision)
+    }
+
+    /// Replaces a task if it is unchanged since `task.revision` was read.
+    @discardableResult
+    public func update(_ task: TaskRecord) async throws -> TaskRecord {
+        let key = Self.taskKey(task.id)
+        let r = try await store.txn(TxnRequest(
+            compares: [Compare(key: key, .equal, .modRevision(task.revision))],
+            success: [.put(PutRequest(key: key, value: Self.encode(task)))]))
+        guard r.succeeded else { throw RepositoryError.conflict("task \(task.id) changed since revision \(task.revision)") }
+        var stored = task
+        stored.revision = r.revision
+        return stored
+    }
+
+    // MARK: - Nodes
+
+    public func nodes(consistency: ReadConsistency = .serializable) async throws -> [NodeRecord] {
+        let r = try await store.list(prefix: Self.nodePrefix, consistency: consistency)
+        return try r.kvs.map { kv in
+            var n = try Self.decode(NodeRecord.self, kv)
+            n.revision = kv.modRevision
+            return n
+        }
+    }
+
+    public func node(_ id: String, consistency: ReadConsistency = .serializable) async throws -> NodeRecord {
+        guard let kv = try await store.get(Self.nodeKey(id), consistency: consistency) else { throw RepositoryError.notFound(id) }
+        var n = try Self.decode(NodeRecord.self, kv)
+        n.revision = kv.modRevision
+        return n
+    }
+
+    /// Writes a node; with `expectRevision` only if unchanged since then (0: only if new).
+    @discardableResult
+    public func save(_ node: NodeRecord, expectRevision: Int64? = nil) async throws -> NodeRecord {
+        let key = Self.nodeKey(node.info.id)
+        var compares: [Compare] = []
+        if let expected = expectRevision {
+            compares.append(expected == 0 ? Compare(key: key, .equal, .createRevision(0)) : Compare(key: key, .equal, .modRevision(expected)))
+        }
+        let r = try await store.txn(TxnRequest(compares: compares, success: [.put(PutRequest(key: key, value: Self.encode(node)))]))
+        guard r.succeeded else { throw RepositoryError.conflict("node \(node.info.id) changed since revision \(expectRevision ?? 0)") }
+        var stored = node
+        stored.revision = r.revision
+        return stored
+    }
+
+    // MARK: - Placement
+
+    /// Commits a placement atomically: the task becomes assigned (epoch + 1) and the node's
+    /// allocation grows, only if neither changed since they were read. This is what keeps a node
+    /// from ever being over-committed, even when two schedulers overlap around a leader change.
+    @discardableResult
+    public func assign(_ task: TaskRecord, to node: NodeRecord, placement: PlacementRecord, now: Int64) async throws -> (TaskRecord, NodeRecord) {
+        var t = task
+        t.state = .assigned
+        t.node = node.info.id
+        t.epoch += 1
+        t.reason = ""
+        t.placement = placement
+        t.updatedAt = now
+        var n = node
+        n.info.allocated = n.info.allocated + task.spec.resources
+        n.info.taskCount += 1
+        guard n.info.allocated.fits(in: n.info.capacity) else {
+            throw RepositoryError.conflict("node \(node.info.id) has no room for task \(task.id)")
+        }
+        let taskKey = Self.taskKey(task.id), nodeKey = Self.nodeKey(node.info.id)
+        let r = try await store.txn(TxnRequest(
+            compares: [Compare(key: taskKey, .equal, .modRevision(task.revision)),
+                       Compare(key: nodeKey, .equal, .modRevision(node.revision))],
+            success: [.put(PutRequest(key: taskKey, value: Self.encode(t))),
+                      .put(PutRequest(key: nodeKey, value: Self.encode(n)))]))
+        guard r.succeeded else { throw RepositoryError.conflict("task \(task.id) or node \(node.info.id) changed") }
+        t.revision = r.revision
+        n.revision = r.revision
+        return (t, n)
+    }
+}

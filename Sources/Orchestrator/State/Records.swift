@@ -1,0 +1,78 @@
+/// Why a task sits where it is: the scheduler's decision, kept with the task.
+public struct PlacementRecord: Sendable, Hashable, Codable {
+    public var node: String
+    public var score: Double
+    public var algorithm: SchedulingAlgorithm
+    public var filters: [FilterOutcome]
+
+    public init(node: String, score: Double, algorithm: SchedulingAlgorithm, filters: [FilterOutcome]) {
+        self.node = node
+        self.score = score
+        self.algorithm = algorithm
+        self.filters = filters
+    }
+}
+
+/// A task as stored: its spec and everything the cluster learned about it.
+public struct TaskRecord: Sendable, Hashable, Codable {
+    public var id: String
+    public var spec: TaskSpec
+    public var state: TaskState
+    /// The node it is assigned to, while assigned or running.
+    public var node: String?
+    /// Raised at every assignment: a worker never runs an assignment older than one it has seen.
+    public var epoch: UInt64
+    /// Restarts so far (kept in the store, so a new leader continues the count).
+    public var retries: Int
+    /// Why it is pending, failed or lost; empty otherwise.
+    public var reason: String
+    public var exitCode: Int?
+    public var placement: PlacementRecord?
+    /// Milliseconds since the epoch.
+    public var createdAt: Int64
+    public var updatedAt: Int64
+    /// The store revision of this version of the record (not encoded: it is the key's mod revision).
+    public var revision: Int64 = 0
+
+    public init(id: String, spec: TaskSpec, state: TaskState = .pending, now: Int64) {
+        self.id = id
+        self.spec = spec
+        self.state = state
+        self.node = nil
+        self.epoch = 0
+        self.retries = 0
+        self.reason = ""
+        self.exitCode = nil
+        self.placement = nil
+        self.createdAt = now
+        self.updatedAt = now
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, spec, state, node, epoch, retries, reason, placement
+        case exitCode = "exit_code"
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+    }
+}
+
+/// A worker node as stored.
+public struct NodeRecord: Sendable, Hashable, Codable {
+    public var info: NodeInfo
+    /// Where the worker can be reached (for logs).
+    public var address: String
+    /// The master's clock at the last heartbeat, in milliseconds.
+    public var lastHeartbeat: Int64
+    public var revision: Int64 = 0
+
+    public init(info: NodeInfo, address: String, lastHeartbeat: Int64) {
+        self.info = info
+        self.address = address
+        self.lastHeartbeat = lastHeartbeat
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case info, address
+        case lastHeartbeat = "last_heartbeat"
+    }
+}

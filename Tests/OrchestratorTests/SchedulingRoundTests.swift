@@ -1,0 +1,77 @@
+import Store
+import Testing
+@testable import Orchestrator
+
+@Suite struct SchedulingRoundTests {
+    static func cluster(nodes: Int, cpu: Int = 4000) async throws -> ClusterRepository {
+        let repo = ClusterRepository(store: MemoryStore())
+        for i in 1...nodes {
+            let info = NodeInfo(id: "n\(i)", capacity: Resources(cpu: cpu, memory: 8192))
+            try await repo.save(NodeRecord(info: info, address: "127.0.0.1", lastHeartbeat: 0), expectRevision: 0)
+        }
+        return repo
+    }
+
+    static func submit(_ repo: ClusterRepository, count: Int, cpu: Int = 500) async throws {
+        for i in 0..<count {
+            let spec = TaskSpec(name: "t\(i)", image: "alpine", resources: Resources(cpu: cpu, memory: 256))
+            try await repo.create(TaskRecord(id: String(format: "task-%04d", i), spec: spec, now: Int64(i)))
+        }
+    }
+
+    @Test("tasks beyond capacity stay pending with a reason; placed ones are recorded with their node and epoch")
+    func capacity() async throws {
+        let repo = try await Self.cluster(nodes: 3)
+        try await Self.submit(repo, count: 30)
+        var scheduler = Scheduler(defaultAlgorithm: .binPacking)
+        let result = try await SchedulingRound(repository: repo).run(&scheduler, now: 100)
+        // 3 nodes x 4000 millicores / 500 per task = 24 placements; 6 tasks find no room.
+        #expect(result.placed == 24)
+        #expect(result.unschedulable == 6)
+        let tasks = try await repo.tasks().tasks
+        let assigned = tasks.filter { $0.state == .assigned }
+        #expect(assigned.count == 24)
+        #expect(assigned.allSatisfy { $0.epoch == 1 && $0.node != nil && $0.placement?.node == $0.node })
+        let pending = tasks.filter { $0.state == .pending }
+        #expect(pending.count == 6)
+        #expect(pending.allSatisfy { $0.reason == "0/3 nodes available: 3 insufficient-resources" })
+        for node in try await repo.nodes() {
+            #expect(node.info.allocated.cpu == 4000 && node.info.taskCount == 8)
+        }
+    }
+
+    @Test("two schedulers racing on one store (an election overlap) never over-commit a node nor assign a task twice")
+    func concurrentSchedulers() async throws {
+        let repo = try await Self.cluster(nodes: 4, cpu: 3000)
+        try await Self.submit(repo, count: 60)
+        async let a: RoundResult = { var s = Scheduler(defaultAlgorithm: .spread); return try await SchedulingRound(repository: repo).run(&s, now: 1) }()
+        async let b: RoundResult = { var s = Scheduler(defaultAlgorithm: .binPacking); return try await SchedulingRound(repository: repo).run(&s, now: 1) }()
+        let (ra, rb) = try await (a, b)
+        let tasks = try await repo.tasks().tasks
+        let assigned = tasks.filter { $0.state == .assigned }
+        // 4 nodes x 3000 / 500 = 24 slots.
+        #expect(assigned.count == 24)
+        #expect(ra.placed + rb.placed == 24)
+        #expect(assigned.allSatisfy { $0.epoch == 1 }, "a task was assigned twice")
+        var perNode: [String: Int] = [:]
+        for t in assigned { perNode[t.node!, default: 0] += t.spec.resources.cpu }
+        for node in try await repo.nodes() {
+            #expect(node.info.allocated.cpu <= node.info.capacity.cpu)
+            #expect(node.info.allocated.cpu == perNode[node.info.id, default: 0], "allocation and assignments disagree on \(node.info.id)")
+        }
+    }
+
+    @Test("create refuses a duplicate id; update refuses a stale revision")
+    func optimisticConcurrency() async throws {
+        let repo = ClusterRepository(store: MemoryStore())
+        let t = try await repo.create(TaskRecord(id: "x", spec: TaskSpec(name: "x", image: "alpine"), now: 0))
+        await #expect(throws: RepositoryError.alreadyExists("x")) { try await repo.create(t) }
+        var fresh = t
+        fresh.reason = "first"
+        _ = try await repo.update(fresh)
+        var stale = t
+        stale.reason = "second"
+        await #expect(throws: RepositoryError.self) { try await repo.update(stale) }
+        #expect(try await repo.task("x").reason == "first")
+    }
+}

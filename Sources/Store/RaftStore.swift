@@ -175,7 +175,29 @@ public final class RaftStore: ClusterStore {
         return try machine.read { (store) throws(StoreError) in try store.timeToLive(id, now: time) }
     }
 
+    /// Starts linearizably: the watch is registered once this replica has applied every write
+    /// committed before the call, so a watch on a lagging follower still sees (or is refused for)
+    /// exactly what a watch on the leader would, e.g. a compaction that was just acknowledged.
     public func watch(key: [UInt8], rangeEnd: [UInt8], fromRevision: Int64, prevKV: Bool) -> AsyncThrowingStream<WatchResponse, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<WatchResponse, any Error>.makeStream()
+        let relay = Task {
+            do {
+                try await waitLinearizable()
+                for try await response in localWatch(key: key, rangeEnd: rangeEnd, fromRevision: fromRevision, prevKV: prevKV) {
+                    continuation.yield(response)
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        // The consumer stopping cancels the relay, which ends the hub's stream and unregisters it.
+        continuation.onTermination = { _ in relay.cancel() }
+        return stream
+    }
+
+    /// A watch served from this replica's applied state as it is now.
+    func localWatch(key: [UInt8], rangeEnd: [UInt8], fromRevision: Int64, prevKV: Bool) -> AsyncThrowingStream<WatchResponse, any Error> {
         // Hub lock, then the machine's lock: the machine publishes outside its lock, so no cycle.
         hub.watch(key: key, rangeEnd: rangeEnd, fromRevision: fromRevision, prevKV: prevKV) { key, rangeEnd, from, prevKV in
             try machine.read { (store) throws(StoreError) in

@@ -1,0 +1,140 @@
+import Raft
+import Synchronization
+import Testing
+@testable import Store
+
+/// Three `RaftStore` replicas on an in-memory network with 10 ms ticks, each with a `LeaseExpirer`,
+/// followers forwarding writes to the leader's store in process.
+final class RaftStoreCluster: Sendable {
+    let ids: [NodeID] = [1, 2, 3]
+    let network = InMemoryNetwork()
+    let time = ManualTime()
+    let nodes: [NodeID: RaftNode<ContinuousClock>]
+    let stores: [NodeID: RaftStore]
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    /// The stores by id, for the forwarding closures (which exist before the stores do).
+    private final class Registry: Sendable {
+        let stores = Mutex<[NodeID: RaftStore]>([:])
+    }
+
+    init() throws {
+        let registry = Registry()
+        var nodes: [NodeID: RaftNode<ContinuousClock>] = [:]
+        var stores: [NodeID: RaftStore] = [:]
+        let now = time.now
+        for id in ids {
+            var options = RaftNode<ContinuousClock>.Options()
+            options.tickInterval = .milliseconds(10)
+            let (machine, hub) = RaftStore.makeStateMachine()
+            let node = try RaftNode(config: RaftConfig(id: id), storage: MemoryLogStorage(), machine: machine,
+                                    transport: network.transport(for: id), bootstrap: ids,
+                                    clock: ContinuousClock(), options: options)
+            nodes[id] = node
+            stores[id] = RaftStore(node: node, machine: machine, hub: hub, now: now, forward: { leader, command in
+                guard let target = registry.stores.withLock({ $0[leader] }) else {
+                    throw RaftNodeError.notLeader(leader: noNode)
+                }
+                return try await target.handleForwarded(command)
+            })
+        }
+        registry.stores.withLock { $0 = stores }
+        self.nodes = nodes
+        self.stores = stores
+        var started: [Task<Void, Never>] = []
+        for id in ids {
+            let node = nodes[id]!
+            started.append(Task { try? await node.run() })
+            let expirer = LeaseExpirer(store: stores[id]!, now: now, interval: .milliseconds(10))
+            started.append(Task { await expirer.run() })
+        }
+        tasks.withLock { $0 = started }
+    }
+
+    func shutdown() {
+        tasks.withLock { for t in $0 { t.cancel() } }
+    }
+
+    /// Polls until a node leads and every replica knows it.
+    func waitForLeader(timeout: Duration = .seconds(10)) async throws -> NodeID {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var leaders: Set<NodeID> = []
+            var leaderRole = false
+            for (_, node) in nodes {
+                let s = await node.status()
+                leaders.insert(s.leader)
+                if s.role == .leader { leaderRole = true }
+            }
+            if leaderRole, leaders.count == 1, let l = leaders.first, l != noNode { return l }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw RaftNodeError.timeout
+    }
+
+    func follower(of leader: NodeID) -> NodeID { ids.first { $0 != leader }! }
+}
+
+@Suite(.serialized) struct RaftStoreConformanceTests {
+    enum Target: Sendable { case leader, follower }
+
+    /// A fresh cluster; the subject is the leader's or a follower's store.
+    static func subject(_ target: Target) async throws -> (StoreConformance.Subject, RaftStoreCluster) {
+        let cluster = try RaftStoreCluster()
+        let leader = try await cluster.waitForLeader()
+        let id = target == .leader ? leader : cluster.follower(of: leader)
+        let subject = StoreConformance.Subject(
+            store: cluster.stores[id]!, advanceClock: { cluster.time.advance($0) },
+            shutdown: { cluster.shutdown() })
+        return (subject, cluster)
+    }
+
+    @Test(arguments: StoreConformance.Scenario.allCases)
+    func onLeader(_ scenario: StoreConformance.Scenario) async throws {
+        try await StoreConformance.run(scenario) { try await Self.subject(.leader).0 }
+    }
+
+    @Test(arguments: StoreConformance.Scenario.allCases)
+    func onFollower(_ scenario: StoreConformance.Scenario) async throws {
+        try await StoreConformance.run(scenario) { try await Self.subject(.follower).0 }
+    }
+
+    @Test("a linearizable read on a follower right after a write sees it; replicas converge")
+    func followerReadsItsLeadersWrite() async throws {
+        let (_, cluster) = try await Self.subject(.leader)
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let followers = cluster.ids.filter { $0 != leader }
+        for i in 0..<20 {
+            // Alternate the writer: the leader itself, then a follower forwarding to it.
+            let writer = cluster.stores[i % 2 == 0 ? leader : followers[0]]!
+            let put = try await writer.put(b("lin/\(i)"), b("v\(i)"))
+            let read = try await cluster.stores[followers[1]]!.range(RangeRequest(key: b("lin/\(i)")), consistency: .linearizable)
+            #expect(read.kvs.first?.value == b("v\(i)") && read.kvs.first?.modRevision == put.revision)
+            #expect(read.revision >= put.revision)
+        }
+        // Every replica ends with the same state.
+        for id in cluster.ids { _ = try await cluster.stores[id]!.range(RangeRequest(key: b("lin/")), consistency: .linearizable) }
+        let lastRevision = cluster.stores[leader]!.machine.store.revision
+        try await StoreConformance.eventually("replicas apply everything") {
+            cluster.ids.allSatisfy { cluster.stores[$0]!.machine.store.revision == lastRevision }
+        }
+        let states = cluster.ids.map { cluster.stores[$0]!.machine.store }
+        #expect(states.allSatisfy { $0 == states[0] })
+    }
+
+    @Test("writes through a follower survive a leader change")
+    func writesRetryThroughElection() async throws {
+        let (_, cluster) = try await Self.subject(.leader)
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let follower = cluster.follower(of: leader)
+        try await cluster.stores[follower]!.put(b("before"), b("1"))
+        // Hand leadership away and write through the old leader at once: it must forward or retry.
+        let target = cluster.ids.first { $0 != leader && $0 != follower }!
+        try await cluster.nodes[leader]!.transferLeadership(to: target)
+        let put = try await cluster.stores[leader]!.put(b("after"), b("2"))
+        let read = try await cluster.stores[follower]!.get(b("after"))
+        #expect(read?.modRevision == put.revision)
+    }
+}

@@ -20,7 +20,7 @@ public struct SchedulingRound: Sendable {
     public func run(_ scheduler: inout Scheduler, now: Int64) async throws -> RoundResult {
         var result = RoundResult()
         let pending = try await repository.tasks(consistency: .linearizable).tasks
-            .filter { $0.state == .pending }
+            .filter { $0.state == .pending && ($0.notBefore ?? 0) <= now }
             .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
         guard !pending.isEmpty else { return result }
         var nodes = try await repository.nodes(consistency: .linearizable)

@@ -149,4 +149,27 @@ public struct ClusterRepository: Sendable {
         n.revision = r.revision
         return (t, n)
     }
+
+    /// Takes a task off its node atomically: writes `updated` (its new state) and gives the task's
+    /// resources back to the node, only if neither changed since read.
+    @discardableResult
+    public func release(_ task: TaskRecord, as updated: TaskRecord, from node: NodeRecord) async throws -> (TaskRecord, NodeRecord) {
+        var n = node
+        n.info.allocated = n.info.allocated - task.spec.resources
+        n.info.taskCount -= 1
+        guard n.info.allocated.cpu >= 0, n.info.allocated.memory >= 0, n.info.taskCount >= 0 else {
+            throw RepositoryError.corrupt("node \(node.info.id) would have negative allocation")
+        }
+        let taskKey = Self.taskKey(task.id), nodeKey = Self.nodeKey(node.info.id)
+        let r = try await store.txn(TxnRequest(
+            compares: [Compare(key: taskKey, .equal, .modRevision(task.revision)),
+                       Compare(key: nodeKey, .equal, .modRevision(node.revision))],
+            success: [.put(PutRequest(key: taskKey, value: Self.encode(updated))),
+                      .put(PutRequest(key: nodeKey, value: Self.encode(n)))]))
+        guard r.succeeded else { throw RepositoryError.conflict("task \(task.id) or node \(node.info.id) changed") }
+        var t = updated
+        t.revision = r.revision
+        n.revision = r.revision
+        return (t, n)
+    }
 }

@@ -28,6 +28,8 @@ public struct TaskRecord: Sendable, Hashable, Codable {
     public var reason: String
     public var exitCode: Int?
     public var placement: PlacementRecord?
+    /// A pending task waiting out its restart backoff is not scheduled before this time (ms).
+    public var notBefore: Int64?
     /// Milliseconds since the epoch.
     public var createdAt: Int64
     public var updatedAt: Int64
@@ -44,6 +46,7 @@ public struct TaskRecord: Sendable, Hashable, Codable {
         self.reason = ""
         self.exitCode = nil
         self.placement = nil
+        self.notBefore = nil
         self.createdAt = now
         self.updatedAt = now
     }
@@ -51,6 +54,7 @@ public struct TaskRecord: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey {
         case id, spec, state, node, epoch, retries, reason, placement
         case exitCode = "exit_code"
+        case notBefore = "not_before"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }

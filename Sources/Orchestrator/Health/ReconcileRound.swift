@@ -1,0 +1,80 @@
+/// What one reconciliation pass did.
+public struct ReconcileResult: Sendable, Hashable {
+    /// Nodes whose state changed, with the new state.
+    public var nodeChanges: [String: NodeState] = [:]
+    /// Tasks taken off down or draining nodes.
+    public var lost = 0
+    /// Of those, tasks made pending again (restart policy, or a drain hand-off).
+    public var rescheduled = 0
+    public var conflicts = 0
+}
+
+/// The leader's self-healing pass: update node states from heartbeats (`HealthPolicy`), then take
+/// the tasks off down nodes (lost, then rescheduled per their restart policy) and off draining nodes
+/// (handed to other nodes). Every change is a compare-and-swap; a conflict waits for the next pass.
+public struct ReconcileRound: Sendable {
+    public let repository: ClusterRepository
+    public var policy: HealthPolicy
+
+    public init(repository: ClusterRepository, policy: HealthPolicy = HealthPolicy()) {
+        self.repository = repository
+        self.policy = policy
+    }
+
+    /// `jitter` supplies numbers in [0, 1) for restart backoff (a seeded generator in tests).
+    public func run(now: Int64, leaderSince: Int64, jitter: () -> Double) async throws -> ReconcileResult {
+        var result = ReconcileResult()
+        var nodes: [String: NodeRecord] = [:]
+        for var node in try await repository.nodes(consistency: .linearizable) {
+            let state = policy.state(of: node, now: now, leaderSince: leaderSince)
+            if state != node.info.state {
+                node.info.state = state
+                do {
+                    node = try await repository.save(node, expectRevision: node.revision)
+                    result.nodeChanges[node.info.id] = state
+                } catch RepositoryError.conflict {
+                    result.conflicts += 1
+                    continue
+                }
+            }
+            nodes[node.info.id] = node
+        }
+        let evacuate = nodes.values.filter { $0.info.state == .down || $0.info.state == .draining }
+        guard !evacuate.isEmpty else { return result }
+        let tasks = try await repository.tasks(consistency: .linearizable).tasks
+        for task in tasks where task.state == .assigned || task.state == .running {
+            guard let nodeID = task.node, var node = nodes[nodeID],
+                  node.info.state == .down || node.info.state == .draining else { continue }
+            var updated = task
+            updated.node = nil
+            updated.updatedAt = now
+            updated.placement = nil
+            if node.info.state == .down {
+                result.lost += 1
+                switch task.spec.restartPolicy.decide(after: .lost, retries: task.retries, jitter: jitter()) {
+                case .restart(let delay):
+                    updated.state = .pending
+                    updated.retries += 1
+                    updated.notBefore = now + delay
+                    updated.reason = "node \(nodeID) down; rescheduling (restart \(updated.retries))"
+                    result.rescheduled += 1
+                case .stop(let why):
+                    updated.state = .lost
+                    updated.reason = "node \(nodeID) down; \(why)"
+                }
+            } else {
+                // A drain hands tasks over without counting a restart: the task did nothing wrong.
+                updated.state = .pending
+                updated.reason = "node \(nodeID) draining; moving"
+                result.rescheduled += 1
+            }
+            do {
+                (_, node) = try await repository.release(task, as: updated, from: node)
+                nodes[nodeID] = node
+            } catch RepositoryError.conflict {
+                result.conflicts += 1
+            }
+        }
+        return result
+    }
+}

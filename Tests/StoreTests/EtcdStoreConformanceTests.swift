@@ -1,0 +1,30 @@
+import Testing
+@testable import Store
+
+/// The shared ClusterStore scenarios (Conformance/StoreConformance.swift) against a real etcd 3.4.
+///
+/// Each scenario gets its own etcd process, so the scenarios that compact the whole store cannot
+/// disturb each other; `.serialized` keeps at most one etcd of this suite running at a time on a
+/// 2-core machine. etcd's lease clock is the wall clock, so `advanceClock` really waits: the two
+/// lease-expiry scenarios take about 10 s each.
+@Suite("ClusterStore conformance: EtcdStore", .serialized, .timeLimit(.minutes(2)))
+struct EtcdStoreConformanceTests {
+    @Test(arguments: StoreConformance.Scenario.allCases)
+    func conformance(_ scenario: StoreConformance.Scenario) async throws {
+        try await StoreConformance.run(scenario) {
+            let etcd = try await EtcdProcess.start()
+            let store: EtcdStore
+            do { store = try etcd.makeStore() } catch {
+                await etcd.stop()
+                throw error
+            }
+            return StoreConformance.Subject(
+                store: store,
+                advanceClock: { milliseconds in try? await Task.sleep(for: .milliseconds(milliseconds)) },
+                shutdown: {
+                    try? await store.shutdown()
+                    await etcd.stop()
+                })
+        }
+    }
+}

@@ -74,10 +74,23 @@ public final class WatchHub: Sendable {
 
     /// Delivers the events of one applied command (all at one revision) to every matching watcher.
     /// Must be called in revision order.
+    ///
+    /// Every command that changes the revision produces events and moves it by exactly one, so a
+    /// watcher expecting revision `n` that is offered a later one has missed changes: a Raft replica
+    /// that installed a snapshot skipped them without publishing. Such a watcher fails with
+    /// `.compacted` (the revision from which this replica can serve it again), the same answer as
+    /// for history that is gone, so its client re-reads and watches again instead of silently
+    /// missing a change.
     public func publish(_ events: [WatchEvent]) {
         guard let revision = events.first?.kv.modRevision else { return }
-        state.withLock { s in
+        let gapped = state.withLock { s -> [AsyncThrowingStream<WatchResponse, any Error>.Continuation] in
+            var gapped: [AsyncThrowingStream<WatchResponse, any Error>.Continuation] = []
             for (id, w) in s.watchers where w.nextRevision <= revision {
+                if w.nextRevision < revision {
+                    s.watchers[id] = nil
+                    gapped.append(w.continuation)
+                    continue
+                }
                 var matching: [WatchEvent] = []
                 for event in events where KeyValueStore.matches(event, key: w.key, rangeEnd: w.rangeEnd) {
                     var e = event
@@ -87,7 +100,10 @@ public final class WatchHub: Sendable {
                 s.watchers[id]!.nextRevision = revision + 1
                 if !matching.isEmpty { w.continuation.yield(WatchResponse(revision: revision, events: matching)) }
             }
+            return gapped
         }
+        // Outside the lock: finishing runs the termination handler, which takes it.
+        for c in gapped { c.finish(throwing: StoreError.compacted(revision)) }
     }
 
     /// Ends every watch with `error` (the store is shutting down) and refuses new ones.

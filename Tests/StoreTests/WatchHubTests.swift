@@ -54,6 +54,20 @@ import Testing
         #expect(events.map(\.kv.modRevision) == [4])
     }
 
+    @Test("a watcher that would miss revisions (a snapshot installed under it) fails with compacted")
+    func gapFailsTheWatch() async throws {
+        let hub = WatchHub()
+        let stream = hub.watch(key: b("a"), rangeEnd: [], fromRevision: 0, prevKV: false) { _, _, _, _ in ([], 3) }
+        hub.publish([Self.put("a", at: 4)])
+        hub.publish([Self.put("a", at: 7)])
+        var seen: [Int64] = []
+        await #expect(throws: StoreError.compacted(7)) {
+            for try await response in stream { seen += response.events.map(\.kv.modRevision) }
+        }
+        #expect(seen == [4])
+        #expect(hub.count == 0)
+    }
+
     @Test("RaftStore's relayed watch unregisters from its hub when the consumer stops")
     func raftStoreUnregisters() async throws {
         let cluster = try RaftStoreCluster()

@@ -137,4 +137,29 @@ final class RaftStoreCluster: Sendable {
         let read = try await cluster.stores[follower]!.get(b("after"))
         #expect(read?.modRevision == put.revision)
     }
+
+    @Test("a new leader renews every lease before expiring any (leases stamped by the old leader's clock)")
+    func newLeaderRenewsLeases() async throws {
+        let (_, cluster) = try await Self.subject(.leader)
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let store = cluster.stores[leader]!
+        let lease = try await store.grantLease(ttl: 5, id: 0)
+        try await store.put(b("leased"), b("v"), lease: lease.id)
+        cluster.time.advance(4_000)
+        let target = cluster.follower(of: leader)
+        try await cluster.nodes[leader]!.transferLeadership(to: target)
+        // The new leader's expirer proposes leaseRenewAll: a full 5 s from now again.
+        try await StoreConformance.eventually("the new leader renews the lease") {
+            try await cluster.stores[target]!.timeToLive(lease.id).ttl == 5
+        }
+        // 7 s after the grant: past the old expiry, inside the renewed one.
+        cluster.time.advance(3_000)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await cluster.stores[target]!.get(b("leased")) != nil)
+        cluster.time.advance(3_000)
+        try await StoreConformance.eventually("the lease expires under the new leader") {
+            try await cluster.stores[leader]!.get(b("leased")) == nil
+        }
+    }
 }

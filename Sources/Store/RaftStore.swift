@@ -129,7 +129,7 @@ public final class RaftStore: ClusterStore {
         }
     }
 
-    /// Whether this replica currently leads (for the master's role and `LeaseExpirer`).
+    /// This replica's Raft state: role, term and known leader (the master's role, `LeaseExpirer`).
     public func status() async -> RaftStatus { await nodeStatus() }
 
     // MARK: ClusterStore

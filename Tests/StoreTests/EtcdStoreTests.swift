@@ -50,7 +50,9 @@ private struct EtcdWatchTimeout: Error, CustomStringConvertible {
     var description: String { "the watch did not deliver \(expected) events in time" }
 }
 
-@Suite("EtcdStore against a real etcd", .timeLimit(.minutes(2)))
+// Serialized: each test runs its own etcd, and a dozen at once on CI's 2 cores would slow the
+// timing-sensitive tests of other suites running alongside.
+@Suite("EtcdStore against a real etcd", .serialized, .timeLimit(.minutes(2)))
 struct EtcdStoreTests {
     @Test("put, get, prefix ranges and deletes, with exact revisions")
     func putGetPrefixDelete() async throws {

@@ -217,7 +217,6 @@ struct GRPCRaftTransportTests {
         try await eventually("1 and 2 notice that 3 is gone") {
             one.inbox.unreachableCount(3) >= 1 && two.inbox.unreachableCount(3) >= 1
         }
-        let reports = one.inbox.unreachableCount(3)
         // 1 and 2 still talk to each other.
         try await waitUntilConnected(one, two, probe: &probe)
         try await waitUntilConnected(two, one, probe: &probe)
@@ -232,8 +231,9 @@ struct GRPCRaftTransportTests {
         try await waitUntilConnected(one, three, probe: &probe)
         try await waitUntilConnected(two, three, probe: &probe)
         try await waitUntilConnected(three, one, probe: &probe)
-        // Reported once per outage, not once per failed reconnect attempt.
-        #expect(one.inbox.unreachableCount(3) == reports)
+        // Reported once per outage and direction (our stream to 3 broke; 3's stream to us ended),
+        // not once per failed reconnect attempt, of which there were several meanwhile.
+        #expect(one.inbox.unreachableCount(3) <= 2)
         // Delivery is in order again on the new stream.
         let base = three.inbox.received(from: 1).count
         one.send(to: 3, 0..<1000)

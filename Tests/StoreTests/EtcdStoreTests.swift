@@ -20,34 +20,10 @@ private func expectError(_ expected: StoreError, sourceLocation: SourceLocation 
     }
 }
 
-/// The first `count` events of `stream`, or a failure after `timeout`.
+/// The first `count` events of `stream`, or a failure after `timeout` (the conformance suite's helper).
 private func firstEvents(_ stream: AsyncThrowingStream<WatchResponse, any Error>, _ count: Int,
                          timeout: Duration = .seconds(10)) async throws -> [WatchEvent] {
-    // Own helper rather than the conformance suite's, so these tests stand on their own.
-    try await withThrowingTaskGroup(of: [WatchEvent]?.self) { group in
-        group.addTask {
-            var out: [WatchEvent] = []
-            for try await response in stream {
-                out += response.events
-                if out.count >= count { break }
-            }
-            return out
-        }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let events = first else {
-            throw EtcdWatchTimeout(expected: count)
-        }
-        return events
-    }
-}
-
-private struct EtcdWatchTimeout: Error, CustomStringConvertible {
-    var expected: Int
-    var description: String { "the watch did not deliver \(expected) events in time" }
+    try await StoreConformance.collect(stream, events: count, timeout: timeout)
 }
 
 // Serialized: each test runs its own etcd, and a dozen at once on CI's 2 cores would slow the

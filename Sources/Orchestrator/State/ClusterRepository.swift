@@ -31,9 +31,12 @@ public struct ClusterRepository: Sendable {
         return Array(try! encoder.encode(value))
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ kv: KeyValue) throws -> T {
+    /// Decodes a stored record and stamps it with the revision it was read at.
+    static func decode<T: StoredRecord>(_ type: T.Type, _ kv: KeyValue) throws -> T {
         do {
-            return try JSONDecoder().decode(type, from: Data(kv.value))
+            var record = try JSONDecoder().decode(type, from: Data(kv.value))
+            record.revision = kv.modRevision
+            return record
         } catch {
             throw RepositoryError.corrupt("\(String(decoding: kv.key, as: UTF8.self)): \(error)")
         }
@@ -56,20 +59,13 @@ public struct ClusterRepository: Sendable {
 
     public func task(_ id: String, consistency: ReadConsistency = .serializable) async throws -> TaskRecord {
         guard let kv = try await store.get(Self.taskKey(id), consistency: consistency) else { throw RepositoryError.notFound(id) }
-        var t = try Self.decode(TaskRecord.self, kv)
-        t.revision = kv.modRevision
-        return t
+        return try Self.decode(TaskRecord.self, kv)
     }
 
     /// All tasks and the revision they were read at.
     public func tasks(consistency: ReadConsistency = .serializable) async throws -> (tasks: [TaskRecord], revision: Int64) {
         let r = try await store.list(prefix: Self.taskPrefix, consistency: consistency)
-        let tasks = try r.kvs.map { kv -> TaskRecord in
-            var t = try Self.decode(TaskRecord.self, kv)
-            t.revision = kv.modRevision
-            return t
-        }
-        return (tasks, r.revision)
+        return (try r.kvs.map { try Self.decode(TaskRecord.self, $0) }, r.revision)
     }
 
     /// Replaces a task if it is unchanged since `task.revision` was read.
@@ -89,18 +85,12 @@ public struct ClusterRepository: Sendable {
 
     public func nodes(consistency: ReadConsistency = .serializable) async throws -> [NodeRecord] {
         let r = try await store.list(prefix: Self.nodePrefix, consistency: consistency)
-        return try r.kvs.map { kv in
-            var n = try Self.decode(NodeRecord.self, kv)
-            n.revision = kv.modRevision
-            return n
-        }
+        return try r.kvs.map { try Self.decode(NodeRecord.self, $0) }
     }
 
     public func node(_ id: String, consistency: ReadConsistency = .serializable) async throws -> NodeRecord {
         guard let kv = try await store.get(Self.nodeKey(id), consistency: consistency) else { throw RepositoryError.notFound(id) }
-        var n = try Self.decode(NodeRecord.self, kv)
-        n.revision = kv.modRevision
-        return n
+        return try Self.decode(NodeRecord.self, kv)
     }
 
     /// Writes a node; with `expectRevision` only if unchanged since then (0: only if new).

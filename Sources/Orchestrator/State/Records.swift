@@ -1,3 +1,9 @@
+/// A record kept in the store whose version is the key's mod revision.
+public protocol StoredRecord: Codable, Sendable {
+    /// The store revision of this version of the record (not encoded).
+    var revision: Int64 { get set }
+}
+
 /// Why a task sits where it is: the scheduler's decision, kept with the task.
 public struct PlacementRecord: Sendable, Hashable, Codable {
     public var node: String
@@ -14,7 +20,7 @@ public struct PlacementRecord: Sendable, Hashable, Codable {
 }
 
 /// A task as stored: its spec and everything the cluster learned about it.
-public struct TaskRecord: Sendable, Hashable, Codable {
+public struct TaskRecord: StoredRecord, Hashable {
     public var id: String
     public var spec: TaskSpec
     public var state: TaskState
@@ -61,7 +67,7 @@ public struct TaskRecord: Sendable, Hashable, Codable {
 }
 
 /// A worker node as stored.
-public struct NodeRecord: Sendable, Hashable, Codable {
+public struct NodeRecord: StoredRecord, Hashable {
     public var info: NodeInfo
     /// Where the worker can be reached (for logs).
     public var address: String

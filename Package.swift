@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         /// The system libsqlite3 (Debian: libsqlite3-dev), used through raw prepared statements.
@@ -73,9 +75,80 @@ let package = Package(
             ]
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Raft"]),
-        /// The master: model, scheduler (and, as they land, the API, health and reconciler).
-        .target(name: "Orchestrator", dependencies: ["Store"]),
-        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Store"]),
+        /// The etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance) served from the built-in
+        /// store, so etcdctl and other etcd clients work against the masters (generated code:
+        /// scripts/generate-protos.sh).
+        .target(
+            name: "EtcdAPI",
+            dependencies: [
+                "Store", "Raft",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "Store", "Raft"]),
+        /// The internal gRPC protocol between masters (write forwarding) and between workers and
+        /// masters (join, heartbeat, assignments, status): generated code only.
+        .target(
+            name: "ClusterProto",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        /// The master: model, scheduler, health, reconciler, REST API (Hummingbird) and the server
+        /// that wires them to the store and the internal gRPC protocol.
+        .target(
+            name: "Orchestrator",
+            dependencies: [
+                "Store", "Raft", "RaftGRPC", "ClusterProto", "EtcdAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "OrchestratorTests",
+            dependencies: ["Orchestrator", "Store", .product(name: "HummingbirdTesting", package: "hummingbird")]
+        ),
+        /// The worker: joins a master, heartbeats, runs assignments through a TaskRuntime
+        /// (DockerRuntime over the Engine API, ProcessRuntime).
+        .target(
+            name: "Agent",
+            dependencies: [
+                "Orchestrator", "ClusterProto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Orchestrator"]),
+        /// `master`: the master process (`master --dev` for a one-process trial cluster).
+        .executableTarget(
+            name: "master",
+            dependencies: ["Orchestrator", "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        /// `worker`: joins the masters and runs tasks.
+        .executableTarget(
+            name: "worker",
+            dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        /// Drives the etcd v3 API of our masters and of a real etcd with the same workload (BENCHMARKS.md).
+        .executableTarget(
+            name: "etcd-bench",
+            dependencies: [
+                "EtcdAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         /// Decisions per second of the scheduler alone (BENCHMARKS.md).
         .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator"]),
         .testTarget(

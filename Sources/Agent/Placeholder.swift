@@ -1,0 +1,2 @@
+/// The worker library (issue 5).
+public enum AgentNamespace {}

@@ -1,0 +1,2 @@
+// Generated code for Protos/cluster.proto lands here.
+public enum ClusterProtoNamespace {}

@@ -1,0 +1,1 @@
+// Agent tests (issue 5).

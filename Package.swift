@@ -151,6 +151,17 @@ let package = Package(
         ),
         /// Decisions per second of the scheduler alone (BENCHMARKS.md).
         .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator"]),
+        /// 3 masters and 3 workers as processes on loopback: failover, lost workers, drains.
+        .testTarget(
+            name: "OrchestratorIntegrationTests",
+            dependencies: [
+                "master", "worker", "RaftTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "IntegrationTests/OrchestratorIntegrationTests"
+        ),
         .testTarget(
             name: "RaftIntegrationTests",
             dependencies: ["RaftTestSupport", "raft-node"],

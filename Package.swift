@@ -140,6 +140,18 @@ let package = Package(
             name: "worker",
             dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        /// End-to-end placements per second through 3 master processes (BENCHMARKS.md).
+        .executableTarget(
+            name: "placement-bench",
+            dependencies: [
+                "ClusterProto", "RaftTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         /// Drives the etcd v3 API of our masters and of a real etcd with the same workload (BENCHMARKS.md).
         .executableTarget(
             name: "etcd-bench",

@@ -22,6 +22,11 @@ public final class LeaderLoop: Sendable {
         /// How often the loop checks for work when idle.
         public var poll: Duration = .milliseconds(20)
         public var health = HealthPolicy()
+        /// Store history kept for watches and event streams, in revisions: the leader compacts
+        /// older history every `compactionInterval` (etcd's revision-based auto-compaction), or
+        /// the store's memory would grow with every write ever made.
+        public var compactionRetention: Int64 = 20_000
+        public var compactionInterval: Duration = .seconds(30)
         public init() {}
     }
 
@@ -63,6 +68,8 @@ public final class LeaderLoop: Sendable {
         var leaderSince: Int64 = 0
         var lastSchedule: Int64 = .min / 2
         var lastReconcile: Int64 = .min / 2
+        var lastCompaction: Int64 = 0
+        let compactionMs = options.compactionInterval.components.seconds * 1000
         var random = SystemRandomNumberGenerator()
         let periodMs = options.period.components.seconds * 1000 + options.period.components.attoseconds / 1_000_000_000_000_000
         while !Task.isCancelled {
@@ -107,7 +114,25 @@ public final class LeaderLoop: Sendable {
                     logger.warning("reconcile pass failed: \(error)")
                 }
             }
+            if time - lastCompaction >= compactionMs {
+                lastCompaction = time
+                await compact()
+            }
             if !dirty.load(ordering: .relaxed) { try? await Task.sleep(for: options.poll) }
+        }
+    }
+
+    private func compact() async {
+        do {
+            let revision = try await repository.store.range(RangeRequest(key: ClusterRepository.leaderKey, countOnly: true), consistency: .serializable).revision
+            let target = revision - options.compactionRetention
+            guard target > 0 else { return }
+            try await repository.store.compact(revision: target)
+            logger.info("compacted store history", metadata: ["revision": "\(target)"])
+        } catch StoreError.compacted {
+            // Already compacted at least this far.
+        } catch {
+            logger.warning("compaction failed: \(error)")
         }
     }
 

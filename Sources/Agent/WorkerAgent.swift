@@ -79,6 +79,22 @@ public actor WorkerAgent {
 
     var nodeIDPath: String { config.dataDir + "/node-id" }
 
+    /// The node id kept in `dataDir/node-id`, created on first use from the host name and a random
+    /// suffix. Chosen by the worker rather than by a master so that the runtime can label what it
+    /// starts with it before the first join, and a restarted worker finds its containers.
+    public static func loadOrCreateNodeID(dataDir: String, hostname: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let path = dataDir + "/node-id"
+        if let saved = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !saved.isEmpty {
+            return saved
+        }
+        let base = String(hostname.lowercased().map { ($0.isLetter && $0.isASCII) || $0.isNumber ? $0 : "-" }.prefix(40))
+            .trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+        let id = (base.isEmpty ? "node" : base) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        try id.write(toFile: path, atomically: true, encoding: .utf8)
+        return id
+    }
+
     /// The tasks this worker runs now (task id, epoch).
     public var runningTasks: [(taskID: String, epoch: UInt64)] { supervisor.running }
 
@@ -86,9 +102,7 @@ public actor WorkerAgent {
     public func run() async throws {
         guard !config.masters.isEmpty else { throw WorkerError.invalidConfiguration("--masters is empty") }
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
-        if let saved = try? String(contentsOfFile: nodeIDPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !saved.isEmpty {
-            nodeID = saved
-        }
+        nodeID = try Self.loadOrCreateNodeID(dataDir: config.dataDir, hostname: config.hostname)
         try await adopt()
         defer { clients.shutdown() }
         try await withThrowingTaskGroup(of: Void.self) { group in

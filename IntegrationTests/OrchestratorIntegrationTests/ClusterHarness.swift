@@ -170,7 +170,7 @@ final class ClusterHarness: Sendable {
         try await waitUntil("a leader") {
             for i in 0..<masters.count where !dead.contains(i) {
                 let r = try await request(.GET, master: i, "/api/v1/cluster")
-                guard r.status == 200, let obj = r.json as? [String: Any], let leader = obj["leader"] as? String,
+                guard r.status == 200, let obj = r.json as? [String: Any], let leader = obj["leader_id"] as? String,
                       let index = Int(leader.dropFirst()).map({ $0 - 1 }), !dead.contains(index) else { continue }
                 found = index
                 return true

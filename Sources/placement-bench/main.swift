@@ -125,7 +125,7 @@ func runOnce(masterBinary: URL, algorithm: String) async throws -> String {
     var leader = -1
     try await waitFor("a leader", timeout: .seconds(30)) {
         let (status, json) = try await get(masters.api[0], "/api/v1/cluster")
-        guard status == 200, let name = json["leader"] as? String, let i = Int(name.dropFirst()) else { return false }
+        guard status == 200, let name = json["leader_id"] as? String, let i = Int(name.dropFirst()) else { return false }
         leader = i - 1
         return true
     }

@@ -2,6 +2,7 @@ import ClusterProto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Hummingbird
 import Logging
 import Raft
 import RaftGRPC
@@ -40,6 +41,9 @@ public final class MasterServer: Sendable {
     public let leaderLoop: LeaderLoop
     let logger: Logger
     let clients = PeerClients()
+    let masterDirectory = MasterDirectory()
+    /// Counters and gauges for `/metrics`.
+    public let metrics = MetricsRegistry()
     let now: @Sendable () -> Int64
     private let parts: Parts
 
@@ -148,6 +152,11 @@ public final class MasterServer: Sendable {
                 }
             }
             group.addTask { await self.leaderLoop.run() }
+            group.addTask {
+                await self.masterDirectory.run(repository: self.repository, id: self.config.id,
+                                               apiAddress: self.advertisedAPIAddress)
+            }
+            group.addTask { try await self.serveAPI() }
             for part in additional { group.addTask { try await part() } }
             // The first part to fail stops the master: a half-running master is worse than none.
             defer { group.cancelAll() }
@@ -156,11 +165,40 @@ public final class MasterServer: Sendable {
     }
 }
 
+extension MasterServer {
+    /// Where clients reach this master's REST API: the listen address, with a wildcard host
+    /// replaced by this master's rpc host (the address its peers already use for it).
+    var advertisedAPIAddress: String {
+        let wildcard = config.apiAddress.host == "0.0.0.0" || config.apiAddress.host == "::"
+        let own = config.peers.first { $0.name == config.id }?.address.host ?? config.rpcAddress.host
+        return HostPort(host: wildcard ? own : config.apiAddress.host, port: config.apiAddress.port).description
+    }
+
+    /// The REST API (Hummingbird) until cancelled.
+    func serveAPI() async throws {
+        var configuration = APIConfiguration()
+        configuration.limits = config.taskLimits
+        configuration.defaultScheduler = config.scheduler
+        configuration.apiToken = config.apiToken
+        let bridge = MasterAPIBridge(server: self)
+        let api = OrchestratorAPI(repository: repository, status: bridge, logs: bridge, configuration: configuration, metrics: metrics)
+        if (config.apiToken ?? "").isEmpty, !["127.0.0.1", "localhost", "::1"].contains(config.apiAddress.host) {
+            logger.warning("the REST API on \(config.apiAddress) is open to anyone who can reach it: set --api-token (ORCH_API_TOKEN)")
+        }
+        let app = api.makeApplication(address: .hostname(config.apiAddress.host, port: config.apiAddress.port), logger: logger)
+        try await withTaskCancellationHandler {
+            try await app.run()
+        } onCancel: {
+            api.closeEventStreams()
+        }
+    }
+}
+
 /// The leader's side of forwarding, bound once the store exists.
 final class LateBoundForward: Sendable {
     private let store = Mutex<RaftStore?>(nil)
     func bind(_ s: RaftStore) { store.withLock { $0 = s } }
-    func handle(_ command: Command) async throws -> Response {
+    func handle(_ command: Command) async throws -> Store.Response {
         guard let s = store.withLock({ $0 }) else { throw RaftNodeError.notLeader(leader: noNode) }
         return try await s.handleForwarded(command)
     }

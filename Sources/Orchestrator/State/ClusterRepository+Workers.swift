@@ -8,10 +8,6 @@ import Store
 /// and make every placement on a live node conflict.
 extension ClusterRepository {
     public static let heartbeatPrefix = Array("/orchestrator/heartbeats/".utf8)
-    /// Written by each master when it becomes leader: `{"id":"m1","term":5}`.
-    public static let leaderKey = Array("/orchestrator/leader".utf8)
-    /// Everything the orchestrator keeps is under this prefix.
-    public static let rootPrefix = Array("/orchestrator/".utf8)
 
     static func heartbeatKey(_ id: String) -> [UInt8] { heartbeatPrefix + Array(id.utf8) }
 
@@ -31,17 +27,7 @@ extension ClusterRepository {
         return result
     }
 
-    /// The leader record as stored.
-    public struct LeaderRecord: Codable, Sendable, Hashable {
-        public var id: String
-        public var term: UInt64
-        public init(id: String, term: UInt64) {
-            self.id = id
-            self.term = term
-        }
-    }
-
-    /// Announces a new leader (an event for `GET /api/v1/events`).
+    /// Announces a new leader at `leaderKey` (an event for `GET /api/v1/events`).
     public func announceLeader(_ record: LeaderRecord) async throws {
         try await store.put(Self.leaderKey, Self.encode(record))
     }

@@ -50,6 +50,7 @@ generate() { # proto file name, output directory
 }
 
 generate raft.proto "$ROOT/Sources/RaftGRPC/Generated"
+generate cluster.proto "$ROOT/Sources/ClusterProto/Generated"
 
 echo "Generated:"
-ls -1 "$ROOT/Sources/RaftGRPC/Generated"
+ls -1 "$ROOT/Sources/RaftGRPC/Generated" "$ROOT/Sources/ClusterProto/Generated"

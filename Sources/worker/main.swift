@@ -1,1 +1,1 @@
-print("not built yet")
+print("worker: lands with the runtimes")

@@ -6,12 +6,19 @@ public struct ReconcileResult: Sendable, Hashable {
     public var lost = 0
     /// Of those, tasks made pending again (restart policy, or a drain hand-off).
     public var rescheduled = 0
+    /// Tasks that ended (failed, completed) made pending again by their restart policy.
+    public var restarted = 0
     public var conflicts = 0
 }
 
 /// The leader's self-healing pass: update node states from heartbeats (`HealthPolicy`), then take
 /// the tasks off down nodes (lost, then rescheduled per their restart policy) and off draining nodes
-/// (handed to other nodes). Every change is a compare-and-swap; a conflict waits for the next pass.
+/// (handed to other nodes), and restart the tasks that ended on their worker when their restart
+/// policy says so. Every change is a compare-and-swap; a conflict waits for the next pass.
+///
+/// Restarting here rather than where a worker reports the ending keeps two separate writes (and
+/// two events: failed, then rescheduled), and a leader that crashes between them loses nothing: the
+/// next leader's pass finds the failed task and applies the same policy.
 public struct ReconcileRound: Sendable {
     public let repository: ClusterRepository
     public var policy: HealthPolicy
@@ -25,7 +32,9 @@ public struct ReconcileRound: Sendable {
     public func run(now: Int64, leaderSince: Int64, jitter: () -> Double) async throws -> ReconcileResult {
         var result = ReconcileResult()
         var nodes: [String: NodeRecord] = [:]
+        let heartbeats = try await repository.heartbeats(consistency: .linearizable)
         for var node in try await repository.nodes(consistency: .linearizable) {
+            node.lastHeartbeat = max(node.lastHeartbeat, heartbeats[node.info.id] ?? 0)
             let state = policy.state(of: node, now: now, leaderSince: leaderSince)
             if state != node.info.state {
                 node.info.state = state
@@ -39,9 +48,27 @@ public struct ReconcileRound: Sendable {
             }
             nodes[node.info.id] = node
         }
+        let tasks = try await repository.tasks(consistency: .linearizable).tasks
+        for task in tasks where task.state == .failed || task.state == .completed {
+            guard case .restart(let delay) = task.spec.restartPolicy.decide(after: task.state, retries: task.retries, jitter: jitter()) else { continue }
+            var updated = task
+            updated.state = .pending
+            updated.retries += 1
+            updated.notBefore = now + delay
+            updated.node = nil
+            updated.placement = nil
+            updated.reason = "\(task.state.rawValue)\(task.exitCode.map { " with exit code \($0)" } ?? ""); restart \(updated.retries) of \(task.spec.restartPolicy.maxRetries)"
+            updated.exitCode = nil
+            updated.updatedAt = now
+            do {
+                try await repository.update(updated)
+                result.restarted += 1
+            } catch RepositoryError.conflict {
+                result.conflicts += 1
+            }
+        }
         let evacuate = nodes.values.filter { $0.info.state == .down || $0.info.state == .draining }
         guard !evacuate.isEmpty else { return result }
-        let tasks = try await repository.tasks(consistency: .linearizable).tasks
         for task in tasks where task.state == .assigned || task.state == .running {
             guard let nodeID = task.node, var node = nodes[nodeID],
                   node.info.state == .down || node.info.state == .draining else { continue }

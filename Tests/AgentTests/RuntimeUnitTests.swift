@@ -46,6 +46,33 @@ struct RuntimeUnitTests {
         #expect(DockerRuntime.containerName(owner: "n/1", taskID: "a b:c", epoch: 0) == "orch-n_1-a_b_c-0")
     }
 
+    static func inspected(name: String, status: String, oom: Bool = false, code: Int64 = 0, error: String? = nil) -> DockerContainerInspect {
+        DockerContainerInspect(
+            id: "c1", name: name,
+            state: .init(status: status, running: status == "running", oomKilled: oom, exitCode: code, error: error),
+            config: .init(labels: [RuntimeLabel.owner: "n1", RuntimeLabel.taskID: "t1", RuntimeLabel.epoch: "2"]),
+            hostConfig: .init(nanoCpus: nil, memory: nil, memorySwap: nil))
+    }
+
+    /// How an ended container's inspection reads as an outcome.
+    @Test func dockerOutcomeRules() {
+        let plain = "/orch-n1-t1-2"
+        #expect(DockerRuntime.outcome(of: Self.inspected(name: plain, status: "exited", code: 3)) == .exited(code: 3))
+        #expect(DockerRuntime.outcome(of: Self.inspected(name: plain, status: "exited", oom: true, code: 137)) == .oomKilled(code: 137))
+        // An OOM kill of a child the task survived is not the task's failure.
+        #expect(DockerRuntime.outcome(of: Self.inspected(name: plain, status: "exited", oom: true, code: 0)) == .exited(code: 0))
+        // The -cancelled name (set by stop before signalling) wins over the exit code.
+        #expect(DockerRuntime.outcome(of: Self.inspected(name: plain + "-cancelled", status: "exited", code: 143)) == .cancelled)
+        if case .failed(.runtimeError, let message) = DockerRuntime.outcome(of: Self.inspected(name: plain, status: "created", error: "boom")) {
+            #expect(message.contains("never started") && message.contains("boom"))
+        } else {
+            Issue.record("a created container is a runtime failure")
+        }
+        if case .failed(.runtimeError, _) = DockerRuntime.outcome(of: Self.inspected(name: plain, status: "dead")) {} else {
+            Issue.record("a dead container is a runtime failure")
+        }
+    }
+
     @Test func graceRoundsUpToWholeSeconds() {
         #expect(DockerRuntime.wholeSeconds(.zero) == 0)
         #expect(DockerRuntime.wholeSeconds(.milliseconds(1)) == 1)

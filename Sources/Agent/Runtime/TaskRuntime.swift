@@ -93,8 +93,12 @@ public struct RuntimeTaskInfo: Sendable, Hashable {
 /// worker process: a new runtime with the same identity finds them with `list()` and can `wait`,
 /// `stop`, read `logs` of and `remove` them.
 ///
-/// Every method throws `RuntimeError`; `RuntimeError.outcome` turns a failed `start` into the task's
-/// outcome.
+/// Every method throws `RuntimeError` (or `CancellationError` when the calling task is cancelled);
+/// `RuntimeError.outcome` turns a failed `start` into the task's outcome:
+///
+/// ```swift
+/// do { try await runtime.start(task) } catch let error as RuntimeError { report(error.outcome) }
+/// ```
 public protocol TaskRuntime: Sendable {
     /// Creates the instance and starts it; returns once it runs. Throws `RuntimeError` (with
     /// `failureReason` `.invalidSpec`, `.imageNotFound` or `.runtimeError`) when it cannot, leaving

@@ -82,8 +82,11 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
             var env = ["PATH": Self.defaultPath]
             env.merge(task.env) { _, new in new }
             guard let executable = ProcessSystem.resolveExecutable(task.command[0], path: env["PATH"] ?? "") else {
-                throw RuntimeError.invalidSpec(taskID: task.taskID,
-                                               message: "executable \"\(task.command[0])\" not found (PATH=\(env["PATH"] ?? ""))")
+                let name = task.command[0]
+                let message = name.contains("/") && !name.hasPrefix("/")
+                    ? "executable \"\(name)\" must be an absolute path or a name looked up in PATH"
+                    : "executable \"\(name)\" not found (PATH=\(env["PATH"] ?? ""))"
+                throw RuntimeError.invalidSpec(taskID: task.taskID, message: message)
             }
             try makeDirectory(files.work)
             var record = ProcessRecord(taskID: task.taskID, epoch: task.epoch, name: task.name, command: task.command,

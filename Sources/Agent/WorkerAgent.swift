@@ -61,6 +61,7 @@ public actor WorkerAgent {
     let runtime: any TaskRuntime
     let logger: Logger
     let clients = PeerClients()
+    nonisolated let finishedLogs: FinishedLogs
     private var supervisor = Supervisor()
     private(set) public var nodeID: String?
     /// Reports not yet acknowledged by a master, oldest first.
@@ -75,6 +76,7 @@ public actor WorkerAgent {
         self.config = config
         self.runtime = runtime
         self.logger = logger
+        self.finishedLogs = FinishedLogs(directory: config.dataDir + "/finished-logs")
     }
 
     var nodeIDPath: String { config.dataDir + "/node-id" }
@@ -279,7 +281,14 @@ public actor WorkerAgent {
                     }
                 }
             case .remove(let taskID):
-                chain(taskID) { try? await self.runtime.remove(taskID: taskID) }
+                chain(taskID) {
+                    // Keep the output of finished tasks (GET /api/v1/tasks/{id}/logs) after their
+                    // container or process files are gone.
+                    if let output = try? await self.runtime.logs(taskID: taskID, limit: defaultLogLimit) {
+                        self.finishedLogs.store(taskID: taskID, output)
+                    }
+                    try? await self.runtime.remove(taskID: taskID)
+                }
             case .report(let taskID, let epoch, let report):
                 pendingReports.append((taskID, epoch, report))
                 reportWaiter?.resume()
@@ -333,7 +342,7 @@ public actor WorkerAgent {
     }
 
     static func outcome(ofStartError error: any Error) -> TaskOutcome {
-        .failed(reason: .runtimeError, message: "\(error)")
+        (error as? RuntimeError)?.outcome ?? .failed(reason: .runtimeError, message: "\(error)")
     }
 
     // MARK: Logs for the masters
@@ -342,7 +351,7 @@ public actor WorkerAgent {
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: config.listenAddress.host == "localhost" ? "127.0.0.1" : config.listenAddress.host, port: config.listenAddress.port),
             transportSecurity: .plaintext)
-        let server = GRPCServer(transport: transport, services: [LogService(runtime: runtime)])
+        let server = GRPCServer(transport: transport, services: [LogService(runtime: runtime, finished: finishedLogs)])
         try await server.serve()
     }
 }
@@ -350,6 +359,7 @@ public actor WorkerAgent {
 /// Serves `orchestrator.v1.Worker/Logs` from the runtime.
 struct LogService: Orchestrator_V1_Worker.SimpleServiceProtocol {
     let runtime: any TaskRuntime
+    let finished: FinishedLogs
 
     func logs(request: Orchestrator_V1_LogsRequest, context: ServerContext) async throws -> Orchestrator_V1_LogsResponse {
         let limit = request.limitBytes > 0 ? Int(min(request.limitBytes, 1 << 20)) : 64 << 10
@@ -357,6 +367,7 @@ struct LogService: Orchestrator_V1_Worker.SimpleServiceProtocol {
             let data = try await runtime.logs(taskID: request.taskID, limit: limit)
             return .with { $0.data = Data(data) }
         } catch {
+            if let kept = finished.load(taskID: request.taskID) { return .with { $0.data = Data(kept.suffix(limit)) } }
             throw RPCError(code: .notFound, message: "no logs for task \(request.taskID) on this worker: \(error)")
         }
     }

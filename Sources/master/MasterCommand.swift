@@ -1,3 +1,4 @@
+import Agent
 import ArgumentParser
 import Foundation
 import Logging
@@ -63,7 +64,22 @@ struct MasterCommand: AsyncParsableCommand {
         }
         let server = try MasterServer(config: config, logger: logger)
         logger.notice("master starting", metadata: ["id": "\(config.id)", "api": "\(config.apiAddress)", "rpc": "\(config.rpcAddress)", "store": "\(config.store.rawValue)"])
-        try await server.run()
+        guard dev else {
+            try await server.run()
+            return
+        }
+        // The embedded worker talks to this master over the same gRPC port as any other worker.
+        let workerDir = config.dataDir + "/worker"
+        let id = try WorkerAgent.loadOrCreateNodeID(dataDir: workerDir, hostname: ProcessInfo.processInfo.hostName)
+        let (runtime, kind) = try await RuntimeKind.auto.make(owner: id, dataDir: workerDir, dockerSocket: "/var/run/docker.sock", logger: logger)
+        let detected = MachineCapacity.detect()
+        let workerConfig = WorkerConfig(
+            masters: [HostPort(host: "127.0.0.1", port: config.rpcAddress.port)], joinToken: config.joinToken ?? "", dataDir: workerDir,
+            capacity: Resources(cpu: detected.cpu, memory: detected.memory), labels: ["dev": "true"],
+            listenAddress: HostPort(host: "127.0.0.1", port: config.rpcAddress.port + 1))
+        let agent = WorkerAgent(config: workerConfig, runtime: runtime, logger: Logger(label: "worker"))
+        logger.notice("embedded worker", metadata: ["node": "\(id)", "runtime": "\(kind.rawValue)"])
+        try await server.run(additional: [{ try await agent.run() }])
     }
 
     func makeConfig() throws -> MasterConfig {

@@ -1,1 +1,0 @@
-print("worker: lands with the runtimes")

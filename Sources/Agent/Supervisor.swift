@@ -34,7 +34,9 @@ public enum SupervisorAction: Sendable, Hashable {
 ///
 /// Rules:
 /// - An assignment older than one already seen for the same task is never started (epochs only
-///   grow: a stale master or a replayed stream cannot resurrect a replaced copy).
+///   grow: a stale master or a replayed stream cannot resurrect a replaced copy), and one epoch
+///   runs at most once: a copy that ended is not started again when a stream lists it again
+///   before its ending was recorded.
 /// - A task that disappears from the assignment set is stopped and not reported: the masters
 ///   withdrew it (cancelled, or moved elsewhere) and already recorded why.
 /// - A newer epoch of a task that still runs here replaces it: stop the old copy, start the new
@@ -78,7 +80,10 @@ public struct Supervisor: Sendable {
         var actions: [SupervisorAction] = []
         var wantedIDs: Set<String> = []
         for a in set {
-            if let seen = seenEpoch[a.taskID], a.epoch < seen { continue }
+            // Older than one seen: never. The same epoch with no copy here: it already ran and
+            // ended (its report may not have reached the masters yet, so a new master's stream
+            // still lists it): never twice.
+            if let seen = seenEpoch[a.taskID], a.epoch < seen || (a.epoch == seen && copies[a.taskID] == nil) { continue }
             wantedIDs.insert(a.taskID)
             seenEpoch[a.taskID] = a.epoch
             if var copy = copies[a.taskID] {

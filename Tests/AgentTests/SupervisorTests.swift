@@ -71,4 +71,16 @@ import Testing
         #expect(s.withdrawn(taskID: "a", epoch: 1) == [.stop(taskID: "a", epoch: 1)])
         #expect(s.withdrawn(taskID: "a", epoch: 1) == [])
     }
+
+    @Test("an epoch that ended is not started again when a new master's stream still lists it")
+    func endedEpochNotRerun() {
+        var s = Supervisor()
+        _ = s.assignments([Self.task("a", epoch: 1)])
+        _ = s.started(taskID: "a", epoch: 1)
+        _ = s.ended(taskID: "a", epoch: 1, outcome: .exited(code: 0))
+        // The completion report has not been applied yet; the stream (re)sends the same set.
+        #expect(s.assignments([Self.task("a", epoch: 1)]) == [])
+        // A new epoch (a restart by policy) does run.
+        #expect(s.assignments([Self.task("a", epoch: 2)]) == [.start(Self.task("a", epoch: 2))])
+    }
 }

@@ -108,17 +108,23 @@ final class ClusterHarness: Sendable {
 
     /// Starts a worker (process runtime) joined through the given masters.
     @discardableResult
-    func addWorker(name: String, cpu: Int = 4000, memory: Int = 8192, labels: String = "", through: [Int]? = nil) throws -> ManagedProcess {
+    func addWorker(name: String, cpu: Int = 4000, memory: Int = 8192, labels: String = "", through: [Int]? = nil,
+                   runtime: String = "process") throws -> ManagedProcess {
         let index = workers.withLock { $0.count }
         let port = rpcPorts[0] + 300 + index
         let mastersList = (through ?? Array(0..<masters.count)).map { "127.0.0.1:\(rpcPorts[$0])" }.joined(separator: ",")
-        var args = ["--masters", mastersList, "--join-token", joinToken, "--runtime", "process", "--data-dir", "\(root)/\(name)",
+        var args = ["--masters", mastersList, "--join-token", joinToken, "--runtime", runtime, "--data-dir", "\(root)/\(name)",
                     "--cpu", "\(cpu)", "--memory", "\(memory)", "--listen-addr", "127.0.0.1:\(port)", "--log-level", "info"]
         if !labels.isEmpty { args += ["--labels", labels] }
         let w = ManagedProcess(name: name, binary: workerBinary, arguments: args, logPath: "\(root)/\(name).log")
         try w.start()
         workers.withLock { $0.append(w) }
         return w
+    }
+
+    /// The node id a worker keeps in its data directory.
+    func nodeID(ofWorker name: String) -> String? {
+        (try? String(contentsOfFile: "\(root)/\(name)/node-id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func stop() async {

@@ -66,6 +66,8 @@ public actor WorkerAgent {
     private(set) public var nodeID: String?
     /// Reports not yet acknowledged by a master, oldest first.
     private var pendingReports: [(taskID: String, epoch: UInt64, report: TaskReport)] = []
+    /// How long the runtime took to start each running copy, sent with its `running` report.
+    private var startDurations: [String: Int64] = [:]
     private var reportWaiter: CheckedContinuation<Void, Never>?
     /// The last runtime operation per task: the next one waits for it, so that removing an old
     /// copy and starting its replacement (same task id) never overlap.
@@ -247,7 +249,9 @@ public actor WorkerAgent {
                 $0.taskID = next.taskID
                 $0.epoch = next.epoch
                 switch next.report {
-                case .running: $0.state = .running
+                case .running:
+                    $0.state = .running
+                    $0.runtimeStartMs = startDurations[next.taskID] ?? 0
                 case .completed: $0.state = .completed; $0.hasExitCode_p = true; $0.exitCode = 0
                 case .failed(let code, let reason):
                     $0.state = .failed
@@ -313,8 +317,11 @@ public actor WorkerAgent {
     }
 
     private func start(_ task: AssignedTask) async {
+        let began = ContinuousClock.now
         do {
             try await runtime.start(task.runtimeTask)
+            let took = began.duration(to: .now).components
+            startDurations[task.taskID] = took.seconds * 1000 + took.attoseconds / 1_000_000_000_000_000
         } catch {
             logger.warning("task \(task.taskID) did not start: \(error)")
             perform(supervisor.ended(taskID: task.taskID, epoch: task.epoch, outcome: Self.outcome(ofStartError: error)))
@@ -338,6 +345,7 @@ public actor WorkerAgent {
     }
 
     private func ended(taskID: String, epoch: UInt64, outcome: TaskOutcome) {
+        startDurations[taskID] = nil
         perform(supervisor.ended(taskID: taskID, epoch: epoch, outcome: outcome))
     }
 

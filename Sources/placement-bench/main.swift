@@ -1,10 +1,18 @@
-// End-to-end placement throughput of a 3-master cluster (issue 4, BENCHMARKS.md):
-// 1,000 simulated nodes join through the worker protocol, then 10,000 tasks are submitted through
-// the REST API of the followers; we time how long until every task is assigned (committed
-// placements per second), per scheduling algorithm, and read the leader's resident memory.
+// End-to-end benchmarks of a 3-master cluster (BENCHMARKS.md).
 //
-//   swift build -c release --product placement-bench --product master
+// Placement (issue 4): 1,000 simulated nodes join through the worker protocol, then 10,000 tasks
+// are submitted through the REST API of the followers; we time how long until every task is
+// assigned (committed placements per second), per scheduling algorithm, and read the leader's
+// resident memory.
+//
+//   swift build -c release --product placement-bench --product master --product worker
 //   .build/release/placement-bench [--nodes 1000] [--tasks 10000] [--clients 64] [--algorithms binpacking,spread,roundrobin]
+//
+// Start latency (issue 5): one real worker (`--runtime docker` or `process`); 100 times, submit a
+// task and poll until it runs; the worker reports how long its runtime took to create and start
+// it, so the orchestrator's own share is the rest.
+//
+//   .build/release/placement-bench --mode latency [--runtime docker] [--tasks 100]
 import AsyncHTTPClient
 import ClusterProto
 import Foundation
@@ -30,6 +38,7 @@ let nodeCount = options["nodes"].flatMap(Int.init) ?? 1000
 let taskCount = options["tasks"].flatMap(Int.init) ?? 10_000
 let clients = options["clients"].flatMap(Int.init) ?? 64
 let algorithms = (options["algorithms"] ?? "binpacking,spread,roundrobin").split(separator: ",").map(String.init)
+let mode = options["mode"] ?? "placement"
 guard let masterBinary = RaftProcessCluster.locateBinary(named: "master") else {
     FileHandle.standardError.write(Data("placement-bench: build the master first (swift build -c release --product master)\n".utf8))
     exit(2)
@@ -108,16 +117,82 @@ func post(_ port: Int, _ path: String, _ body: String) async throws -> Int {
     return Int(response.status.code)
 }
 
-func waitFor(_ what: String, timeout: Duration, _ condition: () async throws -> Bool) async throws {
+func waitFor(_ what: String, timeout: Duration, interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if (try? await condition()) == true { return }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Task.sleep(for: interval)
     }
     throw NSError(domain: "placement-bench", code: 1, userInfo: [NSLocalizedDescriptionKey: "timed out waiting for \(what)"])
 }
 
 func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
+func startLatency(masterBinary: URL, runtime: String, count: Int) async throws -> String {
+    guard let workerBinary = RaftProcessCluster.locateBinary(named: "worker") else { throw NSError(domain: "placement-bench: build the worker", code: 2) }
+    let masters = try Masters(binary: masterBinary, algorithm: "binpacking")
+    let worker = Process()
+    worker.executableURL = workerBinary
+    let workerDir = masters.root + "/w1"
+    worker.arguments = ["--masters", masters.rpc.map { "127.0.0.1:\($0)" }.joined(separator: ","), "--runtime", runtime,
+                        "--data-dir", workerDir, "--cpu", "100000", "--memory", "100000", "--listen-addr", "127.0.0.1:\(masters.rpc[0] + 50)"]
+    FileManager.default.createFile(atPath: masters.root + "/w1.log", contents: nil)
+    let log = FileHandle(forWritingAtPath: masters.root + "/w1.log")!
+    worker.standardOutput = log
+    worker.standardError = log
+    try worker.run()
+    defer {
+        kill(worker.processIdentifier, SIGKILL)
+        worker.waitUntilExit()
+        if runtime == "docker", let owner = try? String(contentsOfFile: workerDir + "/node-id", encoding: .utf8) {
+            // The tasks sleep; remove their containers rather than wait out their stop grace.
+            let rm = Process()
+            rm.executableURL = URL(fileURLWithPath: "/bin/sh")
+            rm.arguments = ["-c", "docker rm -f $(docker ps -aq --filter label=orchestrator.owner=\(owner.trimmingCharacters(in: .whitespacesAndNewlines))) >/dev/null 2>&1"]
+            try? rm.run()
+            rm.waitUntilExit()
+        }
+        masters.stop()
+    }
+    let api = masters.api[0]
+    try await waitFor("a ready worker", timeout: .seconds(60)) {
+        let (status, json) = try await get(api, "/api/v1/nodes")
+        return status == 200 && ((json["nodes"] as? [[String: Any]])?.first?["state"] as? String) == "ready"
+    }
+    var totals: [Double] = [], runtimeShares: [Double] = [], ours: [Double] = []
+    for i in 0..<count {
+        let began = ContinuousClock.now
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(api)/api/v1/tasks")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: #"{"name":"lat-\#(i)","image":"alpine","command":["sleep","600"],"resources":{"cpu":10,"memory":16}}"#))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        guard let id = ((try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any])?["id"] as? String else {
+            throw NSError(domain: "placement-bench: POST answered \(response.status)", code: 3)
+        }
+        var runtimeMs = 0.0
+        // Polled every 2 ms: the poll adds at most that (plus one local GET) to the measured time.
+        try await waitFor("task \(id) running", timeout: .seconds(60), interval: .milliseconds(2)) {
+            let (status, json) = try await get(api, "/api/v1/tasks/\(id)")
+            guard status == 200, json["state"] as? String == "running" else { return false }
+            runtimeMs = Double(json["runtime_start_ms"] as? Int ?? 0)
+            return true
+        }
+        let total = seconds(began.duration(to: .now)) * 1000
+        totals.append(total)
+        runtimeShares.append(runtimeMs)
+        ours.append(total - runtimeMs)
+    }
+    totals.sort(); runtimeShares.sort(); ours.sort()
+    return String(format: "%@ runtime, %d tasks, POST to running: median %.1f ms, p99 %.1f ms | runtime create+start: median %.1f ms, p99 %.1f ms | orchestrator's share: median %.1f ms, p99 %.1f ms",
+                  runtime as NSString, count, percentile(totals, 0.5), percentile(totals, 0.99), percentile(runtimeShares, 0.5), percentile(runtimeShares, 0.99),
+                  percentile(ours, 0.5), percentile(ours, 0.99))
+}
 
 func runOnce(masterBinary: URL, algorithm: String) async throws -> String {
     let masters = try Masters(binary: masterBinary, algorithm: algorithm)
@@ -198,11 +273,19 @@ func runOnce(masterBinary: URL, algorithm: String) async throws -> String {
                   placeTime, Double(taskCount) / placeTime, rss)
 }
 
-for algorithm in algorithms {
+if mode == "latency" {
     do {
-        print(try await runOnce(masterBinary: masterBinary, algorithm: algorithm))
+        print(try await startLatency(masterBinary: masterBinary, runtime: options["runtime"] ?? "docker", count: options["tasks"].flatMap(Int.init) ?? 100))
     } catch {
-        print("\(algorithm): failed: \(error)")
+        print("latency: failed: \(error)")
+    }
+} else {
+    for algorithm in algorithms {
+        do {
+            print(try await runOnce(masterBinary: masterBinary, algorithm: algorithm))
+        } catch {
+            print("\(algorithm): failed: \(error)")
+        }
     }
 }
 try? await http.shutdown()

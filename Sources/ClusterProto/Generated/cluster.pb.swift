@@ -204,6 +204,9 @@ public nonisolated struct Orchestrator_V1_StatusReport: Sendable {
   /// Why it failed: "exit code 3", "OOM killed", "image not found: ...", "runtime error: ...".
   public var reason: String = String()
 
+  /// With RUNNING: how long the runtime took to create and start it (Docker's share of a start).
+  public var runtimeStartMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -560,7 +563,7 @@ nonisolated extension Orchestrator_V1_HeartbeatResponse: SwiftProtobuf.Message, 
 
 nonisolated extension Orchestrator_V1_StatusReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}task_id\0\u{1}epoch\0\u{1}state\0\u{3}has_exit_code\0\u{3}exit_code\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}task_id\0\u{1}epoch\0\u{1}state\0\u{3}has_exit_code\0\u{3}exit_code\0\u{1}reason\0\u{3}runtime_start_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -575,6 +578,7 @@ nonisolated extension Orchestrator_V1_StatusReport: SwiftProtobuf.Message, Swift
       case 5: try { try decoder.decodeSingularBoolField(value: &self.hasExitCode_p) }()
       case 6: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.runtimeStartMs) }()
       default: break
       }
     }
@@ -602,6 +606,9 @@ nonisolated extension Orchestrator_V1_StatusReport: SwiftProtobuf.Message, Swift
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 7)
     }
+    if self.runtimeStartMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.runtimeStartMs, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -613,6 +620,7 @@ nonisolated extension Orchestrator_V1_StatusReport: SwiftProtobuf.Message, Swift
     if lhs.hasExitCode_p != rhs.hasExitCode_p {return false}
     if lhs.exitCode != rhs.exitCode {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.runtimeStartMs != rhs.runtimeStartMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -28,7 +28,7 @@ public enum ReportDecision: Sendable, Hashable {
 extension TaskReport {
     /// Decides what a report from `nodeID` about assignment `epoch` of `task` changes. Pure: no
     /// clock but `now`, no I/O, so the rules are tested as a table.
-    public func decide(for task: TaskRecord, from nodeID: String, epoch: UInt64, now: Int64) -> ReportDecision {
+    public func decide(for task: TaskRecord, from nodeID: String, epoch: UInt64, now: Int64, runtimeStartMs: Int64? = nil) -> ReportDecision {
         guard task.node == nodeID, task.epoch == epoch, task.state == .assigned || task.state == .running else {
             return .stale
         }
@@ -39,6 +39,7 @@ extension TaskReport {
             guard task.state == .assigned else { return .unchanged }
             t.state = .running
             t.reason = ""
+            t.runtimeStartMs = runtimeStartMs
             return .update(t)
         case .completed:
             t.state = .completed
@@ -63,7 +64,7 @@ extension ClusterRepository {
     /// another report may write the same task or node at the same time). Returns whether the
     /// reported assignment is still current.
     @discardableResult
-    public func apply(_ report: TaskReport, taskID: String, nodeID: String, epoch: UInt64, now: Int64) async throws -> Bool {
+    public func apply(_ report: TaskReport, taskID: String, nodeID: String, epoch: UInt64, now: Int64, runtimeStartMs: Int64? = nil) async throws -> Bool {
         for _ in 0..<20 {
             let task: TaskRecord
             do {
@@ -71,7 +72,7 @@ extension ClusterRepository {
             } catch RepositoryError.notFound {
                 return false
             }
-            switch report.decide(for: task, from: nodeID, epoch: epoch, now: now) {
+            switch report.decide(for: task, from: nodeID, epoch: epoch, now: now, runtimeStartMs: runtimeStartMs) {
             case .stale:
                 return false
             case .unchanged:

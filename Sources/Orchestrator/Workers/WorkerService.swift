@@ -75,7 +75,8 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
             throw RPCError(code: .invalidArgument, message: "state must be running, completed, failed or cancelled")
         }
         let current = try await mapStoreErrors {
-            try await repository.apply(report, taskID: request.taskID, nodeID: request.nodeID, epoch: request.epoch, now: now())
+            try await repository.apply(report, taskID: request.taskID, nodeID: request.nodeID, epoch: request.epoch, now: now(),
+                                       runtimeStartMs: request.runtimeStartMs > 0 ? request.runtimeStartMs : nil)
         }
         return .with { $0.current = current }
     }

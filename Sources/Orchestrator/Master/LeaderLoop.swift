@@ -19,8 +19,8 @@ public protocol Leadership: Sendable {
 public final class LeaderLoop: Sendable {
     public struct Options: Sendable {
         public var period: Duration = .seconds(1)
-        /// How often the loop checks for work when idle.
-        public var poll: Duration = .milliseconds(20)
+        /// The longest the loop sleeps when no change wakes it (it also re-checks leadership).
+        public var poll: Duration = .milliseconds(100)
         public var health = HealthPolicy()
         /// Store history kept for watches and event streams, in revisions: the leader compacts
         /// older history every `compactionInterval` (etcd's revision-based auto-compaction), or
@@ -38,6 +38,7 @@ public final class LeaderLoop: Sendable {
     let now: @Sendable () -> Int64
     let logger: Logger
     let dirty = Atomic<Bool>(true)
+    let wake = WakeSignal()
     /// Rounds run and tasks placed, for `/metrics`.
     public let placements = Atomic<Int>(0)
     public let rounds = Atomic<Int>(0)
@@ -77,7 +78,7 @@ public final class LeaderLoop: Sendable {
             if !status.isLeader {
                 if term != nil { logger.info("no longer leading") }
                 term = nil
-                try? await Task.sleep(for: options.poll * 5)
+                await wake.wait(timeout: options.poll)
                 continue
             }
             if term != status.term {
@@ -118,7 +119,7 @@ public final class LeaderLoop: Sendable {
                 lastCompaction = time
                 await compact()
             }
-            if !dirty.load(ordering: .relaxed) { try? await Task.sleep(for: options.poll) }
+            if !dirty.load(ordering: .relaxed) { await wake.wait(timeout: options.poll) }
         }
     }
 
@@ -144,6 +145,7 @@ public final class LeaderLoop: Sendable {
                 for try await change in repository.store.watch(key: root, rangeEnd: KeyRange.prefixEnd(root), fromRevision: 0, prevKV: false) {
                     if change.events.contains(where: { $0.kv.key.starts(with: ClusterRepository.taskPrefix) || $0.kv.key.starts(with: ClusterRepository.nodePrefix) }) {
                         dirty.store(true, ordering: .relaxed)
+                        wake.signal()
                     }
                 }
             } catch {

@@ -82,7 +82,7 @@ public enum EtcdAPIError: Error, Sendable, Hashable, CustomStringConvertible {
             switch error {
             case .emptyKey: "etcdserver: key is not provided"
             case .requestTooLarge: "etcdserver: request is too large"
-            case .invalidRange: "etcdserver: range end sorts before the key (give a range end after the key, or \\0 for every key from it)"
+            case .invalidRange: "etcdserver: range end sorts before the key"
             case .compacted: "etcdserver: mvcc: required revision has been compacted"
             case .futureRevision: "etcdserver: mvcc: required revision is a future revision"
             case .leaseNotFound: "etcdserver: requested lease not found"

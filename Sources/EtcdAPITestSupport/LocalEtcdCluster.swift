@@ -69,7 +69,7 @@ public final class LocalEtcdCluster: Sendable {
             storages.append(storage)
             let peers = Dictionary(uniqueKeysWithValues: ids.map { ($0, (host: "127.0.0.1", port: raftPorts[$0]!)) })
             var nodeLogger = logger
-            nodeLogger.logLevel = max(logger.logLevel, .notice)
+            nodeLogger.logLevel = max(logger.logLevel, .error)
             let transport = GRPCRaftTransport(id: id, listen: ("127.0.0.1", raftPorts[id]!), peers: peers, logger: nodeLogger)
             var options = RaftNode<ContinuousClock>.Options()
             options.tickInterval = tickInterval

@@ -97,7 +97,7 @@ struct BadInputTests {
                 try await withConnection(endpoint) { connection in
                 for c in Self.cases(compacted: compacted, future: compacted + 1_000) {
                     let before = try await cluster.agreedRevision()
-                    let states = cluster.members.map { $0.store.machine.store }
+                    let states = try await cluster.agreedState()
                     let error = await #expect(throws: RPCError.self, "\(c) via \(endpoint)") { try await c.call(connection) }
                     #expect(error?.code == c.code, "\(c): \(String(describing: error))")
                     #expect(error?.message == c.message, "\(c): \(String(describing: error))")
@@ -122,7 +122,8 @@ struct BadInputTests {
             let cases: [([String], String?, String)] = [
                 (["put", "", "v"], nil, "Error: etcdserver: key is not provided"),
                 (["put", "big"], big, "Error: etcdserver: request is too large"),
-                (["get", "b", "a"], nil, "Error: " + EtcdAPIError.store(.invalidRange).description),
+                // etcdctl shortens only the errors it knows; ours is printed with its gRPC code.
+                (["get", "b", "a"], nil, "code = InvalidArgument desc = etcdserver: range end sorts before the key"),
                 (["put", "k", "v", "--lease=1234"], nil, "Error: etcdserver: requested lease not found"),
                 (["get", "k", "--rev=\(revision - 1)"], nil, "Error: etcdserver: mvcc: required revision has been compacted"),
                 (["get", "k", "--rev=\(revision + 100)"], nil, "Error: etcdserver: mvcc: required revision is a future revision"),
@@ -136,7 +137,7 @@ struct BadInputTests {
             }
             // A watch from the compacted history is canceled with etcd's compacted error.
             let watch = try await etcdctl.run(["watch", "k", "--rev=\(revision - 1)"], timeout: .seconds(20))
-            #expect(watch.stdout.contains("watch was canceled (etcdserver: mvcc: required revision has been compacted)"),
+            #expect((watch.stdout + watch.stderr).contains("watch was canceled (etcdserver: mvcc: required revision has been compacted)"),
                     "\(watch)")
         }
     }

@@ -26,6 +26,7 @@ enum TestCluster {
     /// Runs `body` with a fresh cluster, stopping it afterwards whether `body` throws or not.
     static func with<T: Sendable>(
         configuration: EtcdAPIServer.Configuration = TestCluster.configuration(),
+        tick: Duration = TestCluster.tick,
         _ body: (LocalEtcdCluster) async throws -> T
     ) async throws -> T {
         let cluster = try await LocalEtcdCluster.start(tickInterval: tick, configuration: configuration, logger: logger)
@@ -55,6 +56,20 @@ extension LocalEtcdCluster {
             let revisions = Set(members.map { $0.store.machine.store.revision })
             if revisions.count == 1 { return revisions.first! }
             guard ContinuousClock.now < deadline else { throw LocalClusterError("replicas disagree on the revision: \(revisions)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
+extension LocalEtcdCluster {
+    /// Every replica's store once they are all equal (polled with a deadline): a compaction, say,
+    /// changes no revision but reaches the followers a moment after the leader.
+    func agreedState(timeout: Duration = .seconds(10)) async throws -> [KeyValueStore] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let states = members.map { $0.store.machine.store }
+            if states.allSatisfy({ $0 == states[0] }) { return states }
+            guard ContinuousClock.now < deadline else { throw LocalClusterError("replicas disagree on their state") }
             try await Task.sleep(for: .milliseconds(10))
         }
     }

@@ -86,10 +86,32 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "Store", "Raft"]),
+        /// A 3-replica built-in store serving the etcd API on loopback (RaftStore over the gRPC Raft
+        /// transport and SQLite), and a grpc-swift etcd client: shared by EtcdAPITests and etcd-bench.
+        .target(
+            name: "EtcdAPITestSupport",
+            dependencies: [
+                "EtcdAPI", "Store", "Raft", "RaftGRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "EtcdAPITests",
+            dependencies: [
+                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// The internal gRPC protocol between masters (write forwarding) and between workers and
         /// masters (join, heartbeat, assignments, status): generated code only.
         .target(
@@ -156,7 +178,9 @@ let package = Package(
         .executableTarget(
             name: "etcd-bench",
             dependencies: [
-                "EtcdAPI",
+                "EtcdAPI", "EtcdAPITestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -35,7 +35,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "RaftTests", dependencies: ["Raft", "raft-storage-probe"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "raft-storage-probe", "TestGate"]),
         /// Appends through SQLiteLogStorage and prints what is durable; SIGKILLed by the crash tests.
         .executableTarget(name: "raft-storage-probe", dependencies: ["Raft"]),
         /// Release-mode append throughput of SQLiteLogStorage (BENCHMARKS.md).
@@ -52,7 +52,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC"]),
+        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "TestGate"]),
         /// A standalone Raft server (SQLite log, gRPC transport, stdin/stdout control) for the
         /// multi-process tests and benchmarks.
         .executableTarget(
@@ -61,6 +61,8 @@ let package = Package(
         ),
         /// Drives `raft-node` processes: shared by the integration tests and `raft-bench`.
         .target(name: "RaftTestSupport"),
+        /// `@Suite(.heavy)`: suites that start process clusters, etcd or Docker run one at a time.
+        .target(name: "TestGate"),
         /// Throughput, latency and failover of 3 `raft-node` processes (BENCHMARKS.md).
         .executableTarget(name: "raft-bench", dependencies: ["RaftTestSupport"]),
         /// The replicated key-value state machine with etcd semantics (revisions, txn, leases, watches).
@@ -74,7 +76,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Raft"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Raft", "TestGate"]),
         /// The etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance) served from the built-in
         /// store, so etcdctl and other etcd clients work against the masters (generated code:
         /// scripts/generate-protos.sh).
@@ -105,7 +107,7 @@ let package = Package(
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
-                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport",
+                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport", "TestGate",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -151,7 +153,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Orchestrator"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Orchestrator", "TestGate"]),
         /// `master`: the master process (`master --dev` for a one-process trial cluster).
         .executableTarget(
             name: "master",
@@ -191,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "OrchestratorIntegrationTests",
             dependencies: [
-                "master", "worker", "RaftTestSupport",
+                "master", "worker", "RaftTestSupport", "TestGate",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -200,7 +202,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RaftIntegrationTests",
-            dependencies: ["RaftTestSupport", "raft-node"],
+            dependencies: ["RaftTestSupport", "raft-node", "TestGate"],
             path: "IntegrationTests/RaftIntegrationTests"
         ),
     ],

@@ -1,8 +1,9 @@
 import Foundation
 import Testing
+import TestGate
 
 /// 3 masters and 3 workers (process runtime) as real processes on 127.0.0.1 (issue 4).
-@Suite(.serialized) struct ClusterIntegrationTests {
+@Suite(.serialized, .heavy) struct ClusterIntegrationTests {
     static func taskBody(_ name: String, command: String, cpu: Int = 100, restart: String = "never") -> String {
         let escaped = command.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
         return #"{"name":"\#(name)","image":"busybox","command":["sh","-c","\#(escaped)"],"resources":{"cpu":\#(cpu),"memory":64},"restart_policy":{"condition":"\#(restart)"}}"#

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestGate
 
 /// Runs `docker` with `arguments`; returns its exit status and standard output.
 @discardableResult
@@ -24,7 +25,7 @@ func dockerAvailable() -> Bool {
 /// 3 masters and Docker workers (issue 5): the seed example end to end, adoption after a worker
 /// restart, masters lost and back, bad images. No registry is reachable here, so `alpine` is the
 /// local busybox test image (scripts/make-test-image.sh) under the seed example's name.
-@Suite(.serialized, .enabled(if: dockerAvailable() || ProcessInfo.processInfo.environment["CI"] != nil))
+@Suite(.serialized, .heavy, .enabled(if: dockerAvailable() || ProcessInfo.processInfo.environment["CI"] != nil))
 struct DockerClusterTests {
     static let seedBody = #"{"name": "test-task", "image": "alpine", "command": ["echo", "hello world"], "resources": {"cpu": 500, "memory": 256}}"#
 

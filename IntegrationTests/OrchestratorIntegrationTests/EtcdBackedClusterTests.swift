@@ -1,10 +1,11 @@
 import AsyncHTTPClient
 import Foundation
 import Testing
+import TestGate
 
 /// `master --store etcd`: the same masters and workers with their state in a real etcd 3.4
 /// (Debian's etcd-server), leader election through an etcd lease (issues 3 and 4).
-@Suite(.serialized) struct EtcdBackedClusterTests {
+@Suite(.serialized, .heavy) struct EtcdBackedClusterTests {
     /// A single-member etcd on random loopback ports with its own data directory.
     final class Etcd: Sendable {
         let clientURL: String

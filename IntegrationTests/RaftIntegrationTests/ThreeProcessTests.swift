@@ -1,10 +1,11 @@
 import Foundation
 import RaftTestSupport
 import Testing
+import TestGate
 
 /// Three `raft-node` processes on 127.0.0.1 talking gRPC, with SQLite logs: election, replication,
 /// kill -9 of the leader, a new leader, no committed write lost, and the killed node catching up.
-@Suite(.serialized) struct ThreeProcessTests {
+@Suite(.serialized, .heavy) struct ThreeProcessTests {
     func binary() throws -> URL {
         try #require(RaftProcessCluster.locateBinary(), "raft-node not built next to the tests (swift build --product raft-node)")
     }

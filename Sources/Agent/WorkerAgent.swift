@@ -232,6 +232,11 @@ public actor WorkerAgent {
         throw SessionEnded.streamEnded
     }
 
+    private func wakeReporter() {
+        reportWaiter?.resume()
+        reportWaiter = nil
+    }
+
     private func received(_ set: [AssignedTask]) {
         perform(supervisor.assignments(set))
     }
@@ -241,7 +246,13 @@ public actor WorkerAgent {
         options.timeout = .seconds(10)
         while !Task.isCancelled {
             guard let next = pendingReports.first else {
-                await withCheckedContinuation { reportWaiter = $0 }
+                // Cancellation must end the wait: the session ends (its master died) only once
+                // all three of its tasks have returned.
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { reportWaiter = $0 }
+                } onCancel: {
+                    Task { await self.wakeReporter() }
+                }
                 continue
             }
             let ack = try await stub.reportStatus(.with {

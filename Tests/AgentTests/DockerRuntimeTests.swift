@@ -1,10 +1,11 @@
 @testable import Agent
 import Foundation
 import Testing
+import TestGate
 
 /// DockerRuntime against the real dockerd. Serialized: together they would load a 2-core machine
 /// that other builds share, and timing checks (grace periods) need some headroom.
-@Suite("DockerRuntime", .serialized, .enabled(if: DockerTestEnvironment.enabled, DockerTestEnvironment.skipComment))
+@Suite("DockerRuntime", .serialized, .heavy, .enabled(if: DockerTestEnvironment.enabled, DockerTestEnvironment.skipComment))
 struct DockerRuntimeTests {
     @Test func exitCodes() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.exitCodes) }
     @Test func envAndCommand() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.envAndCommandReachTheTask) }

@@ -5,9 +5,10 @@ import GRPCCore
 import Raft
 import Store
 import Testing
+import TestGate
 
 /// Requests the API must refuse: etcd's gRPC code and message, and nothing changes in the store.
-@Suite(.serialized)
+@Suite(.serialized, .heavy)
 struct BadInputTests {
     /// One bad request through a Swift gRPC client: the expected code and message.
     struct Case: Sendable, CustomStringConvertible {

@@ -3,10 +3,11 @@ import Foundation
 import Raft
 import Store
 import Testing
+import TestGate
 
 /// Debian's real etcdctl 3.4 against our 3-replica cluster, through the leader's and a follower's
 /// endpoints: what an operator types must work as it does against etcd.
-@Suite(.serialized, .enabled(if: Etcdctl.shouldRun, "etcdctl is not installed (apt-get install etcd-client)"))
+@Suite(.serialized, .heavy, .enabled(if: Etcdctl.shouldRun, "etcdctl is not installed (apt-get install etcd-client)"))
 struct EtcdctlTests {
     @Test("put, get (prefix, --rev), del and an interactive txn, through the leader and a follower")
     func keyValueCommands() async throws {

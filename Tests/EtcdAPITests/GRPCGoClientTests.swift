@@ -4,12 +4,13 @@ import Foundation
 import Raft
 import Store
 import Testing
+import TestGate
 
 /// grpc-go clients under sustained load: etcdctl's bandwidth probing sends about one HTTP/2 PING
 /// per response, which swift-nio-http2 answers with GOAWAY after 200 in 30 s unless
 /// `HTTP2PingResponder` answers them first. Either way a client that reconnects must lose
 /// nothing and have nothing applied twice; with the responder it must not need to reconnect.
-@Suite(.serialized, .enabled(if: Etcdctl.shouldRun, "etcdctl is not installed (apt-get install etcd-client)"))
+@Suite(.serialized, .heavy, .enabled(if: Etcdctl.shouldRun, "etcdctl is not installed (apt-get install etcd-client)"))
 struct GRPCGoClientTests {
     static let synced = 600
     static let live = 200

@@ -6,6 +6,7 @@ import GRPCNIOTransportHTTP2
 import Store
 import Synchronization
 import Testing
+import TestGate
 
 /// A watch stream driven from a test: requests are pushed in, answers collected for polling.
 final class WatchDriver: Sendable {
@@ -72,7 +73,7 @@ final class WatchDriver: Sendable {
 
 /// The Watch service through a Swift gRPC client, for what etcdctl cannot show: ids, created and
 /// canceled answers, compaction, progress notifications, filters.
-@Suite(.serialized)
+@Suite(.serialized, .heavy)
 struct WatchTests {
     static func keys(_ r: Etcdserverpb_WatchResponse) -> [String] {
         r.events.map { ($0.type == .put ? "put " : "del ") + String(decoding: $0.kv.key, as: UTF8.self) }

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import RaftGRPC
+import TestGate
 
 /// What one node received: sequence numbers (carried in `commit`) per sender, and unreachable notices.
 final class Inbox: Sendable {
@@ -102,7 +103,7 @@ func waitUntilConnected(_ node: TestNode, _ peer: TestNode, probe: inout Int) as
     }
 }
 
-@Suite("GRPCRaftTransport over 127.0.0.1", .serialized, .timeLimit(.minutes(2)))
+@Suite("GRPCRaftTransport over 127.0.0.1", .serialized, .heavy, .timeLimit(.minutes(2)))
 struct GRPCRaftTransportTests {
     @Test("10,000 messages per peer arrive complete and in order")
     func bulkInOrder() async throws {

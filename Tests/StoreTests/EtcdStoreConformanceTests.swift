@@ -1,5 +1,6 @@
 import Testing
 @testable import Store
+import TestGate
 
 /// The shared ClusterStore scenarios (Conformance/StoreConformance.swift) against a real etcd 3.4.
 ///
@@ -7,7 +8,7 @@ import Testing
 /// disturb each other; `.serialized` keeps at most one etcd of this suite running at a time on a
 /// 2-core machine. etcd's lease clock is the wall clock, so `advanceClock` really waits: the two
 /// lease-expiry scenarios take about 10 s each.
-@Suite("ClusterStore conformance: EtcdStore", .serialized, .timeLimit(.minutes(2)))
+@Suite("ClusterStore conformance: EtcdStore", .serialized, .heavy, .timeLimit(.minutes(2)))
 struct EtcdStoreConformanceTests {
     @Test(arguments: StoreConformance.Scenario.allCases)
     func conformance(_ scenario: StoreConformance.Scenario) async throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Store
+import TestGate
 
 // EtcdStore against a real etcd 3.4 (Debian's etcd-server). Every test starts its own etcd, so
 // its store begins at revision 1 (the first write is revision 2) and the revisions below are exact.
@@ -28,7 +29,7 @@ private func firstEvents(_ stream: AsyncThrowingStream<WatchResponse, any Error>
 
 // Serialized: each test runs its own etcd, and a dozen at once on CI's 2 cores would slow the
 // timing-sensitive tests of other suites running alongside.
-@Suite("EtcdStore against a real etcd", .serialized, .timeLimit(.minutes(2)))
+@Suite("EtcdStore against a real etcd", .serialized, .heavy, .timeLimit(.minutes(2)))
 struct EtcdStoreTests {
     @Test("put, get, prefix ranges and deletes, with exact revisions")
     func putGetPrefixDelete() async throws {

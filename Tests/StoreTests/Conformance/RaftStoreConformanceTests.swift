@@ -2,6 +2,7 @@ import Raft
 import Synchronization
 import Testing
 @testable import Store
+import TestGate
 
 /// Three `RaftStore` replicas on an in-memory network with 10 ms ticks, each with a `LeaseExpirer`,
 /// followers forwarding writes to the leader's store in process.
@@ -75,7 +76,7 @@ final class RaftStoreCluster: Sendable {
     func follower(of leader: NodeID) -> NodeID { ids.first { $0 != leader }! }
 }
 
-@Suite(.serialized) struct RaftStoreConformanceTests {
+@Suite(.serialized, .heavy) struct RaftStoreConformanceTests {
     enum Target: Sendable { case leader, follower }
 
     /// A fresh cluster; the subject is the leader's or a follower's store.

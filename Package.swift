@@ -86,10 +86,32 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "Store", "Raft"]),
+        /// A 3-replica built-in store serving the etcd API on loopback (RaftStore over the gRPC Raft
+        /// transport and SQLite), and a grpc-swift etcd client: shared by EtcdAPITests and etcd-bench.
+        .target(
+            name: "EtcdAPITestSupport",
+            dependencies: [
+                "EtcdAPI", "Store", "Raft", "RaftGRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "EtcdAPITests",
+            dependencies: [
+                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// The internal gRPC protocol between masters (write forwarding) and between workers and
         /// masters (join, heartbeat, assignments, status): generated code only.
         .target(
@@ -140,17 +162,42 @@ let package = Package(
             name: "worker",
             dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        /// End-to-end placements per second through 3 master processes (BENCHMARKS.md).
+        .executableTarget(
+            name: "placement-bench",
+            dependencies: [
+                "ClusterProto", "RaftTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         /// Drives the etcd v3 API of our masters and of a real etcd with the same workload (BENCHMARKS.md).
         .executableTarget(
             name: "etcd-bench",
             dependencies: [
-                "EtcdAPI",
+                "EtcdAPI", "EtcdAPITestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         /// Decisions per second of the scheduler alone (BENCHMARKS.md).
         .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator"]),
+        /// 3 masters and 3 workers as processes on loopback: failover, lost workers, drains.
+        .testTarget(
+            name: "OrchestratorIntegrationTests",
+            dependencies: [
+                "master", "worker", "RaftTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "IntegrationTests/OrchestratorIntegrationTests"
+        ),
         .testTarget(
             name: "RaftIntegrationTests",
             dependencies: ["RaftTestSupport", "raft-node"],

@@ -37,19 +37,27 @@ for product in protoc-gen-swift protoc-gen-grpc-swift-2; do
 done
 BIN="$(swift build --package-path "$PLUGIN_PKG" --scratch-path "$SCRATCH" -c release --show-bin-path)"
 
-generate() { # proto file name, output directory
-    local proto="$1" out="$2"
+generate() { # include directory, output directory, proto files relative to the include directory
+    local include="$1" out="$2"
+    shift 2
     mkdir -p "$out"
     protoc \
         --plugin=protoc-gen-swift="$BIN/protoc-gen-swift" \
         --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
-        -I "$ROOT/Protos" \
+        -I "$include" \
         --swift_out="$out" --swift_opt=Visibility=Public \
         --grpc-swift-2_out="$out" --grpc-swift-2_opt=Visibility=Public,Client=true,Server=true \
-        "$ROOT/Protos/$proto"
+        "$@"
 }
 
-generate raft.proto "$ROOT/Sources/RaftGRPC/Generated"
+generate "$ROOT/Protos" "$ROOT/Sources/RaftGRPC/Generated" raft.proto
+generate "$ROOT/Protos" "$ROOT/Sources/ClusterProto/Generated" cluster.proto
+
+# etcd's API keeps etcd's package names (etcdserverpb, mvccpb), so the Swift types are prefixed
+# Etcdserverpb_ and Mvccpb_ and cannot clash with the Store module's RangeRequest, KeyValue, ...
+# The include root is Protos/etcd so that rpc.proto imports "mvccpb/kv.proto" as etcd lays it out.
+rm -rf "$ROOT/Sources/EtcdAPI/Generated"
+generate "$ROOT/Protos/etcd" "$ROOT/Sources/EtcdAPI/Generated" mvccpb/kv.proto etcdserverpb/rpc.proto
 
 echo "Generated:"
-ls -1 "$ROOT/Sources/RaftGRPC/Generated"
+find "$ROOT/Sources/RaftGRPC/Generated" "$ROOT/Sources/ClusterProto/Generated" "$ROOT/Sources/EtcdAPI/Generated" -name '*.swift' | sort

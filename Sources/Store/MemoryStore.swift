@@ -108,3 +108,14 @@ public final class MemoryStore: ClusterStore {
         }
     }
 }
+
+extension MemoryStore: WatchProgressNotifying, LeaseListing {
+    public func notifyWatchProgress() {
+        // Store lock, then hub lock: the order `apply` and `watch` use.
+        state.withLock { _ in hub.notifyProgress() }
+    }
+
+    public func leaseIDs() async throws -> [LeaseID] {
+        try read { store, _ in store.leaseIDs }
+    }
+}

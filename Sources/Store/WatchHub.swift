@@ -29,6 +29,9 @@ public final class WatchHub: Sendable {
         var nextID: UInt64 = 0
         /// Set by `finishAll`: later watches fail at once with this error.
         var closed: (any Error)?
+        /// The newest revision the hub knows the store has reached: the last one published, or a
+        /// newer one a watch's history was read at. Progress notifications never claim beyond it.
+        var revision: Int64 = 0
     }
 
     private let state = Mutex(State())
@@ -48,6 +51,7 @@ public final class WatchHub: Sendable {
             if let error = s.closed { return .failure(error) }
             do {
                 let (events, revision) = try history(key, rangeEnd, fromRevision, prevKV)
+                s.revision = max(s.revision, revision)
                 if !events.isEmpty { continuation.yield(WatchResponse(revision: revision, events: events)) }
                 // A watch from a future revision skips everything before it, as in etcd.
                 let next = max(revision + 1, fromRevision)
@@ -84,6 +88,7 @@ public final class WatchHub: Sendable {
     public func publish(_ events: [WatchEvent]) {
         guard let revision = events.first?.kv.modRevision else { return }
         let gapped = state.withLock { s -> [AsyncThrowingStream<WatchResponse, any Error>.Continuation] in
+            s.revision = max(s.revision, revision)
             var gapped: [AsyncThrowingStream<WatchResponse, any Error>.Continuation] = []
             for (id, w) in s.watchers where w.nextRevision <= revision {
                 if w.nextRevision < revision {
@@ -104,6 +109,21 @@ public final class WatchHub: Sendable {
         }
         // Outside the lock: finishing runs the termination handler, which takes it.
         for c in gapped { c.finish(throwing: StoreError.compacted(revision)) }
+    }
+
+    /// Makes every open watch report its progress (etcd's `RequestProgress`): each stream yields a
+    /// `WatchResponse` without events at the revision up to which it has been sent every change.
+    ///
+    /// Exact because it runs under the hub's lock, like `publish`: everything a watcher's
+    /// `nextRevision` says it was sent is already in its stream, ahead of the notification. A watch
+    /// that starts at a future revision reports the hub's current revision (nothing it could see
+    /// has happened yet).
+    public func notifyProgress() {
+        state.withLock { s in
+            for w in s.watchers.values {
+                w.continuation.yield(WatchResponse(revision: min(w.nextRevision - 1, s.revision), events: []))
+            }
+        }
     }
 
     /// Ends every watch with `error` (the store is shutting down) and refuses new ones.

@@ -134,8 +134,9 @@ extension OrchestratorAPI {
         let (bytes, revision) = try await bounded { () async throws -> ([UInt8], Int64) in
             let (found, revision) = try await repository.readTask(id, consistency: consistency)
             guard let task = found else { throw APIError.notFound("no task \"\(id)\"") }
-            guard let nodeID = task.node else {
-                throw APIError.conflict("not_placed", "task \"\(id)\" is \(task.state.rawValue) and not on any node, so it has no logs")
+            // A task that ended keeps its placement: its last node still holds its output.
+            guard let nodeID = task.node ?? task.placement?.node else {
+                throw APIError.conflict("not_placed", "task \"\(id)\" is \(task.state.rawValue) and was never placed on a node, so it has no logs")
             }
             guard let node = try await repository.readNode(nodeID, consistency: consistency).node else {
                 throw APIError.conflict("node_gone", "task \"\(id)\" ran on node \"\(nodeID)\", which has left the cluster")

@@ -1,0 +1,27 @@
+/// Optional abilities of a `ClusterStore` beyond the protocol, which the etcd-compatible API uses
+/// when the store has them (`RaftStore` and `MemoryStore` do; `EtcdStore` gets progress
+/// notifications from etcd itself and has no lease listing).
+
+/// A store whose watches can be asked to report progress, as etcd's `RequestProgress`.
+public protocol WatchProgressNotifying: Sendable {
+    /// Every open watch of this store yields a progress notification (a `WatchResponse` with no
+    /// events) at the revision up to which it has delivered every change.
+    func notifyWatchProgress()
+}
+
+/// A store that can list its live leases (etcd's `LeaseLeases`).
+public protocol LeaseListing: Sendable {
+    /// The ids of every live lease, ascending, read linearizably.
+    func leaseIDs() async throws -> [LeaseID]
+}
+
+extension RaftStore: WatchProgressNotifying, LeaseListing {
+    public func notifyWatchProgress() {
+        hub.notifyProgress()
+    }
+
+    public func leaseIDs() async throws -> [LeaseID] {
+        try await waitLinearizable()
+        return machine.read { $0.leaseIDs }
+    }
+}

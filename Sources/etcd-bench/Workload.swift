@@ -1,0 +1,160 @@
+import EtcdAPI
+import EtcdAPITestSupport
+import Foundation
+
+/// One measured scenario.
+struct Scenario: Sendable {
+    enum Operation: Sendable {
+        case put
+        case linearizableGet
+        case serializableGet
+    }
+
+    var name: String
+    var operation: Operation
+    var clients: Int
+
+    static let all: [Scenario] = [
+        Scenario(name: "put, 1 client", operation: .put, clients: 1),
+        Scenario(name: "put, 16 clients", operation: .put, clients: 16),
+        Scenario(name: "put, 64 clients", operation: .put, clients: 64),
+        Scenario(name: "linearizable get, 64 clients", operation: .linearizableGet, clients: 64),
+        Scenario(name: "serializable get, 64 clients", operation: .serializableGet, clients: 64),
+    ]
+}
+
+/// What one scenario measured on one cluster.
+struct Measurement: Sendable {
+    var operations: Int
+    var errors: Int
+    var seconds: Double
+    /// Latencies in milliseconds.
+    var p50: Double
+    var p99: Double
+
+    var throughput: Double { seconds > 0 ? Double(operations) / seconds : 0 }
+}
+
+/// Runs scenarios against one cluster's etcd v3 gRPC API: every client is a task issuing one
+/// request at a time; clients share a few HTTP/2 connections, all to the leader's endpoint
+/// (writes end there anyway; reads too, so both systems serve the same requests the same way).
+final class Workload: Sendable {
+    let name: String
+    let endpoint: String
+    /// Connections the clients are spread over (grpc-go's benchmark default is 1; a few let one
+    /// HTTP/2 connection's serialisation not cap 64 clients).
+    let connections: [EtcdGRPCConnection]
+    static let valueSize = 256
+    static let keySpace = 10_000
+
+    init(name: String, endpoint: String, connectionCount: Int = 8) throws {
+        self.name = name
+        self.endpoint = endpoint
+        connections = try (0..<connectionCount).map { _ in try EtcdGRPCConnection(endpoint: endpoint) }
+    }
+
+    func close() async {
+        for connection in connections { await connection.close() }
+    }
+
+    /// Fills the key space the gets read.
+    func prepare() async throws {
+        let value = Data(repeating: UInt8(ascii: "v"), count: Self.valueSize)
+        for batch in stride(from: 0, to: Self.keySpace, by: 100) {
+            var txn = Etcdserverpb_TxnRequest()
+            txn.success = (batch..<min(batch + 100, Self.keySpace)).map { i in
+                var op = Etcdserverpb_RequestOp()
+                op.requestPut.key = Self.key(i)
+                op.requestPut.value = value
+                return op
+            }
+            _ = try await connections[0].kv.txn(txn)
+        }
+    }
+
+    static func key(_ i: Int) -> Data { Data("bench/\(i)".utf8) }
+
+    /// Runs `scenario` for `duration` after a warm-up, and measures.
+    func run(_ scenario: Scenario, duration: Duration, warmUp: Duration = .seconds(1)) async throws -> Measurement {
+        _ = try await drive(scenario, for: warmUp)
+        return try await drive(scenario, for: duration)
+    }
+
+    private func drive(_ scenario: Scenario, for duration: Duration) async throws -> Measurement {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + duration
+        let value = Data((0..<Self.valueSize).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let results = try await withThrowingTaskGroup(of: (latencies: [Double], errors: Int).self) { group in
+            for client in 0..<scenario.clients {
+                let connection = connections[client % connections.count]
+                group.addTask {
+                    var latencies: [Double] = []
+                    latencies.reserveCapacity(20_000)
+                    var errors = 0
+                    var i = client
+                    while clock.now < deadline {
+                        i = (i &+ 7_919) % Self.keySpace
+                        let t0 = clock.now
+                        do {
+                            switch scenario.operation {
+                            case .put:
+                                var put = Etcdserverpb_PutRequest()
+                                put.key = Self.key(i)
+                                put.value = value
+                                _ = try await connection.kv.put(put)
+                            case .linearizableGet, .serializableGet:
+                                var get = Etcdserverpb_RangeRequest()
+                                get.key = Self.key(i)
+                                get.serializable = scenario.operation == .serializableGet
+                                _ = try await connection.kv.range(get)
+                            }
+                            let d = (clock.now - t0).components
+                            latencies.append(Double(d.seconds) * 1_000 + Double(d.attoseconds) / 1e15)
+                        } catch {
+                            errors += 1
+                            if errors > 1_000 { throw error }
+                        }
+                    }
+                    return (latencies, errors)
+                }
+            }
+            var all: [Double] = [], errors = 0
+            for try await r in group {
+                all += r.latencies
+                errors += r.errors
+            }
+            return (all.sorted(), errors)
+        }
+        let elapsed = (clock.now - start).components
+        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+        func percentile(_ p: Double) -> Double {
+            results.0.isEmpty ? 0 : results.0[min(results.0.count - 1, Int(Double(results.0.count) * p))]
+        }
+        return Measurement(operations: results.0.count, errors: results.1, seconds: seconds, p50: percentile(0.5), p99: percentile(0.99))
+    }
+
+    /// The endpoint among `endpoints` whose member leads (asked over Maintenance/Status), polled
+    /// until the cluster has a leader.
+    static func leaderEndpoint(_ endpoints: [String], timeout: Duration = .seconds(30)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            for endpoint in endpoints {
+                let connection = try EtcdGRPCConnection(endpoint: endpoint)
+                let status = try? await connection.maintenance.status(Etcdserverpb_StatusRequest())
+                await connection.close()
+                if let status, status.leader != 0, status.leader == status.header.memberID {
+                    // Ready means it also serves a linearizable read.
+                    let probe = try EtcdGRPCConnection(endpoint: endpoint)
+                    var get = Etcdserverpb_RangeRequest()
+                    get.key = Data("health".utf8)
+                    let ok = (try? await probe.kv.range(get)) != nil
+                    await probe.close()
+                    if ok { return endpoint }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw LocalClusterError("no leader among \(endpoints) within \(timeout)")
+    }
+}

@@ -1,1 +1,0 @@
-// The etcd v3 API tests (issue 3).

@@ -92,6 +92,8 @@ extension OpenAPIDocument {
                 "reason": ["type": "string", "description": "Why it is pending, failed, lost or cancelled"],
                 "exit_code": ["type": "integer"], "placement": ref("Placement"),
                 "not_before": ["type": "integer", "format": "int64", "description": "Not scheduled before (ms since 1970)"],
+                "runtime_start_ms": ["type": "integer", "format": "int64",
+                                     "description": "How long the worker's runtime took to start the current copy (ms)"],
                 "created_at": ["type": "integer", "format": "int64", "description": "ms since 1970"],
                 "updated_at": ["type": "integer", "format": "int64", "description": "ms since 1970"],
                 "revision": ["type": "integer", "format": "int64", "description": "Store revision of this version"],

@@ -87,8 +87,15 @@ import Testing
                 #expect(required.isSubset(of: Set(object.keys)), "\(schema): missing \(required.subtracting(object.keys))")
             }
             let id = try await client.createTask(#"{"name":"x","image":"alpine","scheduler":"spread","env":{"A":"b"}}"#)
-            try await f.place(id, on: "n1")
+            var (placed, _) = try await f.place(id, on: "n1")
+            // Every optional field set, so a field added to the record but not to the schema shows.
+            placed.state = .running
+            placed.exitCode = 0
+            placed.notBefore = 1
+            placed.runtimeStartMs = 12
+            try await f.repository.update(placed)
             let task = try await client.send(.get, "/api/v1/tasks/\(id)").json
+            #expect(task["runtime_start_ms"] as? Int == 12)
             check(task, "Task")
             check(task["spec"] as? [String: Any] ?? [:], "TaskSpec")
             check(task["placement"] as? [String: Any] ?? [:], "Placement")

@@ -62,6 +62,7 @@ final class ClusterHarness: Sendable {
     let masters: [ManagedProcess]
     let apiPorts: [Int]
     let rpcPorts: [Int]
+    let etcdPorts: [Int]
     let workers = Mutex<[ManagedProcess]>([])
     let http = HTTPClient(eventLoopGroupProvider: .singleton)
     let masterBinary: URL
@@ -91,6 +92,7 @@ final class ClusterHarness: Sendable {
         let base = Int.random(in: 20_000...50_000)
         apiPorts = (0..<count).map { base + $0 }
         rpcPorts = (0..<count).map { base + 100 + $0 }
+        etcdPorts = (0..<count).map { base + 200 + $0 }
         let peers = (0..<count).map { "m\($0 + 1)=127.0.0.1:\(base + 100 + $0)" }.joined(separator: ",")
         masters = (0..<count).map { i in
             ManagedProcess(name: "m\(i + 1)", binary: master, arguments: [

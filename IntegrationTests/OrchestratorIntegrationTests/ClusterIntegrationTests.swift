@@ -123,4 +123,46 @@ import Testing
             throw error
         }
     }
+
+    /// Runs Debian's etcdctl (v3 API) against the masters' etcd ports.
+    static func etcdctl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
+        p.arguments = arguments
+        p.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test("etcdctl works against the masters' etcd v3 API: member list, put through a follower, get elsewhere, endpoint status and health")
+    func etcdctlAgainstMasters() async throws {
+        let cluster = try ClusterHarness(masters: 3)
+        try cluster.start()
+        defer { Task { await cluster.stop() } }
+        do {
+            let leader = try await cluster.leaderIndex()
+            let endpoints = cluster.etcdPorts.map { "127.0.0.1:\($0)" }
+            let follower = endpoints[(leader + 1) % 3], other = endpoints[(leader + 2) % 3]
+            let members = try Self.etcdctl(["--endpoints", endpoints.joined(separator: ","), "member", "list"])
+            #expect(members.status == 0 && members.output.split(separator: "\n").count == 3, "\(members.output)")
+            #expect(["m1", "m2", "m3"].allSatisfy { members.output.contains(", \($0), ") }, "\(members.output)")
+            let put = try Self.etcdctl(["--endpoints", follower, "put", "/etcdctl/k", "v1"])
+            #expect(put.status == 0 && put.output.contains("OK"), "\(put.output)")
+            let get = try Self.etcdctl(["--endpoints", other, "get", "/etcdctl/k", "--print-value-only"])
+            #expect(get.output == "v1\n", "\(get.output)")
+            let status = try Self.etcdctl(["--endpoints", endpoints.joined(separator: ","), "endpoint", "status"])
+            #expect(status.status == 0 && status.output.split(separator: "\n").count == 3, "\(status.output)")
+            #expect(status.output.contains("true"), "one of them is the leader: \(status.output)")
+            let health = try Self.etcdctl(["--endpoints", endpoints.joined(separator: ","), "endpoint", "health"])
+            #expect(health.status == 0 && health.output.components(separatedBy: "is healthy").count == 4, "\(health.output)")
+        } catch {
+            Issue.record("\(error)\n\(cluster.logs)")
+            throw error
+        }
+    }
 }

@@ -11,7 +11,7 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
 
     func status() async -> ClusterStatus {
         let s = await server.status()
-        let apis = server.masterDirectory.addresses()
+        let apis = server.masterDirectory.entries().mapValues(\.api)
         let members = s.members.map { m in
             ClusterMember(id: m.name, apiAddress: apis[m.name] ?? "",
                           role: m.name == s.leader ? .leader : (m.name == s.id ? (s.isLeader ? .leader : .follower) : .follower))
@@ -55,26 +55,37 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
     }
 }
 
-/// The masters' REST addresses, for `/api/v1/cluster`: each master records its own under
-/// `/orchestrator/masters/<id>` once its store accepts writes; every master keeps a copy that it
-/// refreshes in the background.
+/// The masters' client addresses, for `/api/v1/cluster` and the etcd API's member list: each
+/// master records its own under `/orchestrator/masters/<id>` once its store accepts writes; every
+/// master keeps a copy that it refreshes in the background.
 final class MasterDirectory: Sendable {
     static let prefix = Array("/orchestrator/masters/".utf8)
-    private let known = Mutex<[String: String]>([:])
 
-    func addresses() -> [String: String] { known.withLock { $0 } }
+    /// Where one master serves its clients.
+    struct Entry: Codable, Sendable, Hashable {
+        /// REST API, `host:port`.
+        var api: String
+        /// etcd v3 API, `host:port`; empty when not served.
+        var etcd: String
+    }
+
+    private let known = Mutex<[String: Entry]>([:])
+
+    func entries() -> [String: Entry] { known.withLock { $0 } }
 
     /// Registers this master, then refreshes the directory every few seconds until cancelled.
-    func run(repository: ClusterRepository, id: String, apiAddress: String) async {
+    func run(repository: ClusterRepository, id: String, entry: Entry) async {
         var registered = false
         while !Task.isCancelled {
             if !registered {
-                registered = (try? await repository.store.put(Self.prefix + Array(id.utf8), Array(apiAddress.utf8))) != nil
+                registered = (try? await repository.store.put(Self.prefix + Array(id.utf8), ClusterRepository.encode(entry))) != nil
             }
             if let r = try? await repository.store.list(prefix: Self.prefix, consistency: .serializable) {
-                var map: [String: String] = [:]
+                var map: [String: Entry] = [:]
                 for kv in r.kvs {
-                    map[String(decoding: kv.key.dropFirst(Self.prefix.count), as: UTF8.self)] = String(decoding: kv.value, as: UTF8.self)
+                    if let e = try? JSONDecoder().decode(Entry.self, from: Data(kv.value)) {
+                        map[String(decoding: kv.key.dropFirst(Self.prefix.count), as: UTF8.self)] = e
+                    }
                 }
                 known.withLock { $0 = map }
             }

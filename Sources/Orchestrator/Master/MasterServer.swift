@@ -1,4 +1,5 @@
 import ClusterProto
+import EtcdAPI
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -137,9 +138,14 @@ public final class MasterServer: Sendable {
         defer { clients.shutdown() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             switch parts {
-            case .raft(let node, let store, _):
+            case .raft(let node, let store, let names):
                 group.addTask { try await node.run() }
                 group.addTask { await LeaseExpirer(store: store, now: self.now).run() }
+                if let etcdAddress = config.etcdAddress {
+                    let info = MasterEtcdInfo(server: self, store: store, names: names)
+                    let etcdAPI = EtcdAPIServer(store: store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger)
+                    group.addTask { try await etcdAPI.run() }
+                }
             case .etcd(let store, let election, let server):
                 group.addTask { try await server.serve() }
                 group.addTask { await election.run() }
@@ -154,7 +160,8 @@ public final class MasterServer: Sendable {
             group.addTask { await self.leaderLoop.run() }
             group.addTask {
                 await self.masterDirectory.run(repository: self.repository, id: self.config.id,
-                                               apiAddress: self.advertisedAPIAddress)
+                                               entry: .init(api: self.advertised(self.config.apiAddress),
+                                                            etcd: self.config.etcdAddress.map { self.advertised($0) } ?? ""))
             }
             group.addTask { try await self.serveAPI() }
             for part in additional { group.addTask { try await part() } }
@@ -166,12 +173,12 @@ public final class MasterServer: Sendable {
 }
 
 extension MasterServer {
-    /// Where clients reach this master's REST API: the listen address, with a wildcard host
-    /// replaced by this master's rpc host (the address its peers already use for it).
-    var advertisedAPIAddress: String {
-        let wildcard = config.apiAddress.host == "0.0.0.0" || config.apiAddress.host == "::"
+    /// Where clients reach one of this master's listen addresses: a wildcard host is replaced by
+    /// this master's rpc host (the address its peers already use for it).
+    func advertised(_ listen: HostPort) -> String {
+        let wildcard = listen.host == "0.0.0.0" || listen.host == "::"
         let own = config.peers.first { $0.name == config.id }?.address.host ?? config.rpcAddress.host
-        return HostPort(host: wildcard ? own : config.apiAddress.host, port: config.apiAddress.port).description
+        return HostPort(host: wildcard ? own : listen.host, port: listen.port).description
     }
 
     /// The REST API (Hummingbird) until cancelled.

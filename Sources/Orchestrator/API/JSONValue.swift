@@ -6,6 +6,7 @@ public indirect enum JSONValue: Sendable, Hashable, Encodable, ExpressibleByStri
     case bool(Bool)
     case array([JSONValue])
     case object([String: JSONValue])
+    case null
 
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int) { self = .int(value) }
@@ -23,6 +24,7 @@ public indirect enum JSONValue: Sendable, Hashable, Encodable, ExpressibleByStri
         case .bool(let b): try c.encode(b)
         case .array(let a): try c.encode(a)
         case .object(let o): try c.encode(o)
+        case .null: try c.encodeNil()
         }
     }
 

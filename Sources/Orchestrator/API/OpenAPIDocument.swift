@@ -1,12 +1,22 @@
 /// The OpenAPI 3.0 description of the API, served at `GET /api/v1/openapi.json`. Written by hand
 /// (operations, parameters, schemas); a test holds its operations equal to `Route.allCases` and
-/// checks every documented operation against the router.
-public enum OpenAPIDocument {
-    /// The document as JSON bytes (computed once).
-    public static let json: [UInt8] = APIJSON.encode(document)
+/// checks every documented operation against the router. It follows the configuration: limits
+/// become schema bounds, and security (with its 401s) is declared only when a token is set.
+public struct OpenAPIDocument: Sendable {
+    public var configuration: APIConfiguration
 
-    public static var document: JSONValue {
-        [
+    public init(configuration: APIConfiguration = APIConfiguration()) {
+        self.configuration = configuration
+    }
+
+    var authenticated: Bool { !(configuration.apiToken ?? "").isEmpty }
+    var limits: TaskLimits { configuration.limits }
+
+    /// The document as JSON bytes.
+    public var json: [UInt8] { APIJSON.encode(document) }
+
+    public var document: JSONValue {
+        var doc: [String: JSONValue] = [
             "openapi": "3.0.3",
             "info": [
                 "title": "Orchestrator API",
@@ -19,23 +29,24 @@ public enum OpenAPIDocument {
                     {"error":{"code","message"}}.
                     """,
             ],
-            "security": [["bearerAuth": []]],
             "paths": paths,
-            "components": [
-                "securitySchemes": ["bearerAuth": ["type": "http", "scheme": "bearer"]],
-                "schemas": schemas,
-            ],
+            "components": ["schemas": schemas],
         ]
+        if authenticated {
+            doc["security"] = [["bearerAuth": []]]
+            doc["components"] = ["schemas": schemas, "securitySchemes": ["bearerAuth": ["type": "http", "scheme": "bearer"]]]
+        }
+        return .object(doc)
     }
 
     // MARK: Paths
 
-    static var paths: JSONValue {
+    var paths: JSONValue {
         [
             "/api/v1/tasks": [
                 "post": operation(
                     "createTask", "Submit a task", tag: "tasks",
-                    description: "Unspecified resources default to cpu 1000 millicores and memory 512 MB. Bodies over 1 MiB are refused with 413.",
+                    description: "Unspecified resources default to cpu 1000 millicores and memory 512 MB. Bodies over \(limits.maxBodyBytes) bytes are refused with 413.",
                     body: ref("TaskSubmission"),
                     responses: ["201": json("The stored task (Location: /api/v1/tasks/{id})", ref("Task"))],
                     errors: [400, 413]),
@@ -44,8 +55,8 @@ public enum OpenAPIDocument {
                     description: "Paged with limit and continue; every page of a listing reads at the revision of its first page. A continue token whose revision was compacted is refused with 410 continue_expired.",
                     parameters: [
                         query("state", "Comma-separated task states to keep", schema: ["type": "string", "example": "running,pending"]),
-                        query("node", "Keep tasks on this node", schema: ["type": "string"]),
-                        query("limit", "Largest page", schema: ["type": "integer", "minimum": 1, "maximum": 10000]),
+                        query("node", "Keep tasks on this node", schema: ["type": "string", "minLength": 1]),
+                        query("limit", "Largest page", schema: ["type": "integer", "minimum": 1, "maximum": .int(configuration.maxPageSize)]),
                         query("continue", "Token from the previous page", schema: ["type": "string"]),
                         consistent, minRevision,
                     ],
@@ -65,7 +76,7 @@ public enum OpenAPIDocument {
                 "get": operation(
                     "getTaskLogs", "A task's output, fetched from its worker", tag: "tasks",
                     parameters: [id, query("limit_bytes", "At most this many trailing bytes (default 1 MiB)",
-                                          schema: ["type": "integer", "minimum": 1]), consistent, minRevision],
+                                          schema: ["type": "integer", "minimum": 1, "maximum": .int(configuration.maxLogBytes)]), consistent, minRevision],
                     responses: ["200": ["description": "The output", "content": ["text/plain": ["schema": ["type": "string"]]]]],
                     errors: [400, 404, 409, 502]),
             ],
@@ -130,12 +141,12 @@ public enum OpenAPIDocument {
         ]
     }
 
-    static func nodeAction(_ id: String, _ summary: String) -> JSONValue {
+    func nodeAction(_ id: String, _ summary: String) -> JSONValue {
         operation(id, summary, tag: "nodes", description: "Repeating it changes nothing. A body, if any, is ignored.",
-                  parameters: [Self.id], responses: ["200": json("The node as it now is", ref("Node"))], errors: [404, 409])
+                  parameters: [self.id], responses: ["200": json("The node as it now is", ref("Node"))], errors: [404, 409])
     }
 
-    static func liveness(_ id: String) -> JSONValue {
+    func liveness(_ id: String) -> JSONValue {
         operation(id, "Liveness: 200 while the process serves (the store is not consulted)", tag: "health",
                   responses: ["200": json("Alive", ref("Health"))], errors: [], open: true)
     }
@@ -153,35 +164,41 @@ public enum OpenAPIDocument {
         504: "min_revision not reached within the timeout",
     ]
 
-    static func operation(_ id: String, _ summary: String, tag: String, description: String? = nil,
+    func operation(_ id: String, _ summary: String, tag: String, description: String? = nil,
                           parameters: [JSONValue] = [], body: JSONValue? = nil,
                           responses: [String: JSONValue], errors: [Int], open: Bool = false) -> JSONValue {
         var all = responses
-        // Every authenticated route can answer 401; every store-backed one 503.
+        // Every authenticated route can answer 401; every store-backed one 503; any with query
+        // parameters 400 (a malformed value), and those with min_revision 504.
         var codes = Set(errors)
-        if !open { codes.formUnion([401, 503]) }
-        for code in codes.sorted() { all[String(code)] = json(errorText[code]!, ref("Error")) }
+        if !open { codes.insert(503) }
+        if !open && authenticated { codes.insert(401) }
+        if !parameters.isEmpty { codes.insert(400) }
+        if parameters.contains(minRevision) { codes.insert(504) }
+        for code in codes.sorted() { all[String(code)] = json(Self.errorText[code]!, ref("Error")) }
         var op: [String: JSONValue] = ["operationId": .string(id), "summary": .string(summary), "tags": [.string(tag)],
                                        "responses": .object(all)]
         if let description { op["description"] = .string(description) }
         if !parameters.isEmpty { op["parameters"] = .array(parameters) }
         if let body { op["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]] }
-        if open { op["security"] = [] }
+        if open && authenticated { op["security"] = [] }
         return .object(op)
     }
 
-    static func json(_ description: String, _ schema: JSONValue) -> JSONValue {
+    func json(_ description: String, _ schema: JSONValue) -> JSONValue {
         ["description": .string(description), "content": ["application/json": ["schema": schema]]]
     }
 
-    static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
+    func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
 
-    static func query(_ name: String, _ description: String, schema: JSONValue) -> JSONValue {
+    func query(_ name: String, _ description: String, schema: JSONValue) -> JSONValue {
         ["name": .string(name), "in": "query", "required": false, "description": .string(description), "schema": schema]
     }
 
-    static let id: JSONValue = ["name": "id", "in": "path", "required": true, "schema": ["type": "string"]]
-    static let consistent = query("consistent", "true: a linearizable read (through the leader)", schema: ["type": "boolean"])
-    static let minRevision = query("min_revision", "Wait (up to 5 s, else 504) until this master has applied this revision",
-                                   schema: ["type": "integer", "minimum": 0])
+    var id: JSONValue { ["name": "id", "in": "path", "required": true, "schema": ["type": "string"]] }
+    var consistent: JSONValue { query("consistent", "true: a linearizable read (through the leader)", schema: ["type": "boolean"]) }
+    var minRevision: JSONValue {
+        query("min_revision", "Wait (up to \(configuration.minRevisionTimeout), else 504) until this master has applied this revision",
+              schema: ["type": "integer", "minimum": 0])
+    }
 }

@@ -1,34 +1,70 @@
 extension OpenAPIDocument {
-    static func object(_ properties: [String: JSONValue], required: [String] = [], description: String? = nil) -> JSONValue {
+    func object(_ properties: [String: JSONValue], required: [String] = [], description: String? = nil) -> JSONValue {
         var o: [String: JSONValue] = ["type": "object", "properties": .object(properties)]
         if !required.isEmpty { o["required"] = .array(required.sorted().map { .string($0) }) }
         if let description { o["description"] = .string(description) }
         return .object(o)
     }
 
-    static func enumeration(_ values: [String]) -> JSONValue {
+    /// An object schema that refuses unknown fields, as the parser does.
+    func closed(_ schema: JSONValue) -> JSONValue {
+        guard case .object(var o) = schema else { return schema }
+        o["additionalProperties"] = false
+        return .object(o)
+    }
+
+    /// The submitted fields: optional ones may be null (the parser reads null as absent).
+    func submissionProperties(_ properties: [String: JSONValue]) -> [String: JSONValue] {
+        var out: [String: JSONValue] = [:]
+        for (name, schema) in properties {
+            guard name != "name" && name != "image", case .object(var o) = schema else {
+                out[name] = schema
+                continue
+            }
+            if o["$ref"] != nil { o = ["allOf": [schema]] } // 3.0: siblings of $ref are ignored
+            o["nullable"] = true
+            // OpenAPI 3.0: an enum must list null itself for nullable to admit it.
+            if case .array(let values)? = o["enum"] { o["enum"] = .array(values + [.null]) }
+            out[name] = .object(o)
+        }
+        return out
+    }
+
+    func enumeration(_ values: [String]) -> JSONValue {
         ["type": "string", "enum": .array(values.map { .string($0) })]
     }
 
-    static let string: JSONValue = ["type": "string"]
-    static let integer: JSONValue = ["type": "integer", "format": "int64"]
-    static let stringMap: JSONValue = ["type": "object", "additionalProperties": ["type": "string"]]
+    var string: JSONValue { ["type": "string"] }
+    var integer: JSONValue { ["type": "integer", "format": "int64"] }
+    var stringMap: JSONValue { ["type": "object", "additionalProperties": ["type": "string"]] }
 
-    static var schemas: JSONValue {
+    /// What `TaskSpecParser.validateImage` accepts: `[host/]path[:tag][@sha256:digest]`, where a
+    /// host is a first component with a dot or a colon (or `localhost`), path components are lower case.
+    static let imagePattern = #"^(?:[^/@]*[.:][^/@]*/|localhost/)?[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?(?:/[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"#
+
+    var schemas: JSONValue {
         let taskStates = enumeration(TaskState.allCases.map(\.rawValue))
         let algorithms = enumeration(SchedulingAlgorithm.allCases.map(\.rawValue))
-        let resources = object(["cpu": ["type": "integer", "minimum": 1, "description": "Millicores (1000 = one core)"],
-                                "memory": ["type": "integer", "minimum": 1, "description": "Megabytes"]],
-                               required: ["cpu", "memory"])
-        let restart = object([
+        let resources = closed(object(["cpu": ["type": "integer", "minimum": 1, "maximum": .int(limits.maxCPU), "description": "Millicores (1000 = one core)"],
+                                "memory": ["type": "integer", "minimum": 1, "maximum": .int(limits.maxMemory), "description": "Megabytes"]],
+                               required: ["cpu", "memory"]))
+        // What a node has, has given out and has left: zero is a valid amount.
+        let amounts = object(["cpu": ["type": "integer", "minimum": 0, "description": "Millicores"],
+                              "memory": ["type": "integer", "minimum": 0, "description": "Megabytes"]],
+                             required: ["cpu", "memory"])
+        let restart = closed(object([
             "condition": enumeration(RestartCondition.allCases.map(\.rawValue)),
             "max_retries": ["type": "integer", "minimum": 0, "maximum": 1000],
-            "backoff_ms": ["type": "integer", "minimum": 0],
-            "max_backoff_ms": ["type": "integer", "minimum": 0],
-        ])
+            "backoff_ms": ["type": "integer", "minimum": 0, "maximum": 3_600_000],
+            "max_backoff_ms": ["type": "integer", "minimum": 0, "maximum": 86_400_000,
+                               "description": "At least backoff_ms (default 1000)"],
+        ]))
         let specProperties: [String: JSONValue] = [
-            "name": string, "image": ["type": "string", "example": "alpine"],
-            "command": ["type": "array", "items": string], "env": stringMap,
+            "name": ["type": "string", "minLength": 1, "maxLength": .int(limits.maxNameLength)],
+            "image": ["type": "string", "example": "alpine", "maxLength": 255, "pattern": .string(Self.imagePattern)],
+            "command": ["type": "array", "items": string, "maxItems": .int(limits.maxCommandArguments)],
+            "env": ["type": "object", "additionalProperties": string, "maxProperties": .int(limits.maxEnvEntries),
+                    "description": "Variable names are non-empty and without '='"],
             "resources": ref("Resources"), "restart_policy": ref("RestartPolicy"),
             "node_selector": stringMap, "scheduler": algorithms,
         ]
@@ -36,11 +72,12 @@ extension OpenAPIDocument {
             "Error": object(["error": object(["code": string, "message": string], required: ["code", "message"])],
                             required: ["error"]),
             "Resources": resources,
+            "Amounts": amounts,
             "RestartPolicy": restart,
             "TaskSubmission": [
                 "type": "object", "additionalProperties": false, "required": ["image", "name"],
-                "properties": .object(specProperties),
-                "description": "Unknown fields are refused. resources defaults to {cpu: 1000, memory: 512}.",
+                "properties": .object(submissionProperties(specProperties)),
+                "description": "Unknown fields are refused; null is the same as leaving an optional field out. resources defaults to {cpu: 1000, memory: 512}.",
             ],
             "TaskSpec": object(specProperties, required: ["command", "env", "image", "name", "node_selector", "resources", "restart_policy"]),
             "FilterOutcome": object(["filter": string, "removed": ["type": "integer"]], required: ["filter", "removed"]),
@@ -55,6 +92,8 @@ extension OpenAPIDocument {
                 "reason": ["type": "string", "description": "Why it is pending, failed, lost or cancelled"],
                 "exit_code": ["type": "integer"], "placement": ref("Placement"),
                 "not_before": ["type": "integer", "format": "int64", "description": "Not scheduled before (ms since 1970)"],
+                "runtime_start_ms": ["type": "integer", "format": "int64",
+                                     "description": "How long the worker's runtime took to start the current copy (ms)"],
                 "created_at": ["type": "integer", "format": "int64", "description": "ms since 1970"],
                 "updated_at": ["type": "integer", "format": "int64", "description": "ms since 1970"],
                 "revision": ["type": "integer", "format": "int64", "description": "Store revision of this version"],
@@ -65,7 +104,7 @@ extension OpenAPIDocument {
                                required: ["revision", "tasks"]),
             "Node": object([
                 "id": string, "state": enumeration(NodeState.allCases.map(\.rawValue)), "schedulable": ["type": "boolean"],
-                "labels": stringMap, "capacity": ref("Resources"), "allocated": ref("Resources"), "free": ref("Resources"),
+                "labels": stringMap, "capacity": ref("Amounts"), "allocated": ref("Amounts"), "free": ref("Amounts"),
                 "task_count": ["type": "integer"], "address": string,
                 "last_heartbeat": ["type": "integer", "format": "int64", "description": "ms, master clock"],
                 "revision": integer,

@@ -19,6 +19,8 @@ public struct OrchestratorAPI: Sendable {
     public let metrics: MetricsRegistry
     let parser: TaskSpecParser
     let streams: EventStreamRegistry
+    /// The OpenAPI document for this configuration, encoded once.
+    let openAPI: [UInt8]
 
     public init(repository: ClusterRepository, status: any ClusterStatusSource, logs: any TaskLogSource,
                 configuration: APIConfiguration = APIConfiguration(), metrics: MetricsRegistry = MetricsRegistry()) {
@@ -29,6 +31,7 @@ public struct OrchestratorAPI: Sendable {
         self.metrics = metrics
         self.parser = TaskSpecParser(limits: configuration.limits)
         self.streams = EventStreamRegistry()
+        self.openAPI = OpenAPIDocument(configuration: configuration).json
     }
 
     /// The router with every route of `Route` behind the API middleware (auth, errors, headers, metrics).
@@ -79,7 +82,7 @@ public struct OrchestratorAPI: Sendable {
         case .readyz: try await readyz()
         case .metrics: try await metricsText()
         case .openAPI: Response(status: .ok, headers: [.contentType: "application/json"],
-                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
+                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: openAPI)))
         }
     }
 

@@ -54,7 +54,8 @@ extension OrchestratorAPI {
         let node = request.query("node")
         if node?.isEmpty == true { throw APIError.invalid("node", "must not be empty") }
         let limit = try request.int64Query("limit", range: 1...Int64(configuration.maxPageSize)).map { Int($0) }
-        let tokenText = request.query("continue")
+        // An empty token is the first page, as in Kubernetes.
+        let tokenText = request.query("continue").flatMap { $0.isEmpty ? nil : $0 }
         let token: ContinueToken? = try tokenText.map { (text) throws(APIError) in try ContinueToken(decoding: text) }
 
         if let token {

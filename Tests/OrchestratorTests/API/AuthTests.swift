@@ -10,7 +10,9 @@ import Testing
         try await f.test { client in
             let good: HTTPFields = [.authorization: "Bearer s3cret"]
             for route in Route.allCases {
-                let path = route.path.replacingOccurrences(of: "{id}", with: "x")
+                var path = route.path.replacingOccurrences(of: "{id}", with: "x")
+                // Should auth ever let it through, a bad filter keeps the event stream from streaming forever.
+                if route == .events { path += "?type=bogus" }
                 let r = try await client.send(route.method, path)
                 if route.needsAuth {
                     #expect(r.status == .unauthorized, "\(route) -> \(r.status)")

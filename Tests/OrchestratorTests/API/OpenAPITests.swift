@@ -49,7 +49,7 @@ import Testing
 
     @Test("operation ids are unique and every $ref resolves")
     func wellFormed() throws {
-        let doc = try #require(try JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json)) as? [String: Any])
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(OpenAPIDocument(configuration: { var c = APIConfiguration(); c.apiToken = "t"; return c }()).json)) as? [String: Any])
         let schemas = try #require((doc["components"] as? [String: Any])?["schemas"] as? [String: Any])
         var ids: [String] = []
         var refs: [String] = []
@@ -87,8 +87,15 @@ import Testing
                 #expect(required.isSubset(of: Set(object.keys)), "\(schema): missing \(required.subtracting(object.keys))")
             }
             let id = try await client.createTask(#"{"name":"x","image":"alpine","scheduler":"spread","env":{"A":"b"}}"#)
-            try await f.place(id, on: "n1")
+            var (placed, _) = try await f.place(id, on: "n1")
+            // Every optional field set, so a field added to the record but not to the schema shows.
+            placed.state = .running
+            placed.exitCode = 0
+            placed.notBefore = 1
+            placed.runtimeStartMs = 12
+            try await f.repository.update(placed)
             let task = try await client.send(.get, "/api/v1/tasks/\(id)").json
+            #expect(task["runtime_start_ms"] as? Int == 12)
             check(task, "Task")
             check(task["spec"] as? [String: Any] ?? [:], "TaskSpec")
             check(task["placement"] as? [String: Any] ?? [:], "Placement")
@@ -98,6 +105,40 @@ import Testing
             check(try await client.send(.get, "/api/v1/cluster").json, "Cluster")
             check(try await client.send(.get, "/healthz").json, "Health")
             check(try await client.send(.get, "/api/v1/tasks/nope").json, "Error")
+        }
+    }
+
+    @Test("security and 401s are declared exactly when a token is configured")
+    func securityFollowsToken() throws {
+        func parsed(_ token: String?) throws -> [String: Any] {
+            var c = APIConfiguration()
+            c.apiToken = token
+            return try #require(try JSONSerialization.jsonObject(with: Data(OpenAPIDocument(configuration: c).json)) as? [String: Any])
+        }
+        func responses(_ doc: [String: Any], _ path: String, _ method: String) -> Set<String> {
+            let operation = ((doc["paths"] as? [String: Any])?[path] as? [String: Any])?[method] as? [String: Any]
+            return Set((operation?["responses"] as? [String: Any] ?? [:]).keys)
+        }
+        let open = try parsed(nil)
+        #expect(open["security"] == nil)
+        #expect(!responses(open, "/api/v1/tasks", "get").contains("401"))
+        let closed = try parsed("s3cret")
+        #expect(closed["security"] != nil)
+        #expect(responses(closed, "/api/v1/tasks", "get").contains("401"))
+        #expect(!responses(closed, "/healthz", "get").contains("401"))
+        #expect(responses(closed, "/api/v1/tasks/{id}", "get").isSuperset(of: ["200", "400", "404", "503", "504"]))
+    }
+
+    @Test("the documented image pattern agrees with the parser's image check")
+    func imagePattern() throws {
+        let regex = try NSRegularExpression(pattern: OpenAPIDocument.imagePattern)
+        let images = ["alpine", "alpine:3.19", "library/alpine", "registry.local:5000/team/web:1.2", "localhost/x",
+                      "ghcr.io/owner/img@sha256:" + String(repeating: "a", count: 64), "a.b_c-d/e",
+                      "Alpine", "alpine:", "a b", "/alpine", "alpine/", "-alpine", "alpine:-x", "alpine@sha256:xyz", "team//web"]
+        for image in images {
+            let documented = regex.firstMatch(in: image, range: NSRange(image.startIndex..., in: image)) != nil
+            let accepted = (try? TaskSpecParser.validateImage(image)) != nil
+            #expect(documented == accepted, "\(image): pattern \(documented), parser \(accepted)")
         }
     }
 }

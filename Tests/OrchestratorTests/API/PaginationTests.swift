@@ -72,6 +72,8 @@ import Testing
         try await f.test { client in
             for _ in 0..<3 { try await client.createTask() }
             #expect(try await client.send(.get, "/api/v1/tasks?continue=garbage!").errorCode == "invalid_field")
+            // An empty token is the first page.
+            #expect((try await client.send(.get, "/api/v1/tasks?limit=2&continue=").json["tasks"] as? [Any])?.count == 2)
             let forged = ContinueToken(revision: 0, after: "x").encoded
             #expect(try await client.send(.get, "/api/v1/tasks?continue=\(forged)").errorCode == "invalid_field")
 

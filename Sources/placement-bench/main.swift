@@ -206,6 +206,9 @@ func runOnce(masterBinary: URL, algorithm: String) async throws -> String {
     }
     let followers = (0..<3).filter { $0 != leader }
     let rpcPorts = masters.rpc, apiPorts = masters.api
+    for port in apiPorts {
+        try await waitFor("master on \(port) ready", timeout: .seconds(30)) { try await get(port, "/readyz").0 == 200 }
+    }
     let nodeCount = nodeCount, taskCount = taskCount, clients = clients
 
     // 1,000 nodes join through the followers' worker protocol, 32 at a time.

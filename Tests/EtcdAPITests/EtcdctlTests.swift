@@ -105,6 +105,8 @@ struct EtcdctlTests {
                 #expect(line.contains(", \(String(member.id, radix: 16)), 3.4.0-compatible, "), "\(line)")
                 #expect(line.contains(member.id == leader ? ", true, false, " : ", false, false, "), "\(line)")
             }
+            #expect(try await etcdctl.ok(["alarm", "list"]) == "")
+            #expect(try await etcdctl.ok(["defrag"]).contains("Finished defragmenting etcd member[\(cluster.endpoints[0])]"))
             let health = try await etcdctl.run(["endpoint", "health"])
             #expect(health.succeeded, "\(health.stderr)")
             for member in cluster.members {

@@ -162,6 +162,18 @@ let package = Package(
             name: "worker",
             dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        /// End-to-end placements per second through 3 master processes (BENCHMARKS.md).
+        .executableTarget(
+            name: "placement-bench",
+            dependencies: [
+                "ClusterProto", "RaftTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         /// Drives the etcd v3 API of our masters and of a real etcd with the same workload (BENCHMARKS.md).
         .executableTarget(
             name: "etcd-bench",
@@ -175,6 +187,17 @@ let package = Package(
         ),
         /// Decisions per second of the scheduler alone (BENCHMARKS.md).
         .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator"]),
+        /// 3 masters and 3 workers as processes on loopback: failover, lost workers, drains.
+        .testTarget(
+            name: "OrchestratorIntegrationTests",
+            dependencies: [
+                "master", "worker", "RaftTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "IntegrationTests/OrchestratorIntegrationTests"
+        ),
         .testTarget(
             name: "RaftIntegrationTests",
             dependencies: ["RaftTestSupport", "raft-node"],

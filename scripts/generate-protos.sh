@@ -51,6 +51,7 @@ generate() { # include directory, output directory, proto files relative to the 
 }
 
 generate "$ROOT/Protos" "$ROOT/Sources/RaftGRPC/Generated" raft.proto
+generate "$ROOT/Protos" "$ROOT/Sources/ClusterProto/Generated" cluster.proto
 
 # etcd's API keeps etcd's package names (etcdserverpb, mvccpb), so the Swift types are prefixed
 # Etcdserverpb_ and Mvccpb_ and cannot clash with the Store module's RangeRequest, KeyValue, ...
@@ -59,4 +60,4 @@ rm -rf "$ROOT/Sources/EtcdAPI/Generated"
 generate "$ROOT/Protos/etcd" "$ROOT/Sources/EtcdAPI/Generated" mvccpb/kv.proto etcdserverpb/rpc.proto
 
 echo "Generated:"
-find "$ROOT/Sources/RaftGRPC/Generated" "$ROOT/Sources/EtcdAPI/Generated" -name '*.swift' | sort
+find "$ROOT/Sources/RaftGRPC/Generated" "$ROOT/Sources/ClusterProto/Generated" "$ROOT/Sources/EtcdAPI/Generated" -name '*.swift' | sort

@@ -109,12 +109,15 @@ public final class GRPCRaftTransport: RaftTransport {
     ///     cluster's full peer list can be passed as is. Host names are resolved with DNS.
     ///   - logger: where connection changes and dropped or malformed messages are reported.
     ///   - configuration: tunables.
+    ///   - additionalServices: other gRPC services served on the same port (a master serves its
+    ///     write forwarding and the worker protocol next to Raft, so one port does for both).
     public init(
         id: NodeID,
         listen: (host: String, port: Int),
         peers: [NodeID: (host: String, port: Int)],
         logger: Logger,
-        configuration: Configuration = Configuration()
+        configuration: Configuration = Configuration(),
+        additionalServices: [any RegistrableRPCService] = []
     ) {
         self.id = id
         self.configuration = configuration
@@ -155,7 +158,7 @@ public final class GRPCRaftTransport: RaftTransport {
                 )
             }
         )
-        server = GRPCServer(transport: serverTransport, services: [service])
+        server = GRPCServer(transport: serverTransport, services: [service] + additionalServices)
 
         for (peer, address) in peers where peer != id {
             _ = installLink(peer: peer, address: PeerAddress(host: address.host, port: address.port))

@@ -154,4 +154,24 @@ extension Scheduler {
         if case .unschedulable(let reason, _) = s.place(PlacementRequest(taskID: "t", resources: .zero), on: []) { return reason }
         return nil
     }
+
+    @Test("round robin over an id-sorted list (positions) chooses exactly as over an unsorted one (id comparisons)")
+    func roundRobinIndexedMatchesCompared() {
+        // 12 nodes; every third is cordoned, so the cursor must skip over infeasible ids.
+        let sorted = (0..<12).map { i in
+            NodeInfo(id: String(format: "n%02d", i), schedulable: i % 3 != 0, capacity: Resources(cpu: 100_000, memory: 100_000))
+        }
+        let unsorted = sorted.reversed() + []
+        #expect(Scheduler.isSortedByID(sorted) && !Scheduler.isSortedByID(unsorted))
+        var a = Scheduler(defaultAlgorithm: .roundRobin), b = Scheduler(defaultAlgorithm: .roundRobin)
+        var choicesA: [String] = [], choicesB: [String] = []
+        for k in 0..<30 {
+            let request = PlacementRequest(taskID: "t\(k)", resources: Resources(cpu: 1, memory: 1))
+            if case .placed(let node, _, _, _) = a.place(request, on: sorted) { choicesA.append(node) }
+            if case .placed(let node, _, _, _) = b.place(request, on: unsorted) { choicesB.append(node) }
+        }
+        #expect(choicesA == choicesB)
+        // 8 feasible nodes in id order, then around again.
+        #expect(Array(choicesA.prefix(9)) == ["n01", "n02", "n04", "n05", "n07", "n08", "n10", "n11", "n01"])
+    }
 }

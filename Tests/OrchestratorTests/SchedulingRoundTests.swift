@@ -74,4 +74,33 @@ import Testing
         await #expect(throws: RepositoryError.self) { try await repo.update(stale) }
         #expect(try await repo.task("x").reason == "first")
     }
+
+    @Test("placements commit in batches: 8 tasks fit (8 x 500 = 4,000 millicores), in ceil(8 / 3) = 3 transactions; the 2 others stay pending")
+    func batches() async throws {
+        let repo = try await Self.cluster(nodes: 1)
+        try await Self.submit(repo, count: 10)
+        var scheduler = Scheduler(defaultAlgorithm: .binPacking)
+        let result = try await SchedulingRound(repository: repo, batchSize: 3).run(&scheduler, now: 100)
+        #expect(result.placed == 8 && result.commits == 3 && result.unschedulable == 2 && result.conflicts == 0)
+        let node = try await repo.node("n1")
+        #expect(node.info.allocated.cpu == 4000 && node.info.taskCount == 8)
+        #expect(try await repo.tasks().tasks.filter { $0.state == .assigned }.allSatisfy { $0.epoch == 1 && $0.node == "n1" })
+    }
+
+    @Test("a batch read before a concurrent change writes nothing")
+    func staleBatchRefused() async throws {
+        let repo = try await Self.cluster(nodes: 1)
+        try await Self.submit(repo, count: 2)
+        let nodes = try await repo.nodes()
+        let tasks = try await repo.tasks().tasks
+        // Someone else changes the node after we read it.
+        var n = nodes[0]
+        n.info.schedulable = false
+        try await repo.save(n, expectRevision: n.revision)
+        let placement = PlacementRecord(node: "n1", score: 1, algorithm: .binPacking, filters: [])
+        let revision = try await repo.assignBatch(tasks.map { ($0, placement) }, nodes: nodes, now: 5)
+        #expect(revision == nil)
+        #expect(try await repo.tasks().tasks.allSatisfy { $0.state == .pending })
+        #expect(try await repo.node("n1").info.taskCount == 0)
+    }
 }

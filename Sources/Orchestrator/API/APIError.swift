@@ -23,3 +23,37 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         APIError(status: 400, code: "missing_field", message: "\(field): required")
     }
 }
+
+extension APIError {
+    public static func notFound(_ what: String) -> APIError {
+        APIError(status: 404, code: "not_found", message: what)
+    }
+
+    public static func conflict(_ code: String = "conflict", _ message: String) -> APIError {
+        APIError(status: 409, code: code, message: message)
+    }
+
+    public static func unavailable(_ code: String = "unavailable", _ message: String) -> APIError {
+        APIError(status: 503, code: code, message: message)
+    }
+
+    /// `{"error":{"code":"…","message":"…"}}`, the body of every error answer.
+    public var jsonBody: [UInt8] {
+        APIJSON.encode(ErrorBody(error: .init(code: code, message: message)))
+    }
+
+    struct ErrorBody: Codable, Sendable {
+        struct Detail: Codable, Sendable {
+            var code: String
+            var message: String
+        }
+        var error: Detail
+    }
+}
+
+/// An error that knows which API error it is, so layers below the API (the master's write forwarding,
+/// a log source) can choose their status and code: e.g. the master's "no leader" error conforms and
+/// answers 503 `no_leader` instead of the generic 503 `store_unavailable`.
+public protocol APIErrorConvertible: Error {
+    var apiError: APIError { get }
+}

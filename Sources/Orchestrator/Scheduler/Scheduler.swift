@@ -55,6 +55,9 @@ public struct Scheduler: Sendable {
     public var filters: [PlacementFilter]
     /// The node round-robin chose last; the next choice is the first feasible id after it.
     public private(set) var roundRobinLast: String?
+    /// Where `roundRobinLast` sat in the last node list: checked with one comparison, so that a
+    /// round-robin decision over a list sorted by id needs no string ordering in its hot loop.
+    private var roundRobinLastIndex = 0
 
     public init(defaultAlgorithm: SchedulingAlgorithm = .binPacking, filters: [PlacementFilter] = Scheduler.standardFilters) {
         self.defaultAlgorithm = defaultAlgorithm
@@ -71,6 +74,9 @@ public struct Scheduler: Sendable {
         let algorithm = request.algorithm ?? defaultAlgorithm
         var removed = [Int](repeating: 0, count: filters.count)
         var ranking = Ranking(algorithm: algorithm, request: request.resources, roundRobinLast: roundRobinLast)
+        if algorithm == .roundRobin, Self.isSortedByID(nodes) {
+            ranking.lastPosition = position(after: roundRobinLast, in: nodes)
+        }
         nodes.withUnsafeBufferPointer { buffer in
             for i in buffer.indices {
                 var feasible = true
@@ -89,8 +95,32 @@ public struct Scheduler: Sendable {
                 : "0/\(nodes.count) nodes available: \(outcomes.filter { $0.removed > 0 }.map { "\($0.removed) \($0.filter)" }.joined(separator: ", "))"
             return .unschedulable(reason: reason, filters: outcomes)
         }
-        if algorithm == .roundRobin { roundRobinLast = chosen }
+        if algorithm == .roundRobin {
+            roundRobinLast = chosen
+            roundRobinLastIndex = ranking.chosenIndex
+        }
         return .placed(node: chosen, score: score, algorithm: algorithm, filters: outcomes)
+    }
+
+    /// Whether ids ascend through the list (the store lists nodes in key order, so they do).
+    /// Checked at the ends and the middle only: a cheap guard, and the indexed round robin below
+    /// stays correct for any list whose ids ascend, which is the only kind it is used on.
+    static func isSortedByID(_ nodes: [NodeInfo]) -> Bool {
+        guard nodes.count > 1 else { return true }
+        let mid = nodes.count / 2
+        return nodes[0].id <= nodes[mid].id && nodes[mid].id <= nodes[nodes.count - 1].id
+    }
+
+    /// The index of the last node whose id is at most `last` in an id-sorted list (-1: none).
+    private func position(after last: String?, in nodes: [NodeInfo]) -> Int {
+        guard let last else { return -1 }
+        if roundRobinLastIndex < nodes.count, nodes[roundRobinLastIndex].id == last { return roundRobinLastIndex }
+        var low = 0, high = nodes.count  // first index with id > last
+        while low < high {
+            let mid = (low + high) / 2
+            if nodes[mid].id <= last { low = mid + 1 } else { high = mid }
+        }
+        return low - 1
     }
 
     /// 0.7 x cpu utilisation + 0.3 x memory utilisation of `node` once `request` is placed on it.
@@ -120,6 +150,10 @@ struct Ranking {
     private var bestID = ""
     /// Round robin: the smallest id overall, for when no id comes after the last choice.
     private var smallestID: String?
+    /// Round robin over an id-sorted list: the index of the last choice (-1: none), so positions
+    /// replace string comparisons; nil when the list is not sorted.
+    var lastPosition: Int?
+    private var smallestIndex = -1
 
     init(algorithm: SchedulingAlgorithm, request: Resources, roundRobinLast: String?) {
         self.algorithm = algorithm
@@ -130,6 +164,19 @@ struct Ranking {
     mutating func consider(_ nodes: UnsafeBufferPointer<NodeInfo>, _ i: Int) {
         switch algorithm {
         case .roundRobin:
+            if let lastPosition {
+                // Sorted by id: the first feasible index after the last choice, else the first
+                // feasible index of all.
+                if smallestIndex < 0 {
+                    smallestIndex = i
+                    smallestID = nodes[i].id
+                }
+                if bestIndex < 0 && i > lastPosition {
+                    bestIndex = i
+                    bestID = nodes[i].id
+                }
+                return
+            }
             // The first id after the last choice, wrapping around to the smallest: fair whatever
             // order nodes are listed in, and stable across leader changes if the cursor is kept.
             let id = nodes[i].id
@@ -155,6 +202,9 @@ struct Ranking {
             bestID = nodes[i].id
         }
     }
+
+    /// The index of the chosen node in the list.
+    var chosenIndex: Int { bestIndex < 0 ? max(smallestIndex, 0) : bestIndex }
 
     var best: (String, Double)? {
         if algorithm == .roundRobin {

@@ -4,17 +4,26 @@ public struct RoundResult: Sendable, Hashable {
     public var unschedulable = 0
     /// Placements lost to a concurrent writer; those tasks are retried in the next round.
     public var conflicts = 0
+    /// Store transactions that committed placements.
+    public var commits = 0
 }
 
 /// One pass of the leader's scheduler over the pending tasks, oldest first: decide with the
-/// in-memory `Scheduler`, then commit each placement with compare-and-swap. A conflict (the node
-/// or the task changed under us) re-reads the node and tries once more; what still fails waits for
-/// the next round, so a stale view can delay a task but never over-commit a node.
+/// in-memory `Scheduler`, then commit the placements with compare-and-swap.
+///
+/// Placements are committed in batches: one transaction carries up to `batchSize` tasks and the
+/// nodes they land on, guarded by the revision of every record it writes. A batch costs one Raft
+/// round trip instead of one per task, which is what lets a leader place thousands of tasks per
+/// second. If any record changed under us the whole batch is refused and its tasks are committed
+/// one by one (re-reading on conflict), so a stale view can delay a task but never over-commit a
+/// node. 50 tasks keep a batch under etcd's default limit of 128 operations per transaction.
 public struct SchedulingRound: Sendable {
     public let repository: ClusterRepository
+    public var batchSize: Int
 
-    public init(repository: ClusterRepository) {
+    public init(repository: ClusterRepository, batchSize: Int = 50) {
         self.repository = repository
+        self.batchSize = max(1, batchSize)
     }
 
     public func run(_ scheduler: inout Scheduler, now: Int64) async throws -> RoundResult {
@@ -26,46 +35,89 @@ public struct SchedulingRound: Sendable {
         var nodes = try await repository.nodes(consistency: .linearizable)
         var position: [String: Int] = [:]
         for (i, n) in nodes.enumerated() { position[n.info.id] = i }
+        var infos = nodes.map(\.info)
 
+        var batch: [(task: TaskRecord, placement: PlacementRecord)] = []
         for task in pending {
-            var attempt = 0
-            var current = task
-            while attempt < 2 {
-                attempt += 1
-                let request = PlacementRequest(taskID: current.id, resources: current.spec.resources,
-                                               nodeSelector: current.spec.nodeSelector, algorithm: current.spec.scheduler)
-                let decision = scheduler.place(request, on: nodes.map(\.info))
-                switch decision {
-                case .unschedulable(let reason, _):
-                    result.unschedulable += 1
-                    if current.reason != reason {
-                        current.reason = reason
-                        current.updatedAt = now
-                        _ = try? await repository.update(current)
-                    }
-                    attempt = 2
-                case .placed(let nodeID, let score, let algorithm, let filters):
-                    let i = position[nodeID]!
-                    do {
-                        let (_, node) = try await repository.assign(
-                            current, to: nodes[i],
-                            placement: PlacementRecord(node: nodeID, score: score, algorithm: algorithm, filters: filters), now: now)
-                        nodes[i] = node
-                        result.placed += 1
-                        attempt = 2
-                    } catch RepositoryError.conflict {
-                        result.conflicts += 1
-                        // Someone else wrote the node or the task: refresh both and decide again.
-                        if let fresh = try? await repository.node(nodeID, consistency: .linearizable) { nodes[i] = fresh }
-                        guard let t = try? await repository.task(current.id, consistency: .linearizable), t.state == .pending else {
-                            attempt = 2
-                            break
-                        }
-                        current = t
-                    }
+            let request = PlacementRequest(taskID: task.id, resources: task.spec.resources,
+                                           nodeSelector: task.spec.nodeSelector, algorithm: task.spec.scheduler)
+            switch scheduler.place(request, on: infos) {
+            case .unschedulable(let reason, _):
+                result.unschedulable += 1
+                if task.reason != reason {
+                    var t = task
+                    t.reason = reason
+                    t.updatedAt = now
+                    _ = try? await repository.update(t)
+                }
+            case .placed(let nodeID, let score, let algorithm, let filters):
+                // Book the resources in the local view at once, so later decisions of this
+                // round see them.
+                let i = position[nodeID]!
+                infos[i].allocated = infos[i].allocated + task.spec.resources
+                infos[i].taskCount += 1
+                batch.append((task, PlacementRecord(node: nodeID, score: score, algorithm: algorithm, filters: filters)))
+                if batch.count == batchSize {
+                    try await commit(batch, nodes: &nodes, infos: &infos, position: position, now: now, result: &result, scheduler: &scheduler)
+                    batch.removeAll(keepingCapacity: true)
                 }
             }
         }
+        if !batch.isEmpty {
+            try await commit(batch, nodes: &nodes, infos: &infos, position: position, now: now, result: &result, scheduler: &scheduler)
+        }
         return result
+    }
+
+    /// Commits a batch in one transaction, or, when something changed, task by task.
+    private func commit(_ batch: [(task: TaskRecord, placement: PlacementRecord)], nodes: inout [NodeRecord], infos: inout [NodeInfo],
+                        position: [String: Int], now: Int64, result: inout RoundResult, scheduler: inout Scheduler) async throws {
+        if let revision = try await repository.assignBatch(batch.map { ($0.task, $0.placement) }, nodes: nodes, now: now) {
+            result.placed += batch.count
+            result.commits += 1
+            for nodeID in Set(batch.map(\.placement.node)) {
+                let i = position[nodeID]!
+                nodes[i].info = infos[i]
+                nodes[i].revision = revision
+            }
+            return
+        }
+        // Something changed under the batch: take the nodes as they are now and place each task
+        // again on its own.
+        result.conflicts += 1
+        for nodeID in Set(batch.map(\.placement.node)) {
+            let i = position[nodeID]!
+            if let fresh = try? await repository.node(nodeID, consistency: .linearizable) { nodes[i] = fresh }
+        }
+        infos = nodes.map(\.info)
+        for item in batch {
+            guard var current = try? await repository.task(item.task.id, consistency: .linearizable), current.state == .pending else { continue }
+            for _ in 0..<2 {
+                let request = PlacementRequest(taskID: current.id, resources: current.spec.resources,
+                                               nodeSelector: current.spec.nodeSelector, algorithm: current.spec.scheduler)
+                guard case .placed(let nodeID, let score, let algorithm, let filters) = scheduler.place(request, on: infos) else {
+                    result.unschedulable += 1
+                    break
+                }
+                let i = position[nodeID]!
+                do {
+                    let (_, node) = try await repository.assign(
+                        current, to: nodes[i], placement: PlacementRecord(node: nodeID, score: score, algorithm: algorithm, filters: filters), now: now)
+                    nodes[i] = node
+                    infos[i] = node.info
+                    result.placed += 1
+                    result.commits += 1
+                    break
+                } catch RepositoryError.conflict {
+                    result.conflicts += 1
+                    if let fresh = try? await repository.node(nodeID, consistency: .linearizable) {
+                        nodes[i] = fresh
+                        infos[i] = fresh.info
+                    }
+                    guard let t = try? await repository.task(current.id, consistency: .linearizable), t.state == .pending else { break }
+                    current = t
+                }
+            }
+        }
     }
 }

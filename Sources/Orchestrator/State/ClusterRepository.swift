@@ -140,6 +140,41 @@ public struct ClusterRepository: Sendable {
         return (t, n)
     }
 
+    /// Commits several placements in one transaction, guarded by the revision of every task and
+    /// node it writes (as read into `nodes`). Returns the commit's revision, or nil when any of
+    /// them changed (nothing is written then) or a node would be over-committed.
+    public func assignBatch(_ placements: [(task: TaskRecord, placement: PlacementRecord)], nodes: [NodeRecord], now: Int64) async throws -> Int64? {
+        var byID: [String: NodeRecord] = [:]
+        for n in nodes { byID[n.info.id] = n }
+        var touched: [String: NodeRecord] = [:]
+        var compares: [Compare] = []
+        var puts: [RequestOp] = []
+        for (task, placement) in placements {
+            guard var n = touched[placement.node] ?? byID[placement.node] else { return nil }
+            var t = task
+            t.state = .assigned
+            t.node = placement.node
+            t.epoch += 1
+            t.reason = ""
+            t.placement = placement
+            t.updatedAt = now
+            n.info.allocated = n.info.allocated + task.spec.resources
+            n.info.taskCount += 1
+            guard n.info.allocated.fits(in: n.info.capacity) else { return nil }
+            touched[placement.node] = n
+            let key = Self.taskKey(task.id)
+            compares.append(Compare(key: key, .equal, .modRevision(task.revision)))
+            puts.append(.put(PutRequest(key: key, value: Self.encode(t))))
+        }
+        for (id, n) in touched.sorted(by: { $0.key < $1.key }) {
+            let key = Self.nodeKey(id)
+            compares.append(Compare(key: key, .equal, .modRevision(byID[id]!.revision)))
+            puts.append(.put(PutRequest(key: key, value: Self.encode(n))))
+        }
+        let r = try await store.txn(TxnRequest(compares: compares, success: puts))
+        return r.succeeded ? r.revision : nil
+    }
+
     /// Takes a task off its node atomically: writes `updated` (its new state) and gives the task's
     /// resources back to the node, only if neither changed since read.
     @discardableResult

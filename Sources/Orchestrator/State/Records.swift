@@ -36,6 +36,9 @@ public struct TaskRecord: StoredRecord, Hashable {
     public var placement: PlacementRecord?
     /// A pending task waiting out its restart backoff is not scheduled before this time (ms).
     public var notBefore: Int64?
+    /// How long the worker's runtime took to create and start the current copy (ms), as reported
+    /// with `running`: the runtime's share of the time from submission to running.
+    public var runtimeStartMs: Int64?
     /// Milliseconds since the epoch.
     public var createdAt: Int64
     public var updatedAt: Int64
@@ -61,6 +64,7 @@ public struct TaskRecord: StoredRecord, Hashable {
         case id, spec, state, node, epoch, retries, reason, placement
         case exitCode = "exit_code"
         case notBefore = "not_before"
+        case runtimeStartMs = "runtime_start_ms"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }

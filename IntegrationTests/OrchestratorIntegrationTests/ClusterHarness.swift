@@ -1,0 +1,209 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import RaftTestSupport
+import Synchronization
+
+/// A process of the cluster under test: started with its output in a log file, killed with
+/// SIGKILL or SIGTERM, restarted with the same arguments (and so the same data directory).
+final class ManagedProcess: Sendable {
+    let name: String
+    let binary: URL
+    let arguments: [String]
+    let logPath: String
+    private let process = Mutex<Process?>(nil)
+
+    init(name: String, binary: URL, arguments: [String], logPath: String) {
+        self.name = name
+        self.binary = binary
+        self.arguments = arguments
+        self.logPath = logPath
+    }
+
+    func start() throws {
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = arguments
+        p.standardOutput = log
+        p.standardError = log
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        process.withLock { $0 = p }
+    }
+
+    var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+
+    func signal(_ sig: Int32) {
+        process.withLock { p in
+            if let p, p.isRunning { kill(p.processIdentifier, sig) }
+        }
+    }
+
+    /// Kills and waits until the process is gone (bounded).
+    func kill9() {
+        signal(SIGKILL)
+        let deadline = Date().addingTimeInterval(10)
+        while isRunning && Date() < deadline { usleep(10_000) }
+    }
+
+    var logTail: String {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return String(text.suffix(3000))
+    }
+}
+
+/// Masters and workers as real processes on 127.0.0.1, with a REST client for the tests.
+final class ClusterHarness: Sendable {
+    let root: String
+    let masters: [ManagedProcess]
+    let apiPorts: [Int]
+    let rpcPorts: [Int]
+    let workers = Mutex<[ManagedProcess]>([])
+    let http = HTTPClient(eventLoopGroupProvider: .singleton)
+    let masterBinary: URL
+    let workerBinary: URL
+    let joinToken = "integration-token"
+
+    enum HarnessError: Error, CustomStringConvertible {
+        case missingBinary(String), timeout(String), http(Int, String)
+        var description: String {
+            switch self {
+            case .missingBinary(let name): "cannot find the \(name) binary next to the tests (swift build first)"
+            case .timeout(let what): "timed out waiting for \(what)"
+            case .http(let status, let body): "HTTP \(status): \(body)"
+            }
+        }
+    }
+
+    /// - Parameter masterArgs: extra flags for every master (health timings, say).
+    init(masters count: Int, masterArgs: [String] = []) throws {
+        guard let master = RaftProcessCluster.locateBinary(named: "master") else { throw HarnessError.missingBinary("master") }
+        guard let worker = RaftProcessCluster.locateBinary(named: "worker") else { throw HarnessError.missingBinary("worker") }
+        masterBinary = master
+        workerBinary = worker
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("orch-it-\(UUID().uuidString.prefix(8))").path
+        self.root = root
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let base = Int.random(in: 20_000...50_000)
+        apiPorts = (0..<count).map { base + $0 }
+        rpcPorts = (0..<count).map { base + 100 + $0 }
+        let peers = (0..<count).map { "m\($0 + 1)=127.0.0.1:\(base + 100 + $0)" }.joined(separator: ",")
+        masters = (0..<count).map { i in
+            ManagedProcess(name: "m\(i + 1)", binary: master, arguments: [
+                "--id", "m\(i + 1)", "--data-dir", "\(root)/m\(i + 1)",
+                "--api-addr", "127.0.0.1:\(base + i)", "--rpc-addr", "127.0.0.1:\(base + 100 + i)",
+                "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers, "--join-token", "integration-token",
+                "--log-level", "info",
+            ] + masterArgs, logPath: "\(root)/m\(i + 1).log")
+        }
+    }
+
+    func start() throws {
+        for m in masters { try m.start() }
+    }
+
+    /// Starts a worker (process runtime) joined through the given masters.
+    @discardableResult
+    func addWorker(name: String, cpu: Int = 4000, memory: Int = 8192, labels: String = "", through: [Int]? = nil,
+                   runtime: String = "process") throws -> ManagedProcess {
+        let index = workers.withLock { $0.count }
+        let port = rpcPorts[0] + 300 + index
+        let mastersList = (through ?? Array(0..<masters.count)).map { "127.0.0.1:\(rpcPorts[$0])" }.joined(separator: ",")
+        var args = ["--masters", mastersList, "--join-token", joinToken, "--runtime", runtime, "--data-dir", "\(root)/\(name)",
+                    "--cpu", "\(cpu)", "--memory", "\(memory)", "--listen-addr", "127.0.0.1:\(port)", "--log-level", "info"]
+        if !labels.isEmpty { args += ["--labels", labels] }
+        let w = ManagedProcess(name: name, binary: workerBinary, arguments: args, logPath: "\(root)/\(name).log")
+        try w.start()
+        workers.withLock { $0.append(w) }
+        return w
+    }
+
+    /// The node id a worker keeps in its data directory.
+    func nodeID(ofWorker name: String) -> String? {
+        (try? String(contentsOfFile: "\(root)/\(name)/node-id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func stop() async {
+        for m in masters { m.kill9() }
+        for w in workers.withLock({ $0 }) { w.kill9() }
+        try? await http.shutdown()
+    }
+
+    var logs: String {
+        (masters + workers.withLock { $0 }).map { "== \($0.name)\n\($0.logTail)" }.joined(separator: "\n")
+    }
+
+    // MARK: REST
+
+    struct Reply: Sendable {
+        var status: Int
+        var body: String
+        var headers: [String: String]
+        var json: Any? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) }
+    }
+
+    func request(_ method: HTTPMethod, master: Int, _ path: String, body: String? = nil, timeout: TimeAmount = .seconds(15)) async throws -> Reply {
+        var req = HTTPClientRequest(url: "http://127.0.0.1:\(apiPorts[master])\(path)")
+        req.method = method
+        if let body {
+            req.headers.add(name: "Content-Type", value: "application/json")
+            req.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await http.execute(req, timeout: timeout)
+        let data = try await response.body.collect(upTo: 16 << 20)
+        var headers: [String: String] = [:]
+        for h in response.headers { headers[h.name.lowercased()] = h.value }
+        return Reply(status: Int(response.status.code), body: String(buffer: data), headers: headers)
+    }
+
+    /// Polls `condition` until it holds or `timeout` passes.
+    func waitUntil(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if (try? await condition()) == true { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError.timeout(what)
+    }
+
+    /// The index of the master that leads, as `/api/v1/cluster` on a live master says.
+    func leaderIndex(excluding dead: Set<Int> = []) async throws -> Int {
+        var found: Int?
+        try await waitUntil("a leader") {
+            for i in 0..<masters.count where !dead.contains(i) {
+                let r = try await request(.GET, master: i, "/api/v1/cluster")
+                guard r.status == 200, let obj = r.json as? [String: Any], let leader = obj["leader_id"] as? String,
+                      let index = Int(leader.dropFirst()).map({ $0 - 1 }), !dead.contains(index) else { continue }
+                found = index
+                return true
+            }
+            return false
+        }
+        return found!
+    }
+
+    /// Every task, across pages.
+    func tasks(master: Int) async throws -> [[String: Any]] {
+        var all: [[String: Any]] = []
+        var token: String?
+        for _ in 0..<1000 {
+            let path = "/api/v1/tasks?limit=500" + (token.map { "&continue=\($0)" } ?? "")
+            let r = try await request(.GET, master: master, path)
+            guard r.status == 200, let obj = r.json as? [String: Any] else { throw HarnessError.http(r.status, r.body) }
+            all += (obj["tasks"] as? [[String: Any]]) ?? []
+            token = obj["continue"] as? String
+            if token == nil || token == "" { break }
+        }
+        return all
+    }
+
+    func nodes(master: Int) async throws -> [[String: Any]] {
+        let r = try await request(.GET, master: master, "/api/v1/nodes")
+        guard r.status == 200, let obj = r.json as? [String: Any] else { throw HarnessError.http(r.status, r.body) }
+        return (obj["nodes"] as? [[String: Any]]) ?? []
+    }
+}

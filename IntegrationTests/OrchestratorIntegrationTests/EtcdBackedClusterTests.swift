@@ -1,0 +1,71 @@
+import AsyncHTTPClient
+import Foundation
+import Testing
+
+/// `master --store etcd`: the same masters and workers with their state in a real etcd 3.4
+/// (Debian's etcd-server), leader election through an etcd lease (issues 3 and 4).
+@Suite(.serialized) struct EtcdBackedClusterTests {
+    /// A single-member etcd on random loopback ports with its own data directory.
+    final class Etcd: Sendable {
+        let clientURL: String
+        let process: ManagedProcess
+
+        init(root: String) throws {
+            let base = Int.random(in: 30_000...50_000)
+            clientURL = "http://127.0.0.1:\(base)"
+            let peer = "http://127.0.0.1:\(base + 1)"
+            process = ManagedProcess(name: "etcd", binary: URL(fileURLWithPath: ProcessInfo.processInfo.environment["ETCD_BINARY"] ?? "/usr/bin/etcd"), arguments: [
+                "--name", "e", "--data-dir", root + "/etcd", "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "e=\(peer)",
+            ], logPath: root + "/etcd.log")
+            try process.start()
+        }
+    }
+
+    @Test("3 masters on an external etcd: a task runs to completion, the leader is killed, a new one is elected through etcd and the next task completes too")
+    func etcdBackedFailover() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("orch-etcd-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let etcd = try Etcd(root: root)
+        defer { etcd.process.kill9() }
+        let cluster = try ClusterHarness(masters: 3, masterArgs: ["--store", "etcd", "--etcd-endpoints", etcd.clientURL])
+        defer { Task { await cluster.stop() } }
+        do {
+            try await cluster.waitUntil("etcd to answer", timeout: .seconds(30)) {
+                try await cluster.http.execute(HTTPClientRequest(url: etcd.clientURL + "/health"), timeout: .seconds(2)).status.code == 200
+            }
+            try cluster.start()
+            let leader = try await cluster.leaderIndex()
+            try cluster.addWorker(name: "w1")
+            try await cluster.waitUntil("a ready node") { try await cluster.nodes(master: 0).first?["state"] as? String == "ready" }
+
+            let first = try await cluster.request(.POST, master: (leader + 1) % 3, "/api/v1/tasks",
+                                                  body: #"{"name":"e1","image":"busybox","command":["sh","-c","echo one"],"restart_policy":{"condition":"never"}}"#)
+            #expect(first.status == 201, "\(first.body)")
+            let firstID = try #require((first.json as? [String: Any])?["id"] as? String)
+            try await cluster.waitUntil("the first task completed", timeout: .seconds(30)) {
+                let r = try await cluster.request(.GET, master: leader, "/api/v1/tasks/\(firstID)")
+                return (r.json as? [String: Any])?["state"] as? String == "completed"
+            }
+
+            cluster.masters[leader].kill9()
+            // The dead leader's election lease (5 s) lapses, then a survivor wins the key.
+            let next = try await cluster.leaderIndex(excluding: [leader])
+            #expect(next != leader)
+            let survivor = (0..<3).first { $0 != leader }!
+            let second = try await cluster.request(.POST, master: survivor, "/api/v1/tasks",
+                                                   body: #"{"name":"e2","image":"busybox","command":["sh","-c","echo two"],"restart_policy":{"condition":"never"}}"#)
+            #expect(second.status == 201, "\(second.body)")
+            let secondID = try #require((second.json as? [String: Any])?["id"] as? String)
+            try await cluster.waitUntil("the second task completed", timeout: .seconds(60)) {
+                let r = try await cluster.request(.GET, master: survivor, "/api/v1/tasks/\(secondID)")
+                return (r.json as? [String: Any])?["state"] as? String == "completed"
+            }
+            let logs = try await cluster.request(.GET, master: survivor, "/api/v1/tasks/\(secondID)/logs")
+            #expect(logs.body == "two\n")
+        } catch {
+            Issue.record("\(error)\n\(cluster.logs)\n== etcd\n\(etcd.process.logTail)")
+            throw error
+        }
+    }
+}

@@ -1,2 +1,0 @@
-/// The worker library (issue 5).
-public enum AgentNamespace {}

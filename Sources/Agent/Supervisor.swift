@@ -1,0 +1,164 @@
+import Orchestrator
+
+/// One assignment as the worker receives it.
+public struct AssignedTask: Sendable, Hashable {
+    public var taskID: String
+    public var epoch: UInt64
+    public var spec: TaskSpec
+
+    public init(taskID: String, epoch: UInt64, spec: TaskSpec) {
+        self.taskID = taskID
+        self.epoch = epoch
+        self.spec = spec
+    }
+
+    var runtimeTask: RuntimeTask {
+        RuntimeTask(taskID: taskID, epoch: epoch, name: spec.name, image: spec.image, command: spec.command, env: spec.env,
+                    cpuMillicores: spec.resources.cpu, memoryMB: spec.resources.memory)
+    }
+}
+
+/// What the shell must do next.
+public enum SupervisorAction: Sendable, Hashable {
+    case start(AssignedTask)
+    /// Stop the copy of `taskID` running under `epoch` (withdrawn or replaced).
+    case stop(taskID: String, epoch: UInt64)
+    /// Tell the masters; retried until a master acknowledges it.
+    case report(taskID: String, epoch: UInt64, TaskReport)
+    /// Delete what is left of a finished copy.
+    case remove(taskID: String)
+}
+
+/// The worker's decisions, as a pure state machine (the `Ready` pattern): events in, actions out,
+/// no clock and no I/O, so every rule is a unit test.
+///
+/// Rules:
+/// - An assignment older than one already seen for the same task is never started (epochs only
+///   grow: a stale master or a replayed stream cannot resurrect a replaced copy), and one epoch
+///   runs at most once: a copy that ended is not started again when a stream lists it again
+///   before its ending was recorded.
+/// - A task that disappears from the assignment set is stopped and not reported: the masters
+///   withdrew it (cancelled, or moved elsewhere) and already recorded why.
+/// - A newer epoch of a task that still runs here replaces it: stop the old copy, start the new
+///   one once the old one has ended, so one task never runs twice on a node.
+/// - Every ending of a copy that was still wanted is reported exactly once per copy.
+public struct Supervisor: Sendable {
+    enum Phase: Sendable, Hashable {
+        case starting, running, stopping
+    }
+
+    struct Copy: Sendable, Hashable {
+        var epoch: UInt64
+        var phase: Phase
+        /// Still in the latest assignment set: its ending is reported.
+        var wanted: Bool
+    }
+
+    /// The copies that exist on this node (at most one per task).
+    private(set) var copies: [String: Copy] = [:]
+    /// The highest epoch ever seen per task.
+    private(set) var seenEpoch: [String: UInt64] = [:]
+    /// Assignments waiting for an older copy of the same task to end.
+    private(set) var queued: [String: AssignedTask] = [:]
+
+    public init() {}
+
+    /// Copies that are starting or running: what heartbeats report.
+    public var running: [(taskID: String, epoch: UInt64)] {
+        copies.filter { $0.value.phase != .stopping }.map { ($0.key, $0.value.epoch) }.sorted { $0.taskID < $1.taskID }
+    }
+
+    /// A copy found running after a restart of the worker (adoption by label). It counts as wanted
+    /// until the first assignment set says otherwise.
+    public mutating func adopted(taskID: String, epoch: UInt64) {
+        copies[taskID] = Copy(epoch: epoch, phase: .running, wanted: true)
+        seenEpoch[taskID] = max(seenEpoch[taskID] ?? 0, epoch)
+    }
+
+    /// The complete set of this node's assignments arrived.
+    public mutating func assignments(_ set: [AssignedTask]) -> [SupervisorAction] {
+        var actions: [SupervisorAction] = []
+        var wantedIDs: Set<String> = []
+        for a in set {
+            // Older than one seen: never. The same epoch with no copy here: it already ran and
+            // ended (its report may not have reached the masters yet, so a new master's stream
+            // still lists it): never twice.
+            if let seen = seenEpoch[a.taskID], a.epoch < seen || (a.epoch == seen && copies[a.taskID] == nil) { continue }
+            wantedIDs.insert(a.taskID)
+            seenEpoch[a.taskID] = a.epoch
+            if var copy = copies[a.taskID] {
+                if copy.epoch == a.epoch {
+                    copy.wanted = true
+                    copies[a.taskID] = copy
+                } else if copy.epoch < a.epoch {
+                    queued[a.taskID] = a
+                    if copy.phase != .stopping {
+                        copy.phase = .stopping
+                        copy.wanted = false
+                        copies[a.taskID] = copy
+                        actions.append(.stop(taskID: a.taskID, epoch: copy.epoch))
+                    }
+                }
+            } else {
+                copies[a.taskID] = Copy(epoch: a.epoch, phase: .starting, wanted: true)
+                actions.append(.start(a))
+            }
+        }
+        for (id, var copy) in copies where !wantedIDs.contains(id) && copy.phase != .stopping {
+            copy.phase = .stopping
+            copy.wanted = false
+            copies[id] = copy
+            actions.append(.stop(taskID: id, epoch: copy.epoch))
+        }
+        for id in queued.keys where !wantedIDs.contains(id) { queued[id] = nil }
+        return actions.sorted { "\($0)" < "\($1)" }
+    }
+
+    /// The runtime has the copy running.
+    public mutating func started(taskID: String, epoch: UInt64) -> [SupervisorAction] {
+        guard var copy = copies[taskID], copy.epoch == epoch, copy.phase == .starting else { return [] }
+        copy.phase = .running
+        copies[taskID] = copy
+        return copy.wanted ? [.report(taskID: taskID, epoch: epoch, .running)] : []
+    }
+
+    /// The copy ended (exited, failed to start, or stopped by us).
+    public mutating func ended(taskID: String, epoch: UInt64, outcome: TaskOutcome) -> [SupervisorAction] {
+        guard let copy = copies[taskID], copy.epoch == epoch else { return [] }
+        copies[taskID] = nil
+        var actions: [SupervisorAction] = [.remove(taskID: taskID)]
+        if copy.wanted { actions.append(.report(taskID: taskID, epoch: epoch, Self.report(for: outcome))) }
+        if let next = queued.removeValue(forKey: taskID) {
+            copies[taskID] = Copy(epoch: next.epoch, phase: .starting, wanted: true)
+            actions.append(.start(next))
+        }
+        return actions
+    }
+
+    /// A master answered that a reported copy is no longer the task's current assignment.
+    public mutating func withdrawn(taskID: String, epoch: UInt64) -> [SupervisorAction] {
+        guard var copy = copies[taskID], copy.epoch == epoch, copy.phase != .stopping else { return [] }
+        copy.phase = .stopping
+        copy.wanted = false
+        copies[taskID] = copy
+        return [.stop(taskID: taskID, epoch: epoch)]
+    }
+
+    static func report(for outcome: TaskOutcome) -> TaskReport {
+        switch outcome {
+        case .exited(let code) where code == 0: .completed
+        case .exited(let code): .failed(exitCode: Int(code), reason: "exit code \(code)")
+        case .oomKilled(let code): .failed(exitCode: Int(code), reason: "OOM killed (exceeded its memory limit)")
+        case .cancelled: .cancelled(reason: "stopped on the worker")
+        case .failed(let reason, let message): .failed(exitCode: nil, reason: "\(Self.describe(reason)): \(message)")
+        }
+    }
+
+    static func describe(_ reason: FailureReason) -> String {
+        switch reason {
+        case .imageNotFound: "image not found"
+        case .invalidSpec: "invalid task"
+        case .runtimeError: "runtime error"
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// Generated code for Protos/cluster.proto lands here.
-public enum ClusterProtoNamespace {}

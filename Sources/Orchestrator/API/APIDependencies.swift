@@ -1,0 +1,178 @@
+import Foundation
+import Store
+import Synchronization
+
+/// A master's role in the cluster, as `GET /api/v1/cluster` reports it.
+public enum MemberRole: String, Sendable, Hashable, Codable, CaseIterable {
+    case leader, follower, candidate, learner, unknown
+}
+
+/// One master of the cluster.
+public struct ClusterMember: Sendable, Hashable, Codable {
+    public var id: String
+    /// Where its REST API listens (`host:port`), for clients that want to talk to the leader.
+    public var apiAddress: String
+    public var role: MemberRole
+
+    public init(id: String, apiAddress: String, role: MemberRole) {
+        self.id = id
+        self.apiAddress = apiAddress
+        self.role = role
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, role
+        case apiAddress = "api_address"
+    }
+}
+
+/// What only the master process knows about the cluster: consensus state and readiness.
+public struct ClusterStatus: Sendable, Hashable {
+    /// The id of the master answering.
+    public var nodeID: String
+    public var members: [ClusterMember]
+    /// The current leader, if one is known.
+    public var leaderID: String?
+    /// Raft term, commit and applied index; nil where the store has none to report (etcd mode may).
+    public var term: UInt64?
+    public var commitIndex: UInt64?
+    public var appliedIndex: UInt64?
+    /// "raft" (built-in store), "etcd" or "memory".
+    public var storeKind: String
+    /// A leader is known and this master's store has caught up: `/readyz` answers 200.
+    public var isReady: Bool
+    /// Why not ready (shown by `/readyz` with its 503); ignored when ready.
+    public var notReadyReason: String
+
+    public init(nodeID: String, members: [ClusterMember] = [], leaderID: String? = nil, term: UInt64? = nil,
+                commitIndex: UInt64? = nil, appliedIndex: UInt64? = nil, storeKind: String,
+                isReady: Bool, notReadyReason: String = "") {
+        self.nodeID = nodeID
+        self.members = members
+        self.leaderID = leaderID
+        self.term = term
+        self.commitIndex = commitIndex
+        self.appliedIndex = appliedIndex
+        self.storeKind = storeKind
+        self.isReady = isReady
+        self.notReadyReason = notReadyReason
+    }
+}
+
+/// The master's side of the API: implemented by the master process, faked in tests.
+public protocol ClusterStatusSource: Sendable {
+    /// The current status; called on every request (for `X-Orchestrator-Leader`): keep it cheap.
+    func status() async -> ClusterStatus
+    /// Returns once this master's local store has applied `revision` (read-your-writes for
+    /// `?min_revision=`, and continue tokens read on another master). The API bounds the wait and
+    /// cancels the task when the bound passes, so this may simply wait; it should honour cancellation.
+    func waitForRevision(_ revision: Int64) async throws
+}
+
+/// Fetches a task's output from the worker that runs (or ran) it.
+public protocol TaskLogSource: Sendable {
+    /// At most the last `limitBytes` bytes of the task's combined output. Throw an
+    /// `APIErrorConvertible` error to choose the answer; anything else becomes 502 `logs_unavailable`.
+    func logs(task: TaskRecord, node: NodeRecord, limitBytes: Int) async throws -> [UInt8]
+}
+
+/// Polls `store` until its local (serializable) revision reaches `revision`: a `waitForRevision`
+/// for masters whose store has no apply notification (etcd mode, a single dev master).
+public func pollStoreRevision(_ store: any ClusterStore, until revision: Int64,
+                              interval: Duration = .milliseconds(10)) async throws {
+    while true {
+        let current = try await store.range(RangeRequest(key: Array("/orchestrator/".utf8), limit: 1, countOnly: true),
+                                            consistency: .serializable).revision
+        if current >= revision { return }
+        try await Task.sleep(for: interval)
+    }
+}
+
+/// Everything the API is configured with besides its collaborators.
+public struct APIConfiguration: Sendable {
+    /// Limits on submitted tasks (including the 1 MiB body limit).
+    public var limits = TaskLimits()
+    /// The cluster's scheduler (`--scheduler`), reported by `GET /api/v1/cluster`; a task without
+    /// a `scheduler` of its own is placed by it.
+    public var defaultScheduler: SchedulingAlgorithm = .binPacking
+    /// With a token, every route but `/health`, `/healthz` and `/readyz` needs
+    /// `Authorization: Bearer <token>`; nil or empty leaves the API open.
+    public var apiToken: String?
+    /// Wall clock in milliseconds since the epoch (task timestamps).
+    public var now: @Sendable () -> Int64 = APIConfiguration.wallClock
+    /// New task ids; the default is time-sortable, so listing in key order is submission order.
+    public var makeID: @Sendable () -> String = TaskIDGenerator.shared.next
+    /// Bound on the store work of one request (reads, writes held through an election): past it
+    /// the answer is 503 (`no_leader` when no leader is known, else `store_timeout`).
+    public var requestTimeout: Duration = .seconds(10)
+    /// Bound on `?min_revision=` waits: past it the answer is 504 `revision_timeout`.
+    public var minRevisionTimeout: Duration = .seconds(5)
+    /// Comment lines sent on idle event streams, so proxies keep them open and a vanished client
+    /// is noticed (the write fails) within this interval.
+    public var keepaliveInterval: Duration = .seconds(15)
+    /// Log bytes returned when the request does not say (`limit_bytes`), and the most it may ask.
+    public var defaultLogBytes = 1 << 20
+    public var maxLogBytes = 16 << 20
+    /// Largest `limit` of a task listing.
+    public var maxPageSize = 10_000
+
+    public init() {}
+
+    /// Milliseconds since 1970 from the system clock.
+    public static let wallClock: @Sendable () -> Int64 = { wallMilliseconds() }
+}
+
+func wallMilliseconds() -> Int64 {
+    Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+}
+
+/// Task ids that sort by creation time and are safe in URLs: 10 characters of milliseconds and
+/// 16 random characters in Crockford's base32 (lower case), as a ULID. Within one millisecond the
+/// random part is incremented, so ids from one master are strictly increasing.
+public final class TaskIDGenerator: Sendable {
+    public static let shared = TaskIDGenerator()
+
+    private struct State {
+        var lastTime: Int64 = -1
+        var random: (hi: UInt16, lo: UInt64) = (0, 0)
+    }
+
+    private let state = Mutex(State())
+    private let clock: @Sendable () -> Int64
+
+    public init(clock: @escaping @Sendable () -> Int64 = APIConfiguration.wallClock) {
+        self.clock = clock
+    }
+
+    static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
+
+    public func next() -> String {
+        let now = clock()
+        let (time, hi, lo) = state.withLock { s -> (Int64, UInt16, UInt64) in
+            if now > s.lastTime {
+                var g = SystemRandomNumberGenerator()
+                s.lastTime = now
+                s.random = (UInt16.random(in: 0...UInt16.max, using: &g), g.next())
+            } else {
+                // Same millisecond (or the clock stepped back): keep the time, count up.
+                let (lo, overflow) = s.random.lo.addingReportingOverflow(1)
+                s.random = (overflow ? s.random.hi &+ 1 : s.random.hi, lo)
+            }
+            return (s.lastTime, s.random.hi, s.random.lo)
+        }
+        var out = [UInt8](repeating: 0, count: 26)
+        var t = UInt64(max(time, 0))
+        for i in stride(from: 9, through: 0, by: -1) {
+            out[i] = Self.alphabet[Int(t & 31)]
+            t >>= 5
+        }
+        // 80 random bits: hi (16) then lo (64), 5 bits per character from the least significant end.
+        var lowBits = lo, highBits = UInt64(hi)
+        for i in stride(from: 25, through: 10, by: -1) {
+            out[i] = Self.alphabet[Int(lowBits & 31)]
+            lowBits = (lowBits >> 5) | ((highBits & 31) << 59)
+            highBits >>= 5
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,126 @@
+import Hummingbird
+import Store
+
+/// Wraps every route (and the not-found responder): bearer-token auth, `?min_revision=` waits,
+/// errors as `{"error":{"code","message"}}` (404 and 405 for unknown routes included), the
+/// `X-Orchestrator-Index` and `X-Orchestrator-Leader` headers, and the HTTP metrics.
+struct APIMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let api: OrchestratorAPI
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        let path = request.uri.path
+        let route = Route.allCases.first { $0.method == request.method && $0.matches(path) }
+        var response: Response
+        do {
+            try authorize(request, route: route)
+            if route?.isLiveness != true, let wanted = try request.int64Query("min_revision") {
+                try await waitForRevision(wanted)
+            }
+            response = try await next(request, context)
+        } catch {
+            response = await errorResponse(error, path: path, context: context)
+        }
+        if route?.isLiveness != true, response.headers[.orchestratorIndex] == nil,
+           let revision = try? await withDeadline(min(api.configuration.requestTimeout, .seconds(1)), { [store = api.repository.store] in
+               try await store.range(RangeRequest(key: ClusterRepository.leaderKey, countOnly: true), consistency: .serializable).revision
+           }) {
+            response.headers[.orchestratorIndex] = String(revision)
+        }
+        if let leader = await api.status.status().leaderID {
+            response.headers[.orchestratorLeader] = leader
+        }
+        record(request, route: route, status: response.status.code, since: started)
+        return response
+    }
+
+    /// With a token configured, every route but the health probes needs `Authorization: Bearer`.
+    /// Checked before routing, so unknown paths answer 401 too and reveal nothing.
+    func authorize(_ request: Request, route: Route?) throws(APIError) {
+        guard let token = api.configuration.apiToken, !token.isEmpty else { return }
+        if let route, !route.needsAuth { return }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+              APIAuth.constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(token.utf8)) else {
+            throw APIError(status: 401, code: "unauthorized", message: "missing or wrong bearer token (Authorization: Bearer <token>)")
+        }
+    }
+
+    /// Read-your-writes: hold the request until this master's store has applied `revision`, within
+    /// `minRevisionTimeout`, else 504.
+    func waitForRevision(_ revision: Int64) async throws {
+        let status = api.status
+        do {
+            try await withDeadline(api.configuration.minRevisionTimeout) { try await status.waitForRevision(revision) }
+        } catch is DeadlineExceeded {
+            throw APIError(status: 504, code: "revision_timeout",
+                           message: "this master did not reach revision \(revision) within \(api.configuration.minRevisionTimeout); retry, or ask another master")
+        }
+    }
+
+    func errorResponse(_ error: any Error, path: String, context: Context) async -> Response {
+        if let http = error as? HTTPError, http.status == .notFound, context.endpointPath == "NotFound" {
+            // Hummingbird's router found no handler for this method and path.
+            let methods = Route.methods(at: path)
+            if !methods.isEmpty {
+                let allow = methods.map(\.rawValue).joined(separator: ", ")
+                return APIError(status: 405, code: "method_not_allowed", message: "\(path) accepts \(allow)")
+                    .response(headers: [.allow: allow])
+            }
+            return APIError(status: 404, code: "route_not_found", message: "no route \(path); see /api/v1/openapi.json").response()
+        }
+        if let http = error as? HTTPError {
+            return APIError(status: Int(http.status.code), code: "http_error", message: http.body ?? http.status.reasonPhrase).response()
+        }
+        if error is DeadlineExceeded {
+            let limit = api.configuration.requestTimeout
+            if await api.status.status().leaderID == nil {
+                return APIError.unavailable("no_leader", "no leader was elected within \(limit); a write may or may not have been applied; retry")
+                    .response()
+            }
+            return APIError.unavailable("store_timeout", "the cluster store did not answer within \(limit); a write may or may not have been applied; retry")
+                .response()
+        }
+        let apiError = APIError.from(error)
+        return apiError.response(headers: apiError.status == 401 ? [.wwwAuthenticate: "Bearer"] : [:])
+    }
+
+    func record(_ request: Request, route: Route?, status: Int, since started: ContinuousClock.Instant) {
+        // The route pattern, not the path: ids would make one time series per task.
+        let label = route?.path ?? "unmatched"
+        let elapsed = (ContinuousClock.now - started).components
+        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+        api.metrics.increment("orchestrator_http_requests_total",
+                              labels: ["route": label, "method": request.method.rawValue, "status": String(status)],
+                              help: "HTTP requests answered, by route pattern, method and status.")
+        api.metrics.observe("orchestrator_http_request_duration_seconds", seconds,
+                            labels: ["route": label, "method": request.method.rawValue],
+                            help: "Time to the response head (event streams: to the stream's start), by route pattern and method.")
+    }
+}
+
+/// Token checks and the start-up warning about an open API.
+public enum APIAuth {
+    /// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+    public static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for i in 0..<max(a.count, b.count) {
+            let x = i < a.count ? a[i] : 0
+            let y = i < b.count ? b[i] : 0
+            diff |= x ^ y
+        }
+        return diff == 0 && a.count == b.count
+    }
+
+    /// Whether the master should warn at start: no token, and listening beyond the loopback
+    /// interface (`0.0.0.0`, `::`, a host name or a LAN address).
+    public static func shouldWarnOpenAPI(token: String?, bindHost: String) -> Bool {
+        if let token, !token.isEmpty { return false }
+        return !isLoopback(bindHost)
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+    }
+}

@@ -1,0 +1,38 @@
+import Hummingbird
+import Store
+
+extension OrchestratorAPI {
+    /// `GET /api/v1/nodes`: every node, sorted by id.
+    func listNodes(_ request: Request) async throws -> Response {
+        let consistency = try request.readConsistency()
+        let repository = self.repository
+        let (nodes, revision) = try await bounded { try await repository.readNodes(consistency: consistency) }
+        return jsonResponse(NodeListView(nodes: nodes.map(NodeView.init), revision: revision), revision: revision)
+    }
+
+    /// `GET /api/v1/nodes/{id}`.
+    func getNode(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let id = try pathID(context, kind: "node")
+        let consistency = try request.readConsistency()
+        let repository = self.repository
+        let (node, revision) = try await bounded { try await repository.readNode(id, consistency: consistency) }
+        guard let node else { throw APIError.notFound("no node \"\(id)\"") }
+        return jsonResponse(NodeView(node), revision: revision)
+    }
+
+    /// `POST /api/v1/nodes/{id}/drain|cordon|uncordon`: 200 with the node as it now is. Repeating
+    /// one is harmless (nothing is written the second time). The request body, if any, is ignored.
+    func changeNode(_ request: Request, _ context: APIRequestContext,
+                    _ change: @escaping @Sendable (inout NodeRecord) -> Void) async throws -> Response {
+        let id = try pathID(context, kind: "node")
+        let repository = self.repository
+        let node = try await bounded { () async throws -> NodeRecord in
+            do {
+                return try await repository.updateNode(id, change).node
+            } catch RepositoryError.notFound {
+                throw APIError.notFound("no node \"\(id)\"")
+            }
+        }
+        return jsonResponse(NodeView(node), revision: node.revision)
+    }
+}

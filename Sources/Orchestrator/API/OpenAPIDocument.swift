@@ -1,0 +1,187 @@
+/// The OpenAPI 3.0 description of the API, served at `GET /api/v1/openapi.json`. Written by hand
+/// (operations, parameters, schemas); a test holds its operations equal to `Route.allCases` and
+/// checks every documented operation against the router.
+public enum OpenAPIDocument {
+    /// The document as JSON bytes (computed once).
+    public static let json: [UInt8] = APIJSON.encode(document)
+
+    public static var document: JSONValue {
+        [
+            "openapi": "3.0.3",
+            "info": [
+                "title": "Orchestrator API",
+                "version": "1.0.0",
+                "description": """
+                    REST API of the task orchestrator, served by every master. Reads are served from the answering \
+                    master's local state (add consistent=true for a linearizable read, min_revision=N to wait for a \
+                    revision); writes go to the leader. Every response carries X-Orchestrator-Index (the store \
+                    revision it reflects) and X-Orchestrator-Leader (the leader's id, when known). Errors are \
+                    {"error":{"code","message"}}.
+                    """,
+            ],
+            "security": [["bearerAuth": []]],
+            "paths": paths,
+            "components": [
+                "securitySchemes": ["bearerAuth": ["type": "http", "scheme": "bearer"]],
+                "schemas": schemas,
+            ],
+        ]
+    }
+
+    // MARK: Paths
+
+    static var paths: JSONValue {
+        [
+            "/api/v1/tasks": [
+                "post": operation(
+                    "createTask", "Submit a task", tag: "tasks",
+                    description: "Unspecified resources default to cpu 1000 millicores and memory 512 MB. Bodies over 1 MiB are refused with 413.",
+                    body: ref("TaskSubmission"),
+                    responses: ["201": json("The stored task (Location: /api/v1/tasks/{id})", ref("Task"))],
+                    errors: [400, 413]),
+                "get": operation(
+                    "listTasks", "List tasks in submission order", tag: "tasks",
+                    description: "Paged with limit and continue; every page of a listing reads at the revision of its first page. A continue token whose revision was compacted is refused with 410 continue_expired.",
+                    parameters: [
+                        query("state", "Comma-separated task states to keep", schema: ["type": "string", "example": "running,pending"]),
+                        query("node", "Keep tasks on this node", schema: ["type": "string"]),
+                        query("limit", "Largest page", schema: ["type": "integer", "minimum": 1, "maximum": 10000]),
+                        query("continue", "Token from the previous page", schema: ["type": "string"]),
+                        consistent, minRevision,
+                    ],
+                    responses: ["200": json("A page of tasks", ref("TaskList"))],
+                    errors: [400, 410]),
+            ],
+            "/api/v1/tasks/{id}": [
+                "get": operation("getTask", "One task", tag: "tasks", parameters: [id, consistent, minRevision],
+                                 responses: ["200": json("The task", ref("Task"))], errors: [404]),
+                "delete": operation(
+                    "cancelTask", "Cancel a task", tag: "tasks",
+                    description: "Pending, assigned and running tasks become cancelled; the node's allocation is released, so its worker stops the container. Idempotent: a task that already ended is returned unchanged.",
+                    parameters: [id],
+                    responses: ["200": json("The task, cancelled or already ended", ref("Task"))], errors: [404, 409]),
+            ],
+            "/api/v1/tasks/{id}/logs": [
+                "get": operation(
+                    "getTaskLogs", "A task's output, fetched from its worker", tag: "tasks",
+                    parameters: [id, query("limit_bytes", "At most this many trailing bytes (default 1 MiB)",
+                                          schema: ["type": "integer", "minimum": 1]), consistent, minRevision],
+                    responses: ["200": ["description": "The output", "content": ["text/plain": ["schema": ["type": "string"]]]]],
+                    errors: [400, 404, 409, 502]),
+            ],
+            "/api/v1/nodes": [
+                "get": operation("listNodes", "List nodes", tag: "nodes", parameters: [consistent, minRevision],
+                                 responses: ["200": json("Every node, by id", ref("NodeList"))], errors: [400]),
+            ],
+            "/api/v1/nodes/{id}": [
+                "get": operation("getNode", "One node", tag: "nodes", parameters: [id, consistent, minRevision],
+                                 responses: ["200": json("The node", ref("Node"))], errors: [404]),
+            ],
+            "/api/v1/nodes/{id}/drain": [
+                "post": nodeAction("drainNode", "Drain a node: unschedulable, and its tasks move to other nodes (a down node stays down)"),
+            ],
+            "/api/v1/nodes/{id}/cordon": [
+                "post": nodeAction("cordonNode", "Cordon a node: no new tasks, running ones stay"),
+            ],
+            "/api/v1/nodes/{id}/uncordon": [
+                "post": nodeAction("uncordonNode", "Uncordon a node: schedulable again; a drained node returns to ready"),
+            ],
+            "/api/v1/events": [
+                "get": operation(
+                    "streamEvents", "Server-Sent Events of every change", tag: "events",
+                    description: """
+                        Each message is `id: <revision>` (or `<revision>:<i>` for all but the last event of a revision \
+                        with several), `event: <type>`, `data: <Event JSON>`. Resume with Last-Event-ID or since \
+                        (events after it). History already compacted: 410 before the stream starts; lost mid-stream: \
+                        an `event: error` message with an Error body ends the stream. Idle streams get `: keepalive` comments.
+                        """,
+                    parameters: [
+                        query("since", "Send the events after this event id", schema: ["type": "string", "example": "42"]),
+                        query("type", "Comma-separated event types to keep", schema: ["type": "string", "example": "task_failed,node_down"]),
+                        ["name": "Last-Event-ID", "in": "header", "required": false,
+                         "description": "Resume after this event id (wins over since)", "schema": ["type": "string"]],
+                        minRevision,
+                    ],
+                    responses: ["200": ["description": "The stream",
+                                        "content": ["text/event-stream": ["schema": ["type": "string"]]]]],
+                    errors: [400, 410]),
+            ],
+            "/api/v1/cluster": [
+                "get": operation("getCluster", "Masters, leader, term, commit and applied index, store kind", tag: "cluster",
+                                 parameters: [consistent, minRevision],
+                                 responses: ["200": json("The cluster", ref("Cluster"))], errors: [400]),
+            ],
+            "/health": ["get": liveness("health")],
+            "/healthz": ["get": liveness("healthz")],
+            "/readyz": [
+                "get": operation("readyz", "Readiness: a leader is known and this master has caught up", tag: "health",
+                                 responses: ["200": json("Ready", ref("Health"))], errors: [503], open: true),
+            ],
+            "/metrics": [
+                "get": operation("metrics", "Prometheus metrics (text format 0.0.4)", tag: "health",
+                                 responses: ["200": ["description": "Metrics",
+                                                     "content": ["text/plain": ["schema": ["type": "string"]]]]],
+                                 errors: []),
+            ],
+            "/api/v1/openapi.json": [
+                "get": operation("openapi", "This document", tag: "meta",
+                                 responses: ["200": json("OpenAPI 3.0 document", ["type": "object"])], errors: []),
+            ],
+        ]
+    }
+
+    static func nodeAction(_ id: String, _ summary: String) -> JSONValue {
+        operation(id, summary, tag: "nodes", description: "Repeating it changes nothing. A body, if any, is ignored.",
+                  parameters: [Self.id], responses: ["200": json("The node as it now is", ref("Node"))], errors: [404, 409])
+    }
+
+    static func liveness(_ id: String) -> JSONValue {
+        operation(id, "Liveness: 200 while the process serves (the store is not consulted)", tag: "health",
+                  responses: ["200": json("Alive", ref("Health"))], errors: [], open: true)
+    }
+
+    static let errorText: [Int: String] = [
+        400: "Malformed JSON, a field of the wrong type or out of range, an unknown parameter value",
+        401: "Missing or wrong bearer token",
+        404: "No such record",
+        405: "Method not allowed on this path",
+        409: "Conflicting state (e.g. logs of a task never placed), or a record that kept changing",
+        410: "The revision asked for has been compacted",
+        413: "Body over 1 MiB",
+        502: "The worker did not return the logs",
+        503: "No leader within the timeout, store unavailable, or not ready",
+        504: "min_revision not reached within the timeout",
+    ]
+
+    static func operation(_ id: String, _ summary: String, tag: String, description: String? = nil,
+                          parameters: [JSONValue] = [], body: JSONValue? = nil,
+                          responses: [String: JSONValue], errors: [Int], open: Bool = false) -> JSONValue {
+        var all = responses
+        // Every authenticated route can answer 401; every store-backed one 503.
+        var codes = Set(errors)
+        if !open { codes.formUnion([401, 503]) }
+        for code in codes.sorted() { all[String(code)] = json(errorText[code]!, ref("Error")) }
+        var op: [String: JSONValue] = ["operationId": .string(id), "summary": .string(summary), "tags": [.string(tag)],
+                                       "responses": .object(all)]
+        if let description { op["description"] = .string(description) }
+        if !parameters.isEmpty { op["parameters"] = .array(parameters) }
+        if let body { op["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]] }
+        if open { op["security"] = [] }
+        return .object(op)
+    }
+
+    static func json(_ description: String, _ schema: JSONValue) -> JSONValue {
+        ["description": .string(description), "content": ["application/json": ["schema": schema]]]
+    }
+
+    static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
+
+    static func query(_ name: String, _ description: String, schema: JSONValue) -> JSONValue {
+        ["name": .string(name), "in": "query", "required": false, "description": .string(description), "schema": schema]
+    }
+
+    static let id: JSONValue = ["name": "id", "in": "path", "required": true, "schema": ["type": "string"]]
+    static let consistent = query("consistent", "true: a linearizable read (through the leader)", schema: ["type": "boolean"])
+    static let minRevision = query("min_revision", "Wait (up to 5 s, else 504) until this master has applied this revision",
+                                   schema: ["type": "integer", "minimum": 0])
+}

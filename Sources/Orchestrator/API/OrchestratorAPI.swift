@@ -1,0 +1,155 @@
+import Hummingbird
+import Logging
+import Store
+
+/// The REST API of a master, as a library: built from injected collaborators, so the master mounts
+/// it next to its Raft and gRPC services and tests drive it against a `MemoryStore`.
+///
+/// ```swift
+/// let api = OrchestratorAPI(repository: repo, status: master, logs: workerLogs, configuration: config)
+/// let app = api.makeApplication(address: .hostname("0.0.0.0", port: 8080))
+/// // run `app` in the master's ServiceGroup; before stopping it call `api.closeEventStreams()`
+/// ```
+public struct OrchestratorAPI: Sendable {
+    public let repository: ClusterRepository
+    public let status: any ClusterStatusSource
+    public let logs: any TaskLogSource
+    public let configuration: APIConfiguration
+    /// HTTP metrics land here; the master may add its own (see `MetricsRegistry`).
+    public let metrics: MetricsRegistry
+    let parser: TaskSpecParser
+    let streams: EventStreamRegistry
+
+    public init(repository: ClusterRepository, status: any ClusterStatusSource, logs: any TaskLogSource,
+                configuration: APIConfiguration = APIConfiguration(), metrics: MetricsRegistry = MetricsRegistry()) {
+        self.repository = repository
+        self.status = status
+        self.logs = logs
+        self.configuration = configuration
+        self.metrics = metrics
+        self.parser = TaskSpecParser(limits: configuration.limits)
+        self.streams = EventStreamRegistry()
+    }
+
+    /// The router with every route of `Route` behind the API middleware (auth, errors, headers, metrics).
+    public func buildRouter() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        // Added before the routes: Hummingbird applies a middleware to the routes added after it,
+        // and to the not-found responder, so unknown paths get our error body too.
+        router.add(middleware: APIMiddleware(api: self))
+        for route in Route.allCases {
+            router.on(RouterPath(route.path), method: route.method) { request, context in
+                try await self.respond(route, request, context)
+            }
+        }
+        return router
+    }
+
+    /// An HTTP/1.1 server application serving `buildRouter()` on `address`.
+    public func makeApplication(address: BindAddress, logger: Logger? = nil) -> some ApplicationProtocol {
+        Application(router: buildRouter(),
+                    configuration: ApplicationConfiguration(address: address, serverName: "orchestrator"),
+                    logger: logger ?? Logger(label: "orchestrator.api"))
+    }
+
+    /// Ends every open event stream (with a final `event: shutdown`), so the HTTP server's graceful
+    /// shutdown, which waits for open responses, is not held up by clients that never disconnect.
+    public func closeEventStreams() {
+        streams.closeAll()
+    }
+
+    /// Number of event streams currently open (tests, diagnostics).
+    public var openEventStreams: Int { streams.count }
+
+    func respond(_ route: Route, _ request: Request, _ context: APIRequestContext) async throws -> Response {
+        switch route {
+        case .createTask: try await createTask(request)
+        case .listTasks: try await listTasks(request)
+        case .getTask: try await getTask(request, context)
+        case .cancelTask: try await cancelTask(request, context)
+        case .taskLogs: try await taskLogs(request, context)
+        case .listNodes: try await listNodes(request)
+        case .getNode: try await getNode(request, context)
+        case .drainNode: try await changeNode(request, context) { $0.drain() }
+        case .cordonNode: try await changeNode(request, context) { $0.cordon() }
+        case .uncordonNode: try await changeNode(request, context) { $0.uncordon() }
+        case .events: try await events(request)
+        case .cluster: try await cluster(request)
+        case .health, .healthz: jsonResponse(HealthView(status: "ok"), revision: nil)
+        case .readyz: try await readyz()
+        case .metrics: try await metricsText()
+        case .openAPI: Response(status: .ok, headers: [.contentType: "application/json"],
+                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
+        }
+    }
+
+    /// Runs the store work of a request within `requestTimeout` (see `withDeadline`).
+    func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withDeadline(configuration.requestTimeout, operation)
+    }
+}
+
+// MARK: - Responses
+
+// `HTTPField` is reached through `HTTPFields` (which Hummingbird re-exports), so the target needs
+// no dependency on swift-http-types of its own.
+extension HTTPFields.Element.Name {
+    /// The store revision the response reflects.
+    public static let orchestratorIndex = Self("X-Orchestrator-Index")!
+    /// The current leader's id, when one is known.
+    public static let orchestratorLeader = Self("X-Orchestrator-Leader")!
+    /// Where a reconnecting event-stream client resumes.
+    public static let lastEventID = Self("Last-Event-ID")!
+    /// Asks proxies (nginx) not to buffer an event stream.
+    static let accelBuffering = Self("X-Accel-Buffering")!
+}
+
+/// A JSON response; `revision` becomes `X-Orchestrator-Index`.
+func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, revision: Int64?,
+                                headers extra: HTTPFields = [:]) -> Response {
+    var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+    if let revision { headers[.orchestratorIndex] = String(revision) }
+    headers.append(contentsOf: extra)
+    return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: APIJSON.encode(value))))
+}
+
+extension APIError {
+    /// The response for this error (JSON body, and `Allow`/`WWW-Authenticate` where they belong).
+    func response(headers extra: HTTPFields = [:]) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        headers.append(contentsOf: extra)
+        return Response(status: HTTPResponse.Status(code: status), headers: headers,
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: jsonBody)))
+    }
+
+    /// What an error from any layer means for the client. Unknown errors come from the store's
+    /// transport or consensus (a lost etcd connection, a write that found no leader): 503.
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case let e as any APIErrorConvertible: return e.apiError
+        case let e as RepositoryError:
+            switch e {
+            case .notFound(let id): return .notFound("no such record \"\(id)\"")
+            case .alreadyExists(let id): return .conflict("already_exists", "\"\(id)\" already exists")
+            case .conflict(let what): return .conflict("conflict", "\(what) kept changing under concurrent writers; retry")
+            case .corrupt(let what): return APIError(status: 500, code: "corrupt_record", message: what)
+            }
+        case let e as StoreError:
+            switch e {
+            case .compacted(let rev):
+                return APIError(status: 410, code: "compacted", message: "the revision asked for has been compacted (oldest available: \(rev))")
+            case .futureRevision(let requested, let current):
+                return .unavailable("not_caught_up", "this master has applied revision \(current), not yet \(requested); retry")
+            case .requestTooLarge(let size, let limit):
+                return APIError(status: 413, code: "body_too_large", message: "the record would be \(size) bytes; the store's limit is \(limit)")
+            default:
+                return APIError(status: 500, code: "store_error", message: e.description)
+            }
+        case is CancellationError:
+            return .unavailable("unavailable", "the request was cancelled (the master is shutting down?); retry")
+        default:
+            return .unavailable("store_unavailable", "the cluster store is unavailable: \(error)")
+        }
+    }
+}

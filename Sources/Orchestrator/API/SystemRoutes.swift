@@ -1,0 +1,73 @@
+import Hummingbird
+import Store
+
+extension OrchestratorAPI {
+    /// `GET /api/v1/cluster`: members, leader, term, commit and applied index, store kind.
+    func cluster(_ request: Request) async throws -> Response {
+        let status = await self.status.status()
+        let revision = try await currentRevision(try request.readConsistency())
+        return jsonResponse(ClusterView(status, defaultScheduler: configuration.defaultScheduler, revision: revision),
+                            revision: revision)
+    }
+
+    /// `GET /readyz`: 200 once a leader is known and this master's store has caught up, else 503
+    /// with the reason (so a load balancer sends clients elsewhere meanwhile).
+    func readyz() async throws -> Response {
+        let status = await self.status.status()
+        guard status.isReady else {
+            let reason = status.notReadyReason.isEmpty
+                ? (status.leaderID == nil ? "no leader is known" : "the store has not caught up")
+                : status.notReadyReason
+            return APIError.unavailable("not_ready", reason).response()
+        }
+        return jsonResponse(HealthView(status: "ready"), revision: nil)
+    }
+
+    /// `GET /metrics`: the registry (HTTP and whatever the master records) plus gauges read now:
+    /// tasks and nodes by state, the store revision, Raft term, commit and applied index.
+    func metricsText() async throws -> Response {
+        let repository = self.repository
+        let (tasks, nodes) = try await bounded { () async throws -> (TaskPage, [NodeRecord]) in
+            let tasks = try await repository.taskPage()
+            return (tasks, try await repository.readNodes(consistency: .serializable).nodes)
+        }
+        let status = await self.status.status()
+        var taskCounts = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, 0) })
+        for task in tasks.tasks { taskCounts[task.state, default: 0] += 1 }
+        var nodeCounts = Dictionary(uniqueKeysWithValues: NodeState.allCases.map { ($0, 0) })
+        for node in nodes { nodeCounts[node.info.state, default: 0] += 1 }
+
+        typealias Gauge = MetricsRegistry.Gauge
+        var snapshot: [Gauge] = [
+            Gauge("orchestrator_tasks", help: "Tasks by state.",
+                  samples: TaskState.allCases.map { (labels: ["state": $0.rawValue], value: Double(taskCounts[$0]!)) }),
+            Gauge("orchestrator_nodes", help: "Nodes by state.",
+                  samples: NodeState.allCases.map { (labels: ["state": $0.rawValue], value: Double(nodeCounts[$0]!)) }),
+            Gauge("orchestrator_nodes_schedulable", help: "Nodes accepting new tasks (ready and not cordoned).",
+                  value: Double(nodes.filter { $0.info.state == .ready && $0.info.schedulable }.count)),
+            Gauge("orchestrator_store_revision", help: "Store revision this master has applied.", value: Double(tasks.revision)),
+            Gauge("orchestrator_is_leader", help: "1 on the leader, 0 elsewhere.", value: status.leaderID == status.nodeID ? 1 : 0),
+            Gauge("orchestrator_ready", help: "1 when /readyz answers 200.", value: status.isReady ? 1 : 0),
+            Gauge("orchestrator_event_streams", help: "Open event streams (GET /api/v1/events).", value: Double(streams.count)),
+        ]
+        if let term = status.term { snapshot.append(Gauge("orchestrator_raft_term", help: "Current Raft term.", value: Double(term))) }
+        if let commit = status.commitIndex {
+            snapshot.append(Gauge("orchestrator_raft_commit_index", help: "Highest Raft log index known committed.", value: Double(commit)))
+        }
+        if let applied = status.appliedIndex {
+            snapshot.append(Gauge("orchestrator_raft_applied_index", help: "Highest Raft log index applied to the store.", value: Double(applied)))
+        }
+        let text = metrics.render(snapshot: snapshot)
+        return Response(status: .ok,
+                        headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .orchestratorIndex: String(tasks.revision)],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// The store revision now (for routes that read no record), bounded like any store call.
+    func currentRevision(_ consistency: ReadConsistency = .serializable) async throws -> Int64 {
+        let store = repository.store
+        return try await bounded {
+            try await store.range(RangeRequest(key: ClusterRepository.leaderKey, countOnly: true), consistency: consistency).revision
+        }
+    }
+}

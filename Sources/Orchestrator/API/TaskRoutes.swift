@@ -1,0 +1,159 @@
+import Foundation
+import Hummingbird
+import Store
+
+/// The opaque `continue` token of a paged task listing: the revision the listing reads at and the
+/// last id returned, base64url-encoded. Every page reads at that revision, so a listing is one
+/// consistent snapshot; once compacted, the token is refused with 410 (restart the listing).
+struct ContinueToken: Equatable {
+    var revision: Int64
+    var after: String
+
+    var encoded: String {
+        Data("v1:\(revision):\(after)".utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    init(revision: Int64, after: String) {
+        self.revision = revision
+        self.after = after
+    }
+
+    init(decoding text: String) throws(APIError) {
+        var b64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        b64 += String(repeating: "=", count: (4 - b64.count % 4) % 4)
+        guard let data = Data(base64Encoded: b64), let plain = String(data: data, encoding: .utf8) else {
+            throw .invalid("continue", "not a token this API issued")
+        }
+        let parts = plain.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "v1", let revision = Int64(parts[1]), revision > 0, !parts[2].isEmpty else {
+            throw .invalid("continue", "not a token this API issued")
+        }
+        self.revision = revision
+        self.after = String(parts[2])
+    }
+}
+
+extension OrchestratorAPI {
+    /// `POST /api/v1/tasks`: 201 with the stored task and `Location`.
+    func createTask(_ request: Request) async throws -> Response {
+        let body = try await request.readBody(limit: configuration.limits.maxBodyBytes)
+        let spec = try parser.parse(body)
+        let record = TaskRecord(id: configuration.makeID(), spec: spec, now: configuration.now())
+        let repository = self.repository
+        let stored = try await bounded { try await repository.create(record) }
+        return jsonResponse(TaskView(stored), status: .created, revision: stored.revision,
+                            headers: [.location: "/api/v1/tasks/\(stored.id)"])
+    }
+
+    /// `GET /api/v1/tasks?state=a,b&node=n&limit=k&continue=t`: in id order (submission order).
+    func listTasks(_ request: Request) async throws -> Response {
+        let consistency = try request.readConsistency()
+        let states = try Self.parseStates(request.query("state"))
+        let node = request.query("node")
+        if node?.isEmpty == true { throw APIError.invalid("node", "must not be empty") }
+        let limit = try request.int64Query("limit", range: 1...Int64(configuration.maxPageSize)).map { Int($0) }
+        let tokenText = request.query("continue")
+        let token: ContinueToken? = try tokenText.map { (text) throws(APIError) in try ContinueToken(decoding: text) }
+
+        if let token {
+            // The token may come from another master that was ahead of this one.
+            let status = self.status
+            do {
+                try await withDeadline(configuration.minRevisionTimeout) { try await status.waitForRevision(token.revision) }
+            } catch is DeadlineExceeded {
+                throw APIError(status: 504, code: "revision_timeout", message: "this master has not reached the listing's revision \(token.revision) yet; retry")
+            }
+        }
+        let repository = self.repository
+        let page: TaskPage
+        do {
+            page = try await bounded {
+                try await repository.taskPage(after: token?.after, limit: limit, revision: token?.revision ?? 0,
+                                              consistency: consistency) { task in
+                    (states?.contains(task.state) ?? true) && (node == nil || task.node == node)
+                }
+            }
+        } catch StoreError.compacted(let oldest) where token != nil {
+            throw APIError(status: 410, code: "continue_expired",
+                           message: "the listing's snapshot at revision \(token!.revision) has been compacted (oldest available: \(oldest)); list again without continue")
+        }
+        let next = page.lastID.map { ContinueToken(revision: page.revision, after: $0).encoded }
+        return jsonResponse(TaskListView(tasks: page.tasks.map(TaskView.init), revision: page.revision, next: next),
+                            revision: page.revision)
+    }
+
+    /// `?state=a,b`: nil when absent.
+    static func parseStates(_ text: String?) throws(APIError) -> Set<TaskState>? {
+        guard let text else { return nil }
+        var set = Set<TaskState>()
+        for name in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let state = TaskState(rawValue: String(name)) else {
+                throw .invalid("state", "unknown state \"\(name)\"; use \(TaskState.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            set.insert(state)
+        }
+        return set
+    }
+
+    /// `GET /api/v1/tasks/{id}`.
+    func getTask(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let id = try pathID(context, kind: "task")
+        let consistency = try request.readConsistency()
+        let repository = self.repository
+        let (task, revision) = try await bounded { try await repository.readTask(id, consistency: consistency) }
+        guard let task else { throw APIError.notFound("no task \"\(id)\"") }
+        return jsonResponse(TaskView(task), revision: revision)
+    }
+
+    /// `DELETE /api/v1/tasks/{id}`: cancels (see `ClusterRepository.cancelTask`). 200 with the task,
+    /// cancelled now or already ended before (then unchanged: DELETE is idempotent).
+    func cancelTask(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let id = try pathID(context, kind: "task")
+        let repository = self.repository
+        let now = configuration.now()
+        let (task, _) = try await bounded { () async throws -> (TaskRecord, Bool) in
+            do {
+                return try await repository.cancelTask(id, now: now)
+            } catch RepositoryError.notFound {
+                throw APIError.notFound("no task \"\(id)\"")
+            }
+        }
+        return jsonResponse(TaskView(task), revision: task.revision)
+    }
+
+    /// `GET /api/v1/tasks/{id}/logs?limit_bytes=n`: the task's output from its worker, as text.
+    func taskLogs(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let id = try pathID(context, kind: "task")
+        let limit = Int(try request.int64Query("limit_bytes", range: 1...Int64(configuration.maxLogBytes)) ?? Int64(configuration.defaultLogBytes))
+        let consistency = try request.readConsistency()
+        let repository = self.repository
+        let logs = self.logs
+        let (bytes, revision) = try await bounded { () async throws -> ([UInt8], Int64) in
+            let (found, revision) = try await repository.readTask(id, consistency: consistency)
+            guard let task = found else { throw APIError.notFound("no task \"\(id)\"") }
+            // A task that ended keeps its placement: its last node still holds its output.
+            guard let nodeID = task.node ?? task.placement?.node else {
+                throw APIError.conflict("not_placed", "task \"\(id)\" is \(task.state.rawValue) and was never placed on a node, so it has no logs")
+            }
+            guard let node = try await repository.readNode(nodeID, consistency: consistency).node else {
+                throw APIError.conflict("node_gone", "task \"\(id)\" ran on node \"\(nodeID)\", which has left the cluster")
+            }
+            do {
+                return (try await logs.logs(task: task, node: node, limitBytes: limit), revision)
+            } catch let error as any APIErrorConvertible {
+                throw error.apiError
+            } catch let error as APIError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                throw APIError(status: 502, code: "logs_unavailable", message: "node \"\(nodeID)\" did not return the logs: \(error)")
+            }
+        }
+        return Response(status: .ok,
+                        headers: [.contentType: "text/plain; charset=utf-8", .orchestratorIndex: String(revision)],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+
+/// JSON encoding shared by the API and the event stream: sorted keys (stable output), no escaped
+/// slashes (image names read as typed), one line (an SSE `data:` field must not break).
+enum APIJSON {
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // The views below hold only strings, integers, booleans and finite doubles, which always encode.
+        return Array(try! encoder.encode(value))
+    }
+}
+
+/// A task as the API shows it: the stored record (snake_case fields, see `TaskRecord`) plus
+/// `revision`, the store revision of this version of it.
+public struct TaskView: Encodable, Sendable {
+    public var record: TaskRecord
+
+    public init(_ record: TaskRecord) {
+        self.record = record
+    }
+
+    enum Extra: String, CodingKey { case revision }
+
+    public func encode(to encoder: any Encoder) throws {
+        try record.encode(to: encoder)
+        var c = encoder.container(keyedBy: Extra.self)
+        try c.encode(record.revision, forKey: .revision)
+    }
+}
+
+/// A node as the API shows it: flat and snake_case (the stored `NodeRecord` nests `info`).
+public struct NodeView: Encodable, Sendable {
+    public var id: String
+    public var state: NodeState
+    public var schedulable: Bool
+    public var labels: [String: String]
+    public var capacity: Resources
+    public var allocated: Resources
+    public var free: Resources
+    public var taskCount: Int
+    public var address: String
+    public var lastHeartbeat: Int64
+    public var revision: Int64
+
+    public init(_ node: NodeRecord) {
+        id = node.info.id
+        state = node.info.state
+        schedulable = node.info.schedulable
+        labels = node.info.labels
+        capacity = node.info.capacity
+        allocated = node.info.allocated
+        free = node.info.free
+        taskCount = node.info.taskCount
+        address = node.address
+        lastHeartbeat = node.lastHeartbeat
+        revision = node.revision
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, state, schedulable, labels, capacity, allocated, free, address, revision
+        case taskCount = "task_count"
+        case lastHeartbeat = "last_heartbeat"
+    }
+}
+
+/// `GET /api/v1/tasks`.
+struct TaskListView: Encodable, Sendable {
+    var tasks: [TaskView]
+    var revision: Int64
+    /// Present when more tasks may follow: pass it back as `?continue=`.
+    var next: String?
+
+    enum CodingKeys: String, CodingKey {
+        case tasks, revision
+        case next = "continue"
+    }
+}
+
+/// `GET /api/v1/nodes`.
+struct NodeListView: Encodable, Sendable {
+    var nodes: [NodeView]
+    var revision: Int64
+}
+
+/// `GET /api/v1/cluster`.
+struct ClusterView: Encodable, Sendable {
+    var nodeID: String
+    var leaderID: String?
+    var term: UInt64?
+    var commitIndex: UInt64?
+    var appliedIndex: UInt64?
+    var store: String
+    var ready: Bool
+    var members: [ClusterMember]
+    var defaultScheduler: SchedulingAlgorithm
+    var revision: Int64
+
+    init(_ s: ClusterStatus, defaultScheduler: SchedulingAlgorithm, revision: Int64) {
+        nodeID = s.nodeID
+        leaderID = s.leaderID
+        term = s.term
+        commitIndex = s.commitIndex
+        appliedIndex = s.appliedIndex
+        store = s.storeKind
+        ready = s.isReady
+        members = s.members
+        self.defaultScheduler = defaultScheduler
+        self.revision = revision
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case term, store, ready, members, revision
+        case nodeID = "node_id"
+        case leaderID = "leader_id"
+        case commitIndex = "commit_index"
+        case appliedIndex = "applied_index"
+        case defaultScheduler = "default_scheduler"
+    }
+
+    // Explicit nulls: a client can tell "no leader" from a missing field.
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(nodeID, forKey: .nodeID)
+        try c.encode(leaderID, forKey: .leaderID)
+        try c.encode(term, forKey: .term)
+        try c.encode(commitIndex, forKey: .commitIndex)
+        try c.encode(appliedIndex, forKey: .appliedIndex)
+        try c.encode(store, forKey: .store)
+        try c.encode(ready, forKey: .ready)
+        try c.encode(members, forKey: .members)
+        try c.encode(defaultScheduler, forKey: .defaultScheduler)
+        try c.encode(revision, forKey: .revision)
+    }
+}
+
+/// `/health`, `/healthz`, `/readyz` when all is well.
+struct HealthView: Encodable, Sendable {
+    var status: String
+}

@@ -1,0 +1,78 @@
+import ClusterProto
+import Foundation
+import GRPCCore
+import Raft
+import Store
+
+/// Serves `orchestrator.v1.Masters/Forward`: a follower hands the leader a store command.
+struct ForwardService: Orchestrator_V1_Masters.SimpleServiceProtocol {
+    let handle: @Sendable (Command) async throws -> Response
+
+    func forward(request: Orchestrator_V1_ForwardRequest, context: ServerContext) async throws -> Orchestrator_V1_ForwardResponse {
+        let command: Command
+        do {
+            command = try Command(decoding: Array(request.command))
+        } catch {
+            throw RPCError(code: .invalidArgument, message: "malformed command: \(error)")
+        }
+        do {
+            let response = try await handle(command)
+            return .with { $0.response = Data(response.encoded()) }
+        } catch let error as RaftNodeError {
+            // Carried in metadata so the follower can tell "certainly not applied, retry" apart.
+            throw RPCError(code: .unavailable, message: error.description, metadata: ["raft-error": .string(ForwardErrorCode(error).rawValue)])
+        }
+    }
+}
+
+/// The Raft errors a forwarded write can end with, as they travel between masters.
+enum ForwardErrorCode: String {
+    case notLeader = "not-leader", proposalDropped = "proposal-dropped", timeout, stopped, rejected, storage
+
+    init(_ error: RaftNodeError) {
+        switch error {
+        case .notLeader: self = .notLeader
+        case .proposalDropped: self = .proposalDropped
+        case .timeout: self = .timeout
+        case .stopped: self = .stopped
+        case .rejected: self = .rejected
+        case .storage: self = .storage
+        }
+    }
+
+    func error(message: String) -> RaftNodeError {
+        switch self {
+        case .notLeader: .notLeader(leader: noNode)
+        case .proposalDropped: .proposalDropped
+        case .timeout: .timeout
+        case .stopped: .notLeader(leader: noNode)  // the leader is shutting down: find the next one
+        case .rejected: .rejected(message)
+        case .storage: .notLeader(leader: noNode)  // the leader's disk failed: it stops leading
+        }
+    }
+}
+
+/// The follower side: `RaftStore.Forward` over gRPC to the leader's rpc address.
+struct ForwardClient: Sendable {
+    let clients: PeerClients
+    let addresses: [NodeID: HostPort]
+
+    func forward(to leader: NodeID, _ command: Command) async throws -> Response {
+        guard let address = addresses[leader] else { throw RaftNodeError.notLeader(leader: noNode) }
+        let stub = Orchestrator_V1_Masters.Client(wrapping: try clients.client(for: address))
+        do {
+            var options = CallOptions.defaults
+            options.timeout = .seconds(10)
+            let reply = try await stub.forward(.with { $0.command = Data(command.encoded()) }, options: options)
+            return try Response(decoding: Array(reply.response))
+        } catch let error as RPCError {
+            if let code = error.metadata[stringValues: "raft-error"].first(where: { _ in true }), let known = ForwardErrorCode(rawValue: code) {
+                throw known.error(message: error.message)
+            }
+            // The leader could not be reached. A refused connection never carried the command;
+            // either way the caller (RaftStore) looks for the current leader and tries again.
+            if error.code == .unavailable { throw RaftNodeError.notLeader(leader: noNode) }
+            throw RaftNodeError.timeout
+        }
+    }
+}

@@ -1,0 +1,157 @@
+import Logging
+import Store
+import Synchronization
+
+/// Who leads, as the loop needs to know it: the built-in store's Raft role, or an election held in
+/// an external etcd.
+public protocol Leadership: Sendable {
+    /// Whether this master leads now, and a number that changes at every new leadership (the
+    /// Raft term, or the etcd election key's revision).
+    func current() async -> (isLeader: Bool, term: UInt64)
+}
+
+/// The leader's work: scheduling rounds and reconcile passes, run only while this master leads.
+///
+/// A round runs as soon as something it depends on changes (a watch on the task and node records
+/// marks the state dirty) and at least every `period`, since time alone also makes work (a restart
+/// backoff ends, a node's heartbeats stop). Each round reads the store afresh and commits with
+/// compare-and-swap, so two masters that briefly both believe they lead cannot over-commit a node.
+public final class LeaderLoop: Sendable {
+    public struct Options: Sendable {
+        public var period: Duration = .seconds(1)
+        /// The longest the loop sleeps when no change wakes it (it also re-checks leadership).
+        public var poll: Duration = .milliseconds(100)
+        public var health = HealthPolicy()
+        /// Store history kept for watches and event streams, in revisions: the leader compacts
+        /// older history every `compactionInterval` (etcd's revision-based auto-compaction), or
+        /// the store's memory would grow with every write ever made.
+        public var compactionRetention: Int64 = 20_000
+        public var compactionInterval: Duration = .seconds(30)
+        public init() {}
+    }
+
+    let repository: ClusterRepository
+    let leadership: any Leadership
+    let masterID: String
+    let defaultAlgorithm: SchedulingAlgorithm
+    let options: Options
+    let now: @Sendable () -> Int64
+    let logger: Logger
+    let dirty = Atomic<Bool>(true)
+    let wake = WakeSignal()
+    /// Rounds run and tasks placed, for `/metrics`.
+    public let placements = Atomic<Int>(0)
+    public let rounds = Atomic<Int>(0)
+
+    public init(repository: ClusterRepository, leadership: any Leadership, masterID: String, defaultAlgorithm: SchedulingAlgorithm,
+                options: Options = Options(), now: @escaping @Sendable () -> Int64, logger: Logger) {
+        self.repository = repository
+        self.leadership = leadership
+        self.masterID = masterID
+        self.defaultAlgorithm = defaultAlgorithm
+        self.options = options
+        self.now = now
+        self.logger = logger
+    }
+
+    /// Runs until the calling task is cancelled.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.watchForChanges() }
+            await self.loop()
+            group.cancelAll()
+        }
+    }
+
+    private func loop() async {
+        var scheduler = Scheduler(defaultAlgorithm: defaultAlgorithm)
+        var term: UInt64?
+        var leaderSince: Int64 = 0
+        var lastSchedule: Int64 = .min / 2
+        var lastReconcile: Int64 = .min / 2
+        var lastCompaction: Int64 = 0
+        let compactionMs = options.compactionInterval.components.seconds * 1000
+        var random = SystemRandomNumberGenerator()
+        let periodMs = options.period.components.seconds * 1000 + options.period.components.attoseconds / 1_000_000_000_000_000
+        while !Task.isCancelled {
+            let status = await leadership.current()
+            if !status.isLeader {
+                if term != nil { logger.info("no longer leading") }
+                term = nil
+                await wake.wait(timeout: options.poll)
+                continue
+            }
+            if term != status.term {
+                term = status.term
+                leaderSince = now()
+                scheduler = Scheduler(defaultAlgorithm: defaultAlgorithm)
+                dirty.store(true, ordering: .relaxed)
+                logger.notice("leading", metadata: ["term": "\(status.term)"])
+                do {
+                    try await repository.announceLeader(.init(id: masterID, term: status.term))
+                } catch {
+                    logger.warning("could not record the leader: \(error)")
+                }
+            }
+            let time = now()
+            if dirty.exchange(false, ordering: .relaxed) || time - lastSchedule >= periodMs {
+                lastSchedule = time
+                do {
+                    let result = try await SchedulingRound(repository: repository).run(&scheduler, now: time)
+                    rounds.add(1, ordering: .relaxed)
+                    placements.add(result.placed, ordering: .relaxed)
+                    if result.conflicts > 0 { dirty.store(true, ordering: .relaxed) }
+                } catch {
+                    logger.warning("scheduling round failed: \(error)")
+                }
+            }
+            if time - lastReconcile >= periodMs {
+                lastReconcile = time
+                do {
+                    let result = try await ReconcileRound(repository: repository, policy: options.health)
+                        .run(now: time, leaderSince: leaderSince, jitter: { Double.random(in: 0..<1, using: &random) })
+                    for (node, state) in result.nodeChanges { logger.notice("node \(node) is \(state.rawValue)") }
+                } catch {
+                    logger.warning("reconcile pass failed: \(error)")
+                }
+            }
+            if time - lastCompaction >= compactionMs {
+                lastCompaction = time
+                await compact()
+            }
+            if !dirty.load(ordering: .relaxed) { await wake.wait(timeout: options.poll) }
+        }
+    }
+
+    private func compact() async {
+        do {
+            let revision = try await repository.store.range(RangeRequest(key: ClusterRepository.leaderKey, countOnly: true), consistency: .serializable).revision
+            let target = revision - options.compactionRetention
+            guard target > 0 else { return }
+            try await repository.store.compact(revision: target)
+            logger.info("compacted store history", metadata: ["revision": "\(target)"])
+        } catch StoreError.compacted {
+            // Already compacted at least this far.
+        } catch {
+            logger.warning("compaction failed: \(error)")
+        }
+    }
+
+    /// Marks the state dirty whenever a task or node record changes.
+    private func watchForChanges() async {
+        let root = ClusterRepository.rootPrefix
+        while !Task.isCancelled {
+            do {
+                for try await change in repository.store.watch(key: root, rangeEnd: KeyRange.prefixEnd(root), fromRevision: 0, prevKV: false) {
+                    if change.events.contains(where: { $0.kv.key.starts(with: ClusterRepository.taskPrefix) || $0.kv.key.starts(with: ClusterRepository.nodePrefix) }) {
+                        dirty.store(true, ordering: .relaxed)
+                        wake.signal()
+                    }
+                }
+            } catch {
+                // The store is unavailable (no leader yet, say): try again shortly.
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+}

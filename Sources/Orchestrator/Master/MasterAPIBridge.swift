@@ -1,0 +1,84 @@
+import ClusterProto
+import Foundation
+import GRPCCore
+import Store
+import Synchronization
+
+/// A master as its REST API sees it: status for `/api/v1/cluster`, `/readyz` and the headers, and
+/// task logs fetched from the worker over gRPC.
+struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
+    let server: MasterServer
+
+    func status() async -> ClusterStatus {
+        let s = await server.status()
+        let apis = server.masterDirectory.addresses()
+        let members = s.members.map { m in
+            ClusterMember(id: m.name, apiAddress: apis[m.name] ?? "",
+                          role: m.name == s.leader ? .leader : (m.name == s.id ? (s.isLeader ? .leader : .follower) : .follower))
+        }
+        let ready = s.leader != nil
+        return ClusterStatus(nodeID: s.id, members: members, leaderID: s.leader,
+                             term: s.store == .raft ? s.term : nil,
+                             commitIndex: s.store == .raft ? s.commitIndex : nil,
+                             appliedIndex: s.store == .raft ? s.appliedIndex : nil,
+                             storeKind: s.store.rawValue, isReady: ready,
+                             notReadyReason: ready ? "" : "no leader is known yet")
+    }
+
+    func waitForRevision(_ revision: Int64) async throws {
+        try await pollStoreRevision(server.repository.store, until: revision)
+    }
+
+    func logs(task: TaskRecord, node: NodeRecord, limitBytes: Int) async throws -> [UInt8] {
+        guard let address = HostPort(parsing: node.address) else {
+            throw LogFetchError(apiError: APIError(status: 502, code: "logs_unavailable", message: "node \(node.info.id) has no reachable address"))
+        }
+        let stub = Orchestrator_V1_Worker.Client(wrapping: try server.clients.client(for: address))
+        var options = CallOptions.defaults
+        options.timeout = .seconds(5)
+        do {
+            let reply = try await stub.logs(.with {
+                $0.taskID = task.id
+                $0.epoch = task.epoch
+                $0.limitBytes = Int64(limitBytes)
+            }, options: options)
+            return Array(reply.data)
+        } catch let error as RPCError where error.code == .notFound {
+            throw LogFetchError(apiError: APIError(status: 404, code: "logs_not_found", message: "node \(node.info.id) has no logs for task \(task.id): \(error.message)"))
+        } catch let error as RPCError {
+            throw LogFetchError(apiError: APIError(status: 502, code: "logs_unavailable", message: "worker \(node.info.id) at \(node.address) did not answer: \(error.message)"))
+        }
+    }
+
+    struct LogFetchError: APIErrorConvertible {
+        var apiError: APIError
+    }
+}
+
+/// The masters' REST addresses, for `/api/v1/cluster`: each master records its own under
+/// `/orchestrator/masters/<id>` once its store accepts writes; every master keeps a copy that it
+/// refreshes in the background.
+final class MasterDirectory: Sendable {
+    static let prefix = Array("/orchestrator/masters/".utf8)
+    private let known = Mutex<[String: String]>([:])
+
+    func addresses() -> [String: String] { known.withLock { $0 } }
+
+    /// Registers this master, then refreshes the directory every few seconds until cancelled.
+    func run(repository: ClusterRepository, id: String, apiAddress: String) async {
+        var registered = false
+        while !Task.isCancelled {
+            if !registered {
+                registered = (try? await repository.store.put(Self.prefix + Array(id.utf8), Array(apiAddress.utf8))) != nil
+            }
+            if let r = try? await repository.store.list(prefix: Self.prefix, consistency: .serializable) {
+                var map: [String: String] = [:]
+                for kv in r.kvs {
+                    map[String(decoding: kv.key.dropFirst(Self.prefix.count), as: UTF8.self)] = String(decoding: kv.value, as: UTF8.self)
+                }
+                known.withLock { $0 = map }
+            }
+            try? await Task.sleep(for: registered ? .seconds(5) : .milliseconds(200))
+        }
+    }
+}

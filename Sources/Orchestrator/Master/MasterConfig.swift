@@ -1,0 +1,95 @@
+/// Everything a master is told at start (`master --help` documents each flag).
+public struct MasterConfig: Sendable {
+    public enum StoreKind: String, Sendable, CaseIterable {
+        /// The built-in Raft store (the default).
+        case raft
+        /// An external etcd cluster (`--etcd-endpoints`).
+        case etcd
+    }
+
+    /// This master's name, one of `peers`.
+    public var id: String
+    public var dataDir: String
+    public var apiAddress: HostPort
+    /// Raft between masters and the worker protocol.
+    public var rpcAddress: HostPort
+    /// The etcd v3 gRPC API of the built-in store; nil: not served.
+    public var etcdAddress: HostPort?
+    /// Every master of the cluster, in the same order on each: the order gives the Raft ids (1...n).
+    public var peers: [(name: String, address: HostPort)]
+    public var store: StoreKind
+    public var etcdEndpoints: [String]
+    public var scheduler: SchedulingAlgorithm
+    /// Workers must present it to join; nil or empty: any worker may join.
+    public var joinToken: String?
+    /// REST clients must present it; nil: the API is open.
+    public var apiToken: String?
+    public var health: HealthPolicy
+    public var taskLimits: TaskLimits
+    /// Raft timing: one tick, and the election timeout in ticks.
+    public var tickInterval: Duration
+    public var electionTicks: Int
+    public var heartbeatInterval: Duration
+
+    public init(id: String, dataDir: String, apiAddress: HostPort, rpcAddress: HostPort, etcdAddress: HostPort? = nil,
+                peers: [(name: String, address: HostPort)], store: StoreKind = .raft, etcdEndpoints: [String] = [],
+                scheduler: SchedulingAlgorithm = .binPacking, joinToken: String? = nil, apiToken: String? = nil,
+                health: HealthPolicy = HealthPolicy(), taskLimits: TaskLimits = TaskLimits(),
+                tickInterval: Duration = .milliseconds(100), electionTicks: Int = 10, heartbeatInterval: Duration = .seconds(1)) {
+        self.id = id
+        self.dataDir = dataDir
+        self.apiAddress = apiAddress
+        self.rpcAddress = rpcAddress
+        self.etcdAddress = etcdAddress
+        self.peers = peers
+        self.store = store
+        self.etcdEndpoints = etcdEndpoints
+        self.scheduler = scheduler
+        self.joinToken = joinToken
+        self.apiToken = apiToken
+        self.health = health
+        self.taskLimits = taskLimits
+        self.tickInterval = tickInterval
+        self.electionTicks = electionTicks
+        self.heartbeatInterval = heartbeatInterval
+    }
+
+    /// Parses `m1=host:9090,m2=host:9090`; the error names the bad item.
+    public static func parsePeers(_ text: String) throws(MasterConfigError) -> [(name: String, address: HostPort)] {
+        var result: [(name: String, address: HostPort)] = []
+        for item in text.split(separator: ",") where !item.trimmingCharacters(in: .whitespaces).isEmpty {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty, let address = HostPort(parsing: String(parts[1])) else {
+                throw .invalid("--peers: \"\(item)\" is not NAME=HOST:PORT")
+            }
+            let name = String(parts[0])
+            guard !result.contains(where: { $0.name == name }) else { throw .invalid("--peers: \(name) is listed twice") }
+            result.append((name, address))
+        }
+        return result
+    }
+
+    /// Checks what can be checked before anything starts.
+    public func validate() throws(MasterConfigError) {
+        if store == .raft {
+            guard peers.contains(where: { $0.name == id }) else {
+                throw .invalid("--peers must list this master's own --id \(id) (e.g. --peers \(id)=\(rpcAddress))")
+            }
+        } else if etcdEndpoints.isEmpty {
+            throw .invalid("--store etcd needs --etcd-endpoints http://HOST:2379,...")
+        }
+    }
+}
+
+/// A master that cannot start as configured; the message names the flag.
+public enum MasterConfigError: Error, Sendable, CustomStringConvertible {
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let message): message
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,205 @@
+import ClusterProto
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Hummingbird
+import Logging
+import Raft
+import RaftGRPC
+import Store
+import Synchronization
+
+/// Leadership of the built-in store: the Raft role of this replica.
+struct RaftLeadership: Leadership {
+    let store: RaftStore
+    func current() async -> (isLeader: Bool, term: UInt64) {
+        let status = await store.status()
+        return (status.role == .leader, status.term)
+    }
+}
+
+/// What a running master knows about itself and its cluster (for `/api/v1/cluster`, `/readyz`,
+/// `/metrics` and the etcd API's member list).
+public struct MasterStatus: Sendable {
+    public var id: String
+    public var store: MasterConfig.StoreKind
+    public var isLeader: Bool
+    /// The leader's name, if known.
+    public var leader: String?
+    public var term: UInt64
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var members: [(name: String, rpcAddress: HostPort)]
+}
+
+/// One master: the store (built-in Raft replica or external etcd), the internal gRPC port (Raft,
+/// write forwarding, the worker protocol), the leader's loop, and the HTTP API. Built by
+/// `master`; tests build it in process too.
+public final class MasterServer: Sendable {
+    public let config: MasterConfig
+    public let repository: ClusterRepository
+    public let leaderLoop: LeaderLoop
+    let logger: Logger
+    let clients = PeerClients()
+    let masterDirectory = MasterDirectory()
+    /// Counters and gauges for `/metrics`.
+    public let metrics = MetricsRegistry()
+    let now: @Sendable () -> Int64
+    private let parts: Parts
+
+    /// What differs between the two store kinds.
+    private enum Parts: Sendable {
+        case raft(node: RaftNode<ContinuousClock>, store: RaftStore, names: [NodeID: String])
+        case etcd(store: EtcdStore, election: EtcdLeadership, server: GRPCServer<HTTP2ServerTransport.Posix>)
+    }
+
+    /// Opens the data directory and builds every part; nothing listens until `run`.
+    public init(config: MasterConfig, logger: Logger) throws {
+        try config.validate()
+        self.config = config
+        self.logger = logger
+        let now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+        self.now = now
+        let late = LateBoundStore()
+        let repository = ClusterRepository(store: late)
+        self.repository = repository
+        let workers = WorkerService(repository: repository, joinToken: config.joinToken,
+                                    heartbeatInterval: config.heartbeatInterval, now: now, logger: logger)
+        let leadership: any Leadership
+        switch config.store {
+        case .raft:
+            try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+            var ids: [NodeID: (host: String, port: Int)] = [:]
+            var addresses: [NodeID: HostPort] = [:]
+            var names: [NodeID: String] = [:]
+            var selfID: NodeID = 0
+            for (i, peer) in config.peers.enumerated() {
+                let id = NodeID(i + 1)
+                ids[id] = (peer.address.host, peer.address.port)
+                addresses[id] = peer.address
+                names[id] = peer.name
+                if peer.name == config.id { selfID = id }
+            }
+            let storage = try SQLiteLogStorage(path: config.dataDir + "/raft.sqlite")
+            let (machine, hub) = RaftStore.makeStateMachine()
+            let forwarded = LateBoundForward()
+            let transport = GRPCRaftTransport(
+                id: selfID, listen: (config.rpcAddress.host, config.rpcAddress.port), peers: ids, logger: logger,
+                additionalServices: [ForwardService(handle: { try await forwarded.handle($0) }), workers])
+            var raftConfig = RaftConfig(id: selfID)
+            raftConfig.electionTick = config.electionTicks
+            var options = RaftNode<ContinuousClock>.Options()
+            options.tickInterval = config.tickInterval
+            let node = try RaftNode(config: raftConfig, storage: storage, machine: machine, transport: transport,
+                                    bootstrap: ids.keys.sorted(), clock: ContinuousClock(), options: options, logger: logger)
+            let forwardClient = ForwardClient(clients: clients, addresses: addresses)
+            let store = RaftStore(node: node, machine: machine, hub: hub, now: now,
+                                  forward: { leader, command in try await forwardClient.forward(to: leader, command) })
+            forwarded.bind(store)
+            late.bind(store)
+            leadership = RaftLeadership(store: store)
+            parts = .raft(node: node, store: store, names: names)
+        case .etcd:
+            let store = try EtcdStore(endpoints: config.etcdEndpoints)
+            late.bind(store)
+            let election = EtcdLeadership(store: store, masterID: config.id, logger: logger)
+            leadership = election
+            let transport = HTTP2ServerTransport.Posix(
+                address: .ipv4(host: config.rpcAddress.host == "localhost" ? "127.0.0.1" : config.rpcAddress.host, port: config.rpcAddress.port),
+                transportSecurity: .plaintext)
+            parts = .etcd(store: store, election: election, server: GRPCServer(transport: transport, services: [workers]))
+        }
+        var loopOptions = LeaderLoop.Options()
+        loopOptions.health = config.health
+        leaderLoop = LeaderLoop(repository: repository, leadership: leadership, masterID: config.id,
+                                defaultAlgorithm: config.scheduler, options: loopOptions, now: now, logger: logger)
+    }
+
+    /// This master's view of the cluster.
+    public func status() async -> MasterStatus {
+        switch parts {
+        case .raft(_, let store, let names):
+            let s = await store.status()
+            return MasterStatus(id: config.id, store: .raft, isLeader: s.role == .leader,
+                                leader: names[s.leader], term: s.term, commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
+                                members: config.peers.map { ($0.name, $0.address) })
+        case .etcd(_, let election, _):
+            let (isLeader, term) = await election.current()
+            let leader = try? await repository.leader()
+            return MasterStatus(id: config.id, store: .etcd, isLeader: isLeader, leader: isLeader ? config.id : leader?.id,
+                                term: term, commitIndex: 0, appliedIndex: 0, members: [])
+        }
+    }
+
+    /// Runs every part until the calling task is cancelled; throws when a part cannot start (a
+    /// port in use, the data directory unusable).
+    public func run(additional: [@Sendable () async throws -> Void] = []) async throws {
+        defer { clients.shutdown() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            switch parts {
+            case .raft(let node, let store, _):
+                group.addTask { try await node.run() }
+                group.addTask { await LeaseExpirer(store: store, now: self.now).run() }
+            case .etcd(let store, let election, let server):
+                group.addTask { try await server.serve() }
+                group.addTask { await election.run() }
+                group.addTask {
+                    await withTaskCancellationHandler {
+                        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                    } onCancel: {
+                        Task { try? await store.shutdown() }
+                    }
+                }
+            }
+            group.addTask { await self.leaderLoop.run() }
+            group.addTask {
+                await self.masterDirectory.run(repository: self.repository, id: self.config.id,
+                                               apiAddress: self.advertisedAPIAddress)
+            }
+            group.addTask { try await self.serveAPI() }
+            for part in additional { group.addTask { try await part() } }
+            // The first part to fail stops the master: a half-running master is worse than none.
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+}
+
+extension MasterServer {
+    /// Where clients reach this master's REST API: the listen address, with a wildcard host
+    /// replaced by this master's rpc host (the address its peers already use for it).
+    var advertisedAPIAddress: String {
+        let wildcard = config.apiAddress.host == "0.0.0.0" || config.apiAddress.host == "::"
+        let own = config.peers.first { $0.name == config.id }?.address.host ?? config.rpcAddress.host
+        return HostPort(host: wildcard ? own : config.apiAddress.host, port: config.apiAddress.port).description
+    }
+
+    /// The REST API (Hummingbird) until cancelled.
+    func serveAPI() async throws {
+        var configuration = APIConfiguration()
+        configuration.limits = config.taskLimits
+        configuration.defaultScheduler = config.scheduler
+        configuration.apiToken = config.apiToken
+        let bridge = MasterAPIBridge(server: self)
+        let api = OrchestratorAPI(repository: repository, status: bridge, logs: bridge, configuration: configuration, metrics: metrics)
+        if (config.apiToken ?? "").isEmpty, !["127.0.0.1", "localhost", "::1"].contains(config.apiAddress.host) {
+            logger.warning("the REST API on \(config.apiAddress) is open to anyone who can reach it: set --api-token (ORCH_API_TOKEN)")
+        }
+        let app = api.makeApplication(address: .hostname(config.apiAddress.host, port: config.apiAddress.port), logger: logger)
+        try await withTaskCancellationHandler {
+            try await app.run()
+        } onCancel: {
+            api.closeEventStreams()
+        }
+    }
+}
+
+/// The leader's side of forwarding, bound once the store exists.
+final class LateBoundForward: Sendable {
+    private let store = Mutex<RaftStore?>(nil)
+    func bind(_ s: RaftStore) { store.withLock { $0 = s } }
+    func handle(_ command: Command) async throws -> Store.Response {
+        guard let s = store.withLock({ $0 }) else { throw RaftNodeError.notLeader(leader: noNode) }
+        return try await s.handleForwarded(command)
+    }
+}

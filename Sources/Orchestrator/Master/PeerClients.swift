@@ -1,0 +1,81 @@
+import ClusterProto
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Synchronization
+
+/// A host and port, parsed from `host:port`.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port` (`[v6]:port` too); nil when malformed.
+    public init?(parsing text: String) {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard let colon = trimmed.lastIndex(of: ":") else { return nil }
+        var host = String(trimmed[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, let port = Int(trimmed[trimmed.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        self.init(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// The gRPC target: an IP literal as is, anything else resolved by DNS (compose service names).
+    var target: any ResolvableTarget {
+        if host.split(separator: ".").count == 4, host.split(separator: ".").allSatisfy({ UInt8($0) != nil }) {
+            return .ipv4(address: host, port: port)
+        }
+        if host.contains(":") { return .ipv6(address: host, port: port) }
+        return .dns(host: host, port: port)
+    }
+}
+
+/// Long-lived gRPC clients to other processes of the cluster (masters, workers), one per address,
+/// created on first use and kept: a forwarded write or a log fetch then costs one call on an open
+/// HTTP/2 connection rather than a connection set-up.
+public final class PeerClients: Sendable {
+    private struct Entry {
+        let client: GRPCClient<HTTP2ClientTransport.Posix>
+        let runner: Task<Void, Never>
+    }
+
+    private let entries = Mutex<[HostPort: Entry]>([:])
+
+    public init() {}
+
+    /// The client for `address`, connecting in the background on first use.
+    public func client(for address: HostPort) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+        try entries.withLock { entries in
+            if let entry = entries[address] { return entry.client }
+            let transport = try HTTP2ClientTransport.Posix(
+                target: address.target,
+                transportSecurity: .plaintext,
+                config: .defaults { config in
+                    config.backoff = .init(initial: .milliseconds(20), max: .milliseconds(500), multiplier: 1.6, jitter: 0.2)
+                    config.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(5), allowWithoutCalls: true)
+                }
+            )
+            let client = GRPCClient(transport: transport)
+            let runner = Task { _ = try? await client.runConnections() }
+            entries[address] = Entry(client: client, runner: runner)
+            return client
+        }
+    }
+
+    /// Closes every connection.
+    public func shutdown() {
+        let all = entries.withLock { entries in
+            defer { entries.removeAll() }
+            return Array(entries.values)
+        }
+        for entry in all {
+            entry.client.beginGracefulShutdown()
+            entry.runner.cancel()
+        }
+    }
+}

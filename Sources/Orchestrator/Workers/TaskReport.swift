@@ -1,0 +1,105 @@
+import Store
+
+/// What a worker says about one of its tasks.
+public enum TaskReport: Sendable, Hashable {
+    case running
+    /// Exited with code 0.
+    case completed
+    /// Ended badly: a non-zero exit, OOM, an image that cannot be had, a runtime error.
+    case failed(exitCode: Int?, reason: String)
+    /// Stopped on the worker without the masters asking (killed by hand, say).
+    case cancelled(reason: String)
+}
+
+/// How the masters take a report: the pure decision, then the write.
+public enum ReportDecision: Sendable, Hashable {
+    /// The report is about an assignment that is no longer the task's current one (the task was
+    /// cancelled, rescheduled elsewhere, or assigned again with a newer epoch): the worker must stop
+    /// that copy.
+    case stale
+    /// Already recorded: nothing to write.
+    case unchanged
+    /// Write the task (still on its node).
+    case update(TaskRecord)
+    /// Write the task as ended and give its resources back to the node.
+    case release(TaskRecord)
+}
+
+extension TaskReport {
+    /// Decides what a report from `nodeID` about assignment `epoch` of `task` changes. Pure: no
+    /// clock but `now`, no I/O, so the rules are tested as a table.
+    public func decide(for task: TaskRecord, from nodeID: String, epoch: UInt64, now: Int64, runtimeStartMs: Int64? = nil) -> ReportDecision {
+        guard task.node == nodeID, task.epoch == epoch, task.state == .assigned || task.state == .running else {
+            return .stale
+        }
+        var t = task
+        t.updatedAt = now
+        switch self {
+        case .running:
+            guard task.state == .assigned else { return .unchanged }
+            t.state = .running
+            t.reason = ""
+            t.runtimeStartMs = runtimeStartMs
+            return .update(t)
+        case .completed:
+            t.state = .completed
+            t.exitCode = 0
+            t.reason = ""
+        case .failed(let code, let reason):
+            t.state = .failed
+            t.exitCode = code
+            t.reason = reason
+        case .cancelled(let reason):
+            t.state = .failed
+            t.exitCode = nil
+            t.reason = reason.isEmpty ? "stopped on the worker" : reason
+        }
+        t.node = nil
+        return .release(t)
+    }
+}
+
+extension ClusterRepository {
+    /// Applies a worker's report with compare-and-swap, re-reading on conflicts (the scheduler or
+    /// another report may write the same task or node at the same time). Returns whether the
+    /// reported assignment is still current.
+    @discardableResult
+    public func apply(_ report: TaskReport, taskID: String, nodeID: String, epoch: UInt64, now: Int64, runtimeStartMs: Int64? = nil) async throws -> Bool {
+        for _ in 0..<20 {
+            let task: TaskRecord
+            do {
+                task = try await self.task(taskID, consistency: .linearizable)
+            } catch RepositoryError.notFound {
+                return false
+            }
+            switch report.decide(for: task, from: nodeID, epoch: epoch, now: now, runtimeStartMs: runtimeStartMs) {
+            case .stale:
+                return false
+            case .unchanged:
+                return true
+            case .update(let updated):
+                do {
+                    try await update(updated)
+                    return true
+                } catch RepositoryError.conflict {
+                    continue
+                }
+            case .release(let updated):
+                let node = try await self.node(nodeID, consistency: .linearizable)
+                do {
+                    try await release(task, as: updated, from: node)
+                    return true
+                } catch RepositoryError.conflict {
+                    continue
+                }
+            }
+        }
+        throw RepositoryError.conflict("task \(taskID) kept changing while applying a report from \(nodeID)")
+    }
+
+    /// The current assignments of one node: tasks assigned to it or running on it.
+    public func assignments(of nodeID: String, consistency: ReadConsistency = .serializable) async throws -> (tasks: [TaskRecord], revision: Int64) {
+        let (tasks, revision) = try await self.tasks(consistency: consistency)
+        return (tasks.filter { $0.node == nodeID && ($0.state == .assigned || $0.state == .running) }, revision)
+    }
+}

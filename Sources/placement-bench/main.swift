@@ -1,0 +1,291 @@
+// End-to-end benchmarks of a 3-master cluster (BENCHMARKS.md).
+//
+// Placement (issue 4): 1,000 simulated nodes join through the worker protocol, then 10,000 tasks
+// are submitted through the REST API of the followers; we time how long until every task is
+// assigned (committed placements per second), per scheduling algorithm, and read the leader's
+// resident memory.
+//
+//   swift build -c release --product placement-bench --product master --product worker
+//   .build/release/placement-bench [--nodes 1000] [--tasks 10000] [--clients 64] [--algorithms binpacking,spread,roundrobin]
+//
+// Start latency (issue 5): one real worker (`--runtime docker` or `process`); 100 times, submit a
+// task and poll until it runs; the worker reports how long its runtime took to create and start
+// it, so the orchestrator's own share is the rest.
+//
+//   .build/release/placement-bench --mode latency [--runtime docker] [--tasks 100]
+import AsyncHTTPClient
+import ClusterProto
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import NIOCore
+import NIOHTTP1
+import RaftTestSupport
+import Synchronization
+
+signal(SIGPIPE, SIG_IGN)
+
+var options: [String: String] = [:]
+var argv = CommandLine.arguments.dropFirst()
+while let flag = argv.popFirst() {
+    guard flag.hasPrefix("--"), let value = argv.popFirst() else {
+        FileHandle.standardError.write(Data("placement-bench: expected --flag value, got \(flag)\n".utf8))
+        exit(2)
+    }
+    options[String(flag.dropFirst(2))] = value
+}
+let nodeCount = options["nodes"].flatMap(Int.init) ?? 1000
+let taskCount = options["tasks"].flatMap(Int.init) ?? 10_000
+let clients = options["clients"].flatMap(Int.init) ?? 64
+let algorithms = (options["algorithms"] ?? "binpacking,spread,roundrobin").split(separator: ",").map(String.init)
+let mode = options["mode"] ?? "placement"
+guard let masterBinary = RaftProcessCluster.locateBinary(named: "master") else {
+    FileHandle.standardError.write(Data("placement-bench: build the master first (swift build -c release --product master)\n".utf8))
+    exit(2)
+}
+
+/// Three master processes on loopback.
+final class Masters {
+    let root: String
+    let api: [Int]
+    let rpc: [Int]
+    var processes: [Process] = []
+
+    init(binary masterBinary: URL, algorithm: String) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("placement-bench-\(UUID().uuidString.prefix(6))").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let base = Int.random(in: 20_000...50_000)
+        api = (0..<3).map { base + $0 }
+        rpc = (0..<3).map { base + 100 + $0 }
+        let peers = (0..<3).map { "m\($0 + 1)=127.0.0.1:\(rpc[$0])" }.joined(separator: ",")
+        for i in 0..<3 {
+            let p = Process()
+            p.executableURL = masterBinary
+            p.arguments = ["--id", "m\(i + 1)", "--data-dir", "\(root)/m\(i + 1)", "--api-addr", "127.0.0.1:\(api[i])",
+                           "--rpc-addr", "127.0.0.1:\(rpc[i])", "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers,
+                           "--scheduler", algorithm, "--node-not-ready-after", "3600", "--node-down-after", "7200"]
+            let log = FileHandle(forWritingAtPath: "\(root)/m\(i + 1).log") ?? {
+                FileManager.default.createFile(atPath: "\(root)/m\(i + 1).log", contents: nil)
+                return FileHandle(forWritingAtPath: "\(root)/m\(i + 1).log")!
+            }()
+            p.standardOutput = log
+            p.standardError = log
+            try p.run()
+            processes.append(p)
+        }
+    }
+
+    func stop() {
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in processes { p.waitUntilExit() }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Resident memory of a master in MB, from /proc.
+    func rssMB(_ i: Int) -> Double {
+        let status = (try? String(contentsOfFile: "/proc/\(processes[i].processIdentifier)/status", encoding: .utf8)) ?? ""
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let kb = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+            return kb / 1024
+        }
+        return 0
+    }
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
+
+let http = HTTPClient(eventLoopGroupProvider: .singleton)
+
+func get(_ port: Int, _ path: String) async throws -> (Int, [String: Any]) {
+    let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(30))
+    let body = try await response.body.collect(upTo: 64 << 20)
+    let json = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
+    return (Int(response.status.code), json)
+}
+
+func post(_ port: Int, _ path: String, _ body: String) async throws -> Int {
+    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+    request.method = .POST
+    request.headers.add(name: "Content-Type", value: "application/json")
+    request.body = .bytes(ByteBuffer(string: body))
+    let response = try await http.execute(request, timeout: .seconds(30))
+    _ = try await response.body.collect(upTo: 1 << 20)
+    return Int(response.status.code)
+}
+
+func waitFor(_ what: String, timeout: Duration, interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if (try? await condition()) == true { return }
+        try await Task.sleep(for: interval)
+    }
+    throw NSError(domain: "placement-bench", code: 1, userInfo: [NSLocalizedDescriptionKey: "timed out waiting for \(what)"])
+}
+
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
+func startLatency(masterBinary: URL, runtime: String, count: Int) async throws -> String {
+    guard let workerBinary = RaftProcessCluster.locateBinary(named: "worker") else { throw NSError(domain: "placement-bench: build the worker", code: 2) }
+    let masters = try Masters(binary: masterBinary, algorithm: "binpacking")
+    let worker = Process()
+    worker.executableURL = workerBinary
+    let workerDir = masters.root + "/w1"
+    worker.arguments = ["--masters", masters.rpc.map { "127.0.0.1:\($0)" }.joined(separator: ","), "--runtime", runtime,
+                        "--data-dir", workerDir, "--cpu", "100000", "--memory", "100000", "--listen-addr", "127.0.0.1:\(masters.rpc[0] + 50)"]
+    FileManager.default.createFile(atPath: masters.root + "/w1.log", contents: nil)
+    let log = FileHandle(forWritingAtPath: masters.root + "/w1.log")!
+    worker.standardOutput = log
+    worker.standardError = log
+    try worker.run()
+    defer {
+        kill(worker.processIdentifier, SIGKILL)
+        worker.waitUntilExit()
+        if runtime == "docker", let owner = try? String(contentsOfFile: workerDir + "/node-id", encoding: .utf8) {
+            // The tasks sleep; remove their containers rather than wait out their stop grace.
+            let rm = Process()
+            rm.executableURL = URL(fileURLWithPath: "/bin/sh")
+            rm.arguments = ["-c", "docker rm -f $(docker ps -aq --filter label=orchestrator.owner=\(owner.trimmingCharacters(in: .whitespacesAndNewlines))) >/dev/null 2>&1"]
+            try? rm.run()
+            rm.waitUntilExit()
+        }
+        masters.stop()
+    }
+    let api = masters.api[0]
+    try await waitFor("a ready worker", timeout: .seconds(60)) {
+        let (status, json) = try await get(api, "/api/v1/nodes")
+        return status == 200 && ((json["nodes"] as? [[String: Any]])?.first?["state"] as? String) == "ready"
+    }
+    var totals: [Double] = [], runtimeShares: [Double] = [], ours: [Double] = []
+    for i in 0..<count {
+        let began = ContinuousClock.now
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(api)/api/v1/tasks")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: #"{"name":"lat-\#(i)","image":"alpine","command":["sleep","600"],"resources":{"cpu":10,"memory":16}}"#))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        guard let id = ((try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any])?["id"] as? String else {
+            throw NSError(domain: "placement-bench: POST answered \(response.status)", code: 3)
+        }
+        var runtimeMs = 0.0
+        // Polled every 2 ms: the poll adds at most that (plus one local GET) to the measured time.
+        try await waitFor("task \(id) running", timeout: .seconds(60), interval: .milliseconds(2)) {
+            let (status, json) = try await get(api, "/api/v1/tasks/\(id)")
+            guard status == 200, json["state"] as? String == "running" else { return false }
+            runtimeMs = Double(json["runtime_start_ms"] as? Int ?? 0)
+            return true
+        }
+        let total = seconds(began.duration(to: .now)) * 1000
+        totals.append(total)
+        runtimeShares.append(runtimeMs)
+        ours.append(total - runtimeMs)
+    }
+    totals.sort(); runtimeShares.sort(); ours.sort()
+    return String(format: "%@ runtime, %d tasks, POST to running: median %.1f ms, p99 %.1f ms | runtime create+start: median %.1f ms, p99 %.1f ms | orchestrator's share: median %.1f ms, p99 %.1f ms",
+                  runtime as NSString, count, percentile(totals, 0.5), percentile(totals, 0.99), percentile(runtimeShares, 0.5), percentile(runtimeShares, 0.99),
+                  percentile(ours, 0.5), percentile(ours, 0.99))
+}
+
+func runOnce(masterBinary: URL, algorithm: String) async throws -> String {
+    let masters = try Masters(binary: masterBinary, algorithm: algorithm)
+    defer { masters.stop() }
+    var leader = -1
+    try await waitFor("a leader", timeout: .seconds(30)) {
+        let (status, json) = try await get(masters.api[0], "/api/v1/cluster")
+        guard status == 200, let name = json["leader_id"] as? String, let i = Int(name.dropFirst()) else { return false }
+        leader = i - 1
+        return true
+    }
+    let followers = (0..<3).filter { $0 != leader }
+    let rpcPorts = masters.rpc, apiPorts = masters.api
+    let nodeCount = nodeCount, taskCount = taskCount, clients = clients
+
+    // 1,000 nodes join through the followers' worker protocol, 32 at a time.
+    let joinStart = ContinuousClock.now
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for f in followers {
+            group.addTask {
+                let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: rpcPorts[f]), transportSecurity: .plaintext)
+                try await withGRPCClient(transport: transport) { client in
+                    let workers = Orchestrator_V1_Workers.Client(wrapping: client)
+                    try await withThrowingTaskGroup(of: Void.self) { joins in
+                        var next = f == followers[0] ? 0 : 1
+                        var inflight = 0
+                        while next < nodeCount {
+                            if inflight == 16 { try await joins.next(); inflight -= 1 }
+                            let n = next
+                            joins.addTask {
+                                _ = try await workers.join(.with {
+                                    $0.nodeID = String(format: "sim-%04d", n)
+                                    $0.address = "127.0.0.1:1"
+                                    $0.cpuMillicores = 4000
+                                    $0.memoryMb = 8192
+                                    $0.labels = ["rack": "r\(n % 10)"]
+                                })
+                            }
+                            inflight += 1
+                            next += 2
+                        }
+                        try await joins.waitForAll()
+                    }
+                }
+            }
+        }
+        try await group.waitForAll()
+    }
+    let joinTime = seconds(joinStart.duration(to: .now))
+
+    // 10,000 tasks through the followers' REST API, `clients` at a time.
+    let submitStart = ContinuousClock.now
+    let failures = Counter()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for c in 0..<clients {
+            group.addTask {
+                var i = c
+                while i < taskCount {
+                    let port = apiPorts[followers[i % followers.count]]
+                    let status = try await post(port, "/api/v1/tasks",
+                        #"{"name":"bench-\#(i)","image":"busybox","command":["true"],"resources":{"cpu":100,"memory":64}}"#)
+                    if status != 201 { failures.add() }
+                    i += clients
+                }
+            }
+        }
+        try await group.waitForAll()
+    }
+    let submitTime = seconds(submitStart.duration(to: .now))
+    try await waitFor("every task assigned", timeout: .seconds(600)) {
+        let (status, json) = try await get(masters.api[leader], "/api/v1/tasks?state=pending&limit=1")
+        return status == 200 && ((json["tasks"] as? [Any])?.isEmpty ?? false)
+    }
+    let placeTime = seconds(submitStart.duration(to: .now))
+    let rss = masters.rssMB(leader)
+    return algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "nodes %5d joined in %6.2f s | %6d tasks submitted in %6.2f s (%7.0f/s, %d failed) | all assigned after %6.2f s: %7.0f placements/s | leader RSS %6.1f MB",
+                  nodeCount, joinTime, taskCount, submitTime, Double(taskCount) / submitTime, failures.value,
+                  placeTime, Double(taskCount) / placeTime, rss)
+}
+
+if mode == "latency" {
+    do {
+        print(try await startLatency(masterBinary: masterBinary, runtime: options["runtime"] ?? "docker", count: options["tasks"].flatMap(Int.init) ?? 100))
+    } catch {
+        print("latency: failed: \(error)")
+    }
+} else {
+    for algorithm in algorithms {
+        do {
+            print(try await runOnce(masterBinary: masterBinary, algorithm: algorithm))
+        } catch {
+            print("\(algorithm): failed: \(error)")
+        }
+    }
+}
+try? await http.shutdown()

@@ -1,0 +1,94 @@
+import Agent
+import ArgumentParser
+import Foundation
+import Logging
+import Orchestrator
+
+/// `worker`: joins the masters and runs the tasks they assign.
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "A worker of the orchestrator: joins any master and runs tasks as containers or processes.",
+        discussion: "Every flag can also be set as ORCH_<FLAG> in the environment (e.g. ORCH_MASTERS).")
+
+    @Option(help: "Masters' rpc addresses: HOST:PORT,...") var masters = "127.0.0.1:9090"
+    @Option(help: "The cluster's join token (master --join-token).") var joinToken = ""
+    @Option(help: "docker, process, or auto (docker when its socket answers).") var runtime = "docker"
+    @Option(help: "Keeps the node id and the process runtime's files.") var dataDir = "./worker-data"
+    @Option(help: "Docker Engine API socket.") var dockerSocket = "/var/run/docker.sock"
+    @Option(help: "Millicores offered (default: the machine's or its cgroup's).") var cpu: Int?
+    @Option(help: "Megabytes offered (default: the machine's or its cgroup's).") var memory: Int?
+    @Option(help: "Node labels: k=v,...") var labels = ""
+    @Option(help: "Where masters fetch task logs from this worker.") var listenAddr = "0.0.0.0:9091"
+    @Option(help: "The address masters use to reach --listen-addr (default: it, with 0.0.0.0 replaced by the host name).")
+    var advertiseAddr: String?
+    @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
+
+    static let valueFlags = ["masters", "join-token", "runtime", "data-dir", "docker-socket", "cpu", "memory", "labels",
+                             "listen-addr", "advertise-addr", "log-level"]
+
+    static func main() async {
+        let arguments = EnvironmentFlags.merge(Array(CommandLine.arguments.dropFirst()), flags: valueFlags)
+        do {
+            var command = try parseAsRoot(arguments)
+            if var worker = command as? WorkerCommand {
+                try await worker.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    mutating func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "worker")
+        let config = try makeConfig()
+        guard let kind = RuntimeKind(rawValue: runtime) else {
+            throw ValidationError("--runtime: \"\(runtime)\" is not docker, process or auto")
+        }
+        let id = try WorkerAgent.loadOrCreateNodeID(dataDir: config.dataDir, hostname: config.hostname)
+        let (taskRuntime, chosen) = try await kind.make(owner: id, dataDir: config.dataDir, dockerSocket: dockerSocket, logger: logger)
+        logger.notice("worker starting", metadata: ["node": "\(id)", "runtime": "\(chosen.rawValue)", "masters": "\(masters)",
+                                                    "cpu": "\(config.capacity.cpu)", "memory": "\(config.capacity.memory)"])
+        let agent = WorkerAgent(config: config, runtime: taskRuntime, logger: logger)
+        do {
+            try await agent.run()
+        } catch let error as WorkerError {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func makeConfig() throws -> WorkerConfig {
+        let list = masters.split(separator: ",").map(String.init)
+        let parsed = list.compactMap(HostPort.init(parsing:))
+        guard !parsed.isEmpty, parsed.count == list.count else { throw ValidationError("--masters: \"\(masters)\" is not HOST:PORT,...") }
+        guard let listen = HostPort(parsing: listenAddr) else { throw ValidationError("--listen-addr: \"\(listenAddr)\" is not HOST:PORT") }
+        var labelMap: [String: String] = [:]
+        for item in labels.split(separator: ",") {
+            let kv = item.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, !kv[0].isEmpty else { throw ValidationError("--labels: \"\(item)\" is not KEY=VALUE") }
+            labelMap[String(kv[0])] = String(kv[1])
+        }
+        let detected = MachineCapacity.detect()
+        let capacity = Resources(cpu: cpu ?? detected.cpu, memory: memory ?? detected.memory)
+        guard capacity.cpu > 0, capacity.memory > 0 else { throw ValidationError("--cpu and --memory must be positive") }
+        let hostname = ProcessInfo.processInfo.hostName
+        let advertise: HostPort
+        if let advertiseAddr {
+            guard let a = HostPort(parsing: advertiseAddr) else { throw ValidationError("--advertise-addr: \"\(advertiseAddr)\" is not HOST:PORT") }
+            advertise = a
+        } else {
+            advertise = listen.host == "0.0.0.0" ? HostPort(host: hostname, port: listen.port) : listen
+        }
+        return WorkerConfig(masters: parsed, joinToken: joinToken, dataDir: dataDir, capacity: capacity, labels: labelMap,
+                            listenAddress: listen, advertiseAddress: advertise, hostname: hostname)
+    }
+}

@@ -1,1 +1,0 @@
-// Agent tests (issue 5).

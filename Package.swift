@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
-                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport",
+                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport", "etcd-bench",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -2,6 +2,9 @@
 // store, side by side (BENCHMARKS.md).
 //
 //   swift run -c release etcd-bench [--runs 3] [--seconds 5] [--ours HOST:PORT,...] [--no-check-perf]
+//   etcd-bench --serve-local   only serves our 3-replica cluster: prints "endpoints A,B,C" and runs
+//                              until its standard input closes (the etcd API tests run `check perf`
+//                              against it in a process of its own, away from other suites' load)
 //
 // Both are driven over gRPC by the same grpc-swift load generator. Talking to a grpc-go server
 // (etcd) from swift-nio-http2 used to fail after ~200 calls per connection (etcd probes bandwidth
@@ -19,6 +22,7 @@ struct Options {
     var checkPerf = true
     /// Only these targets ("etcd", "ours"), for profiling one side.
     var only: Set<String> = ["etcd", "ours"]
+    var serveLocal = false
 
     init(_ arguments: [String]) {
         var i = 1
@@ -34,8 +38,9 @@ struct Options {
             case "--ours": ours = value().split(separator: ",").map(String.init)
             case "--no-check-perf": checkPerf = false
             case "--only": only = [value()]
+            case "--serve-local": serveLocal = true
             default:
-                say("usage: etcd-bench [--runs N] [--seconds S] [--ours HOST:PORT,...] [--no-check-perf] [--only etcd|ours]")
+                say("usage: etcd-bench [--runs N] [--seconds S] [--ours HOST:PORT,...] [--no-check-perf] [--only etcd|ours] | --serve-local")
                 exit(2)
             }
             i += 1
@@ -78,6 +83,15 @@ LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
     handler.logLevel = .warning
     return handler
+}
+
+if options.serveLocal {
+    let cluster = try await LocalEtcdCluster.start()
+    say("endpoints \(cluster.endpoints.joined(separator: ","))")
+    // Runs until the parent closes our standard input (or dies, which closes it too).
+    _ = await Task.detached { FileHandle.standardInput.readDataToEndOfFile() }.value
+    await cluster.shutdown()
+    exit(0)
 }
 
 say("starting a 3-member etcd (/usr/bin/etcd) and our 3-replica cluster on loopback…")

@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
-                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport", "TestGate",
+                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport", "etcd-bench", "TestGate",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

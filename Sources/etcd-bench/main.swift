@@ -2,6 +2,9 @@
 // store, side by side (BENCHMARKS.md).
 //
 //   swift run -c release etcd-bench [--runs 3] [--seconds 5] [--ours HOST:PORT,...] [--no-check-perf]
+//   etcd-bench --serve-local   only serves our 3-replica cluster: prints "endpoints A,B,C" and runs
+//                              until its standard input closes (the etcd API tests run `check perf`
+//                              against it in a process of its own, away from other suites' load)
 //
 // Both are driven over gRPC by the same grpc-swift load generator. Talking to a grpc-go server
 // (etcd) from swift-nio-http2 used to fail after ~200 calls per connection (etcd probes bandwidth
@@ -17,6 +20,9 @@ struct Options {
     var seconds = 5
     var ours: [String]?
     var checkPerf = true
+    /// Only these targets ("etcd", "ours"), for profiling one side.
+    var only: Set<String> = ["etcd", "ours"]
+    var serveLocal = false
 
     init(_ arguments: [String]) {
         var i = 1
@@ -31,13 +37,20 @@ struct Options {
             case "--seconds": seconds = max(1, Int(value()) ?? 5)
             case "--ours": ours = value().split(separator: ",").map(String.init)
             case "--no-check-perf": checkPerf = false
+            case "--only": only = [value()]
+            case "--serve-local": serveLocal = true
             default:
-                print("usage: etcd-bench [--runs N] [--seconds S] [--ours HOST:PORT,...] [--no-check-perf]")
+                say("usage: etcd-bench [--runs N] [--seconds S] [--ours HOST:PORT,...] [--no-check-perf] [--only etcd|ours] | --serve-local")
                 exit(2)
             }
             i += 1
         }
     }
+}
+
+/// Prints a line unbuffered, so a long run shows progress even into a file or pipe.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 func median(_ values: [Double]) -> Double {
@@ -60,8 +73,8 @@ func checkPerf(_ endpoints: [String]) async -> String {
     // check perf runs 60 s; its output is small, so reading to the end does not block it.
     let data = (try? pipe.fileHandleForReading.readToEnd()) ?? Data()
     process.waitUntilExit()
-    let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
-        .filter { $0.hasPrefix("PASS") || $0.hasPrefix("FAIL") || $0.contains("Error") }
+    // Its verdict lines, without the progress bar (redrawn with carriage returns).
+    let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { !$0.contains("\r") }
     return lines.joined(separator: "; ")
 }
 
@@ -72,7 +85,16 @@ LoggingSystem.bootstrap { label in
     return handler
 }
 
-print("starting a 3-member etcd (/usr/bin/etcd) and our 3-replica cluster on loopback…")
+if options.serveLocal {
+    let cluster = try await LocalEtcdCluster.start()
+    say("endpoints \(cluster.endpoints.joined(separator: ","))")
+    // Runs until the parent closes our standard input (or dies, which closes it too).
+    _ = await Task.detached { FileHandle.standardInput.readDataToEndOfFile() }.value
+    await cluster.shutdown()
+    exit(0)
+}
+
+say("starting a 3-member etcd (/usr/bin/etcd) and our 3-replica cluster on loopback…")
 let etcd = try EtcdProcessCluster.start()
 var local: LocalEtcdCluster?
 do {
@@ -93,34 +115,35 @@ do {
     var results = Array(repeating: Array(repeating: [Measurement](), count: targets.count), count: Scenario.all.count)
     for run in 1...options.runs {
         for (s, scenario) in Scenario.all.enumerated() {
-            for (t, target) in targets.enumerated() {
+            for (t, target) in targets.enumerated() where options.only.contains(target.name) {
                 let m = try await target.run(scenario, duration: .seconds(options.seconds))
                 results[s][t].append(m)
-                print("run \(run) \(target.name) \(scenario.name): \(Int(m.throughput))/s p50 \(fmt(m.p50)) ms p99 \(fmt(m.p99)) ms errors \(m.errors)")
+                say("run \(run) \(target.name) \(scenario.name): \(Int(m.throughput))/s p50 \(fmt(m.p50)) ms p99 \(fmt(m.p99)) ms errors \(m.errors)")
             }
         }
     }
     for target in targets { await target.close() }
 
-    print("\nmedians of \(options.runs) runs, \(options.seconds) s each (after 1 s warm-up), 256-byte values, leader endpoint:\n")
-    print("| scenario | etcd ops/s | etcd p50 ms | etcd p99 ms | ours ops/s | ours p50 ms | ours p99 ms | ours/etcd ops/s | ours/etcd p99 |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    say("\nmedians of \(options.runs) runs, \(options.seconds) s each (after 1 s warm-up), 256-byte values, leader endpoint:\n")
+    say("| scenario | etcd ops/s | etcd p50 ms | etcd p99 ms | ours ops/s | ours p50 ms | ours p99 ms | ours/etcd ops/s | ours/etcd p99 |")
+    say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (s, scenario) in Scenario.all.enumerated() {
         let e = results[s][0], o = results[s][1]
+        if e.isEmpty || o.isEmpty { continue }
         let (et, ep50, ep99) = (median(e.map(\.throughput)), median(e.map(\.p50)), median(e.map(\.p99)))
         let (ot, op50, op99) = (median(o.map(\.throughput)), median(o.map(\.p50)), median(o.map(\.p99)))
         let errors = (e + o).map(\.errors).reduce(0, +)
-        print("| \(scenario.name) | \(Int(et)) | \(fmt(ep50)) | \(fmt(ep99)) | \(Int(ot)) | \(fmt(op50)) | \(fmt(op99)) | \(fmt(ot / max(et, 1))) | \(fmt(op99 / max(ep99, 0.001))) |"
+        say("| \(scenario.name) | \(Int(et)) | \(fmt(ep50)) | \(fmt(ep99)) | \(Int(ot)) | \(fmt(op50)) | \(fmt(op99)) | \(fmt(ot / max(et, 1))) | \(fmt(op99 / max(ep99, 0.001))) |"
             + (errors > 0 ? " (\(errors) errors)" : ""))
     }
 
     if options.checkPerf {
-        print("\netcdctl check perf --load=s (60 s each):")
-        print("etcd: \(await checkPerf(etcd.endpoints))")
-        print("ours: \(await checkPerf(oursEndpoints))")
+        say("\netcdctl check perf --load=s (60 s each):")
+        if options.only.contains("etcd") { say("etcd: \(await checkPerf(etcd.endpoints))") }
+        if options.only.contains("ours") { say("ours: \(await checkPerf(oursEndpoints))") }
     }
 } catch {
-    print("etcd-bench failed: \(error)")
+    say("etcd-bench failed: \(error)")
     await local?.shutdown()
     await etcd.stop()
     exit(1)

@@ -6,7 +6,6 @@ import GRPCNIOTransportHTTP2
 import Store
 import Synchronization
 import Testing
-import TestGate
 
 /// A watch stream driven from a test: requests are pushed in, answers collected for polling.
 final class WatchDriver: Sendable {
@@ -71,94 +70,96 @@ final class WatchDriver: Sendable {
     }
 }
 
-/// The Watch service through a Swift gRPC client, for what etcdctl cannot show: ids, created and
-/// canceled answers, compaction, progress notifications, filters.
-@Suite(.serialized, .heavy)
-struct WatchTests {
-    static func keys(_ r: Etcdserverpb_WatchResponse) -> [String] {
-        r.events.map { ($0.type == .put ? "put " : "del ") + String(decoding: $0.kv.key, as: UTF8.self) }
-    }
+extension EtcdAPITestSuites {
+    /// The Watch service through a Swift gRPC client, for what etcdctl cannot show: ids, created and
+    /// canceled answers, compaction, progress notifications, filters.
+    @Suite(.serialized)
+    struct WatchTests {
+        static func keys(_ r: Etcdserverpb_WatchResponse) -> [String] {
+            r.events.map { ($0.type == .put ? "put " : "del ") + String(decoding: $0.kv.key, as: UTF8.self) }
+        }
 
-    @Test("created answers in order, history from a revision with prev_kv, live events, filters, cancel")
-    func createEventsCancel() async throws {
-        try await TestCluster.with { cluster in
-            let (_, follower, _) = try await cluster.leaderAndFollower()
-            let store = cluster.members[0].store
-            let start = try await store.put(b("a/1"), b("x")).revision
-            try await store.put(b("a/1"), b("y"))
-            try await withConnection(follower) { connection in
-                let watch = WatchDriver(connection)
-                watch.create("a/", rangeEnd: "a0", start: start, prevKV: true)
-                watch.create("a/", rangeEnd: "a0", filters: [.noput])
-                try await watch.wait("two created answers") { $0.filter(\.created).count == 2 }
-                #expect(watch.responses.filter(\.created).map(\.watchID) == [0, 1])
-                try await watch.wait("the history") { $0.contains { $0.watchID == 0 && Self.keys($0) == ["put a/1", "put a/1"] } }
-                let history = watch.responses.first { $0.watchID == 0 && !$0.events.isEmpty }!
-                #expect(history.events[1].prevKv.value == Data("x".utf8))
-                try await store.delete(b("a/1"))
-                try await store.put(b("a/2"), b("z"))
-                try await watch.wait("the delete on both watches") { responses in
-                    responses.contains { $0.watchID == 1 && Self.keys($0) == ["del a/1"] }
-                        && responses.contains { $0.watchID == 0 && Self.keys($0) == ["put a/2"] }
+        @Test("created answers in order, history from a revision with prev_kv, live events, filters, cancel")
+        func createEventsCancel() async throws {
+            try await TestCluster.with { cluster in
+                let (_, follower, _) = try await cluster.leaderAndFollower()
+                let store = cluster.members[0].store
+                let start = try await store.put(b("a/1"), b("x")).revision
+                try await store.put(b("a/1"), b("y"))
+                try await withConnection(follower) { connection in
+                    let watch = WatchDriver(connection)
+                    watch.create("a/", rangeEnd: "a0", start: start, prevKV: true)
+                    watch.create("a/", rangeEnd: "a0", filters: [.noput])
+                    try await watch.wait("two created answers") { $0.filter(\.created).count == 2 }
+                    #expect(watch.responses.filter(\.created).map(\.watchID) == [0, 1])
+                    try await watch.wait("the history") { $0.contains { $0.watchID == 0 && Self.keys($0) == ["put a/1", "put a/1"] } }
+                    let history = watch.responses.first { $0.watchID == 0 && !$0.events.isEmpty }!
+                    #expect(history.events[1].prevKv.value == Data("x".utf8))
+                    try await store.delete(b("a/1"))
+                    try await store.put(b("a/2"), b("z"))
+                    try await watch.wait("the delete on both watches") { responses in
+                        responses.contains { $0.watchID == 1 && Self.keys($0) == ["del a/1"] }
+                            && responses.contains { $0.watchID == 0 && Self.keys($0) == ["put a/2"] }
+                    }
+                    // The no-put watch never saw a put.
+                    #expect(!watch.responses.contains { $0.watchID == 1 && $0.events.contains { $0.type == .put } })
+                    watch.cancel(0)
+                    try await watch.wait("the cancel answer") { $0.contains { $0.watchID == 0 && $0.canceled } }
+                    let afterCancel = watch.responses.count
+                    try await store.put(b("a/3"), b("w"))
+                    try await store.delete(b("a/3"))
+                    try await watch.wait("the delete on the remaining watch") { responses in
+                        responses.contains { $0.watchID == 1 && Self.keys($0) == ["del a/3"] }
+                    }
+                    #expect(!watch.responses.dropFirst(afterCancel).contains { $0.watchID == 0 })
+                    await watch.close()
                 }
-                // The no-put watch never saw a put.
-                #expect(!watch.responses.contains { $0.watchID == 1 && $0.events.contains { $0.type == .put } })
-                watch.cancel(0)
-                try await watch.wait("the cancel answer") { $0.contains { $0.watchID == 0 && $0.canceled } }
-                let afterCancel = watch.responses.count
-                try await store.put(b("a/3"), b("w"))
-                try await store.delete(b("a/3"))
-                try await watch.wait("the delete on the remaining watch") { responses in
-                    responses.contains { $0.watchID == 1 && Self.keys($0) == ["del a/3"] }
-                }
-                #expect(!watch.responses.dropFirst(afterCancel).contains { $0.watchID == 0 })
-                await watch.close()
             }
         }
-    }
 
-    @Test("a watch below the compacted revision is created, then canceled with compact_revision")
-    func compactedStart() async throws {
-        try await TestCluster.with { cluster in
-            let (leader, _, _) = try await cluster.leaderAndFollower()
-            let store = cluster.members[1].store
-            for i in 0..<4 { try await store.put(b("c"), b("\(i)")) }
-            let compacted = try await store.put(b("c"), b("last")).revision
-            try await store.compact(revision: compacted)
-            try await withConnection(leader) { connection in
-                let watch = WatchDriver(connection)
-                watch.create("c", start: compacted - 2)
-                try await watch.wait("the cancel") { $0.contains(where: \.canceled) }
-                let responses = watch.responses
-                #expect(responses.first?.created == true)
-                #expect(responses.last?.canceled == true && responses.last?.compactRevision == compacted, "\(responses)")
-                await watch.close()
+        @Test("a watch below the compacted revision is created, then canceled with compact_revision")
+        func compactedStart() async throws {
+            try await TestCluster.with { cluster in
+                let (leader, _, _) = try await cluster.leaderAndFollower()
+                let store = cluster.members[1].store
+                for i in 0..<4 { try await store.put(b("c"), b("\(i)")) }
+                let compacted = try await store.put(b("c"), b("last")).revision
+                try await store.compact(revision: compacted)
+                try await withConnection(leader) { connection in
+                    let watch = WatchDriver(connection)
+                    watch.create("c", start: compacted - 2)
+                    try await watch.wait("the cancel") { $0.contains(where: \.canceled) }
+                    let responses = watch.responses
+                    #expect(responses.first?.created == true)
+                    #expect(responses.last?.canceled == true && responses.last?.compactRevision == compacted, "\(responses)")
+                    await watch.close()
+                }
             }
         }
-    }
 
-    @Test("progress_notify and progress requests report the revision everything was delivered up to")
-    func progress() async throws {
-        try await TestCluster.with(configuration: TestCluster.configuration(progressNotifyInterval: .milliseconds(300))) { cluster in
-            let (_, follower, _) = try await cluster.leaderAndFollower()
-            let store = cluster.members[0].store
-            try await withConnection(follower) { connection in
-                let watch = WatchDriver(connection)
-                watch.create("p", progressNotify: true)
-                watch.create("q")
-                try await watch.wait("created") { $0.filter(\.created).count == 2 }
-                let revision = try await store.put(b("unrelated"), b("1")).revision
-                // The notifying watch gets a progress notification at (at least) that revision.
-                try await watch.wait("a periodic notification") { responses in
-                    responses.contains { $0.watchID == 0 && !$0.created && $0.events.isEmpty && $0.header.revision >= revision }
+        @Test("progress_notify and progress requests report the revision everything was delivered up to")
+        func progress() async throws {
+            try await TestCluster.with(configuration: TestCluster.configuration(progressNotifyInterval: .milliseconds(300))) { cluster in
+                let (_, follower, _) = try await cluster.leaderAndFollower()
+                let store = cluster.members[0].store
+                try await withConnection(follower) { connection in
+                    let watch = WatchDriver(connection)
+                    watch.create("p", progressNotify: true)
+                    watch.create("q")
+                    try await watch.wait("created") { $0.filter(\.created).count == 2 }
+                    let revision = try await store.put(b("unrelated"), b("1")).revision
+                    // The notifying watch gets a progress notification at (at least) that revision.
+                    try await watch.wait("a periodic notification") { responses in
+                        responses.contains { $0.watchID == 0 && !$0.created && $0.events.isEmpty && $0.header.revision >= revision }
+                    }
+                    // The other watch only reports progress when asked.
+                    #expect(!watch.responses.contains { $0.watchID == 1 && !$0.created })
+                    watch.requestProgress()
+                    try await watch.wait("the requested notification") { responses in
+                        responses.contains { $0.watchID == 1 && !$0.created && $0.events.isEmpty && $0.header.revision >= revision }
+                    }
+                    await watch.close()
                 }
-                // The other watch only reports progress when asked.
-                #expect(!watch.responses.contains { $0.watchID == 1 && !$0.created })
-                watch.requestProgress()
-                try await watch.wait("the requested notification") { responses in
-                    responses.contains { $0.watchID == 1 && !$0.created && $0.events.isEmpty && $0.header.revision >= revision }
-                }
-                await watch.close()
             }
         }
     }

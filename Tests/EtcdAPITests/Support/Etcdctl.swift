@@ -86,12 +86,26 @@ final class BackgroundEtcdctl: @unchecked Sendable {
     /// Pipes that reached end of file (the process closed them by exiting).
     private let closedPipes = Locked(0)
 
-    init(process: Process, stdin: String?) throws {
+    /// Its standard input while the caller keeps it open (`closeInput()` ends it).
+    private let openInput: Pipe?
+
+    /// Starts `process`; `stdin` is written to its standard input, which is then closed.
+    convenience init(process: Process, stdin: String?) throws {
+        try self.init(process: process, stdin: stdin, inputPipe: nil)
+    }
+
+    /// Starts `process` with `inputPipe` as its standard input, left open until `closeInput()`.
+    convenience init(process: Process, inputPipe: Pipe) throws {
+        try self.init(process: process, stdin: nil, inputPipe: inputPipe)
+    }
+
+    private init(process: Process, stdin: String?, inputPipe: Pipe?) throws {
         self.process = process
+        self.openInput = inputPipe
         let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
         process.standardOutput = outPipe
         process.standardError = errPipe
-        process.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+        process.standardInput = inputPipe ?? (stdin == nil ? FileHandle.nullDevice : inPipe)
         for (pipe, text) in [(outPipe, stdoutText), (errPipe, stderrText)] {
             pipe.fileHandleForReading.readabilityHandler = { [closedPipes] handle in
                 let data = handle.availableData
@@ -108,6 +122,11 @@ final class BackgroundEtcdctl: @unchecked Sendable {
             inPipe.fileHandleForWriting.write(Data(stdin.utf8))
             try? inPipe.fileHandleForWriting.close()
         }
+    }
+
+    /// Closes the standard input given as `inputPipe`.
+    func closeInput() {
+        try? openInput?.fileHandleForWriting.close()
     }
 
     func output() -> String { stdoutText.text }

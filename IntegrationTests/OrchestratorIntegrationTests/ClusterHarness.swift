@@ -64,7 +64,8 @@ final class ClusterHarness: Sendable {
     let rpcPorts: [Int]
     let etcdPorts: [Int]
     let workers = Mutex<[ManagedProcess]>([])
-    let http = HTTPClient(eventLoopGroupProvider: .singleton)
+    /// The shared client: it needs no shutdown, so a harness can be dropped at any point of a failing test.
+    let http = HTTPClient.shared
     let masterBinary: URL
     let workerBinary: URL
     let joinToken = "integration-token"
@@ -129,10 +130,11 @@ final class ClusterHarness: Sendable {
         (try? String(contentsOfFile: "\(root)/\(name)/node-id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    func stop() async {
+    /// Kills every process at once (synchronously, so a `defer` in a test that is failing still
+    /// leaves nothing running).
+    func killAll() {
         for m in masters { m.kill9() }
         for w in workers.withLock({ $0 }) { w.kill9() }
-        try? await http.shutdown()
     }
 
     var logs: String {

@@ -25,7 +25,7 @@ import TestGate
     @Test("200 tasks submitted through followers all complete exactly once, with the leader killed halfway")
     func twoHundredTasksThroughFailover() async throws {
         let cluster = try await Self.startCluster()
-        defer { Task { await cluster.stop() } }
+        defer { cluster.killAll() }
         do {
             let marks = cluster.root + "/marks"
             FileManager.default.createFile(atPath: marks, contents: nil)
@@ -68,7 +68,7 @@ import TestGate
         let cluster = try await Self.startCluster(masterArgs: ["--node-not-ready-after", "1", "--node-down-after", "3"])
         let marker = "orch-it-\(UUID().uuidString.prefix(8))"
         defer {
-            Task { await cluster.stop() }
+            cluster.killAll()
             // The killed worker's children outlive it by design (a worker restart adopts them).
             _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-f", marker])
         }
@@ -144,7 +144,7 @@ import TestGate
     func etcdctlAgainstMasters() async throws {
         let cluster = try ClusterHarness(masters: 3)
         try cluster.start()
-        defer { Task { await cluster.stop() } }
+        defer { cluster.killAll() }
         do {
             let leader = try await cluster.leaderIndex()
             let endpoints = cluster.etcdPorts.map { "127.0.0.1:\($0)" }

@@ -62,7 +62,7 @@ struct DockerClusterTests {
         try Self.prepareImage()
         let cluster = try ClusterHarness(masters: 3)
         try cluster.start()
-        defer { Self.removeContainers(of: cluster, workers: ["d1", "d2"]); Task { await cluster.stop() } }
+        defer { Self.removeContainers(of: cluster, workers: ["d1", "d2"]); cluster.killAll() }
         do {
             _ = try await cluster.leaderIndex()
             try cluster.addWorker(name: "d1", runtime: "docker")
@@ -98,7 +98,7 @@ struct DockerClusterTests {
         try Self.prepareImage()
         let cluster = try ClusterHarness(masters: 3)
         try cluster.start()
-        defer { Self.removeContainers(of: cluster, workers: ["d1"]); Task { await cluster.stop() } }
+        defer { Self.removeContainers(of: cluster, workers: ["d1"]); cluster.killAll() }
         do {
             _ = try await cluster.leaderIndex()
             let worker = try cluster.addWorker(name: "d1", runtime: "docker")

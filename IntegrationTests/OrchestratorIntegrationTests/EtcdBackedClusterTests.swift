@@ -30,7 +30,7 @@ import TestGate
         let etcd = try Etcd(root: root)
         defer { etcd.process.kill9() }
         let cluster = try ClusterHarness(masters: 3, masterArgs: ["--store", "etcd", "--etcd-endpoints", etcd.clientURL])
-        defer { Task { await cluster.stop() } }
+        defer { cluster.killAll() }
         do {
             try await cluster.waitUntil("etcd to answer", timeout: .seconds(30)) {
                 try await cluster.http.execute(HTTPClientRequest(url: etcd.clientURL + "/health"), timeout: .seconds(2)).status.code == 200

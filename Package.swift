@@ -138,7 +138,12 @@ let package = Package(
         ),
         .testTarget(
             name: "OrchestratorTests",
-            dependencies: ["Orchestrator", "Store", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: [
+                "Orchestrator", "Store", "ClusterProto",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         /// The worker: joins a master, heartbeats, runs assignments through a TaskRuntime
         /// (DockerRuntime over the Engine API, ProcessRuntime).

@@ -131,6 +131,7 @@ let package = Package(
             dependencies: [
                 "Store", "Raft", "RaftGRPC", "ClusterProto", "EtcdAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),

@@ -6,7 +6,7 @@ import Orchestrator
 
 /// `master`: one master of the cluster. `master --dev` runs a whole trial cluster in one process.
 @main
-struct MasterCommand: AsyncParsableCommand {
+struct MasterCommand: EnvironmentConfigurable {
     static let configuration = CommandConfiguration(
         commandName: "master",
         abstract: "A master of the orchestrator: replicated state, scheduling, REST API.",
@@ -33,28 +33,12 @@ struct MasterCommand: AsyncParsableCommand {
     static let valueFlags = ["id", "data-dir", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
                              "scheduler", "join-token", "api-token", "node-not-ready-after", "node-down-after", "log-level"]
 
-    /// Parses the command line merged with the ORCH_ environment, then runs.
-    static func main() async {
-        let arguments = EnvironmentFlags.merge(Array(CommandLine.arguments.dropFirst()), flags: valueFlags, switches: ["dev"])
-        do {
-            var command = try parseAsRoot(arguments)
-            if var master = command as? MasterCommand {
-                try await master.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            exit(withError: error)
-        }
-    }
+    static let switchFlags = ["dev"]
+
+    static func main() async { await mainMergingEnvironment() }
 
     mutating func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .notice
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        Self.bootstrapLogging(level: logLevel)
         let logger = Logger(label: "master")
         let config: MasterConfig
         do {

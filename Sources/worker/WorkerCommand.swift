@@ -6,7 +6,7 @@ import Orchestrator
 
 /// `worker`: joins the masters and runs the tasks they assign.
 @main
-struct WorkerCommand: AsyncParsableCommand {
+struct WorkerCommand: EnvironmentConfigurable {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "A worker of the orchestrator: joins any master and runs tasks as containers or processes.",
@@ -28,27 +28,10 @@ struct WorkerCommand: AsyncParsableCommand {
     static let valueFlags = ["masters", "join-token", "runtime", "data-dir", "docker-socket", "cpu", "memory", "labels",
                              "listen-addr", "advertise-addr", "log-level"]
 
-    static func main() async {
-        let arguments = EnvironmentFlags.merge(Array(CommandLine.arguments.dropFirst()), flags: valueFlags)
-        do {
-            var command = try parseAsRoot(arguments)
-            if var worker = command as? WorkerCommand {
-                try await worker.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            exit(withError: error)
-        }
-    }
+    static func main() async { await mainMergingEnvironment() }
 
     mutating func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .notice
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        Self.bootstrapLogging(level: logLevel)
         let logger = Logger(label: "worker")
         let config = try makeConfig()
         guard let kind = RuntimeKind(rawValue: runtime) else {

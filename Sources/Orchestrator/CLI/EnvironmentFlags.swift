@@ -1,4 +1,6 @@
+import ArgumentParser
 import Foundation
+import Logging
 
 /// Flags also come from the environment: `ORCH_` + the flag's name in upper case with `_` for `-`
 /// (`--join-token` <- `ORCH_JOIN_TOKEN`), so a compose file needs no command lines. A flag given
@@ -24,5 +26,45 @@ public enum EnvironmentFlags {
 
     public static func variable(_ flag: String) -> String {
         "ORCH_" + flag.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+}
+
+/// A command whose flags also come from `ORCH_` environment variables (`master`, `worker`).
+public protocol EnvironmentConfigurable: AsyncParsableCommand {
+    /// Flags that take a value.
+    static var valueFlags: [String] { get }
+    /// Flags without a value.
+    static var switchFlags: [String] { get }
+}
+
+extension EnvironmentConfigurable {
+    public static var switchFlags: [String] { [] }
+
+    /// Parses the command line merged with the environment, then runs; errors exit with
+    /// ArgumentParser's one-line message and usage.
+    public static func mainMergingEnvironment() async {
+        let arguments = EnvironmentFlags.merge(Array(CommandLine.arguments.dropFirst()), flags: valueFlags, switches: switchFlags)
+        do {
+            var command = try parseAsRoot(arguments)
+            // Cast to the concrete type so that the async `run` is called, not the synchronous
+            // default that only prints the help.
+            if var concrete = command as? Self {
+                try await concrete.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    /// Logs to standard error at `level` (trace ... critical; anything else: notice).
+    public static func bootstrapLogging(level text: String) {
+        let level = Logger.Level(rawValue: text) ?? .notice
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
     }
 }

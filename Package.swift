@@ -41,10 +41,19 @@ let package = Package(
         /// Release-mode append throughput of SQLiteLogStorage (BENCHMARKS.md).
         .executableTarget(name: "raft-bench-storage", dependencies: ["Raft"]),
         /// The gRPC transport between Raft servers (generated code: scripts/generate-protos.sh).
+        /// Stops grpc-swift HTTP/2 servers without cancelling tasks that own open connections.
+        .target(
+            name: "GRPCServing",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "RaftGRPC",
             dependencies: [
-                "Raft",
+                "Raft", "GRPCServing",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -76,14 +85,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Raft", "TestGate"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Raft", "TestGate", "RaftTestSupport"]),
         /// The etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance) served from the built-in
         /// store, so etcdctl and other etcd clients work against the masters (generated code:
         /// scripts/generate-protos.sh).
         .target(
             name: "EtcdAPI",
             dependencies: [
-                "Store", "Raft",
+                "Store", "Raft", "GRPCServing",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -97,7 +106,7 @@ let package = Package(
         .target(
             name: "EtcdAPITestSupport",
             dependencies: [
-                "EtcdAPI", "Store", "Raft", "RaftGRPC",
+                "EtcdAPI", "Store", "Raft", "RaftGRPC", "RaftTestSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -129,7 +138,7 @@ let package = Package(
         .target(
             name: "Orchestrator",
             dependencies: [
-                "Store", "Raft", "RaftGRPC", "ClusterProto", "EtcdAPI",
+                "Store", "Raft", "RaftGRPC", "ClusterProto", "EtcdAPI", "GRPCServing",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -151,7 +160,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "Orchestrator", "ClusterProto",
+                "Orchestrator", "ClusterProto", "GRPCServing",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -199,8 +208,10 @@ let package = Package(
         .testTarget(
             name: "OrchestratorIntegrationTests",
             dependencies: [
-                "master", "worker", "RaftTestSupport", "TestGate",
+                "master", "worker", "RaftTestSupport", "TestGate", "ClusterProto",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

@@ -37,6 +37,14 @@ final class ManagedProcess: Sendable {
 
     var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
+    /// How the process ended; nil while it runs or before it started.
+    var termination: (reason: Process.TerminationReason, status: Int32)? {
+        process.withLock { p in
+            guard let p, !p.isRunning else { return nil }
+            return (p.terminationReason, p.terminationStatus)
+        }
+    }
+
     func signal(_ sig: Int32) {
         process.withLock { p in
             if let p, p.isRunning { kill(p.processIdentifier, sig) }
@@ -90,7 +98,8 @@ final class ClusterHarness: Sendable {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("orch-it-\(UUID().uuidString.prefix(8))").path
         self.root = root
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let base = Int.random(in: 20_000...50_000)
+        let workerSlots = 20
+        let base = try PortBlock.reserve(offsets: (0..<count).flatMap { [$0, 100 + $0, 200 + $0] } + (400..<400 + workerSlots))  // workers: rpcPorts[0] + 300 + i
         apiPorts = (0..<count).map { base + $0 }
         rpcPorts = (0..<count).map { base + 100 + $0 }
         etcdPorts = (0..<count).map { base + 200 + $0 }

@@ -2,6 +2,7 @@ import ClusterProto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import GRPCServing
 import Logging
 import Orchestrator
 
@@ -367,11 +368,13 @@ public actor WorkerAgent {
     // MARK: Logs for the masters
 
     private func serveLogs() async throws {
+        let tracker = ConnectionTracker()
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: config.listenAddress.host == "localhost" ? "127.0.0.1" : config.listenAddress.host, port: config.listenAddress.port),
-            transportSecurity: .plaintext)
-        let server = GRPCServer(transport: transport, services: [LogService(runtime: runtime, finished: finishedLogs)])
-        try await server.serve()
+            transportSecurity: .plaintext, config: .defaults { tracker.install(on: &$0) })
+        let server = StoppableGRPCServer(transport: transport, services: [LogService(runtime: runtime, finished: finishedLogs)],
+                                         tracker: tracker)
+        try await server.run()
     }
 }
 

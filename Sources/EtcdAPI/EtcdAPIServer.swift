@@ -1,5 +1,6 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import GRPCServing
 import Logging
 import NIOCore
 import Store
@@ -45,7 +46,7 @@ public final class EtcdAPIServer: Sendable {
 
     private let core: ServerCore
     private let transport: HTTP2ServerTransport.Posix
-    private let server: GRPCServer<MethodLoggingTransport<HTTP2ServerTransport.Posix>>
+    private let server: StoppableGRPCServer<MethodLoggingTransport<HTTP2ServerTransport.Posix>>
     private let connections = SharedCounter()
     private let pings = SharedCounter()
 
@@ -64,6 +65,7 @@ public final class EtcdAPIServer: Sendable {
             .ipv4(host: listen.host == "localhost" ? "127.0.0.1" : listen.host, port: listen.port)
         }
         let (connections, pings) = (self.connections, self.pings)
+        let tracker = ConnectionTracker()
         transport = HTTP2ServerTransport.Posix(
             address: address, transportSecurity: .plaintext,
             config: .defaults { config in
@@ -82,6 +84,7 @@ public final class EtcdAPIServer: Sendable {
                             HTTP2PingResponder(side: .server, counter: pings), position: .first)
                     }
                 }
+                tracker.install(on: &config)
             })
         let services: [any RegistrableRPCService] = [
             KVService(core: core), WatchService(core: core), LeaseService(core: core),
@@ -91,7 +94,7 @@ public final class EtcdAPIServer: Sendable {
         for service in services { service.registerMethods(with: &router) }
         let wrapped = MethodLoggingTransport(wrapped: transport, known: Set(router.methods.map(\.fullyQualifiedMethod)),
                                              logger: logger)
-        server = GRPCServer(transport: wrapped, router: router)
+        server = StoppableGRPCServer(server: GRPCServer(transport: wrapped, router: router), tracker: tracker)
     }
 
     /// Serves until the calling task is cancelled (or the port cannot be bound, which throws).
@@ -99,11 +102,8 @@ public final class EtcdAPIServer: Sendable {
         core.logger.info("etcd API starting")
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                do {
-                    try await self.server.serve()
-                } catch where Task.isCancelled {
-                    // Cancellation is the normal way to stop.
-                }
+                // Returns (after closing every connection) when cancelled: the normal way to stop.
+                try await self.server.run()
             }
             group.addTask { await self.refreshTerm() }
             group.addTask { await self.notifyProgress() }

@@ -1,5 +1,6 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import GRPCServing
 import Logging
 import Raft
 import Synchronization
@@ -89,7 +90,7 @@ public final class GRPCRaftTransport: RaftTransport {
     private let configuration: Configuration
     private let logger: Logger
     private let state = Mutex(State())
-    private let server: GRPCServer<HTTP2ServerTransport.Posix>
+    private let server: StoppableGRPCServer<HTTP2ServerTransport.Posix>
     private let service: InboundService
     private let listenAddress: PeerAddress
     private let listenError: GRPCRaftTransportError?
@@ -140,6 +141,7 @@ public final class GRPCRaftTransport: RaftTransport {
 
         service = InboundService(id: id, logger: logger, counters: counters)
         let keepalive = configuration
+        let tracker = ConnectionTracker()
         let serverTransport = HTTP2ServerTransport.Posix(
             address: socketAddress,
             transportSecurity: .plaintext,
@@ -156,9 +158,10 @@ public final class GRPCRaftTransport: RaftTransport {
                     clientBehavior: .init(
                         minPingIntervalWithoutCalls: keepalive.keepaliveInterval / 2, allowWithoutCalls: true)
                 )
+                tracker.install(on: &config)
             }
         )
-        server = GRPCServer(transport: serverTransport, services: [service] + additionalServices)
+        server = StoppableGRPCServer(transport: serverTransport, services: [service] + additionalServices, tracker: tracker)
 
         for (peer, address) in peers where peer != id {
             _ = installLink(peer: peer, address: PeerAddress(host: address.host, port: address.port))
@@ -297,11 +300,8 @@ public final class GRPCRaftTransport: RaftTransport {
                 // If the server stops (it cannot bind, say), end the loop below so that `run`
                 // returns its error instead of waiting for a cancellation.
                 defer { newLinksContinuation.finish() }
-                do {
-                    try await self.server.serve()
-                } catch where Task.isCancelled {
-                    // Stopping on cancellation is the normal way out.
-                }
+                // Returns (after closing every connection) when cancelled: the normal way out.
+                try await self.server.run()
             }
             for link in initialLinks {
                 group.addTask { await self.runLink(link, handlers: handlers) }

@@ -183,9 +183,8 @@ public final class RaftProcessCluster: Sendable {
             .appendingPathComponent("raft-cluster-\(UUID().uuidString.prefix(8))").path
         self.root = root
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        // Random high ports: collisions with another run are unlikely, and a clash shows as a
-        // failed start rather than a silent mix-up.
-        let base = Int.random(in: 20_000...55_000)
+        // Free ports below the ephemeral range, where no outgoing connection can take them.
+        let base = try PortBlock.reserve(offsets: Array(1...size))
         let peers = (1...size).map { "\($0)=127.0.0.1:\(base + $0)" }.joined(separator: ",")
         nodes = (1...size).map { i in
             RaftProcess(binary: binary, id: UInt64(i), port: base + i, dataDir: "\(root)/n\(i)", peers: peers,

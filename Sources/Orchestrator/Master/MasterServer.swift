@@ -3,6 +3,7 @@ import EtcdAPI
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import GRPCServing
 import Hummingbird
 import Logging
 import Raft
@@ -51,7 +52,7 @@ public final class MasterServer: Sendable {
     /// What differs between the two store kinds.
     private enum Parts: Sendable {
         case raft(node: RaftNode<ContinuousClock>, store: RaftStore, names: [NodeID: String])
-        case etcd(store: EtcdStore, election: EtcdLeadership, server: GRPCServer<HTTP2ServerTransport.Posix>)
+        case etcd(store: EtcdStore, election: EtcdLeadership, server: StoppableGRPCServer<HTTP2ServerTransport.Posix>)
     }
 
     /// Opens the data directory and builds every part; nothing listens until `run`.
@@ -105,10 +106,12 @@ public final class MasterServer: Sendable {
             late.bind(store)
             let election = EtcdLeadership(store: store, masterID: config.id, logger: logger)
             leadership = election
+            let tracker = ConnectionTracker()
             let transport = HTTP2ServerTransport.Posix(
                 address: .ipv4(host: config.rpcAddress.host == "localhost" ? "127.0.0.1" : config.rpcAddress.host, port: config.rpcAddress.port),
-                transportSecurity: .plaintext)
-            parts = .etcd(store: store, election: election, server: GRPCServer(transport: transport, services: [workers]))
+                transportSecurity: .plaintext, config: .defaults { tracker.install(on: &$0) })
+            parts = .etcd(store: store, election: election,
+                          server: StoppableGRPCServer(transport: transport, services: [workers], tracker: tracker))
         }
         var loopOptions = LeaderLoop.Options()
         loopOptions.health = config.health
@@ -147,7 +150,7 @@ public final class MasterServer: Sendable {
                     group.addTask { try await etcdAPI.run() }
                 }
             case .etcd(let store, let election, let server):
-                group.addTask { try await server.serve() }
+                group.addTask { try await server.run() }
                 group.addTask { await election.run() }
                 group.addTask {
                     await withTaskCancellationHandler {

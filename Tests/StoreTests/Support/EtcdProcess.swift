@@ -1,4 +1,5 @@
 import Foundation
+import RaftTestSupport
 import Synchronization
 @testable import Store
 #if canImport(Glibc)
@@ -171,24 +172,8 @@ final class EtcdProcess: @unchecked Sendable {
         }
     }
 
-    /// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it for a bind to port 0).
+    /// A TCP port on 127.0.0.1 free right now, below the kernel's ephemeral range (`PortBlock`).
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw StartError(description: "socket() failed: errno \(errno)") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw StartError(description: "bind() failed: errno \(errno)") }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        guard named == 0 else { throw StartError(description: "getsockname() failed: errno \(errno)") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        try PortBlock.reserve(offsets: [0])
     }
 }

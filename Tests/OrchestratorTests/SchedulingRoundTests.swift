@@ -98,8 +98,8 @@ import Testing
         n.info.schedulable = false
         try await repo.save(n, expectRevision: n.revision)
         let placement = PlacementRecord(node: "n1", score: 1, algorithm: .binPacking, filters: [])
-        let revision = try await repo.assignBatch(tasks.map { ($0, placement) }, nodes: nodes, now: 5)
-        #expect(revision == nil)
+        let written = try await repo.assignBatch(tasks.map { ($0, placement) }, nodes: nodes, now: 5)
+        #expect(written == nil)
         #expect(try await repo.tasks().tasks.allSatisfy { $0.state == .pending })
         #expect(try await repo.node("n1").info.taskCount == 0)
     }

@@ -18,13 +18,19 @@ public struct ReconcileResult: Sendable, Hashable {
 /// Restarting here rather than where a worker reports the ending keeps two separate writes (and
 /// two events: failed, then rescheduled), and a leader that crashes between them loses nothing: the
 /// next leader's pass finds the failed task and applies the same policy.
+///
+/// With a synced `cache` the tasks come from memory (every write here is a compare-and-swap, so a
+/// lagging copy costs a conflict, never a wrong write); nodes and heartbeats are always read from
+/// the store.
 public struct ReconcileRound: Sendable {
     public let repository: ClusterRepository
     public var policy: HealthPolicy
+    public var cache: ClusterCache?
 
-    public init(repository: ClusterRepository, policy: HealthPolicy = HealthPolicy()) {
+    public init(repository: ClusterRepository, policy: HealthPolicy = HealthPolicy(), cache: ClusterCache? = nil) {
         self.repository = repository
         self.policy = policy
+        self.cache = cache
     }
 
     /// `jitter` supplies numbers in [0, 1) for restart backoff (a seeded generator in tests).
@@ -47,7 +53,7 @@ public struct ReconcileRound: Sendable {
             }
             nodes[node.info.id] = node
         }
-        var tasks = try await repository.tasks(consistency: .linearizable).tasks
+        var tasks = if let cache, cache.isSynced { cache.tasks() } else { try await repository.tasks(consistency: .linearizable).tasks }
         let evacuate = nodes.values.filter { $0.info.state == .down || $0.info.state == .draining }
         if !evacuate.isEmpty {
             var changed = false

@@ -12,10 +12,11 @@ public protocol Leadership: Sendable {
 
 /// The leader's work: scheduling rounds and reconcile passes, run only while this master leads.
 ///
-/// A round runs as soon as something it depends on changes (a watch on the task and node records
-/// marks the state dirty) and at least every `period`, since time alone also makes work (a restart
-/// backoff ends, a node's heartbeats stop). Each round reads the store afresh and commits with
-/// compare-and-swap, so two masters that briefly both believe they lead cannot over-commit a node.
+/// A round runs as soon as something it depends on changes (the ``ClusterCache`` that follows the
+/// task and node records marks the state dirty) and at least every `period`, since time alone also
+/// makes work (a restart backoff ends, a node's heartbeats stop). Rounds read the cache and commit
+/// with compare-and-swap, so neither a lagging copy nor two masters that briefly both believe they
+/// lead can over-commit a node.
 public final class LeaderLoop: Sendable {
     public struct Options: Sendable {
         public var period: Duration = .seconds(1)
@@ -39,6 +40,8 @@ public final class LeaderLoop: Sendable {
     let logger: Logger
     let dirty = Atomic<Bool>(true)
     let wake = WakeSignal()
+    /// Task and node records in memory, following the store (see ``ClusterCache``).
+    let cache = ClusterCache()
     /// Rounds run and tasks placed, for `/metrics`.
     public let placements = Atomic<Int>(0)
     public let rounds = Atomic<Int>(0)
@@ -57,7 +60,12 @@ public final class LeaderLoop: Sendable {
     /// Runs until the calling task is cancelled.
     public func run() async {
         await withDiscardingTaskGroup { group in
-            group.addTask { await self.watchForChanges() }
+            group.addTask {
+                await self.cache.run(repository: self.repository) {
+                    self.dirty.store(true, ordering: .relaxed)
+                    self.wake.signal()
+                }
+            }
             await self.loop()
             group.cancelAll()
         }
@@ -97,7 +105,7 @@ public final class LeaderLoop: Sendable {
             if dirty.exchange(false, ordering: .relaxed) || time - lastSchedule >= periodMs {
                 lastSchedule = time
                 do {
-                    let result = try await SchedulingRound(repository: repository).run(&scheduler, now: time)
+                    let result = try await SchedulingRound(repository: repository, cache: cache).run(&scheduler, now: time)
                     rounds.add(1, ordering: .relaxed)
                     placements.add(result.placed, ordering: .relaxed)
                     if result.conflicts > 0 { dirty.store(true, ordering: .relaxed) }
@@ -108,7 +116,7 @@ public final class LeaderLoop: Sendable {
             if time - lastReconcile >= periodMs {
                 lastReconcile = time
                 do {
-                    let result = try await ReconcileRound(repository: repository, policy: options.health)
+                    let result = try await ReconcileRound(repository: repository, policy: options.health, cache: cache)
                         .run(now: time, leaderSince: leaderSince, jitter: { Double.random(in: 0..<1, using: &random) })
                     for (node, state) in result.nodeChanges { logger.notice("node \(node) is \(state.rawValue)") }
                 } catch {
@@ -134,24 +142,6 @@ public final class LeaderLoop: Sendable {
             // Already compacted at least this far.
         } catch {
             logger.warning("compaction failed: \(error)")
-        }
-    }
-
-    /// Marks the state dirty whenever a task or node record changes.
-    private func watchForChanges() async {
-        let root = ClusterRepository.rootPrefix
-        while !Task.isCancelled {
-            do {
-                for try await change in repository.store.watch(key: root, rangeEnd: KeyRange.prefixEnd(root), fromRevision: 0, prevKV: false) {
-                    if change.events.contains(where: { $0.kv.key.starts(with: ClusterRepository.taskPrefix) || $0.kv.key.starts(with: ClusterRepository.nodePrefix) }) {
-                        dirty.store(true, ordering: .relaxed)
-                        wake.signal()
-                    }
-                }
-            } catch {
-                // The store is unavailable (no leader yet, say): try again shortly.
-            }
-            try? await Task.sleep(for: .milliseconds(200))
         }
     }
 }

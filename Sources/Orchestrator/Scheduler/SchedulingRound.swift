@@ -17,22 +17,33 @@ public struct RoundResult: Sendable, Hashable {
 /// second. If any record changed under us the whole batch is refused and its tasks are committed
 /// one by one (re-reading on conflict), so a stale view can delay a task but never over-commit a
 /// node. 50 tasks keep a batch under etcd's default limit of 128 operations per transaction.
+///
+/// With a synced `cache` (the leader's informer) the round reads pending tasks and nodes from
+/// memory and records its own writes there; without one it lists and decodes the store.
 public struct SchedulingRound: Sendable {
     public let repository: ClusterRepository
     public var batchSize: Int
+    public var cache: ClusterCache?
 
-    public init(repository: ClusterRepository, batchSize: Int = 50) {
+    public init(repository: ClusterRepository, batchSize: Int = 50, cache: ClusterCache? = nil) {
         self.repository = repository
         self.batchSize = max(1, batchSize)
+        self.cache = cache
     }
 
     public func run(_ scheduler: inout Scheduler, now: Int64) async throws -> RoundResult {
         var result = RoundResult()
-        let pending = try await repository.tasks(consistency: .linearizable).tasks
-            .filter { $0.state == .pending && ($0.notBefore ?? 0) <= now }
-            .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+        let cache = self.cache.flatMap { $0.isSynced ? $0 : nil }
+        let pending: [TaskRecord]
+        if let cache {
+            pending = cache.pendingTasks(readyAt: now)
+        } else {
+            pending = try await repository.tasks(consistency: .linearizable).tasks
+                .filter { $0.state == .pending && ($0.notBefore ?? 0) <= now }
+                .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+        }
         guard !pending.isEmpty else { return result }
-        var nodes = try await repository.nodes(consistency: .linearizable)
+        var nodes = if let cache { cache.nodes() } else { try await repository.nodes(consistency: .linearizable) }
         var position: [String: Int] = [:]
         for (i, n) in nodes.enumerated() { position[n.info.id] = i }
         var infos = nodes.map(\.info)
@@ -48,7 +59,7 @@ public struct SchedulingRound: Sendable {
                     var t = task
                     t.reason = reason
                     t.updatedAt = now
-                    _ = try? await repository.update(t)
+                    if let stored = try? await repository.update(t) { self.cache?.record(stored) }
                 }
             case .placed(let nodeID, let score, let algorithm, let filters):
                 // Book the resources in the local view at once, so later decisions of this
@@ -72,14 +83,14 @@ public struct SchedulingRound: Sendable {
     /// Commits a batch in one transaction, or, when something changed, task by task.
     private func commit(_ batch: [(task: TaskRecord, placement: PlacementRecord)], nodes: inout [NodeRecord], infos: inout [NodeInfo],
                         position: [String: Int], now: Int64, result: inout RoundResult, scheduler: inout Scheduler) async throws {
-        if let revision = try await repository.assignBatch(batch.map { ($0.task, $0.placement) }, nodes: nodes, now: now) {
+        if let written = try await repository.assignBatch(batch.map { ($0.task, $0.placement) }, nodes: nodes, now: now) {
             result.placed += batch.count
             result.commits += 1
-            for nodeID in Set(batch.map(\.placement.node)) {
-                let i = position[nodeID]!
-                nodes[i].info = infos[i]
-                nodes[i].revision = revision
+            for node in written.nodes {
+                nodes[position[node.info.id]!] = node
+                cache?.record(node)
             }
+            for task in written.tasks { cache?.record(task) }
             return
         }
         // Something changed under the batch: take the nodes as they are now and place each task
@@ -87,11 +98,16 @@ public struct SchedulingRound: Sendable {
         result.conflicts += 1
         for nodeID in Set(batch.map(\.placement.node)) {
             let i = position[nodeID]!
-            if let fresh = try? await repository.node(nodeID, consistency: .linearizable) { nodes[i] = fresh }
+            if let fresh = try? await repository.node(nodeID, consistency: .linearizable) {
+                nodes[i] = fresh
+                cache?.record(fresh)
+            }
         }
         infos = nodes.map(\.info)
         for item in batch {
-            guard var current = try? await repository.task(item.task.id, consistency: .linearizable), current.state == .pending else { continue }
+            guard var current = try? await repository.task(item.task.id, consistency: .linearizable) else { continue }
+            cache?.record(current)
+            guard current.state == .pending else { continue }
             for _ in 0..<2 {
                 let request = PlacementRequest(taskID: current.id, resources: current.spec.resources,
                                                nodeSelector: current.spec.nodeSelector, algorithm: current.spec.scheduler)
@@ -101,8 +117,10 @@ public struct SchedulingRound: Sendable {
                 }
                 let i = position[nodeID]!
                 do {
-                    let (_, node) = try await repository.assign(
+                    let (task, node) = try await repository.assign(
                         current, to: nodes[i], placement: PlacementRecord(node: nodeID, score: score, algorithm: algorithm, filters: filters), now: now)
+                    cache?.record(task)
+                    cache?.record(node)
                     nodes[i] = node
                     infos[i] = node.info
                     result.placed += 1
@@ -113,8 +131,11 @@ public struct SchedulingRound: Sendable {
                     if let fresh = try? await repository.node(nodeID, consistency: .linearizable) {
                         nodes[i] = fresh
                         infos[i] = fresh.info
+                        cache?.record(fresh)
                     }
-                    guard let t = try? await repository.task(current.id, consistency: .linearizable), t.state == .pending else { break }
+                    guard let t = try? await repository.task(current.id, consistency: .linearizable) else { break }
+                    cache?.record(t)
+                    guard t.state == .pending else { break }
                     current = t
                 }
             }

@@ -140,15 +140,24 @@ public struct ClusterRepository: Sendable {
         return (t, n)
     }
 
+    /// What a committed batch of placements wrote, each record stamped with the commit's revision.
+    public struct AssignedBatch: Sendable {
+        public var revision: Int64
+        public var tasks: [TaskRecord]
+        public var nodes: [NodeRecord]
+    }
+
     /// Commits several placements in one transaction, guarded by the revision of every task and
-    /// node it writes (as read into `nodes`). Returns the commit's revision, or nil when any of
-    /// them changed (nothing is written then) or a node would be over-committed.
-    public func assignBatch(_ placements: [(task: TaskRecord, placement: PlacementRecord)], nodes: [NodeRecord], now: Int64) async throws -> Int64? {
+    /// node it writes (as read into `nodes`). Returns what was written, or nil when any of them
+    /// changed (nothing is written then) or a node would be over-committed.
+    public func assignBatch(_ placements: [(task: TaskRecord, placement: PlacementRecord)], nodes: [NodeRecord], now: Int64) async throws -> AssignedBatch? {
         var byID: [String: NodeRecord] = [:]
         for n in nodes { byID[n.info.id] = n }
         var touched: [String: NodeRecord] = [:]
         var compares: [Compare] = []
         var puts: [RequestOp] = []
+        var written: [TaskRecord] = []
+        written.reserveCapacity(placements.count)
         for (task, placement) in placements {
             guard var n = touched[placement.node] ?? byID[placement.node] else { return nil }
             var t = task
@@ -165,6 +174,7 @@ public struct ClusterRepository: Sendable {
             let key = Self.taskKey(task.id)
             compares.append(Compare(key: key, .equal, .modRevision(task.revision)))
             puts.append(.put(PutRequest(key: key, value: Self.encode(t))))
+            written.append(t)
         }
         for (id, n) in touched.sorted(by: { $0.key < $1.key }) {
             let key = Self.nodeKey(id)
@@ -172,7 +182,14 @@ public struct ClusterRepository: Sendable {
             puts.append(.put(PutRequest(key: key, value: Self.encode(n))))
         }
         let r = try await store.txn(TxnRequest(compares: compares, success: puts))
-        return r.succeeded ? r.revision : nil
+        guard r.succeeded else { return nil }
+        for i in written.indices { written[i].revision = r.revision }
+        let nodes = touched.values.map { node -> NodeRecord in
+            var n = node
+            n.revision = r.revision
+            return n
+        }
+        return AssignedBatch(revision: r.revision, tasks: written, nodes: nodes)
     }
 
     /// Takes a task off its node atomically: writes `updated` (its new state) and gives the task's

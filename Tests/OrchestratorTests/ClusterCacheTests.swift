@@ -1,0 +1,113 @@
+import Store
+import Synchronization
+import Testing
+@testable import Orchestrator
+
+@Suite struct ClusterCacheTests {
+    /// Polls `condition` every 5 ms until it holds, for at most 5 s.
+    static func eventually(_ what: String, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !condition() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting for \(what)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    @Test("follows creations, changes and deletions; pending is oldest first and only ready ones")
+    func followsTheStore() async throws {
+        let repo = try await SchedulingRoundTests.cluster(nodes: 2)
+        try await SchedulingRoundTests.submit(repo, count: 3)
+        let cache = ClusterCache()
+        let changes = Atomic<Int>(0)
+        let follower = Task { await cache.run(repository: repo) { changes.add(1, ordering: .relaxed) } }
+        defer { follower.cancel() }
+        try await Self.eventually("the first list") { cache.isSynced }
+        #expect(cache.pendingTasks(readyAt: 100).map(\.id) == ["task-0000", "task-0001", "task-0002"])
+        #expect(cache.nodes().map(\.info.id) == ["n1", "n2"])
+
+        // A change made by someone else arrives through the watch.
+        var t = try await repo.task("task-0001")
+        t.state = .cancelled
+        t = try await repo.update(t)
+        var later = TaskRecord(id: "task-9999", spec: TaskSpec(name: "late", image: "alpine"), now: 50)
+        later.notBefore = 200
+        try await repo.create(later)
+        _ = try await repo.store.delete(ClusterRepository.taskKey("task-0002"))
+        try await Self.eventually("the three changes") {
+            cache.tasks().count == 3 && cache.pendingTasks(readyAt: 100).map(\.id) == ["task-0000"]
+        }
+        #expect(cache.pendingTasks(readyAt: 200).map(\.id) == ["task-0000", "task-9999"])
+        #expect(cache.tasks().first { $0.id == "task-0001" }?.revision == t.revision)
+        #expect(changes.load(ordering: .relaxed) >= 2)
+        #expect(cache.revision >= t.revision)
+    }
+
+    @Test("a write recorded by the leader is not undone by the watch's older news")
+    func recordedWritesWin() async throws {
+        let repo = try await SchedulingRoundTests.cluster(nodes: 1)
+        try await SchedulingRoundTests.submit(repo, count: 1)
+        let cache = ClusterCache()
+        try await cache.fill(from: repo)
+        let original = try #require(cache.tasks().first)
+        var assigned = original
+        assigned.state = .assigned
+        assigned.revision = original.revision + 10
+        cache.record(assigned)
+        cache.record(original)   // older: ignored
+        #expect(cache.tasks().first?.state == .assigned)
+        #expect(cache.pendingTasks(readyAt: 100).isEmpty)
+    }
+
+    @Test("a round on the cache places like a round on the store and records its own placements")
+    func roundOnCache() async throws {
+        let repo = try await SchedulingRoundTests.cluster(nodes: 3)
+        try await SchedulingRoundTests.submit(repo, count: 30)
+        let cache = ClusterCache()
+        try await cache.fill(from: repo)
+        var scheduler = Scheduler(defaultAlgorithm: .binPacking)
+        let result = try await SchedulingRound(repository: repo, cache: cache).run(&scheduler, now: 100)
+        // 3 nodes x 4000 millicores / 500 per task = 24 placements, in one batch of 24.
+        #expect(result.placed == 24 && result.conflicts == 0 && result.commits == 1)
+        #expect(cache.pendingTasks(readyAt: 100).count == 6)
+        let stored = try await repo.tasks().tasks
+        for task in cache.tasks() {
+            let truth = try #require(stored.first { $0.id == task.id })
+            #expect(task.state == truth.state && task.revision == truth.revision && task.node == truth.node)
+        }
+        for node in cache.nodes() {
+            let truth = try await repo.node(node.info.id)
+            #expect(node.info == truth.info && node.revision == truth.revision)
+        }
+        // A second round finds nothing new to place and writes nothing (the reasons are set).
+        let again = try await SchedulingRound(repository: repo, cache: cache).run(&scheduler, now: 101)
+        #expect(again.placed == 0 && again.commits == 0 && again.conflicts == 0)
+    }
+
+    @Test("a stale cache delays a placement but never commits one onto a node that changed")
+    func staleCacheIsSafe() async throws {
+        let repo = try await SchedulingRoundTests.cluster(nodes: 2, cpu: 1000)
+        try await SchedulingRoundTests.submit(repo, count: 2)
+        let cache = ClusterCache()
+        try await cache.fill(from: repo)
+        // Behind the cache's back: n1 is cordoned and n2 fills up.
+        var n1 = try await repo.node("n1")
+        n1.info.schedulable = false
+        try await repo.save(n1, expectRevision: n1.revision)
+        var n2 = try await repo.node("n2")
+        n2.info.allocated = Resources(cpu: 1000, memory: 0)
+        try await repo.save(n2, expectRevision: n2.revision)
+
+        var scheduler = Scheduler(defaultAlgorithm: .spread)
+        let result = try await SchedulingRound(repository: repo, cache: cache).run(&scheduler, now: 100)
+        #expect(result.placed == 0)
+        #expect(result.conflicts >= 1)
+        #expect(try await repo.tasks().tasks.allSatisfy { $0.state == .pending })
+        #expect(try await repo.node("n1").info.taskCount == 0)
+        #expect(try await repo.node("n2").info.allocated.cpu == 1000)
+        // The conflict refreshed what the round touched.
+        #expect(cache.node("n1")?.info.schedulable == false)
+    }
+}

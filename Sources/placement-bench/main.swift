@@ -5,8 +5,11 @@
 // assigned (committed placements per second), per scheduling algorithm, and read the leader's
 // resident memory.
 //
-//   swift build -c release --product placement-bench --product master --product worker
-//   .build/release/placement-bench [--nodes 1000] [--tasks 10000] [--clients 64] [--algorithms binpacking,spread,roundrobin]
+//   for p in placement-bench master worker; do swift build -c release --product $p; done
+//   .build/release/placement-bench [--mode placement|backlog] [--nodes 1000] [--tasks 10000] [--clients 64] [--algorithms binpacking,spread,roundrobin]
+//
+// `--mode backlog` cordons every node while the tasks arrive, then uncordons them all and times
+// the leader draining the pending backlog: placement alone, without REST ingestion racing it.
 //
 // Start latency (issue 5): one real worker (`--runtime docker` or `process`); 100 times, submit a
 // task and poll until it runs; the worker reports how long its runtime took to create and start
@@ -54,7 +57,7 @@ final class Masters {
     init(binary masterBinary: URL, algorithm: String) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("placement-bench-\(UUID().uuidString.prefix(6))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let base = Int.random(in: 20_000...50_000)
+        let base = try PortBlock.reserve(offsets: [0, 1, 2, 100, 101, 102, 200, 201, 202])
         api = (0..<3).map { base + $0 }
         rpc = (0..<3).map { base + 100 + $0 }
         let peers = (0..<3).map { "m\($0 + 1)=127.0.0.1:\(rpc[$0])" }.joined(separator: ",")
@@ -100,14 +103,14 @@ final class Counter: Sendable {
 
 let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
-func get(_ port: Int, _ path: String) async throws -> (Int, [String: Any]) {
+@Sendable func get(_ port: Int, _ path: String) async throws -> (Int, [String: Any]) {
     let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(30))
     let body = try await response.body.collect(upTo: 64 << 20)
     let json = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
     return (Int(response.status.code), json)
 }
 
-func post(_ port: Int, _ path: String, _ body: String) async throws -> Int {
+@Sendable func post(_ port: Int, _ path: String, _ body: String) async throws -> Int {
     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
     request.method = .POST
     request.headers.add(name: "Content-Type", value: "application/json")
@@ -194,7 +197,18 @@ func startLatency(masterBinary: URL, runtime: String, count: Int) async throws -
                   percentile(ours, 0.5), percentile(ours, 0.99))
 }
 
-func runOnce(masterBinary: URL, algorithm: String) async throws -> String {
+/// Runs `body` for 0..<count with at most `width` at a time.
+func concurrently(_ count: Int, _ width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for i in 0..<count {
+            if i >= width { try await group.next() }
+            group.addTask { try await body(i) }
+        }
+        try await group.waitForAll()
+    }
+}
+
+func runOnce(masterBinary: URL, algorithm: String, backlog: Bool) async throws -> String {
     let masters = try Masters(binary: masterBinary, algorithm: algorithm)
     defer { masters.stop() }
     var leader = -1
@@ -245,6 +259,17 @@ func runOnce(masterBinary: URL, algorithm: String) async throws -> String {
         try await group.waitForAll()
     }
     let joinTime = seconds(joinStart.duration(to: .now))
+    // Backlog mode: every node cordoned while the tasks arrive, so they pile up pending; then all
+    // are uncordoned and we time the leader draining the backlog (placement alone, without the
+    // REST ingestion racing it). The uncordons are part of the measured time.
+    let leaderAPI = apiPorts[leader]
+    if backlog {
+        try await concurrently(nodeCount, clients) { n in
+            guard try await post(leaderAPI, "/api/v1/nodes/\(String(format: "sim-%04d", n))/cordon", "") == 200 else {
+                throw NSError(domain: "placement-bench: cordon of node \(n) refused", code: 4)
+            }
+        }
+    }
 
     // 10,000 tasks through the followers' REST API, `clients` at a time.
     let submitStart = ContinuousClock.now
@@ -265,6 +290,22 @@ func runOnce(masterBinary: URL, algorithm: String) async throws -> String {
         try await group.waitForAll()
     }
     let submitTime = seconds(submitStart.duration(to: .now))
+    if backlog {
+        let drainStart = ContinuousClock.now
+        try await concurrently(nodeCount, clients) { n in
+            guard try await post(leaderAPI, "/api/v1/nodes/\(String(format: "sim-%04d", n))/uncordon", "") == 200 else {
+                throw NSError(domain: "placement-bench: uncordon of node \(n) refused", code: 4)
+            }
+        }
+        let uncordonTime = seconds(drainStart.duration(to: .now))
+        try await waitFor("every task assigned", timeout: .seconds(600), interval: .milliseconds(10)) {
+            let (status, json) = try await get(masters.api[leader], "/api/v1/tasks?state=pending&limit=1")
+            return status == 200 && ((json["tasks"] as? [Any])?.isEmpty ?? false)
+        }
+        let drainTime = seconds(drainStart.duration(to: .now))
+        return algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "backlog: %6d tasks submitted in %6.2f s (%d failed) onto %d cordoned nodes | uncordoned in %5.2f s | all assigned %6.2f s after the first uncordon: %7.0f placements/s | leader RSS %6.1f MB",
+                      taskCount, submitTime, failures.value, nodeCount, uncordonTime, drainTime, Double(taskCount) / drainTime, masters.rssMB(leader))
+    }
     try await waitFor("every task assigned", timeout: .seconds(600)) {
         let (status, json) = try await get(masters.api[leader], "/api/v1/tasks?state=pending&limit=1")
         return status == 200 && ((json["tasks"] as? [Any])?.isEmpty ?? false)
@@ -285,7 +326,7 @@ if mode == "latency" {
 } else {
     for algorithm in algorithms {
         do {
-            print(try await runOnce(masterBinary: masterBinary, algorithm: algorithm))
+            print(try await runOnce(masterBinary: masterBinary, algorithm: algorithm, backlog: mode == "backlog"))
         } catch {
             print("\(algorithm): failed: \(error)")
         }

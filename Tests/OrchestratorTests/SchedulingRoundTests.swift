@@ -103,4 +103,39 @@ import Testing
         #expect(try await repo.tasks().tasks.allSatisfy { $0.state == .pending })
         #expect(try await repo.node("n1").info.taskCount == 0)
     }
+
+    @Test("a backlog's reasons cost few writes: set when missing, at most maxReasonUpdates per round in batches, refreshed only after reasonRefreshMs")
+    func reasonsAreRateLimited() async throws {
+        let repo = try await Self.cluster(nodes: 1, cpu: 400)
+        try await Self.submit(repo, count: 120)
+        var round = SchedulingRound(repository: repo, batchSize: 25)
+        round.maxReasonUpdates = 100
+        round.reasonRefreshMs = 5_000
+        var scheduler = Scheduler(defaultAlgorithm: .binPacking)
+        let before = try await repo.store.range(RangeRequest(key: ClusterRepository.taskKey("x"), countOnly: true), consistency: .serializable).revision
+        let first = try await round.run(&scheduler, now: 1_000)
+        // 500 millicores fit nowhere on a 400-millicore node: all 120 wait; 100 reasons written in
+        // 100 / 25 = 4 transactions.
+        #expect(first.placed == 0 && first.unschedulable == 120)
+        let afterFirst = try await repo.store.range(RangeRequest(key: ClusterRepository.taskKey("x"), countOnly: true), consistency: .serializable).revision
+        #expect(afterFirst - before == 4)
+        #expect(try await repo.tasks().tasks.filter { !$0.reason.isEmpty }.count == 100)
+
+        // The node is cordoned: every reason now reads differently, but only the 20 tasks without
+        // one are written before the refresh interval.
+        var node = try await repo.node("n1")
+        node.info.schedulable = false
+        try await repo.save(node, expectRevision: node.revision)
+        let revision = try await repo.store.range(RangeRequest(key: ClusterRepository.taskKey("x"), countOnly: true), consistency: .serializable).revision
+        _ = try await round.run(&scheduler, now: 2_000)
+        let afterSecond = try await repo.store.range(RangeRequest(key: ClusterRepository.taskKey("x"), countOnly: true), consistency: .serializable).revision
+        #expect(afterSecond - revision == 1)
+        #expect(try await repo.tasks().tasks.allSatisfy { !$0.reason.isEmpty })
+
+        // After the refresh interval the stale ones are brought up to date (100 per round).
+        _ = try await round.run(&scheduler, now: 7_000)
+        let tasks = try await repo.tasks().tasks
+        #expect(tasks.filter { $0.updatedAt == 7_000 }.count == 100)
+        #expect(Set(tasks.map(\.reason)).count == 1, "all reasons now name the cordon")
+    }
 }

@@ -59,15 +59,20 @@ public final class LeaderLoop: Sendable {
 
     /// Runs until the calling task is cancelled.
     public func run() async {
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                await self.cache.run(repository: self.repository) {
-                    self.dirty.store(true, ordering: .relaxed)
-                    self.wake.signal()
-                }
+        await loop()
+    }
+
+    /// Starts following the store into the cache (while leading only: followers would spend their
+    /// CPU decoding every task write for nothing). Waits for a previous follower to finish first,
+    /// so two never write the cache at once.
+    private func startCache(replacing previous: Task<Void, Never>?) async -> Task<Void, Never> {
+        previous?.cancel()
+        await previous?.value
+        return Task {
+            await self.cache.run(repository: self.repository) {
+                self.dirty.store(true, ordering: .relaxed)
+                self.wake.signal()
             }
-            await self.loop()
-            group.cancelAll()
         }
     }
 
@@ -81,16 +86,20 @@ public final class LeaderLoop: Sendable {
         let compactionMs = options.compactionInterval.components.seconds * 1000
         var random = SystemRandomNumberGenerator()
         let periodMs = options.period.components.seconds * 1000 + options.period.components.attoseconds / 1_000_000_000_000_000
+        var follower: Task<Void, Never>?
+        defer { follower?.cancel() }
         while !Task.isCancelled {
             let status = await leadership.current()
             if !status.isLeader {
                 if term != nil { logger.info("no longer leading") }
                 term = nil
+                follower?.cancel()
                 await wake.wait(timeout: options.poll)
                 continue
             }
             if term != status.term {
                 term = status.term
+                follower = await startCache(replacing: follower)
                 leaderSince = now()
                 scheduler = Scheduler(defaultAlgorithm: defaultAlgorithm)
                 dirty.store(true, ordering: .relaxed)

@@ -13,17 +13,24 @@ public enum PlacementFilter: String, Sendable, Hashable, CaseIterable {
     /// The name recorded in decisions: what a node that fails it lacks.
     public var name: String { rawValue }
 
+    public func admits(_ request: PlacementRequest, _ node: NodeInfo) -> Bool {
+        withUnsafePointer(to: node) { admits(request, $0) }
+    }
+
+    /// The same, reading only the fields it needs through the pointer (the scheduler's hot loop:
+    /// no copy of the node, so no retain of its id or labels).
     @inlinable
-    public func admits(_ request: PlacementRequest, _ node: borrowing NodeInfo) -> Bool {
+    public func admits(_ request: PlacementRequest, _ node: UnsafePointer<NodeInfo>) -> Bool {
         switch self {
         case .nodeReady:
-            return node.state == .ready && node.schedulable
+            return node.pointee.state == .ready && node.pointee.schedulable
         case .resourcesFit:
-            return node.allocated.cpu + request.resources.cpu <= node.capacity.cpu
-                && node.allocated.memory + request.resources.memory <= node.capacity.memory
+            let allocated = node.pointee.allocated, capacity = node.pointee.capacity
+            return allocated.cpu + request.resources.cpu <= capacity.cpu
+                && allocated.memory + request.resources.memory <= capacity.memory
         case .nodeSelector:
             if request.nodeSelector.isEmpty { return true }
-            return request.nodeSelector.allSatisfy { node.labels[$0.key] == $0.value }
+            return request.nodeSelector.allSatisfy { node.pointee.labels[$0.key] == $0.value }
         }
     }
 }

@@ -77,29 +77,36 @@ public struct Scheduler: Sendable {
         if algorithm == .roundRobin, Self.isSortedByID(nodes) {
             ranking.lastPosition = position(after: roundRobinLast, in: nodes)
         }
-        nodes.withUnsafeBufferPointer { buffer in
-            for i in buffer.indices {
+        // Nodes are reached through a pointer: reading a field of `base[i]` copies nothing, where
+        // passing the element copied it (its id and labels: a retain and a release each), and
+        // that copying was half the time of a decision.
+        let best: (index: Int, score: Double)? = nodes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return nil }
+            for i in 0..<buffer.count {
+                let node = base + i
                 var feasible = true
-                for f in filters.indices where !filters[f].admits(request, buffer[i]) {
+                for f in filters.indices where !filters[f].admits(request, node) {
                     removed[f] += 1
                     feasible = false
                     break
                 }
-                if feasible { ranking.consider(buffer, i) }
+                if feasible { ranking.consider(node, i) }
             }
+            return ranking.best
         }
         let outcomes = zip(filters, removed).map { FilterOutcome(filter: $0.name, removed: $1) }
-        guard let (chosen, score) = ranking.best else {
+        guard let best else {
             let reason = nodes.isEmpty
                 ? "no nodes in the cluster"
                 : "0/\(nodes.count) nodes available: \(outcomes.filter { $0.removed > 0 }.map { "\($0.removed) \($0.filter)" }.joined(separator: ", "))"
             return .unschedulable(reason: reason, filters: outcomes)
         }
+        let chosen = nodes[best.index].id
         if algorithm == .roundRobin {
             roundRobinLast = chosen
-            roundRobinLastIndex = ranking.chosenIndex
+            roundRobinLastIndex = best.index
         }
-        return .placed(node: chosen, score: score, algorithm: algorithm, filters: outcomes)
+        return .placed(node: chosen, score: best.score, algorithm: algorithm, filters: outcomes)
     }
 
     /// Whether ids ascend through the list (the store lists nodes in key order, so they do).
@@ -123,37 +130,39 @@ public struct Scheduler: Sendable {
         return low - 1
     }
 
-    /// 0.7 x cpu utilisation + 0.3 x memory utilisation of `node` once `request` is placed on it.
+    /// 0.7 x cpu utilisation + 0.3 x memory utilisation of a node once `request` is placed on it.
     @inlinable
-    public static func binPackingScore(_ request: Resources, _ node: borrowing NodeInfo) -> Double {
-        let cpu = Double(node.allocated.cpu + request.cpu) / Double(max(node.capacity.cpu, 1))
-        let memory = Double(node.allocated.memory + request.memory) / Double(max(node.capacity.memory, 1))
+    public static func binPackingScore(_ request: Resources, allocated: Resources, capacity: Resources) -> Double {
+        let cpu = Double(allocated.cpu + request.cpu) / Double(max(capacity.cpu, 1))
+        let memory = Double(allocated.memory + request.memory) / Double(max(capacity.memory, 1))
         return 0.7 * cpu + 0.3 * memory
     }
 
     /// The mean of cpu and memory utilisation after placing `request`.
     @inlinable
-    public static func utilisation(_ request: Resources, _ node: borrowing NodeInfo) -> Double {
-        let cpu = Double(node.allocated.cpu + request.cpu) / Double(max(node.capacity.cpu, 1))
-        let memory = Double(node.allocated.memory + request.memory) / Double(max(node.capacity.memory, 1))
+    public static func utilisation(_ request: Resources, allocated: Resources, capacity: Resources) -> Double {
+        let cpu = Double(allocated.cpu + request.cpu) / Double(max(capacity.cpu, 1))
+        let memory = Double(allocated.memory + request.memory) / Double(max(capacity.memory, 1))
         return (cpu + memory) / 2
     }
 }
 
-/// The running best node of one decision, fed feasible nodes one at a time.
+/// The running best node of one decision, fed feasible nodes one at a time (by index, so that
+/// no id is copied until the decision is made).
 struct Ranking {
     let algorithm: SchedulingAlgorithm
     let request: Resources
     let roundRobinLast: String?
     private var bestIndex = -1
     private var bestKey = 0.0
-    private var bestID = ""
-    /// Round robin: the smallest id overall, for when no id comes after the last choice.
-    private var smallestID: String?
+    private var bestNode: UnsafePointer<NodeInfo>?
+    /// Round robin: the feasible node with the smallest id, for when no id comes after the last
+    /// choice (the first feasible index when the list is sorted by id).
+    private var smallestIndex = -1
+    private var smallestNode: UnsafePointer<NodeInfo>?
     /// Round robin over an id-sorted list: the index of the last choice (-1: none), so positions
     /// replace string comparisons; nil when the list is not sorted.
     var lastPosition: Int?
-    private var smallestIndex = -1
 
     init(algorithm: SchedulingAlgorithm, request: Resources, roundRobinLast: String?) {
         self.algorithm = algorithm
@@ -161,56 +170,51 @@ struct Ranking {
         self.roundRobinLast = roundRobinLast
     }
 
-    mutating func consider(_ nodes: UnsafeBufferPointer<NodeInfo>, _ i: Int) {
+    mutating func consider(_ node: UnsafePointer<NodeInfo>, _ i: Int) {
         switch algorithm {
         case .roundRobin:
             if let lastPosition {
                 // Sorted by id: the first feasible index after the last choice, else the first
                 // feasible index of all.
-                if smallestIndex < 0 {
-                    smallestIndex = i
-                    smallestID = nodes[i].id
-                }
-                if bestIndex < 0 && i > lastPosition {
-                    bestIndex = i
-                    bestID = nodes[i].id
-                }
+                if smallestIndex < 0 { smallestIndex = i }
+                if bestIndex < 0 && i > lastPosition { bestIndex = i }
                 return
             }
             // The first id after the last choice, wrapping around to the smallest: fair whatever
             // order nodes are listed in, and stable across leader changes if the cursor is kept.
-            let id = nodes[i].id
-            if smallestID == nil || id < smallestID! { smallestID = id }
-            if let last = roundRobinLast, id <= last { return }
-            if bestIndex < 0 || id < bestID {
+            if smallestNode == nil || node.pointee.id < smallestNode!.pointee.id {
+                smallestIndex = i
+                smallestNode = node
+            }
+            if let last = roundRobinLast, node.pointee.id <= last { return }
+            if bestNode == nil || node.pointee.id < bestNode!.pointee.id {
                 bestIndex = i
-                bestID = id
+                bestNode = node
             }
         case .binPacking:
-            take(nodes, i, score: Scheduler.binPackingScore(request, nodes[i]))
+            take(node, i, score: Scheduler.binPackingScore(request, allocated: node.pointee.allocated, capacity: node.pointee.capacity))
         case .spread:
             // Higher is better for every algorithm: fewer tasks first, then more room left.
-            take(nodes, i, score: -Double(nodes[i].taskCount) - Scheduler.utilisation(request, nodes[i]))
+            take(node, i, score: -Double(node.pointee.taskCount)
+                    - Scheduler.utilisation(request, allocated: node.pointee.allocated, capacity: node.pointee.capacity))
         }
     }
 
-    private mutating func take(_ nodes: UnsafeBufferPointer<NodeInfo>, _ i: Int, score: Double) {
+    private mutating func take(_ node: UnsafePointer<NodeInfo>, _ i: Int, score: Double) {
         // Ids are compared only on a tie, which is rare outside empty clusters.
-        if bestIndex < 0 || score > bestKey || (score == bestKey && nodes[i].id < bestID) {
+        if bestIndex < 0 || score > bestKey || (score == bestKey && node.pointee.id < bestNode!.pointee.id) {
             bestIndex = i
             bestKey = score
-            bestID = nodes[i].id
+            bestNode = node
         }
     }
 
-    /// The index of the chosen node in the list.
-    var chosenIndex: Int { bestIndex < 0 ? max(smallestIndex, 0) : bestIndex }
-
-    var best: (String, Double)? {
+    /// The chosen index and its score, nil when no node was feasible. Round robin's score is 0.
+    var best: (index: Int, score: Double)? {
         if algorithm == .roundRobin {
-            if bestIndex >= 0 { return (bestID, 0) }
-            return smallestID.map { ($0, 0) }
+            if bestIndex >= 0 { return (bestIndex, 0) }
+            return smallestIndex >= 0 ? (smallestIndex, 0) : nil
         }
-        return bestIndex >= 0 ? (bestID, bestKey) : nil
+        return bestIndex >= 0 ? (bestIndex, bestKey) : nil
     }
 }

@@ -20,10 +20,17 @@ public struct RoundResult: Sendable, Hashable {
 ///
 /// With a synced `cache` (the leader's informer) the round reads pending tasks and nodes from
 /// memory and records its own writes there; without one it lists and decodes the store.
+///
+/// Why a task waits is written with the task, but not at any cost: a backlog of thousands of
+/// unschedulable tasks would otherwise mean thousands of writes per round, each changing only a
+/// count in the message. A task's reason is written when it has none, and afterwards at most
+/// every `reasonRefreshMs`; at most `maxReasonUpdates` per round, in batches, after the placements.
 public struct SchedulingRound: Sendable {
     public let repository: ClusterRepository
     public var batchSize: Int
     public var cache: ClusterCache?
+    public var reasonRefreshMs: Int64 = 5_000
+    public var maxReasonUpdates = 500
 
     public init(repository: ClusterRepository, batchSize: Int = 50, cache: ClusterCache? = nil) {
         self.repository = repository
@@ -49,17 +56,31 @@ public struct SchedulingRound: Sendable {
         var infos = nodes.map(\.info)
 
         var batch: [(task: TaskRecord, placement: PlacementRecord)] = []
+        // Within a round nodes only fill up, so a request that fitted nowhere fits nowhere again:
+        // identical requests (a backlog is mostly copies) are answered without another pass over
+        // every node. Cleared whenever a conflict refreshes the nodes.
+        var unschedulable: [UnschedulableKey: String] = [:]
+        var reasons: [TaskRecord] = []
         for task in pending {
-            let request = PlacementRequest(taskID: task.id, resources: task.spec.resources,
-                                           nodeSelector: task.spec.nodeSelector, algorithm: task.spec.scheduler)
-            switch scheduler.place(request, on: infos) {
+            let key = UnschedulableKey(resources: task.spec.resources, nodeSelector: task.spec.nodeSelector, algorithm: task.spec.scheduler)
+            let decision: PlacementDecision
+            if let reason = unschedulable[key] {
+                decision = .unschedulable(reason: reason, filters: [])
+            } else {
+                let request = PlacementRequest(taskID: task.id, resources: task.spec.resources,
+                                               nodeSelector: task.spec.nodeSelector, algorithm: task.spec.scheduler)
+                decision = scheduler.place(request, on: infos)
+            }
+            switch decision {
             case .unschedulable(let reason, _):
                 result.unschedulable += 1
-                if task.reason != reason {
+                unschedulable[key] = reason
+                if reasons.count < maxReasonUpdates, task.reason != reason,
+                   task.reason.isEmpty || now - task.updatedAt >= reasonRefreshMs {
                     var t = task
                     t.reason = reason
                     t.updatedAt = now
-                    if let stored = try? await repository.update(t) { self.cache?.record(stored) }
+                    reasons.append(t)
                 }
             case .placed(let nodeID, let score, let algorithm, let filters):
                 // Book the resources in the local view at once, so later decisions of this
@@ -69,7 +90,9 @@ public struct SchedulingRound: Sendable {
                 infos[i].taskCount += 1
                 batch.append((task, PlacementRecord(node: nodeID, score: score, algorithm: algorithm, filters: filters)))
                 if batch.count == batchSize {
+                    let conflicts = result.conflicts
                     try await commit(batch, nodes: &nodes, infos: &infos, position: position, now: now, result: &result, scheduler: &scheduler)
+                    if result.conflicts != conflicts { unschedulable.removeAll() }
                     batch.removeAll(keepingCapacity: true)
                 }
             }
@@ -77,7 +100,21 @@ public struct SchedulingRound: Sendable {
         if !batch.isEmpty {
             try await commit(batch, nodes: &nodes, infos: &infos, position: position, now: now, result: &result, scheduler: &scheduler)
         }
+        await recordReasons(reasons)
         return result
+    }
+
+    /// Writes why tasks wait, after the placements and in batches. Best effort: a batch that meets
+    /// a changed task is dropped and the next round writes what is still true.
+    private func recordReasons(_ tasks: [TaskRecord]) async {
+        var start = 0
+        while start < tasks.count {
+            let chunk = Array(tasks[start..<min(start + batchSize, tasks.count)])
+            start += chunk.count
+            if let stored = try? await repository.updateBatch(chunk) {
+                for task in stored { cache?.record(task) }
+            }
+        }
     }
 
     /// Commits a batch in one transaction, or, when something changed, task by task.
@@ -141,4 +178,11 @@ public struct SchedulingRound: Sendable {
             }
         }
     }
+}
+
+/// What makes two placement requests interchangeable for the scheduler.
+struct UnschedulableKey: Hashable {
+    var resources: Resources
+    var nodeSelector: [String: String]
+    var algorithm: SchedulingAlgorithm?
 }

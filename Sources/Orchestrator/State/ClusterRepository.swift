@@ -81,6 +81,21 @@ public struct ClusterRepository: Sendable {
         return stored
     }
 
+    /// Replaces several tasks in one transaction, each only if unchanged since its `revision` was
+    /// read. Returns them as stored, or nil (and nothing written) when any of them changed.
+    public func updateBatch(_ tasks: [TaskRecord]) async throws -> [TaskRecord]? {
+        guard !tasks.isEmpty else { return [] }
+        let r = try await store.txn(TxnRequest(
+            compares: tasks.map { Compare(key: Self.taskKey($0.id), .equal, .modRevision($0.revision)) },
+            success: tasks.map { .put(PutRequest(key: Self.taskKey($0.id), value: Self.encode($0))) }))
+        guard r.succeeded else { return nil }
+        return tasks.map { task in
+            var stored = task
+            stored.revision = r.revision
+            return stored
+        }
+    }
+
     // MARK: - Nodes
 
     public func nodes(consistency: ReadConsistency = .serializable) async throws -> [NodeRecord] {

@@ -110,4 +110,23 @@ import Testing
         // The conflict refreshed what the round touched.
         #expect(cache.node("n1")?.info.schedulable == false)
     }
+
+    @Test("a batch refused because one node changed is decided again and committed as one batch, not task by task")
+    func refusedBatchIsRetriedAsABatch() async throws {
+        let repo = try await SchedulingRoundTests.cluster(nodes: 2, cpu: 4000)
+        try await SchedulingRoundTests.submit(repo, count: 4)
+        let cache = ClusterCache()
+        try await cache.fill(from: repo)
+        var n1 = try await repo.node("n1")
+        n1.info.schedulable = false
+        try await repo.save(n1, expectRevision: n1.revision)
+
+        // Spread puts 2 tasks on each node; n1's changed revision refuses the batch; decided
+        // again on fresh nodes all 4 go to n2 in one more transaction.
+        var scheduler = Scheduler(defaultAlgorithm: .spread)
+        let result = try await SchedulingRound(repository: repo, cache: cache).run(&scheduler, now: 100)
+        #expect(result.placed == 4 && result.conflicts == 1 && result.commits == 1)
+        #expect(try await repo.tasks().tasks.allSatisfy { $0.state == .assigned && $0.node == "n2" })
+        #expect(try await repo.node("n2").info.taskCount == 4)
+    }
 }

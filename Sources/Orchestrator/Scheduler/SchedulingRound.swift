@@ -104,6 +104,17 @@ public struct SchedulingRound: Sendable {
         return result
     }
 
+    /// Reads the given nodes again (linearizably) into `nodes` and the cache.
+    private func refresh(_ ids: Set<String>, nodes: inout [NodeRecord], position: [String: Int]) async {
+        for nodeID in ids {
+            let i = position[nodeID]!
+            if let fresh = try? await repository.node(nodeID, consistency: .linearizable) {
+                nodes[i] = fresh
+                cache?.record(fresh)
+            }
+        }
+    }
+
     /// Writes why tasks wait, after the placements and in batches. Best effort: a batch that meets
     /// a changed task is dropped and the next round writes what is still true.
     private func recordReasons(_ tasks: [TaskRecord]) async {
@@ -130,16 +141,39 @@ public struct SchedulingRound: Sendable {
             for task in written.tasks { cache?.record(task) }
             return
         }
-        // Something changed under the batch: take the nodes as they are now and place each task
-        // again on its own.
+        // Something changed under the batch: take its nodes as they are now and decide the batch
+        // again, as one batch (usually one node changed: a cordon, a task that ended, a join).
         result.conflicts += 1
-        for nodeID in Set(batch.map(\.placement.node)) {
+        await refresh(Set(batch.map(\.placement.node)), nodes: &nodes, position: position)
+        infos = nodes.map(\.info)
+        var retry: [(task: TaskRecord, placement: PlacementRecord)] = []
+        for item in batch {
+            let request = PlacementRequest(taskID: item.task.id, resources: item.task.spec.resources,
+                                           nodeSelector: item.task.spec.nodeSelector, algorithm: item.task.spec.scheduler)
+            guard case .placed(let nodeID, let score, let algorithm, let filters) = scheduler.place(request, on: infos) else { continue }
             let i = position[nodeID]!
-            if let fresh = try? await repository.node(nodeID, consistency: .linearizable) {
-                nodes[i] = fresh
-                cache?.record(fresh)
-            }
+            infos[i].allocated = infos[i].allocated + item.task.spec.resources
+            infos[i].taskCount += 1
+            retry.append((item.task, PlacementRecord(node: nodeID, score: score, algorithm: algorithm, filters: filters)))
         }
+        if retry.isEmpty {
+            result.unschedulable += batch.count
+            return
+        }
+        if let written = try await repository.assignBatch(retry.map { ($0.task, $0.placement) }, nodes: nodes, now: now) {
+            result.placed += retry.count
+            result.commits += 1
+            for node in written.nodes {
+                nodes[position[node.info.id]!] = node
+                cache?.record(node)
+            }
+            for task in written.tasks { cache?.record(task) }
+            result.unschedulable += batch.count - retry.count
+            return
+        }
+        // Still refused (a task changed too, or the nodes keep changing): one by one, re-reading.
+        result.conflicts += 1
+        await refresh(Set(retry.map(\.placement.node)), nodes: &nodes, position: position)
         infos = nodes.map(\.info)
         for item in batch {
             guard var current = try? await repository.task(item.task.id, consistency: .linearizable) else { continue }

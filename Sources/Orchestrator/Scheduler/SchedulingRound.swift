@@ -128,19 +128,27 @@ public struct SchedulingRound: Sendable {
         }
     }
 
+    /// One transaction for the whole batch; on success the written records go into `nodes` and
+    /// the cache. False (nothing written) when any task or node changed since read.
+    private func commitAsOne(_ batch: [(task: TaskRecord, placement: PlacementRecord)], nodes: inout [NodeRecord],
+                             position: [String: Int], now: Int64, result: inout RoundResult) async throws -> Bool {
+        guard let written = try await repository.assignBatch(batch.map { ($0.task, $0.placement) }, nodes: nodes, now: now) else {
+            return false
+        }
+        result.placed += batch.count
+        result.commits += 1
+        for node in written.nodes {
+            nodes[position[node.info.id]!] = node
+            cache?.record(node)
+        }
+        for task in written.tasks { cache?.record(task) }
+        return true
+    }
+
     /// Commits a batch in one transaction, or, when something changed, task by task.
     private func commit(_ batch: [(task: TaskRecord, placement: PlacementRecord)], nodes: inout [NodeRecord], infos: inout [NodeInfo],
                         position: [String: Int], now: Int64, result: inout RoundResult, scheduler: inout Scheduler) async throws {
-        if let written = try await repository.assignBatch(batch.map { ($0.task, $0.placement) }, nodes: nodes, now: now) {
-            result.placed += batch.count
-            result.commits += 1
-            for node in written.nodes {
-                nodes[position[node.info.id]!] = node
-                cache?.record(node)
-            }
-            for task in written.tasks { cache?.record(task) }
-            return
-        }
+        if try await commitAsOne(batch, nodes: &nodes, position: position, now: now, result: &result) { return }
         // Something changed under the batch: take its nodes as they are now and decide the batch
         // again, as one batch (usually one node changed: a cordon, a task that ended, a join).
         result.conflicts += 1
@@ -160,14 +168,7 @@ public struct SchedulingRound: Sendable {
             result.unschedulable += batch.count
             return
         }
-        if let written = try await repository.assignBatch(retry.map { ($0.task, $0.placement) }, nodes: nodes, now: now) {
-            result.placed += retry.count
-            result.commits += 1
-            for node in written.nodes {
-                nodes[position[node.info.id]!] = node
-                cache?.record(node)
-            }
-            for task in written.tasks { cache?.record(task) }
+        if try await commitAsOne(retry, nodes: &nodes, position: position, now: now, result: &result) {
             result.unschedulable += batch.count - retry.count
             return
         }

@@ -6,8 +6,12 @@ extension OrchestratorAPI {
     func listNodes(_ request: Request) async throws -> Response {
         let consistency = try request.readConsistency()
         let repository = self.repository
-        let (nodes, revision) = try await bounded { try await repository.readNodes(consistency: consistency) }
-        return jsonResponse(NodeListView(nodes: nodes.map(NodeView.init), revision: revision), revision: revision)
+        let (nodes, revision, heartbeats) = try await bounded { () async throws -> ([NodeRecord], Int64, [String: Int64]) in
+            let (nodes, revision) = try await repository.readNodes(consistency: consistency)
+            return (nodes, revision, try await repository.heartbeats(consistency: consistency))
+        }
+        let views = nodes.map { NodeView($0, heartbeat: heartbeats[$0.info.id]) }
+        return jsonResponse(NodeListView(nodes: views, revision: revision), revision: revision)
     }
 
     /// `GET /api/v1/nodes/{id}`.
@@ -15,9 +19,12 @@ extension OrchestratorAPI {
         let id = try pathID(context, kind: "node")
         let consistency = try request.readConsistency()
         let repository = self.repository
-        let (node, revision) = try await bounded { try await repository.readNode(id, consistency: consistency) }
+        let (node, revision, heartbeat) = try await bounded { () async throws -> (NodeRecord?, Int64, Int64?) in
+            let (node, revision) = try await repository.readNode(id, consistency: consistency)
+            return (node, revision, try await repository.heartbeat(of: id, consistency: consistency))
+        }
         guard let node else { throw APIError.notFound("no node \"\(id)\"") }
-        return jsonResponse(NodeView(node), revision: revision)
+        return jsonResponse(NodeView(node, heartbeat: heartbeat), revision: revision)
     }
 
     /// `POST /api/v1/nodes/{id}/drain|cordon|uncordon`: 200 with the node as it now is. Repeating

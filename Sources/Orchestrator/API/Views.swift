@@ -43,7 +43,9 @@ public struct NodeView: Encodable, Sendable {
     public var lastHeartbeat: Int64
     public var revision: Int64
 
-    public init(_ node: NodeRecord) {
+    /// - Parameter heartbeat: the node's latest heartbeat key, when read: heartbeats are written
+    ///   there, not into the node record (which keeps the time of its last join).
+    public init(_ node: NodeRecord, heartbeat: Int64? = nil) {
         id = node.info.id
         state = node.info.state
         schedulable = node.info.schedulable
@@ -53,7 +55,7 @@ public struct NodeView: Encodable, Sendable {
         free = node.info.free
         taskCount = node.info.taskCount
         address = node.address
-        lastHeartbeat = node.lastHeartbeat
+        lastHeartbeat = max(node.lastHeartbeat, heartbeat ?? 0)
         revision = node.revision
     }
 

@@ -27,6 +27,12 @@ extension ClusterRepository {
         return result
     }
 
+    /// The last heartbeat of one node, in milliseconds (nil: none recorded).
+    public func heartbeat(of nodeID: String, consistency: ReadConsistency = .serializable) async throws -> Int64? {
+        guard let kv = try await store.get(Self.heartbeatKey(nodeID), consistency: consistency) else { return nil }
+        return Int64(String(decoding: kv.value, as: UTF8.self))
+    }
+
     /// Announces a new leader at `leaderKey` (an event for `GET /api/v1/events`).
     public func announceLeader(_ record: LeaderRecord) async throws {
         try await store.put(Self.leaderKey, Self.encode(record))

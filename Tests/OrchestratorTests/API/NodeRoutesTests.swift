@@ -35,6 +35,22 @@ import Testing
         }
     }
 
+    @Test("last_heartbeat shows the heartbeat key, which is newer than the record's join time")
+    func heartbeatFromItsKey() async throws {
+        let f = APIFixture()
+        try await f.addNode("n1")
+        try await f.addNode("n2")
+        try await f.repository.recordHeartbeat(nodeID: "n1", now: APIFixture.now + 4_321)
+        try await f.test { client in
+            let list = try await client.send(.get, "/api/v1/nodes")
+            let nodes = try #require(list.json["nodes"] as? [[String: Any]])
+            #expect(nodes.first { $0["id"] as? String == "n1" }?["last_heartbeat"] as? Int == Int(APIFixture.now + 4_321))
+            #expect(nodes.first { $0["id"] as? String == "n2" }?["last_heartbeat"] as? Int == Int(APIFixture.now))
+            let one = try await client.send(.get, "/api/v1/nodes/n1")
+            #expect(one.json["last_heartbeat"] as? Int == Int(APIFixture.now + 4_321))
+        }
+    }
+
     @Test("cordon, uncordon, drain: state and schedulability, idempotent, 404 for unknown nodes")
     func operations() async throws {
         let f = APIFixture()

@@ -47,7 +47,9 @@ import Testing
         #expect(got[4...].map(\.id) == ["6", "7", "8"])
         #expect((got[6].data["leader"] as? [String: Any])?["id"] as? String == "m1")
         #expect((got[6].data["leader"] as? [String: Any])?["term"] as? Int == 5)
-        #expect(sse.text.contains(": keepalive\n\n"))
+        // Keepalives go out every 20 ms whatever the events do; the events above can all arrive
+        // sooner than that, so wait for one rather than expect it already there.
+        try await poll(timeout: .seconds(5), "a keepalive comment") { sse.text.contains(": keepalive\n\n") }
 
         sse.disconnect()
         let end = try await sse.waitForEnd()

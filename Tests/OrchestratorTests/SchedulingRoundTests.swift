@@ -138,4 +138,17 @@ import Testing
         #expect(tasks.filter { $0.updatedAt == 7_000 }.count == 100)
         #expect(Set(tasks.map(\.reason)).count == 1, "all reasons now name the cordon")
     }
+
+    @Test("a batch closes before its writes (tasks + distinct nodes) pass the transaction limit: 10 tasks spread over 10 nodes with a limit of 6 writes go in batches of 3")
+    func batchesRespectTheWriteLimit() async throws {
+        let repo = try await Self.cluster(nodes: 10)
+        try await Self.submit(repo, count: 10)
+        var round = SchedulingRound(repository: repo)
+        round.maxWritesPerTxn = 6
+        var scheduler = Scheduler(defaultAlgorithm: .spread)
+        let result = try await round.run(&scheduler, now: 100)
+        // Spread sends each task to its own node: 3 tasks and their 3 nodes are 6 writes, and a
+        // fourth task would bring 2 more, so batches close at 3: 3 + 3 + 3 + 1, 4 commits.
+        #expect(result.placed == 10 && result.commits == 4 && result.conflicts == 0)
+    }
 }

@@ -16,7 +16,9 @@ public struct RoundResult: Sendable, Hashable {
 /// round trip instead of one per task, which is what lets a leader place thousands of tasks per
 /// second. If any record changed under us the whole batch is refused and its tasks are committed
 /// one by one (re-reading on conflict), so a stale view can delay a task but never over-commit a
-/// node. 50 tasks keep a batch under etcd's default limit of 128 operations per transaction.
+/// node. A batch also closes before its writes (tasks plus distinct nodes) pass `maxWritesPerTxn`,
+/// etcd's default limit of 128 operations per transaction: bin packing fills 120 tasks into a
+/// batch (they land on 2 or 3 nodes), spread about 64 (each on its own node).
 ///
 /// With a synced `cache` (the leader's informer) the round reads pending tasks and nodes from
 /// memory and records its own writes there; without one it lists and decodes the store.
@@ -28,11 +30,12 @@ public struct RoundResult: Sendable, Hashable {
 public struct SchedulingRound: Sendable {
     public let repository: ClusterRepository
     public var batchSize: Int
+    public var maxWritesPerTxn = 128
     public var cache: ClusterCache?
     public var reasonRefreshMs: Int64 = 5_000
     public var maxReasonUpdates = 500
 
-    public init(repository: ClusterRepository, batchSize: Int = 50, cache: ClusterCache? = nil) {
+    public init(repository: ClusterRepository, batchSize: Int = 120, cache: ClusterCache? = nil) {
         self.repository = repository
         self.batchSize = max(1, batchSize)
         self.cache = cache
@@ -56,6 +59,7 @@ public struct SchedulingRound: Sendable {
         var infos = nodes.map(\.info)
 
         var batch: [(task: TaskRecord, placement: PlacementRecord)] = []
+        var batchNodes: Set<String> = []
         // Within a round nodes only fill up, so a request that fitted nowhere fits nowhere again:
         // identical requests (a backlog is mostly copies) are answered without another pass over
         // every node. Cleared whenever a conflict refreshes the nodes.
@@ -89,11 +93,14 @@ public struct SchedulingRound: Sendable {
                 infos[i].allocated = infos[i].allocated + task.spec.resources
                 infos[i].taskCount += 1
                 batch.append((task, PlacementRecord(node: nodeID, score: score, algorithm: algorithm, filters: filters)))
-                if batch.count == batchSize {
+                batchNodes.insert(nodeID)
+                // The next task may bring one more node: close the batch while both still fit.
+                if batch.count >= batchSize || batch.count + batchNodes.count + 2 > maxWritesPerTxn {
                     let conflicts = result.conflicts
                     try await commit(batch, nodes: &nodes, infos: &infos, position: position, now: now, result: &result, scheduler: &scheduler)
                     if result.conflicts != conflicts { unschedulable.removeAll() }
                     batch.removeAll(keepingCapacity: true)
+                    batchNodes.removeAll(keepingCapacity: true)
                 }
             }
         }

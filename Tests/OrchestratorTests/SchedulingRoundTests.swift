@@ -151,4 +151,33 @@ import Testing
         // fourth task would bring 2 more, so batches close at 3: 3 + 3 + 3 + 1, 4 commits.
         #expect(result.placed == 10 && result.commits == 4 && result.conflicts == 0)
     }
+
+    @Test("stale reasons are refreshed only by rounds that place nothing: a cluster in motion does not rewrite its waiting tasks")
+    func noRefreshWhilePlacing() async throws {
+        let repo = try await Self.cluster(nodes: 1, cpu: 1000)
+        try await Self.submit(repo, count: 6)
+        var scheduler = Scheduler(defaultAlgorithm: .binPacking)
+        let round = SchedulingRound(repository: repo)
+        // 2 of 6 fit (2 x 500 = 1,000 millicores); the 4 others get their first reason.
+        let first = try await round.run(&scheduler, now: 1_000)
+        #expect(first.placed == 2)
+        #expect(try await repo.tasks().tasks.filter { $0.state == .pending && $0.updatedAt == 1_000 && !$0.reason.isEmpty }.count == 4)
+
+        // Past the refresh interval a second node joins, cordoned, and a third with room for 2:
+        // the round places 2 and the remaining 2 would read differently, but are not rewritten.
+        let cordoned = NodeInfo(id: "n2", schedulable: false, capacity: Resources(cpu: 4000, memory: 8192))
+        try await repo.save(NodeRecord(info: cordoned, address: "127.0.0.1", lastHeartbeat: 0), expectRevision: 0)
+        let small = NodeInfo(id: "n3", capacity: Resources(cpu: 1000, memory: 8192))
+        try await repo.save(NodeRecord(info: small, address: "127.0.0.1", lastHeartbeat: 0), expectRevision: 0)
+        let second = try await round.run(&scheduler, now: 7_000)
+        #expect(second.placed == 2)
+        let waiting = try await repo.tasks().tasks.filter { $0.state == .pending }
+        #expect(waiting.count == 2 && waiting.allSatisfy { $0.updatedAt == 1_000 })
+
+        // A round that places nothing brings them up to date.
+        let third = try await round.run(&scheduler, now: 7_001)
+        #expect(third.placed == 0)
+        let updated = try await repo.tasks().tasks.filter { $0.state == .pending }
+        #expect(updated.allSatisfy { $0.updatedAt == 7_001 && $0.reason.contains("node-not-ready") })
+    }
 }

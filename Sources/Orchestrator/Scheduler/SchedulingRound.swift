@@ -26,7 +26,9 @@ public struct RoundResult: Sendable, Hashable {
 /// Why a task waits is written with the task, but not at any cost: a backlog of thousands of
 /// unschedulable tasks would otherwise mean thousands of writes per round, each changing only a
 /// count in the message. A task's reason is written when it has none, and afterwards at most
-/// every `reasonRefreshMs`; at most `maxReasonUpdates` per round, in batches, after the placements.
+/// every `reasonRefreshMs` and only by a round that placed nothing (while tasks are being placed the
+/// message would be out of date by the next round); at most `maxReasonUpdates` per round, in
+/// batches, after the placements.
 public struct SchedulingRound: Sendable {
     public let repository: ClusterRepository
     public var batchSize: Int
@@ -64,7 +66,7 @@ public struct SchedulingRound: Sendable {
         // identical requests (a backlog is mostly copies) are answered without another pass over
         // every node. Cleared whenever a conflict refreshes the nodes.
         var unschedulable: [UnschedulableKey: String] = [:]
-        var reasons: [TaskRecord] = []
+        var firstReasons: [TaskRecord] = [], staleReasons: [TaskRecord] = []
         for task in pending {
             let key = UnschedulableKey(resources: task.spec.resources, nodeSelector: task.spec.nodeSelector, algorithm: task.spec.scheduler)
             let decision: PlacementDecision
@@ -79,12 +81,12 @@ public struct SchedulingRound: Sendable {
             case .unschedulable(let reason, _):
                 result.unschedulable += 1
                 unschedulable[key] = reason
-                if reasons.count < maxReasonUpdates, task.reason != reason,
+                if firstReasons.count + staleReasons.count < maxReasonUpdates, task.reason != reason,
                    task.reason.isEmpty || now - task.updatedAt >= reasonRefreshMs {
                     var t = task
                     t.reason = reason
                     t.updatedAt = now
-                    reasons.append(t)
+                    if task.reason.isEmpty { firstReasons.append(t) } else { staleReasons.append(t) }
                 }
             case .placed(let nodeID, let score, let algorithm, let filters):
                 // Book the resources in the local view at once, so later decisions of this
@@ -107,7 +109,9 @@ public struct SchedulingRound: Sendable {
         if !batch.isEmpty {
             try await commit(batch, nodes: &nodes, infos: &infos, position: position, now: now, result: &result, scheduler: &scheduler)
         }
-        await recordReasons(reasons)
+        // A round that placed tasks is a cluster in motion: the waiting tasks' messages would be
+        // out of date by the next round, so only missing reasons are written then.
+        await recordReasons(result.placed > 0 ? firstReasons : firstReasons + staleReasons)
         return result
     }
 

@@ -61,7 +61,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "TestGate"]),
+        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "GRPCServing", "TestGate"]),
         /// A standalone Raft server (SQLite log, gRPC transport, stdin/stdout control) for the
         /// multi-process tests and benchmarks.
         .executableTarget(

@@ -47,14 +47,14 @@ public final class StoppableGRPCServer<Transport: ServerTransport>: Sendable {
     ///
     /// - Throws: what `serve()` throws when it stops on its own (a port that cannot be bound).
     public func run() async throws {
-        let finished = Flag()
+        let finished = Latch()
         // Unstructured on purpose: the caller's cancellation must not reach `serve()` directly.
         let serving = Task { [server] in
-            defer { finished.set() }
+            defer { finished.fire() }
             try await server.serve()
         }
         await finished.wait()
-        if !finished.isSet {
+        if !finished.isFired {
             // Cancelled. The stop runs in its own task: waits in a cancelled task end at once.
             await Task { [server, tracker, grace] in
                 server.beginGracefulShutdown()
@@ -152,61 +152,5 @@ private final class CloseWhenActive: ChannelInboundHandler, Sendable {
 
     func channelActive(context: ChannelHandlerContext) {
         context.close(promise: nil)
-    }
-}
-
-/// A one-way flag that tasks can wait for.
-final class Flag: Sendable {
-    private struct State {
-        var isSet = false
-        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
-        var nextID: UInt64 = 0
-    }
-
-    private let state = Mutex(State())
-
-    var isSet: Bool { state.withLock { $0.isSet } }
-
-    func set() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.isSet = true
-            defer { state.waiters.removeAll() }
-            return Array(state.waiters.values)
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Returns once the flag is set or the calling task is cancelled.
-    func wait() async {
-        let id = state.withLock { state -> UInt64 in
-            state.nextID += 1
-            return state.nextID
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let resumeNow = state.withLock { state -> Bool in
-                    // Checked under the lock: a cancellation handler that ran before we registered
-                    // found nothing to resume.
-                    if state.isSet || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
-        }
-    }
-
-    /// Waits at most `limit`; returns whether the flag is set.
-    func wait(atMost limit: Duration) async -> Bool {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.wait() }
-            group.addTask { try? await Task.sleep(for: limit) }
-            await group.next()
-            group.cancelAll()
-        }
-        return isSet
     }
 }

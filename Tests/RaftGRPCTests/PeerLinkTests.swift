@@ -1,3 +1,4 @@
+import GRPCServing
 import Raft
 import Testing
 
@@ -123,5 +124,7 @@ struct PeerLinkTests {
         task.cancel()
         await task.value
         #expect(!never.isFired)
+        #expect(await never.wait(atMost: .milliseconds(20)) == false)
+        #expect(await latch.wait(atMost: .seconds(5)) == true)
     }
 }

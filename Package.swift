@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
@@ -41,13 +42,17 @@ let package = Package(
         /// Release-mode append throughput of SQLiteLogStorage (BENCHMARKS.md).
         .executableTarget(name: "raft-bench-storage", dependencies: ["Raft"]),
         /// The gRPC transport between Raft servers (generated code: scripts/generate-protos.sh).
-        /// Stops grpc-swift HTTP/2 servers without cancelling tasks that own open connections.
+        /// gRPC serving: `DirectHTTP2ServerTransport` (calls straight from HTTP/2 frames) and
+        /// `StoppableGRPCServer` (stops grpc-swift HTTP/2 servers without crashing on open connections).
         .target(
             name: "GRPCServing",
             dependencies: [
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ]
         ),
         .target(

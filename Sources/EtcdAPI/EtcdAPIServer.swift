@@ -1,9 +1,9 @@
 import GRPCCore
-import GRPCNIOTransportHTTP2
 import GRPCServing
 import Logging
 import NIOCore
 import Store
+import SwiftProtobuf
 
 /// Serves etcd's v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance) from a `ClusterStore`, so
 /// etcdctl and other etcd v3 clients work against the masters. Each master runs one, over its own
@@ -45,8 +45,8 @@ public final class EtcdAPIServer: Sendable {
     }
 
     private let core: ServerCore
-    private let transport: HTTP2ServerTransport.Posix
-    private let server: StoppableGRPCServer<MethodLoggingTransport<HTTP2ServerTransport.Posix>>
+    private let transport: DirectHTTP2ServerTransport
+    private let server: GRPCServer<MethodLoggingTransport<DirectHTTP2ServerTransport>>
     private let connections = SharedCounter()
     private let pings = SharedCounter()
 
@@ -59,42 +59,57 @@ public final class EtcdAPIServer: Sendable {
     public init(store: any ClusterStore, info: any EtcdClusterInfo, listen: (host: String, port: Int),
                 logger: Logger, configuration: Configuration = Configuration()) {
         core = ServerCore(store: store, info: info, logger: logger, configuration: configuration)
-        let address: GRPCNIOTransportCore.SocketAddress = if listen.host.contains(":") {
-            .ipv6(host: listen.host, port: listen.port)
-        } else {
-            .ipv4(host: listen.host == "localhost" ? "127.0.0.1" : listen.host, port: listen.port)
-        }
         let (connections, pings) = (self.connections, self.pings)
-        let tracker = ConnectionTracker()
-        transport = HTTP2ServerTransport.Posix(
-            address: address, transportSecurity: .plaintext,
-            config: .defaults { config in
-                config.rpc.maxRequestPayloadSize = configuration.maxRequestPayloadSize
-                // etcdctl sends keepalive PINGs every 2 s on idle connections; with the responder
-                // off they reach gRPC's ping policy, which must not count them as abuse.
-                config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .seconds(1),
-                                                                   allowWithoutCalls: true)
-                let answerPings = configuration.answerPingsAheadOfHTTP2
-                config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-                    connections.increment()
-                    guard answerPings else { return channel.eventLoop.makeSucceededVoidFuture() }
-                    return channel.eventLoop.makeCompletedFuture {
-                        // First in the pipeline: it must see the bytes before the HTTP/2 handler.
-                        try channel.pipeline.syncOperations.addHandler(
-                            HTTP2PingResponder(side: .server, counter: pings), position: .first)
-                    }
-                }
-                tracker.install(on: &config)
-            })
+        // Calls are served straight from HTTP/2 frames (see DirectHTTP2ServerTransport for why:
+        // grpc-swift's per-call stream channels cost most of the leader's CPU under small puts).
+        var transportConfig = DirectHTTP2ServerTransport.Configuration()
+        transportConfig.maxRequestMessageBytes = configuration.maxRequestPayloadSize
+        let answerPings = configuration.answerPingsAheadOfHTTP2
+        transportConfig.connectionInitializer = { channel in
+            connections.increment()
+            // First in the pipeline: it must see the bytes before the HTTP/2 handler.
+            if answerPings {
+                try channel.pipeline.syncOperations.addHandler(HTTP2PingResponder(side: .server, counter: pings), position: .first)
+            }
+        }
+        transportConfig.unaryMethods = Self.fastKVMethods(KVService(core: core))
+        transport = DirectHTTP2ServerTransport(host: listen.host == "localhost" ? "127.0.0.1" : listen.host,
+                                               port: listen.port, configuration: transportConfig)
         let services: [any RegistrableRPCService] = [
             KVService(core: core), WatchService(core: core), LeaseService(core: core),
             ClusterService(core: core), MaintenanceService(core: core),
         ]
-        var router = RPCRouter<MethodLoggingTransport<HTTP2ServerTransport.Posix>>()
+        var router = RPCRouter<MethodLoggingTransport<DirectHTTP2ServerTransport>>()
         for service in services { service.registerMethods(with: &router) }
         let wrapped = MethodLoggingTransport(wrapped: transport, known: Set(router.methods.map(\.fullyQualifiedMethod)),
                                              logger: logger)
-        server = StoppableGRPCServer(server: GRPCServer(transport: wrapped, router: router), tracker: tracker)
+        server = GRPCServer(transport: wrapped, router: router)
+    }
+
+    /// The KV calls, which carry nearly all of an etcd client's load, served by the transport
+    /// directly (see `DirectHTTP2ServerTransport.Configuration.unaryMethods`): the same service
+    /// code, without grpc-swift's router and executor around each call.
+    private static func fastKVMethods(_ kv: KVService) -> [String: GRPCUnaryMethod] {
+        func method<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+            _ call: @escaping @Sendable (Request, ServerContext) async throws -> Response
+        ) -> GRPCUnaryMethod {
+            GRPCUnaryMethod { bytes, context in
+                let request: Request
+                do {
+                    request = try Request(serializedBytes: bytes)
+                } catch {
+                    throw RPCError(code: .invalidArgument, message: "cannot decode the request as \(Request.protoMessageName): \(error)")
+                }
+                return try await call(request, context).serializedBytes()
+            }
+        }
+        return [
+            "/etcdserverpb.KV/Range": method(kv.range(request:context:)),
+            "/etcdserverpb.KV/Put": method(kv.put(request:context:)),
+            "/etcdserverpb.KV/DeleteRange": method(kv.deleteRange(request:context:)),
+            "/etcdserverpb.KV/Txn": method(kv.txn(request:context:)),
+            "/etcdserverpb.KV/Compact": method(kv.compact(request:context:)),
+        ]
     }
 
     /// Serves until the calling task is cancelled (or the port cannot be bound, which throws).
@@ -102,8 +117,8 @@ public final class EtcdAPIServer: Sendable {
         core.logger.info("etcd API starting")
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                // Returns (after closing every connection) when cancelled: the normal way to stop.
-                try await self.server.run()
+                // Returns when cancelled, after GOAWAY, a short grace and closing every connection.
+                try await self.server.serve()
             }
             group.addTask { await self.refreshTerm() }
             group.addTask { await self.notifyProgress() }
@@ -112,12 +127,7 @@ public final class EtcdAPIServer: Sendable {
 
     /// The port the server listens on, once it does (useful with port 0). Call while `run` runs.
     public var listeningPort: Int {
-        get async throws {
-            let address = try await transport.listeningAddress
-            if let ipv4 = address.ipv4 { return ipv4.port }
-            if let ipv6 = address.ipv6 { return ipv6.port }
-            throw EtcdAPIError.internalError(reason: "not listening on an IP address: \(address)")
-        }
+        get async throws { try await transport.listeningPort }
     }
 
     /// Counters since creation.

@@ -1,0 +1,534 @@
+import GRPCCore
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import Synchronization
+
+/// One connection of `DirectHTTP2ServerTransport`: sits behind `NIOHTTP2Handler` (no stream
+/// multiplexer), so it sees every stream's frames and answers on the same connection.
+///
+/// Event-loop bound: every method runs on the connection's event loop. Writers on other threads
+/// reach it through the `Outbox`.
+final class GRPCFrameHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    typealias StreamHandler = @Sendable (
+        RPCStream<DirectHTTP2ServerTransport.Inbound, DirectHTTP2ServerTransport.Outbound>, ServerContext
+    ) async -> Void
+
+    /// Where a stream's request messages go.
+    private enum Receiver {
+        /// To the server's router and grpc-swift's executor, as an async sequence.
+        case streaming(AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation)
+        /// Collected here and handed to a `GRPCUnaryMethod` when the request ends.
+        case unary(GRPCUnaryMethod, messages: [[UInt8]])
+    }
+
+    /// What the handler knows of one open stream.
+    private struct Stream {
+        var receiver: Receiver
+        var cancellation: CancellationSlot
+        var descriptor: MethodDescriptor
+        var reader = GRPCMessageReader()
+        /// Whether our response HEADERS went out (later metadata goes as trailers).
+        var sentHeaders = false
+        /// Whether we ended our side (trailers sent or refused): later writes are dropped.
+        var closedLocally = false
+        /// Whether the client ended its side.
+        var closedRemotely = false
+    }
+
+    private let configuration: DirectHTTP2ServerTransport.Configuration
+    private let streamHandler: StreamHandler
+    private var streams: [HTTP2StreamID: Stream] = [:]
+    private var context: ChannelHandlerContext?
+    private var outbox: Outbox?
+    private var peers = (remote: "unknown", local: "unknown")
+    private var lastStreamID = HTTP2StreamID.rootStream
+    private var draining = false
+    private var needsFlush = false
+
+    init(configuration: DirectHTTP2ServerTransport.Configuration, streamHandler: @escaping StreamHandler) {
+        self.configuration = configuration
+        self.streamHandler = streamHandler
+    }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        outbox = Outbox(handler: NIOLoopBound(self, eventLoop: context.eventLoop), eventLoop: context.eventLoop)
+        peers = (Self.describe(context.channel.remoteAddress), Self.describe(context.channel.localAddress))
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        closeAll(reason: "the connection closed")
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closeAll(reason: "the connection closed")
+        context.fireChannelInactive()
+    }
+
+    private func closeAll(reason: String) {
+        outbox?.close()
+        outbox = nil
+        let open = streams
+        streams = [:]
+        for stream in open.values {
+            stream.cancellation.cancel()
+            if case .streaming(let inbound) = stream.receiver {
+                inbound.finish(throwing: RPCError(code: .unavailable, message: reason))
+            }
+        }
+    }
+
+    /// Sends GOAWAY and closes once the last open stream ends.
+    func drain() {
+        guard let context, !draining else { return }
+        draining = true
+        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(
+            streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))),
+            promise: nil)
+        if streams.isEmpty { context.close(promise: nil) }
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.payload {
+        case .headers(let headers):
+            if streams[frame.streamID] == nil {
+                open(frame.streamID, headers: headers.headers, endStream: headers.endStream, context: context)
+            } else if headers.endStream {
+                // Trailers from the client end its side; gRPC clients send none, so they carry nothing we use.
+                endInbound(frame.streamID)
+            }
+        case .data(let payload):
+            guard case .byteBuffer(let bytes) = payload.data else { return }
+            received(bytes, on: frame.streamID, endStream: payload.endStream)
+        case .rstStream:
+            reset(frame.streamID, message: "the client cancelled the call")
+        default:
+            break  // SETTINGS, PING, WINDOW_UPDATE, GOAWAY: NIOHTTP2Handler has acted on them.
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let update = event as? NIOHTTP2WindowUpdatedEvent, update.streamID == .rootStream,
+           let window = update.inboundWindowSize, window <= configuration.connectionWindowBytes / 2 {
+            // Connection window: topped up as data arrives (stream windows bound what is unread).
+            write(HTTP2Frame(streamID: .rootStream,
+                             payload: .windowUpdate(windowSizeIncrement: configuration.connectionWindowBytes - window)))
+        } else if let closed = event as? StreamClosedEvent {
+            if let stream = streams.removeValue(forKey: closed.streamID) {
+                if closed.reason != nil || !stream.closedLocally {
+                    stream.cancellation.cancel()
+                    if case .streaming(let inbound) = stream.receiver {
+                        inbound.finish(throwing: RPCError(code: .cancelled, message: "the stream was reset"))
+                    }
+                } else if !stream.closedRemotely, case .streaming(let inbound) = stream.receiver {
+                    inbound.finish()
+                }
+            }
+            if draining && streams.isEmpty { context.close(promise: nil) }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let streamError = error as? NIOHTTP2Errors.StreamError {
+            reset(streamError.streamID, message: "HTTP/2 stream error: \(streamError.baseError)")
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    /// A new call: checks the request headers and starts the service's task.
+    private func open(_ id: HTTP2StreamID, headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
+        guard !draining, let outbox else {
+            write(HTTP2Frame(streamID: id, payload: .rstStream(.refusedStream)))
+            return
+        }
+        lastStreamID = max(lastStreamID, id)
+        let request: GRPCRequestHead
+        do {
+            request = try GRPCRequestHead(headers)
+        } catch {
+            write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: error.responseHeaders, endStream: true))))
+            return
+        }
+        let cancellation = CancellationSlot()
+        if let method = configuration.unaryMethods[request.path] {
+            // The fast path: no router, executor or async sequence for a one-message call.
+            streams[id] = Stream(receiver: .unary(method, messages: []), cancellation: cancellation, descriptor: request.method)
+            if endStream { endOfRequest(id) }
+            return
+        }
+        let (parts, continuation) = AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.makeStream()
+        continuation.yield(.metadata(request.metadata))
+        if endStream { continuation.finish() }
+        var stream = Stream(receiver: .streaming(continuation), cancellation: cancellation, descriptor: request.method)
+        stream.closedRemotely = endStream
+        streams[id] = stream
+
+        let consumed = ConsumptionCounter(streamID: id, outbox: outbox, threshold: configuration.streamWindowBytes / 2)
+        let inbound = RPCAsyncSequence<RPCRequestPart<[UInt8]>, any Error>(
+            wrapping: CountingParts(base: parts, counter: consumed))
+        let outbound = RPCWriter<RPCResponsePart<[UInt8]>>.Closable(wrapping: StreamWriter(streamID: id, outbox: outbox))
+        let (handler, peers, descriptor) = (streamHandler, peers, request.method)
+        Task {
+            // The handle must be the task-local one, which `withRPCCancellationHandler` in
+            // services reads; the slot hands our cancellations (resets, closes) to it.
+            await withServerContextRPCCancellationHandle { handle in
+                cancellation.attach(handle)
+                let context = ServerContext(descriptor: descriptor, remotePeer: peers.remote, localPeer: peers.local,
+                                            cancellation: handle)
+                await handler(RPCStream(descriptor: descriptor, inbound: inbound, outbound: outbound), context)
+            }
+        }
+    }
+
+    private func received(_ bytes: ByteBuffer, on id: HTTP2StreamID, endStream: Bool) {
+        guard var stream = streams[id], !stream.closedRemotely else { return }
+        stream.reader.append(bytes)
+        do {
+            while let message = try stream.reader.next(limit: configuration.maxRequestMessageBytes) {
+                switch stream.receiver {
+                case .streaming(let inbound): inbound.yield(.message(message))
+                case .unary(let method, var messages):
+                    messages.append(message)
+                    stream.receiver = .unary(method, messages: messages)
+                }
+            }
+            if endStream && stream.reader.hasPartialMessage {
+                throw RPCError(code: .internalError, message: "the request ended inside a message")
+            }
+            streams[id] = stream
+            if endStream { endOfRequest(id) }
+        } catch {
+            streams[id] = stream
+            let rpcError = error as? RPCError ?? RPCError(code: .internalError, message: "\(error)")
+            fail(id, with: rpcError)
+        }
+    }
+
+    private func endInbound(_ id: HTTP2StreamID) {
+        guard let stream = streams[id], !stream.closedRemotely else { return }
+        endOfRequest(id)
+    }
+
+    /// The client finished its request: the sequence ends, or a unary call starts.
+    private func endOfRequest(_ id: HTTP2StreamID) {
+        guard var stream = streams[id], !stream.closedRemotely else { return }
+        stream.closedRemotely = true
+        streams[id] = stream
+        switch stream.receiver {
+        case .streaming(let inbound):
+            inbound.finish()
+        case .unary(let method, let messages):
+            guard messages.count == 1, let outbox else {
+                fail(id, with: RPCError(code: .internalError,
+                                        message: "a unary call takes exactly one request message, got \(messages.count)"))
+                return
+            }
+            let (request, peers, descriptor, cancellation) = (messages[0], peers, stream.descriptor, stream.cancellation)
+            Task {
+                let answer: Outbox.Answer
+                do {
+                    answer = .response(try await withServerContextRPCCancellationHandle { handle in
+                        cancellation.attach(handle)
+                        let context = ServerContext(descriptor: descriptor, remotePeer: peers.remote, localPeer: peers.local,
+                                                    cancellation: handle)
+                        return try await method.handle(request, context)
+                    })
+                } catch let error as RPCError {
+                    answer = .failure(Status(code: Status.Code(error.code), message: error.message), error.metadata)
+                } catch {
+                    answer = .failure(Status(code: .unknown, message: "\(error)"), [:])
+                }
+                outbox.answer(answer, on: id)
+            }
+        }
+    }
+
+    private func reset(_ id: HTTP2StreamID, message: String) {
+        guard var stream = streams[id] else { return }
+        stream.closedLocally = true
+        stream.closedRemotely = true
+        streams[id] = stream
+        stream.cancellation.cancel()
+        if case .streaming(let inbound) = stream.receiver {
+            inbound.finish(throwing: RPCError(code: .cancelled, message: message))
+        }
+    }
+
+    /// Ends a call the transport itself refuses (bad framing, oversized message): the status goes
+    /// out now, the service's task sees its inbound fail, and its later writes are dropped.
+    private func fail(_ id: HTTP2StreamID, with error: RPCError) {
+        respond(id, with: .status(Status(code: Status.Code(error.code), message: error.message), [:]))
+        guard var stream = streams[id] else { return }
+        stream.closedRemotely = true  // nothing more is read from it
+        streams[id] = stream
+        stream.cancellation.cancel()
+        if case .streaming(let inbound) = stream.receiver { inbound.finish(throwing: error) }
+    }
+
+    // MARK: Outbound
+
+    /// Writes one response part of stream `id` (on the event loop; the caller flushes).
+    func respond(_ id: HTTP2StreamID, with part: RPCResponsePart<[UInt8]>) {
+        guard var stream = streams[id], !stream.closedLocally, let context else { return }
+        switch part {
+        case .metadata(let metadata):
+            stream.sentHeaders = true
+            write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: GRPCResponseHeaders.head(metadata)))))
+        case .message(let message):
+            if !stream.sentHeaders {
+                stream.sentHeaders = true
+                write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: GRPCResponseHeaders.head([:])))))
+            }
+            var buffer = context.channel.allocator.buffer(capacity: message.count + 5)
+            buffer.writeInteger(UInt8(0))
+            buffer.writeInteger(UInt32(message.count))
+            buffer.writeBytes(message)
+            write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(buffer)))))
+        case .status(let status, let metadata):
+            stream.closedLocally = true
+            let headers = GRPCResponseHeaders.trailers(status, metadata, trailersOnly: !stream.sentHeaders)
+            write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: true))))
+        }
+        streams[id] = stream
+    }
+
+    /// Re-opens `id`'s receive window by what its service has read.
+    func replenish(_ id: HTTP2StreamID, by bytes: Int) {
+        guard let stream = streams[id], !stream.closedRemotely else { return }
+        write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: bytes)))
+    }
+
+    func flush() {
+        needsFlush = false
+        context?.flush()
+    }
+
+    private func write(_ frame: HTTP2Frame) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(frame), promise: nil)
+        needsFlush = true
+    }
+
+    private static func describe(_ address: SocketAddress?) -> String {
+        switch address {
+        case .v4(let a)?: "ipv4:\(a.host):\(address?.port ?? 0)"
+        case .v6(let a)?: "ipv6:[\(a.host)]:\(address?.port ?? 0)"
+        case .unixDomainSocket?: "unix:\(address?.pathname ?? "")"
+        case nil: "unknown"
+        }
+    }
+}
+
+/// Carries response parts from any task to the connection's event loop: writes queue under a lock
+/// and one scheduled drain writes them all and flushes once, so the three parts of a unary answer
+/// (and the answers of calls finishing together) cost one hop and one `writev`.
+final class Outbox: Sendable {
+    /// The outcome of a unary call on the fast path.
+    enum Answer {
+        case response([UInt8])
+        case failure(Status, Metadata)
+    }
+
+    private enum Item {
+        case part(HTTP2StreamID, RPCResponsePart<[UInt8]>)
+        case answer(HTTP2StreamID, Answer)
+        case windowUpdate(HTTP2StreamID, Int)
+    }
+
+    private struct State {
+        var items: [Item] = []
+        var scheduled = false
+        var handler: NIOLoopBound<GRPCFrameHandler>?
+    }
+
+    private let state: Mutex<State>
+    private let eventLoop: any EventLoop
+
+    init(handler: NIOLoopBound<GRPCFrameHandler>, eventLoop: any EventLoop) {
+        self.state = Mutex(State(handler: handler))
+        self.eventLoop = eventLoop
+    }
+
+    /// Queues a part; false when the connection is gone.
+    func send(_ part: RPCResponsePart<[UInt8]>, on id: HTTP2StreamID) -> Bool {
+        enqueue(.part(id, part))
+    }
+
+    func replenish(_ id: HTTP2StreamID, by bytes: Int) {
+        _ = enqueue(.windowUpdate(id, bytes))
+    }
+
+    /// Queues a unary call's whole answer (head, message and trailers, or trailers only).
+    func answer(_ answer: Answer, on id: HTTP2StreamID) {
+        _ = enqueue(.answer(id, answer))
+    }
+
+    private func enqueue(_ item: Item) -> Bool {
+        let (open, schedule) = state.withLock { state -> (Bool, Bool) in
+            guard state.handler != nil else { return (false, false) }
+            state.items.append(item)
+            defer { state.scheduled = true }
+            return (true, !state.scheduled)
+        }
+        if schedule { eventLoop.execute { self.drain() } }
+        return open
+    }
+
+    private func drain() {
+        let (items, handler) = state.withLock { state in
+            defer { state.items = []; state.scheduled = false }
+            return (state.items, state.handler)
+        }
+        guard let handler = handler?.value else { return }
+        for item in items {
+            switch item {
+            case .part(let id, let part): handler.respond(id, with: part)
+            case .answer(let id, .response(let bytes)):
+                handler.respond(id, with: .message(bytes))
+                handler.respond(id, with: .status(Status(code: .ok, message: ""), [:]))
+            case .answer(let id, .failure(let status, let metadata)): handler.respond(id, with: .status(status, metadata))
+            case .windowUpdate(let id, let bytes): handler.replenish(id, by: bytes)
+            }
+        }
+        handler.flush()
+    }
+
+    /// The connection closed: later parts are refused (the handler reference is dropped, which
+    /// also breaks the handler -> outbox -> handler cycle).
+    func close() {
+        state.withLock { state in
+            state.handler = nil
+            state.items = []
+        }
+    }
+}
+
+/// Hands the transport's cancellation of a call (client reset, connection closed) to the call's
+/// task-local cancellation handle, which only exists once the call's task runs: a cancellation
+/// that comes first is kept and applied when the handle is attached.
+final class CancellationSlot: Sendable {
+    private let state = Mutex<(handle: ServerContext.RPCCancellationHandle?, cancelled: Bool)>((nil, false))
+
+    func attach(_ handle: ServerContext.RPCCancellationHandle) {
+        let cancelNow = state.withLock { state in
+            state.handle = handle
+            return state.cancelled
+        }
+        if cancelNow { handle.cancel() }
+    }
+
+    func cancel() {
+        let handle = state.withLock { state in
+            state.cancelled = true
+            return state.handle
+        }
+        handle?.cancel()
+    }
+}
+
+/// The outbound side of one call.
+final class StreamWriter: ClosableRPCWriterProtocol, Sendable {
+    typealias Element = RPCResponsePart<[UInt8]>
+
+    private let streamID: HTTP2StreamID
+    private let outbox: Outbox
+    private let ended = Mutex(false)
+
+    init(streamID: HTTP2StreamID, outbox: Outbox) {
+        self.streamID = streamID
+        self.outbox = outbox
+    }
+
+    func write(_ element: Element) async throws {
+        if case .status = element { ended.withLock { $0 = true } }
+        guard outbox.send(element, on: streamID) else {
+            throw RPCError(code: .unavailable, message: "the connection closed")
+        }
+    }
+
+    func write(contentsOf elements: some Sequence<Element>) async throws {
+        for element in elements { try await write(element) }
+    }
+
+    /// grpc-swift writes a status before finishing; a writer finished without one still ends the
+    /// stream, as a call that succeeded with no trailers.
+    func finish() async {
+        if !ended.withLock({ $0 }) { _ = try? await write(.status(Status(code: .ok, message: ""), [:])) }
+    }
+
+    func finish(throwing error: any Error) async {
+        guard !ended.withLock({ $0 }) else { return }
+        let rpcError = error as? RPCError ?? RPCError(code: .unknown, message: "\(error)")
+        _ = try? await write(.status(Status(code: Status.Code(rpcError.code), message: rpcError.message), rpcError.metadata))
+    }
+}
+
+/// Counts the message bytes a service has read from one stream and re-opens the stream's receive
+/// window by them, in steps of half a window (so a unary call never sends a WINDOW_UPDATE).
+final class ConsumptionCounter: Sendable {
+    private let streamID: HTTP2StreamID
+    private let outbox: Outbox
+    private let threshold: Int
+    private let pending = Mutex(0)
+
+    init(streamID: HTTP2StreamID, outbox: Outbox, threshold: Int) {
+        self.streamID = streamID
+        self.outbox = outbox
+        self.threshold = max(1, threshold)
+    }
+
+    func consumed(_ bytes: Int) {
+        let due = pending.withLock { pending -> Int in
+            pending += bytes
+            guard pending >= threshold else { return 0 }
+            defer { pending = 0 }
+            return pending
+        }
+        if due > 0 { outbox.replenish(streamID, by: due) }
+    }
+}
+
+/// The inbound parts of one call, reporting each message's bytes (with its 5-byte prefix) as read.
+struct CountingParts: AsyncSequence, Sendable {
+    typealias Element = RPCRequestPart<[UInt8]>
+    typealias Failure = any Error
+
+    let base: AsyncThrowingStream<Element, any Error>
+    let counter: ConsumptionCounter
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<Element, any Error>.AsyncIterator
+        let counter: ConsumptionCounter
+
+        mutating func next() async throws -> Element? {
+            let part = try await base.next()
+            if case .message(let bytes)? = part { counter.consumed(bytes.count + 5) }
+            return part
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), counter: counter)
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GRPCServing
+import Synchronization
+import Testing
+
+/// Raw bytes in and out: the tests drive the transport without protobuf.
+private struct Bytes: MessageSerializer, MessageDeserializer {
+    func serialize<B: GRPCContiguousBytes>(_ message: [UInt8]) throws -> B { B(message) }
+    func deserialize<B: GRPCContiguousBytes>(_ bytes: B) throws -> [UInt8] { bytes.withUnsafeBytes { Array($0) } }
+}
+
+private let echo = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Echo")
+private let chat = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Chat")
+private let fail = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Fail")
+private let hang = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Hang")
+private let fast = MethodDescriptor(fullyQualifiedService: "test.Fast", method: "Reverse")
+private let fastFail = MethodDescriptor(fullyQualifiedService: "test.Fast", method: "Fail")
+private let unknown = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Nope")
+
+/// A server on a free loopback port with a few methods, and a grpc-swift client to it.
+private final class Fixture: Sendable {
+    let transport: DirectHTTP2ServerTransport
+    let serving: Task<Void, any Error>
+    let client: GRPCClient<HTTP2ClientTransport.Posix>
+    let connections: Task<Void, Never>
+    /// Hang calls that started, and those that saw their cancellation.
+    let started = Counter()
+    let cancelled = Counter()
+
+    final class Counter: Sendable {
+        private let value = Atomic<Int>(0)
+        func add() { value.add(1, ordering: .relaxed) }
+        var count: Int { value.load(ordering: .relaxed) }
+    }
+
+    init(maxRequest: Int = 4 * 1024 * 1024) async throws {
+        var config = DirectHTTP2ServerTransport.Configuration()
+        config.maxRequestMessageBytes = maxRequest
+        config.unaryMethods = [
+            "/test.Fast/Reverse": GRPCUnaryMethod { bytes, _ in bytes.reversed() },
+            "/test.Fast/Fail": GRPCUnaryMethod { _, _ in throw RPCError(code: .notFound, message: "no such thing: 100% ü") },
+        ]
+        let transport = DirectHTTP2ServerTransport(host: "127.0.0.1", port: 0, configuration: config)
+        var router = RPCRouter<DirectHTTP2ServerTransport>()
+        router.registerHandler(forMethod: echo, deserializer: Bytes(), serializer: Bytes()) { request, _ in
+            var all: [UInt8] = []
+            for try await message in request.messages { all += message }
+            return StreamingServerResponse(single: ServerResponse(message: all))
+        }
+        router.registerHandler(forMethod: chat, deserializer: Bytes(), serializer: Bytes()) { request, _ in
+            StreamingServerResponse { writer in
+                for try await message in request.messages { try await writer.write(message) }
+                return [:]
+            }
+        }
+        router.registerHandler(forMethod: fail, deserializer: Bytes(), serializer: Bytes()) { _, _ in
+            throw RPCError(code: .failedPrecondition, message: "refused: 50% done, naïve")
+        }
+        let (started, cancelled) = (self.started, self.cancelled)
+        router.registerHandler(forMethod: hang, deserializer: Bytes(), serializer: Bytes()) { request, context in
+            started.add()
+            // Waits for the client to go away.
+            await withRPCCancellationHandler {
+                for await _ in AsyncStream<Never>.makeStream().stream {}
+            } onCancelRPC: {
+                cancelled.add()
+            }
+            return StreamingServerResponse(single: ServerResponse(message: []))
+        }
+        let server = GRPCServer(transport: transport, router: router)
+        self.transport = transport
+        self.serving = Task { try await server.serve() }
+        let port = try await transport.listeningPort
+        let client = GRPCClient(transport: try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext,
+            config: .defaults))
+        self.client = client
+        self.connections = Task { try? await client.runConnections() }
+    }
+
+    func unary(_ method: MethodDescriptor, _ message: [UInt8], timeout: Duration? = nil) async throws -> [UInt8] {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        return try await client.unary(request: ClientRequest(message: message), descriptor: method, serializer: Bytes(),
+                                      deserializer: Bytes(), options: options) { try $0.message }
+    }
+
+    func stop() async {
+        client.beginGracefulShutdown()
+        await connections.value
+        serving.cancel()
+        _ = try? await serving.value
+    }
+}
+
+@Suite("DirectHTTP2ServerTransport")
+struct DirectHTTP2ServerTransportTests {
+    @Test("unary calls through the router and through the fast path; errors keep their code and message")
+    func unaryAndErrors() async throws {
+        let f = try await Fixture()
+        #expect(try await f.unary(echo, [1, 2, 3]) == [1, 2, 3])
+        #expect(try await f.unary(fast, [1, 2, 3]) == [3, 2, 1])
+        #expect(try await f.unary(echo, []) == [])
+        await #expect {
+            _ = try await f.unary(fail, [1])
+        } throws: { error in
+            let e = error as? RPCError
+            return e?.code == .failedPrecondition && e?.message == "refused: 50% done, naïve"
+        }
+        await #expect {
+            _ = try await f.unary(fastFail, [1])
+        } throws: { error in
+            let e = error as? RPCError
+            return e?.code == .notFound && e?.message == "no such thing: 100% ü"
+        }
+        await #expect {
+            _ = try await f.unary(unknown, [1])
+        } throws: { ($0 as? RPCError)?.code == .unimplemented }
+        await f.stop()
+    }
+
+    @Test("many concurrent calls on one connection all get their own answer")
+    func concurrentCalls() async throws {
+        let f = try await Fixture()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<400 {
+                group.addTask {
+                    let message = Array("call \(i)".utf8)
+                    let method = i % 2 == 0 ? fast : echo
+                    let answer = try await f.unary(method, message)
+                    #expect(answer == (method == fast ? message.reversed() : message))
+                }
+            }
+            try await group.waitForAll()
+        }
+        await f.stop()
+    }
+
+    @Test("messages larger than the HTTP/2 windows cross both ways; a stream longer than its window is re-opened as read")
+    func flowControl() async throws {
+        let f = try await Fixture()
+        let big = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        #expect(try await f.unary(echo, big) == big)
+        #expect(try await f.unary(fast, big) == big.reversed())
+        // 24 messages of 1 MB on one stream: three times the 8 MiB stream window.
+        let chunk = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0) }
+        let received = try await f.client.bidirectionalStreaming(
+            request: StreamingClientRequest(of: [UInt8].self) { writer in
+                for _ in 0..<24 { try await writer.write(chunk) }
+            },
+            descriptor: chat, serializer: Bytes(), deserializer: Bytes(), options: .defaults
+        ) { response in
+            var count = 0
+            for try await message in response.messages {
+                #expect(message == chunk)
+                count += 1
+            }
+            return count
+        }
+        #expect(received == 24)
+        await f.stop()
+    }
+
+    @Test("a request over the message limit is refused with resourceExhausted and the connection stays usable")
+    func oversized() async throws {
+        let f = try await Fixture(maxRequest: 1_000)
+        await #expect {
+            _ = try await f.unary(echo, Array(repeating: 1, count: 5_000))
+        } throws: { ($0 as? RPCError)?.code == .resourceExhausted }
+        await #expect {
+            _ = try await f.unary(fast, Array(repeating: 1, count: 5_000))
+        } throws: { ($0 as? RPCError)?.code == .resourceExhausted }
+        #expect(try await f.unary(echo, [7]) == [7])
+        await f.stop()
+    }
+
+    @Test("a client that gives up cancels the server's call (RST_STREAM reaches its cancellation handle)")
+    func clientCancellation() async throws {
+        let f = try await Fixture()
+        let call = Task { try await f.unary(hang, [1]) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while f.started.count == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(f.started.count == 1)
+        call.cancel()
+        await #expect(throws: (any Error).self) { try await call.value }
+        while f.cancelled.count == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(f.cancelled.count == 1)
+        // The connection serves on.
+        #expect(try await f.unary(fast, [1, 2]) == [2, 1])
+        await f.stop()
+    }
+
+    @Test("stopping with a call still open closes the connection after the grace period instead of hanging")
+    func stopWithOpenCall() async throws {
+        let f = try await Fixture()
+        let open = Task { try await f.unary(hang, [1]) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while f.transport.openConnections == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let started = ContinuousClock.now
+        f.serving.cancel()
+        _ = try? await f.serving.value
+        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(f.transport.openConnections == 0)
+        await #expect(throws: RPCError.self) { try await open.value }
+        f.client.beginGracefulShutdown()
+        await f.connections.value
+    }
+}

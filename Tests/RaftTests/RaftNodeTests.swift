@@ -159,6 +159,11 @@ final class NodeCluster: Sendable {
         defer { cluster.stopAll() }
         let leader = try await cluster.waitForLeader()
         for i in 0..<120 { _ = try await cluster.nodes[leader]!.propose(Array("v\(i)".utf8)) }
+        // Snapshots are encoded off the node's loop: the compaction lands shortly after.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while await cluster.nodes[leader]!.status().snapshotIndex == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
         #expect(await cluster.nodes[leader]!.status().snapshotIndex > 0, "the log was compacted")
         // Node 4 starts empty and learns everything from the leader.
         let machine = RecordingMachine()

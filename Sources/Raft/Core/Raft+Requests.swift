@@ -160,8 +160,14 @@ extension Raft {
 
     /// Replaces the applied log prefix with a snapshot of the state machine at the applied index.
     public mutating func compact(data: [UInt8]) throws(RaftError) -> Snapshot {
-        let index = log.applied
-        guard index > log.offset, let entryTerm = log.term(at: index) else { throw .outOfRange }
+        try compact(at: log.applied, confState: confState, data: data)
+    }
+
+    /// Compacts the log up to `index`, an applied entry, with `data` the state machine's image
+    /// as of that entry and `confState` the membership then. The image may have been serialized
+    /// off the node's loop while later entries were applied (the driver does so for big states).
+    public mutating func compact(at index: UInt64, confState: ConfState, data: [UInt8]) throws(RaftError) -> Snapshot {
+        guard index > log.offset, index <= log.applied, let entryTerm = log.term(at: index) else { throw .outOfRange }
         let snap = Snapshot(metadata: SnapshotMetadata(index: index, term: entryTerm, confState: confState), data: data)
         log.compact(to: snap)
         return snap

@@ -68,6 +68,11 @@ public struct RawNode: Sendable {
     public mutating func reportUnreachable(_ peer: NodeID) { raft.reportUnreachable(peer) }
     public mutating func compact(data: [UInt8]) throws(RaftError) -> Snapshot { try raft.compact(data: data) }
 
+    /// Compacts up to an applied `index` with an image taken when it was the last applied entry.
+    public mutating func compact(at index: UInt64, confState: ConfState, data: [UInt8]) throws(RaftError) -> Snapshot {
+        try raft.compact(at: index, confState: confState, data: data)
+    }
+
     /// Whether there is anything for the driver to do.
     public var hasReady: Bool {
         let hs = raft.hardState

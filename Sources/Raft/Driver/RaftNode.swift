@@ -10,8 +10,11 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     public struct Options: Sendable {
         /// Length of one logical tick (election and heartbeat timeouts are counted in ticks).
         public var tickInterval: Duration = .milliseconds(100)
-        /// Take a snapshot and compact the log after this many applied entries.
-        public var snapshotThreshold: UInt64 = 10_000
+        /// Take a snapshot and compact the log after this many applied entries. Each snapshot
+        /// encodes and writes the whole state, so rarer is cheaper; the price is the entries kept
+        /// in memory and in the log meanwhile (etcd's `--snapshot-count` is 100,000; 50,000 of
+        /// our ~300-byte puts are about 15 MB).
+        public var snapshotThreshold: UInt64 = 50_000
         /// Reads and proposals not answered within this many ticks fail with `.timeout`.
         public var requestTimeoutTicks: Int = 50
         public init() {}
@@ -30,6 +33,10 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         case messages([Message])
         case unreachable(NodeID)
         case request(Request)
+        /// A snapshot image encoded off the loop, ready to compact the log with.
+        case snapshotEncoded(index: UInt64, confState: ConfState, data: [UInt8])
+        /// Storage failed outside the loop: the node stops.
+        case storageFailed(String)
     }
 
     private enum Request {
@@ -64,6 +71,10 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private var lastContact: [NodeID: C.Instant] = [:]
     private var syncs: UInt64 = 0
     private var entriesPersisted: UInt64 = 0
+    /// Whether a snapshot image is being encoded off the loop (one at a time).
+    private var encodingSnapshot = false
+    /// A failure found outside `processReady` (saving a snapshot) that must stop the node.
+    private var storageFailure: RaftNodeError?
 
     /// Opens a node from its storage. `bootstrap` lists the founding voters of a new cluster (the
     /// same on each founding member); a member added later starts with none and learns the
@@ -131,6 +142,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             let events = inbox
             inbox.removeAll(keepingCapacity: true)
             for event in events { handle(event) }
+            if let storageFailure { throw storageFailure }
             try processReady()
         }
     }
@@ -234,6 +246,11 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             raw.reportUnreachable(peer)
         case .request(let request):
             handle(request)
+        case .snapshotEncoded(let index, let confState, let data):
+            finishSnapshot(index: index, confState: confState, data: data)
+        case .storageFailed(let why):
+            logger.critical("storage failed; stopping", metadata: ["error": "\(why)"])
+            storageFailure = .storage(why)
         }
     }
 
@@ -409,16 +426,39 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         }
     }
 
+    /// Starts a snapshot once `snapshotThreshold` entries were applied since the last one. The
+    /// state machine's image is captured here (cheap: copy-on-write) and encoded on another task,
+    /// so the loop keeps replicating while a large state is serialized (encoding 100,000 revisions
+    /// on the loop stalled every write for seconds); `finishSnapshot` then compacts the log.
     private func maybeCompact() throws {
         let r = raw.raft
-        guard r.appliedIndex >= r.firstIndex - 1 + options.snapshotThreshold else { return }
-        let snap = try? raw.compact(data: machine.snapshot())
-        guard let snap else { return }
+        guard !encodingSnapshot, r.appliedIndex >= r.firstIndex - 1 + options.snapshotThreshold else { return }
+        encodingSnapshot = true
+        let (index, confState, encode, storage) = (r.appliedIndex, r.confState, machine.snapshotImage(), storage)
+        Task.detached { [weak self] in
+            let data = encode()
+            do {
+                // Written and synced here, off the loop (see SQLiteSnapshotFile for why).
+                try storage.stageSnapshot(index: index, data: data)
+            } catch {
+                await self?.enqueue(.storageFailed("cannot stage snapshot \(index): \(error)"))
+                return
+            }
+            await self?.enqueue(.snapshotEncoded(index: index, confState: confState, data: data))
+        }
+    }
+
+    private func finishSnapshot(index: UInt64, confState: ConfState, data: [UInt8]) {
+        encodingSnapshot = false
+        // A snapshot from the leader may have replaced the log meanwhile; then this one is stale.
+        guard index > raw.raft.firstIndex - 1, let snap = try? raw.compact(at: index, confState: confState, data: data) else { return }
         do {
             try storage.save(PersistBatch(snapshot: snap))
         } catch {
-            throw RaftNodeError.storage("\(error)")
+            logger.critical("storage failed; stopping", metadata: ["error": "\(error)"])
+            storageFailure = .storage("\(error)")
+            return
         }
-        logger.debug("compacted log", metadata: ["index": "\(snap.metadata.index)"])
+        logger.debug("compacted log", metadata: ["index": "\(snap.metadata.index)", "bytes": "\(data.count)"])
     }
 }

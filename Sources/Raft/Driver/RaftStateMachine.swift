@@ -9,6 +9,19 @@ public protocol RaftStateMachine: AnyObject, Sendable {
     func snapshot() -> [UInt8]
     /// Replaces the whole state with a snapshot's image.
     func restore(_ data: [UInt8], index: UInt64) throws
+    /// Captures the state as of the last applied index and returns the work of serializing it.
+    /// The node calls this on its loop and runs the returned closure on another task, so a big
+    /// state is encoded without stalling replication; the capture itself must be cheap (a
+    /// copy-on-write value) and must not see later applies.
+    func snapshotImage() -> @Sendable () -> [UInt8]
+}
+
+extension RaftStateMachine {
+    /// Serializes at once (fine for small states).
+    public func snapshotImage() -> @Sendable () -> [UInt8] {
+        let bytes = snapshot()
+        return { bytes }
+    }
 }
 
 /// Failures the driver reports to callers.

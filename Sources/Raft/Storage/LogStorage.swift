@@ -45,6 +45,14 @@ public protocol LogStorage: Sendable {
     func load() throws -> PersistedState
     /// Persists `batch` atomically and durably (see `PersistBatch` for the order of its parts).
     func save(_ batch: PersistBatch) throws
+    /// Stores the image of a snapshot about to be saved at `index`, durably, from any task. The
+    /// node calls it off its loop, so that the `save` of the snapshot, on the loop, need not write
+    /// a large image. Storage without a separate place for images does nothing here.
+    func stageSnapshot(index: UInt64, data: [UInt8]) throws
+}
+
+extension LogStorage {
+    public func stageSnapshot(index: UInt64, data: [UInt8]) throws {}
 }
 
 /// Typed failures of a storage backend.

@@ -12,8 +12,9 @@ import Synchronization
 /// signed 64-bit):
 /// - `entries(idx INTEGER PRIMARY KEY, term, kind, data BLOB)`: the log after the snapshot.
 /// - `hard_state(id = 0, term, vote, commit_index)`: at most one row.
-/// - `snapshot(id = 0, idx, term, voters, learners, data)`: at most one row; the member lists are
-///   little-endian `UInt64`s back to back.
+/// - `snapshot(id = 0, idx, term, voters, learners, data, external)`: at most one row; the member
+///   lists are little-endian `UInt64`s back to back. `external = 1`: the image was staged in
+///   `<path>-snapshots` (`SQLiteSnapshotFile`) off the Raft loop and `data` is empty.
 ///
 /// Log indexes are compared in SQL (`DELETE ... WHERE idx >= ?`), so they must stay below `2^63`;
 /// `save` rejects larger ones rather than silently mis-ordering them.
@@ -25,6 +26,14 @@ import Synchronization
 /// already excludes concurrent use and SQLite's own would be redundant.
 public final class SQLiteLogStorage: LogStorage, @unchecked Sendable {
     private let connection: Mutex<Connection?>
+    /// Where staged snapshot images go; nil for an in-memory database.
+    private let images: SQLiteSnapshotFile?
+    /// Checkpoints the WAL off the caller's thread; nil for an in-memory database.
+    private let checkpointer: SQLiteCheckpointer?
+    /// The snapshot index the log database refers to (images below it may be pruned).
+    private let committedSnapshot = Atomic<UInt64>(0)
+    /// The index of the last image staged, which the next snapshot `save` at that index refers to.
+    private let stagedSnapshot = Mutex<UInt64?>(nil)
 
     /// The path the database was opened at.
     public let path: String
@@ -35,11 +44,26 @@ public final class SQLiteLogStorage: LogStorage, @unchecked Sendable {
     ///   directory, not a database) or the schema cannot be set up.
     public init(path: String) throws {
         self.path = path
-        let conn = try Connection(path: path)
+        let images = path == ":memory:" || path.isEmpty ? nil : try SQLiteSnapshotFile(path: path + "-snapshots")
+        let conn = try Connection(path: path, images: images)
+        let committed = (try? conn.snapshotIndex()) ?? 0
+        self.checkpointer = images == nil ? nil : try SQLiteCheckpointer(path: path)
+        self.images = images
         self.connection = Mutex(conn)
+        committedSnapshot.store(committed, ordering: .relaxed)
+    }
+
+    /// Writes a snapshot image to `<path>-snapshots` and syncs it, without the log's lock; the
+    /// `save` of the snapshot at `index` that follows then stores only its metadata.
+    public func stageSnapshot(index: UInt64, data: [UInt8]) throws {
+        guard let images else { return }
+        try images.put(index: index, data: data, keepFrom: committedSnapshot.load(ordering: .relaxed))
+        stagedSnapshot.withLock { $0 = index }
     }
 
     deinit {
+        checkpointer?.close()
+        images?.close()
         connection.withLock { conn in
             conn?.close()
             conn = nil
@@ -49,6 +73,8 @@ public final class SQLiteLogStorage: LogStorage, @unchecked Sendable {
     /// Finalizes the prepared statements and closes the database. Later `load` or `save` calls throw
     /// `StorageError.io`. Calling it twice is harmless; `deinit` does it too.
     public func close() {
+        checkpointer?.close()
+        images?.close()
         connection.withLock { conn in
             conn?.close()
             conn = nil
@@ -73,9 +99,12 @@ public final class SQLiteLogStorage: LogStorage, @unchecked Sendable {
     public func save(_ batch: PersistBatch) throws {
         // An empty batch changes nothing: skip the transaction and its fsync.
         if batch.isEmpty { return }
+        let staged = batch.snapshot == nil ? nil : stagedSnapshot.withLock { $0 }
         try connection.withLock { conn throws in
             guard let conn else { throw StorageError.io("SQLiteLogStorage(\(path)) is closed") }
-            try conn.save(batch)
+            if let saved = try conn.save(batch, stagedIndex: staged) {
+                committedSnapshot.store(saved, ordering: .relaxed)
+            }
         }
     }
 }
@@ -94,6 +123,12 @@ private var sqliteTransient: sqlite3_destructor_type {
 private final class Connection {
     private var db: OpaquePointer?
     private let path: String
+    private let images: SQLiteSnapshotFile?
+    /// Entries up to this index are covered by the snapshot and still to be deleted, a batch per
+    /// save: deleting 50,000 rows in the snapshot's own transaction stalled the Raft loop ~100 ms.
+    /// Until then `load` skips them.
+    private var trimThrough: UInt64 = 0
+    static let trimBatch = 2_000
 
     // Prepared once in `init` and reused (reset after each use): preparing costs about as much as
     // executing for these tiny statements.
@@ -113,8 +148,9 @@ private final class Connection {
     private var selectSnapshot: OpaquePointer?
     private var selectEntries: OpaquePointer?
 
-    init(path: String) throws {
+    init(path: String, images: SQLiteSnapshotFile?) throws {
         self.path = path
+        self.images = images
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
@@ -143,6 +179,8 @@ private final class Connection {
             throw StorageError.io("cannot enable WAL on \(path): journal_mode is \(mode ?? "unknown")")
         }
         try exec("PRAGMA synchronous=FULL")
+        // Checkpoints run off the Raft loop (SQLiteCheckpointer); an in-memory database has no WAL.
+        if images != nil { try exec("PRAGMA wal_autocheckpoint=0") }
         try exec("""
             CREATE TABLE IF NOT EXISTS entries(
                 idx INTEGER PRIMARY KEY,
@@ -165,23 +203,27 @@ private final class Connection {
                 data BLOB NOT NULL
             );
             """)
+        // Databases made before snapshot images were staged lack the column; adding it twice fails,
+        // which is fine: the statements below need it and fail loudly if it is really missing.
+        try? exec("ALTER TABLE snapshot ADD COLUMN external INTEGER NOT NULL DEFAULT 0")
         begin = try prepare("BEGIN IMMEDIATE")
         beginRead = try prepare("BEGIN")
         commit = try prepare("COMMIT")
         rollback = try prepare("ROLLBACK")
         insertEntry = try prepare("INSERT INTO entries(idx, term, kind, data) VALUES (?1, ?2, ?3, ?4)")
         deleteEntriesFrom = try prepare("DELETE FROM entries WHERE idx >= ?1")
-        deleteEntriesThrough = try prepare("DELETE FROM entries WHERE idx <= ?1")
+        deleteEntriesThrough = try prepare(
+            "DELETE FROM entries WHERE idx IN (SELECT idx FROM entries WHERE idx <= ?1 ORDER BY idx LIMIT \(Self.trimBatch))")
         deleteAllEntries = try prepare("DELETE FROM entries")
         selectTermAt = try prepare("SELECT term FROM entries WHERE idx = ?1")
         selectSnapshotIndex = try prepare("SELECT idx FROM snapshot WHERE id = 0")
         replaceSnapshot = try prepare(
-            "INSERT OR REPLACE INTO snapshot(id, idx, term, voters, learners, data) VALUES (0, ?1, ?2, ?3, ?4, ?5)")
+            "INSERT OR REPLACE INTO snapshot(id, idx, term, voters, learners, data, external) VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6)")
         replaceHardState = try prepare(
             "INSERT OR REPLACE INTO hard_state(id, term, vote, commit_index) VALUES (0, ?1, ?2, ?3)")
         selectHardState = try prepare("SELECT term, vote, commit_index FROM hard_state WHERE id = 0")
-        selectSnapshot = try prepare("SELECT idx, term, voters, learners, data FROM snapshot WHERE id = 0")
-        selectEntries = try prepare("SELECT idx, term, kind, data FROM entries ORDER BY idx")
+        selectSnapshot = try prepare("SELECT idx, term, voters, learners, data, external FROM snapshot WHERE id = 0")
+        selectEntries = try prepare("SELECT idx, term, kind, data FROM entries WHERE idx > ?1 ORDER BY idx")
     }
 
     func close() {
@@ -201,12 +243,24 @@ private final class Connection {
 
     // MARK: save
 
-    func save(_ batch: PersistBatch) throws {
+    /// The stored snapshot's index, 0 when there is none.
+    func snapshotIndex() throws -> UInt64 {
+        try queryUInt64(selectSnapshotIndex) ?? 0
+    }
+
+    /// Returns the index of the snapshot it stored, if any.
+    func save(_ batch: PersistBatch, stagedIndex: UInt64?) throws -> UInt64? {
         try checkIndexes(batch)
         try step(begin)
+        var saved: UInt64?
         do {
-            if let snap = batch.snapshot {
-                try saveSnapshot(snap)
+            if let snap = batch.snapshot, try saveSnapshot(snap, staged: stagedIndex == snap.metadata.index) {
+                saved = snap.metadata.index
+            }
+            if trimThrough > 0 {
+                bind(deleteEntriesThrough, 1, trimThrough)
+                try step(deleteEntriesThrough)
+                if sqlite3_changes(db) < Self.trimBatch { trimThrough = 0 }
             }
             if let first = batch.entries.first {
                 bind(deleteEntriesFrom, 1, first.index)
@@ -222,6 +276,7 @@ private final class Connection {
                 try step(replaceHardState)
             }
             try step(commit)
+            return saved
         } catch {
             // Undo the partial batch so the database holds none of it. ROLLBACK can itself fail if
             // SQLite already rolled back (e.g. after SQLITE_FULL); the original error is what matters.
@@ -243,16 +298,17 @@ private final class Connection {
         }
     }
 
-    private func saveSnapshot(_ snap: Snapshot) throws {
+    /// Stores `snap` unless it is stale; `staged`: its image is already in the images file.
+    private func saveSnapshot(_ snap: Snapshot, staged: Bool) throws -> Bool {
         let stored: UInt64 = try queryUInt64(selectSnapshotIndex) ?? 0
         // An older or equal snapshot is stale (e.g. a duplicate InstallSnapshot): ignore it.
-        guard snap.metadata.index > stored else { return }
+        guard snap.metadata.index > stored else { return false }
         bind(selectTermAt, 1, snap.metadata.index)
         let termAtIndex = try queryUInt64(selectTermAt)
         if termAtIndex == snap.metadata.term {
-            // The log agrees with the snapshot up to its index: keep the suffix (Raft §7).
-            bind(deleteEntriesThrough, 1, snap.metadata.index)
-            try step(deleteEntriesThrough)
+            // The log agrees with the snapshot up to its index: keep the suffix (Raft §7). The
+            // covered entries go a batch per save from now on (`trimThrough`).
+            trimThrough = snap.metadata.index
         } else {
             // The snapshot replaces a log that diverges or is too short: drop all of it.
             try step(deleteAllEntries)
@@ -261,8 +317,10 @@ private final class Connection {
         bind(replaceSnapshot, 2, snap.metadata.term)
         try bind(replaceSnapshot, 3, encodeIDs(snap.metadata.confState.voters))
         try bind(replaceSnapshot, 4, encodeIDs(snap.metadata.confState.learners))
-        try bind(replaceSnapshot, 5, snap.data)
+        try bind(replaceSnapshot, 5, staged ? [] : snap.data)
+        sqlite3_bind_int64(replaceSnapshot, 6, staged ? 1 : 0)
         try step(replaceSnapshot)
+        return true
     }
 
     private func insert(_ entry: Entry) throws {
@@ -297,20 +355,30 @@ private final class Connection {
         defer { sqlite3_reset(selectSnapshot) }
         if try stepRow(selectSnapshot) {
             try expectTypes(
-                selectSnapshot, [SQLITE_INTEGER, SQLITE_INTEGER, SQLITE_BLOB, SQLITE_BLOB, SQLITE_BLOB], table: "snapshot")
+                selectSnapshot, [SQLITE_INTEGER, SQLITE_INTEGER, SQLITE_BLOB, SQLITE_BLOB, SQLITE_BLOB, SQLITE_INTEGER], table: "snapshot")
             guard let voters = decodeIDs(blob(selectSnapshot, 2)), let learners = decodeIDs(blob(selectSnapshot, 3)) else {
                 throw StorageError.corrupt("snapshot member list length is not a multiple of 8")
             }
             let index: UInt64 = column(selectSnapshot, 0)
             guard index > 0 else { throw StorageError.corrupt("snapshot row with index 0") }
+            var data = blob(selectSnapshot, 4)
+            if sqlite3_column_int64(selectSnapshot, 5) == 1 {
+                guard let staged = try images?.get(index: index) else {
+                    throw StorageError.corrupt("snapshot \(index) refers to an image missing from \(images?.path ?? "(none)")")
+                }
+                data = staged
+            }
             state.snapshot = Snapshot(
                 metadata: SnapshotMetadata(
                     index: index, term: column(selectSnapshot, 1),
                     confState: ConfState(voters: voters, learners: learners)),
-                data: blob(selectSnapshot, 4))
+                data: data)
         }
 
-        defer { sqlite3_reset(selectEntries) }
+        defer { sqlite3_reset(selectEntries); sqlite3_clear_bindings(selectEntries) }
+        // Entries the snapshot covers may still await trimming; they are not part of the log.
+        bind(selectEntries, 1, state.snapshot.metadata.index)
+        trimThrough = state.snapshot.metadata.index
         var expected = state.snapshot.metadata.index &+ 1
         while try stepRow(selectEntries) {
             try expectTypes(selectEntries, [SQLITE_INTEGER, SQLITE_INTEGER, SQLITE_INTEGER, SQLITE_BLOB], table: "entries")

@@ -89,6 +89,7 @@ public final class LocalEtcdCluster: Sendable {
             let expirer = LeaseExpirer(store: store, now: now)
             tasks.append(Task { try? await node.run() })
             tasks.append(Task { await expirer.run() })
+            tasks.append(Task { await HistoryCompactor(store: store).run() })
             tasks.append(Task {
                 do { try await server.run() } catch { serverLogger.error("etcd API server failed: \(error)") }
             })

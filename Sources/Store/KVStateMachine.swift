@@ -39,6 +39,13 @@ public final class KVStateMachine: RaftStateMachine {
         state.withLock { $0.store.snapshotBytes() }
     }
 
+    /// A copy of the store (copy-on-write: O(1) now, the applies that follow copy what they
+    /// change), encoded when the node calls the closure, off its loop.
+    public func snapshotImage() -> @Sendable () -> [UInt8] {
+        let store = state.withLock { $0.store }
+        return { store.snapshotBytes() }
+    }
+
     public func restore(_ data: [UInt8], index: UInt64) throws {
         // Decode before taking the lock: a bad image leaves the current state untouched.
         let store = try KeyValueStore(snapshot: data)

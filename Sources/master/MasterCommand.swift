@@ -29,9 +29,11 @@ struct MasterCommand: EnvironmentConfigurable {
     @Option(help: "Seconds without a heartbeat before a node is not ready.") var nodeNotReadyAfter: Double = 5
     @Option(help: "Seconds without a heartbeat before a node is down and its tasks rescheduled.") var nodeDownAfter: Double = 15
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
+    @Option(help: "Built-in store: revisions of history kept (older ones are compacted, as etcd's --auto-compaction-mode=revision).")
+    var historyRevisions: Int64 = 10_000
 
     static let valueFlags = ["id", "data-dir", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
-                             "scheduler", "join-token", "api-token", "node-not-ready-after", "node-down-after", "log-level"]
+                             "scheduler", "join-token", "api-token", "node-not-ready-after", "node-down-after", "log-level", "history-revisions"]
 
     static let switchFlags = ["dev"]
 
@@ -94,8 +96,11 @@ struct MasterCommand: EnvironmentConfigurable {
             etcdAddress: try address(etcdAddr, "etcd-addr", default: 2379), peers: peerList, store: kind,
             etcdEndpoints: etcdEndpoints.split(separator: ",").map(String.init), scheduler: algorithm,
             joinToken: joinToken, apiToken: apiToken, health: health)
-        try config.validate()
-        return config
+        guard historyRevisions > 0 else { throw MasterConfigError.invalid("--history-revisions must be positive") }
+        var withHistory = config
+        withHistory.historyRevisions = historyRevisions
+        try withHistory.validate()
+        return withHistory
     }
 }
 

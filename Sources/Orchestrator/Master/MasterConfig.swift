@@ -30,6 +30,8 @@ public struct MasterConfig: Sendable {
     public var tickInterval: Duration
     public var electionTicks: Int
     public var heartbeatInterval: Duration
+    /// Built-in store only: revisions of history kept behind the current one (`HistoryCompactor`).
+    public var historyRevisions: Int64 = 10_000
 
     public init(id: String, dataDir: String, apiAddress: HostPort, rpcAddress: HostPort, etcdAddress: HostPort? = nil,
                 peers: [(name: String, address: HostPort)], store: StoreKind = .raft, etcdEndpoints: [String] = [],

@@ -144,6 +144,7 @@ public final class MasterServer: Sendable {
             case .raft(let node, let store, let names):
                 group.addTask { try await node.run() }
                 group.addTask { await LeaseExpirer(store: store, now: self.now).run() }
+                group.addTask { [config] in await HistoryCompactor(store: store, retain: config.historyRevisions).run() }
                 if let etcdAddress = config.etcdAddress {
                     let info = MasterEtcdInfo(server: self, store: store, names: names)
                     let etcdAPI = EtcdAPIServer(store: store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger)

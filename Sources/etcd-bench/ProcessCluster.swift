@@ -4,9 +4,11 @@ import Foundation
 import Glibc
 #endif
 
-/// A real 3-member etcd cluster (Debian's `/usr/bin/etcd`, 3.4) on free loopback ports, each
-/// member with its own temporary data directory; stopped (SIGTERM, then SIGKILL) by `stop()`.
-final class EtcdProcessCluster: @unchecked Sendable {
+/// Three server processes on free loopback ports, each with its own temporary data directory and
+/// log; stopped (SIGTERM, then SIGKILL) by `stop()`. Either a real etcd 3.4 (Debian's
+/// `/usr/bin/etcd`) or our masters (the `master` binary of the same build), so both sides of the
+/// benchmark run as three processes, one replica each, beside the load generator's process.
+final class ProcessCluster: @unchecked Sendable {
     // `Process` is not Sendable: the processes are only signalled and waited for after `run()`.
     let endpoints: [String]
     private let processes: [Process]
@@ -18,31 +20,49 @@ final class EtcdProcessCluster: @unchecked Sendable {
         self.directory = directory
     }
 
-    static func start(binary: String = "/usr/bin/etcd", size: Int = 3) throws -> EtcdProcessCluster {
+    /// A real etcd cluster.
+    static func etcd(binary: String = "/usr/bin/etcd", size: Int = 3) throws -> ProcessCluster {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw LocalClusterError("etcd not found at \(binary) (apt-get install etcd-server)")
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var clientPorts: [Int] = [], peerPorts: [Int] = []
-        for _ in 0..<size {
-            clientPorts.append(try FreePort.find())
-            peerPorts.append(try FreePort.find())
-        }
+        let (clientPorts, peerPorts) = (try (0..<size).map { _ in try FreePort.find() }, try (0..<size).map { _ in try FreePort.find() })
         let initial = (0..<size).map { "e\($0)=http://127.0.0.1:\(peerPorts[$0])" }.joined(separator: ",")
-        var processes: [Process] = []
-        for i in 0..<size {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
+        return try launch(binary: binary, name: "etcd", endpoints: clientPorts.map { "127.0.0.1:\($0)" }) { i, dir in
             let client = "http://127.0.0.1:\(clientPorts[i])", peer = "http://127.0.0.1:\(peerPorts[i])"
-            process.arguments = [
-                "--name", "e\(i)", "--data-dir", directory.appendingPathComponent("e\(i)").path,
+            return [
+                "--name", "e\(i)", "--data-dir", dir.path,
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", "etcd-bench", "--logger", "zap", "--log-level", "error",
             ]
-            let log = directory.appendingPathComponent("e\(i).log")
+        }
+    }
+
+    /// Our masters with the built-in store, each serving the etcd API (`--etcd-addr`).
+    static func masters(binary: String, size: Int = 3) throws -> ProcessCluster {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw LocalClusterError("master not found at \(binary): build it with `swift build -c release --product master`")
+        }
+        let ports = try (0..<size).map { _ in (api: try FreePort.find(), rpc: try FreePort.find(), etcd: try FreePort.find()) }
+        let peers = (0..<size).map { "m\($0)=127.0.0.1:\(ports[$0].rpc)" }.joined(separator: ",")
+        return try launch(binary: binary, name: "master", endpoints: ports.map { "127.0.0.1:\($0.etcd)" }) { i, dir in
+            ["--id", "m\(i)", "--data-dir", dir.path, "--api-addr", "127.0.0.1:\(ports[i].api)",
+             "--rpc-addr", "127.0.0.1:\(ports[i].rpc)", "--etcd-addr", "127.0.0.1:\(ports[i].etcd)",
+             "--peers", peers, "--log-level", "warning"]
+        }
+    }
+
+    private static func launch(binary: String, name: String, endpoints: [String],
+                               arguments: (Int, URL) -> [String]) throws -> ProcessCluster {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-bench-\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var processes: [Process] = []
+        for i in endpoints.indices {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = arguments(i, directory.appendingPathComponent("\(name)\(i)"))
+            let log = directory.appendingPathComponent("\(name)\(i).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle
@@ -51,7 +71,7 @@ final class EtcdProcessCluster: @unchecked Sendable {
             try process.run()
             processes.append(process)
         }
-        return EtcdProcessCluster(endpoints: clientPorts.map { "127.0.0.1:\($0)" }, processes: processes, directory: directory)
+        return ProcessCluster(endpoints: endpoints, processes: processes, directory: directory)
     }
 
     /// SIGTERM every member, SIGKILL those still running after 5 s, remove the data.

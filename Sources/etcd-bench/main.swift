@@ -1,7 +1,11 @@
 // etcd-bench: the same etcd v3 workload against a real 3-member etcd and our 3-replica built-in
 // store, side by side (BENCHMARKS.md).
 //
-//   swift run -c release etcd-bench [--runs 3] [--seconds 5] [--ours HOST:PORT,...] [--no-check-perf]
+//   etcd-bench [--runs 3] [--seconds 5] [--ours HOST:PORT,... | --in-process] [--no-check-perf]
+//
+// Ours is, by default, three `master` processes of the same build (the binary next to this one),
+// one replica each, like etcd's three members; `--in-process` runs the three replicas inside the
+// bench's own process instead, and `--ours` measures endpoints already running.
 //   etcd-bench --serve-local   only serves our 3-replica cluster: prints "endpoints A,B,C" and runs
 //                              until its standard input closes (the etcd API tests run `check perf`
 //                              against it in a process of its own, away from other suites' load)
@@ -23,6 +27,7 @@ struct Options {
     /// Only these targets ("etcd", "ours"), for profiling one side.
     var only: Set<String> = ["etcd", "ours"]
     var serveLocal = false
+    var inProcess = false
 
     init(_ arguments: [String]) {
         var i = 1
@@ -39,8 +44,9 @@ struct Options {
             case "--no-check-perf": checkPerf = false
             case "--only": only = [value()]
             case "--serve-local": serveLocal = true
+            case "--in-process": inProcess = true
             default:
-                say("usage: etcd-bench [--runs N] [--seconds S] [--ours HOST:PORT,...] [--no-check-perf] [--only etcd|ours] | --serve-local")
+                say("usage: etcd-bench [--runs N] [--seconds S] [--ours HOST:PORT,... | --in-process] [--no-check-perf] [--only etcd|ours] | --serve-local")
                 exit(2)
             }
             i += 1
@@ -94,16 +100,22 @@ if options.serveLocal {
     exit(0)
 }
 
-say("starting a 3-member etcd (/usr/bin/etcd) and our 3-replica cluster on loopback…")
-let etcd = try EtcdProcessCluster.start()
+say("starting a 3-member etcd (/usr/bin/etcd) and our 3-master cluster on loopback…")
+let etcd = try ProcessCluster.etcd()
 var local: LocalEtcdCluster?
+var masters: ProcessCluster?
 do {
     let oursEndpoints: [String]
     if let ours = options.ours {
         oursEndpoints = ours
-    } else {
+    } else if options.inProcess {
         let cluster = try await LocalEtcdCluster.start()
         local = cluster
+        oursEndpoints = cluster.endpoints
+    } else {
+        let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let cluster = try ProcessCluster.masters(binary: here.appendingPathComponent("master").path)
+        masters = cluster
         oursEndpoints = cluster.endpoints
     }
     let etcdLeader = try await Workload.leaderEndpoint(etcd.endpoints)
@@ -145,8 +157,10 @@ do {
 } catch {
     say("etcd-bench failed: \(error)")
     await local?.shutdown()
+    await masters?.stop()
     await etcd.stop()
     exit(1)
 }
 await local?.shutdown()
+await masters?.stop()
 await etcd.stop()

@@ -80,10 +80,11 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
         streamHandler: @escaping @Sendable (_ stream: RPCStream<Inbound, Outbound>, _ context: ServerContext) async -> Void
     ) async throws {
         let (configuration, registry) = (self.configuration, self.registry)
-        var settings = HTTP2Settings()
-        settings.append(HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maxConcurrentStreams))
-        settings.append(HTTP2Setting(parameter: .initialWindowSize, value: configuration.streamWindowBytes))
-        settings.append(HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024))
+        let settings: HTTP2Settings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maxConcurrentStreams),
+            HTTP2Setting(parameter: .initialWindowSize, value: configuration.streamWindowBytes),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
+        ]
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

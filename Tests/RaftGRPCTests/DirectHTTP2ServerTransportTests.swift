@@ -180,7 +180,8 @@ struct DirectHTTP2ServerTransportTests {
     func clientCancellation() async throws {
         let f = try await Fixture()
         let call = Task { try await f.unary(hang, [1]) }
-        let deadline = ContinuousClock.now + .seconds(5)
+        // Generous: CI runs every suite of the process at once on 2 cores.
+        let deadline = ContinuousClock.now + .seconds(60)
         while f.started.count == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(f.started.count == 1)
         call.cancel()
@@ -196,14 +197,15 @@ struct DirectHTTP2ServerTransportTests {
     func stopWithOpenCall() async throws {
         let f = try await Fixture()
         let open = Task { try await f.unary(hang, [1]) }
-        let deadline = ContinuousClock.now + .seconds(5)
-        while f.transport.openConnections == 0, ContinuousClock.now < deadline {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while f.started.count == 0, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        let started = ContinuousClock.now
+        let stopping = ContinuousClock.now
         f.serving.cancel()
         _ = try? await f.serving.value
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // The grace is 500 ms; the bound only has to tell "stopped" from "waits for the call forever".
+        #expect(ContinuousClock.now - stopping < .seconds(20))
         #expect(f.transport.openConnections == 0)
         await #expect(throws: RPCError.self) { try await open.value }
         f.client.beginGracefulShutdown()

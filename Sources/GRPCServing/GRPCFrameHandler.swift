@@ -49,6 +49,12 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
     private var lastStreamID = HTTP2StreamID.rootStream
     private var draining = false
     private var needsFlush = false
+    /// What the client may still send on the connection, by our own count (HTTP/2 starts at 65,535).
+    /// Counted here rather than taken from swift-nio-http2's window events: a WINDOW_UPDATE we
+    /// write while the socket is not writable waits in its buffer and is not yet in its count, so
+    /// every DATA frame meanwhile asked for another update, and enough of them overflowed the
+    /// client's window (a FLOW_CONTROL_ERROR that closed the connection, seen once in CI).
+    private var connectionWindow = 65_535
 
     init(configuration: DirectHTTP2ServerTransport.Configuration, streamHandler: @escaping StreamHandler) {
         self.configuration = configuration
@@ -109,6 +115,13 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                 endInbound(frame.streamID)
             }
         case .data(let payload):
+            connectionWindow -= payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
+            if connectionWindow <= configuration.connectionWindowBytes / 2 {
+                // Topped up as data arrives; the stream windows bound what is buffered unread.
+                write(HTTP2Frame(streamID: .rootStream,
+                                 payload: .windowUpdate(windowSizeIncrement: configuration.connectionWindowBytes - connectionWindow)))
+                connectionWindow = configuration.connectionWindowBytes
+            }
             guard case .byteBuffer(let bytes) = payload.data else { return }
             received(bytes, on: frame.streamID, endStream: payload.endStream)
         case .rstStream:
@@ -127,12 +140,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let update = event as? NIOHTTP2WindowUpdatedEvent, update.streamID == .rootStream,
-           let window = update.inboundWindowSize, window <= configuration.connectionWindowBytes / 2 {
-            // Connection window: topped up as data arrives (stream windows bound what is unread).
-            write(HTTP2Frame(streamID: .rootStream,
-                             payload: .windowUpdate(windowSizeIncrement: configuration.connectionWindowBytes - window)))
-        } else if let closed = event as? StreamClosedEvent {
+        if let closed = event as? StreamClosedEvent {
             if let stream = streams.removeValue(forKey: closed.streamID) {
                 if closed.reason != nil || !stream.closedLocally {
                     stream.cancellation.cancel()
@@ -202,7 +210,13 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
     }
 
     private func received(_ bytes: ByteBuffer, on id: HTTP2StreamID, endStream: Bool) {
-        guard var stream = streams[id], !stream.closedRemotely else { return }
+        // Taken out of the table while it grows, so its buffer is not shared and appends in place
+        // (a copy left in the table made every DATA frame of a large message copy all before it).
+        guard var stream = streams.removeValue(forKey: id) else { return }
+        if stream.closedRemotely {
+            streams[id] = stream
+            return
+        }
         stream.reader.append(bytes)
         do {
             while let message = try stream.reader.next(limit: configuration.maxRequestMessageBytes) {

@@ -19,15 +19,7 @@ final class SQLiteCheckpointer: @unchecked Sendable {
     init(path: String, interval: Duration = .milliseconds(250), restartAbove: Int32 = 4_096) throws {
         self.path = path
         self.restartAbove = restartAbove
-        var handle: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
-        guard rc == SQLITE_OK, let handle else {
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
-            sqlite3_close_v2(handle)
-            throw StorageError.io("cannot open \(path) for checkpoints: \(message)")
-        }
-        sqlite3_busy_timeout(handle, 5_000)
-        db = Mutex(handle)
+        db = Mutex(try openSQLite(path, create: false, purpose: " for checkpoints"))
         task.withLock { task in
             task = Task.detached { [weak self] in
                 while !Task.isCancelled {

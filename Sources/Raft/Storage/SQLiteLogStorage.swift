@@ -151,17 +151,7 @@ private final class Connection {
     init(path: String, images: SQLiteSnapshotFile?) throws {
         self.path = path
         self.images = images
-        var handle: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &handle, flags, nil)
-        guard rc == SQLITE_OK, let handle else {
-            // sqlite3_open_v2 usually returns a handle even on failure; it carries the message and
-            // must still be closed.
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
-            sqlite3_close_v2(handle)
-            throw StorageError.io("cannot open \(path): \(message)")
-        }
-        db = handle
+        db = try openSQLite(path)
         do {
             try setUp()
         } catch {
@@ -171,8 +161,6 @@ private final class Connection {
     }
 
     private func setUp() throws {
-        // Another process holding the write lock (e.g. a backup tool) should delay us, not fail us.
-        sqlite3_busy_timeout(db, 5_000)
         let mode = try queryText("PRAGMA journal_mode=WAL")
         // ":memory:" databases cannot use WAL; anything else that refuses it breaks our durability story.
         guard mode == "wal" || mode == "memory" else {

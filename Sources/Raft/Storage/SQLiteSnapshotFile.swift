@@ -17,17 +17,9 @@ final class SQLiteSnapshotFile: @unchecked Sendable {
 
     init(path: String) throws {
         self.path = path
-        var handle: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
-        guard rc == SQLITE_OK, let handle else {
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
-            sqlite3_close_v2(handle)
-            throw StorageError.io("cannot open \(path): \(message)")
-        }
-        db = Mutex(handle)
+        db = Mutex(try openSQLite(path))
         do {
             try db.withLock { db in
-                sqlite3_busy_timeout(db, 5_000)
                 try Self.exec(db, "PRAGMA journal_mode=WAL", path)
                 try Self.exec(db, "PRAGMA synchronous=FULL", path)
                 try Self.exec(db, "CREATE TABLE IF NOT EXISTS images(idx INTEGER PRIMARY KEY, data BLOB NOT NULL)", path)

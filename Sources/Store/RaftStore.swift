@@ -140,7 +140,17 @@ public final class RaftStore: ClusterStore {
     }
 
     public func put(_ request: PutRequest) async throws -> PutResponse {
-        try await execute(.put(request)).putResponse()
+        try Self.refuseOversized([request])
+        return try await execute(.put(request)).putResponse()
+    }
+
+    /// Refuses puts over `maxRequestBytes` before they are proposed, as etcd's server does: the
+    /// state machine would refuse them too, but only after replicating and syncing megabytes on
+    /// every replica (which under load outlasted the request timeout).
+    static func refuseOversized(_ puts: [PutRequest]) throws(StoreError) {
+        for put in puts where put.key.count + put.value.count > maxRequestBytes {
+            throw .requestTooLarge(size: put.key.count + put.value.count, limit: maxRequestBytes)
+        }
     }
 
     public func deleteRange(_ request: DeleteRangeRequest) async throws -> DeleteRangeResponse {
@@ -148,7 +158,10 @@ public final class RaftStore: ClusterStore {
     }
 
     public func txn(_ request: TxnRequest) async throws -> TxnResponse {
-        try await execute(.txn(request)).txnResponse()
+        try Self.refuseOversized((request.success + request.failure).compactMap { op in
+            if case .put(let put) = op { put } else { nil }
+        })
+        return try await execute(.txn(request)).txnResponse()
     }
 
     public func compact(revision: Int64) async throws {

@@ -1,25 +1,43 @@
 import AsyncHTTPClient
 import Foundation
+import RaftTestSupport
 import Testing
 import TestGate
 
 /// `master --store etcd`: the same masters and workers with their state in a real etcd 3.4
 /// (Debian's etcd-server), leader election through an etcd lease (issues 3 and 4).
 @Suite(.serialized, .heavy) struct EtcdBackedClusterTests {
-    /// A single-member etcd on random loopback ports with its own data directory.
+    /// A single-member etcd on free loopback ports with its own data directory.
     final class Etcd: Sendable {
         let clientURL: String
+        let ports: [Int]
         let process: ManagedProcess
 
         init(root: String) throws {
-            let base = Int.random(in: 30_000...50_000)
+            // Below the ephemeral range and checked free (`PortBlock`): a random port in
+            // 30000-50000 could be taken by any client socket of the suites running alongside,
+            // and etcd then exits at once with "address already in use".
+            let base = try PortBlock.reserve(offsets: [0, 1])
             clientURL = "http://127.0.0.1:\(base)"
             let peer = "http://127.0.0.1:\(base + 1)"
             process = ManagedProcess(name: "etcd", binary: URL(fileURLWithPath: ProcessInfo.processInfo.environment["ETCD_BINARY"] ?? "/usr/bin/etcd"), arguments: [
                 "--name", "e", "--data-dir", root + "/etcd", "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "e=\(peer)",
             ], logPath: root + "/etcd.log")
+            ports = [base, base + 1]
             try process.start()
+        }
+
+        /// Returns once etcd listens on its client and peer ports; throws if it exits first or
+        /// has not bound them within 30 s.
+        func waitForListeners() async throws {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                guard process.isRunning else { throw EtcdFailure("etcd exited before listening:\n\(process.logTail)") }
+                if !ports.contains(where: PortBlock.isFree) { return }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw EtcdFailure("etcd did not listen on \(ports) within 30 s:\n\(process.logTail)")
         }
     }
 
@@ -29,6 +47,9 @@ import TestGate
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let etcd = try Etcd(root: root)
         defer { etcd.process.kill9() }
+        // The harness picks its masters' ports among the ones free when it is made: etcd's must be
+        // bound by then, or a master could be given one of them.
+        try await etcd.waitForListeners()
         let cluster = try ClusterHarness(masters: 3, masterArgs: ["--store", "etcd", "--etcd-endpoints", etcd.clientURL])
         defer { cluster.killAll() }
         do {
@@ -69,4 +90,10 @@ import TestGate
             throw error
         }
     }
+}
+
+/// etcd did not come up; the message carries its log tail.
+private struct EtcdFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

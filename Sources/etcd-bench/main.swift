@@ -26,6 +26,8 @@ struct Options {
     var checkPerf = true
     /// Only these targets ("etcd", "ours"), for profiling one side.
     var only: Set<String> = ["etcd", "ours"]
+    /// Only the scenarios whose name contains this (e.g. "put, 64"), for profiling one of them.
+    var scenario: String?
     var serveLocal = false
     var inProcess = false
 
@@ -43,10 +45,11 @@ struct Options {
             case "--ours": ours = value().split(separator: ",").map(String.init)
             case "--no-check-perf": checkPerf = false
             case "--only": only = [value()]
+            case "--scenario": scenario = value()
             case "--serve-local": serveLocal = true
             case "--in-process": inProcess = true
             default:
-                say("usage: etcd-bench [--runs N] [--seconds S] [--ours HOST:PORT,... | --in-process] [--no-check-perf] [--only etcd|ours] | --serve-local")
+                say("usage: etcd-bench [--runs N] [--seconds S] [--ours HOST:PORT,... | --in-process] [--no-check-perf] [--only etcd|ours] [--scenario TEXT] | --serve-local")
                 exit(2)
             }
             i += 1
@@ -126,7 +129,7 @@ do {
     // results[scenario][target] = one Measurement per run
     var results = Array(repeating: Array(repeating: [Measurement](), count: targets.count), count: Scenario.all.count)
     for run in 1...options.runs {
-        for (s, scenario) in Scenario.all.enumerated() {
+        for (s, scenario) in Scenario.all.enumerated() where options.scenario.map(scenario.name.contains) ?? true {
             for (t, target) in targets.enumerated() where options.only.contains(target.name) {
                 let m = try await target.run(scenario, duration: .seconds(options.seconds))
                 results[s][t].append(m)

@@ -42,7 +42,8 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
         public var gracePeriod: Duration = .milliseconds(500)
         /// Unary methods served without grpc-swift's router and executor, by `:path`
         /// (e.g. "/etcdserverpb.KV/Put"): for the calls that dominate a server's load. The
-        /// client's deadline (`grpc-timeout`) is not enforced on these; the method's own timeouts apply.
+        /// client's deadline (`grpc-timeout`) is enforced here too: DEADLINE_EXCEEDED and the
+        /// call's task cancelled when it passes.
         public var unaryMethods: [String: GRPCUnaryMethod] = [:]
         /// Runs on each accepted connection's event loop before the HTTP/2 handler is added (it
         /// may add handlers that must see the bytes first); throwing closes the connection.
@@ -116,8 +117,7 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
         }
         // Stopping: none of these waits may depend on the (cancelled) task, so they use futures.
         registry.drainAll()
-        let deadline = NIODeadline.now() + .nanoseconds(Int64(configuration.gracePeriod.components.seconds * 1_000_000_000
-            + configuration.gracePeriod.components.attoseconds / 1_000_000_000))
+        let deadline = NIODeadline.now() + .nanoseconds(configuration.gracePeriod.nanoseconds)
         for channel in registry.channels {
             let closed = channel.closeFuture
             let timeout = channel.eventLoop.scheduleTask(deadline: deadline) { channel.close(promise: nil) }

@@ -38,6 +38,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         var closedLocally = false
         /// Whether the client ended its side.
         var closedRemotely = false
+        /// Fast-path calls with a `grpc-timeout`: the timer that answers DEADLINE_EXCEEDED.
+        var deadline: Scheduled<Void>?
     }
 
     private let configuration: DirectHTTP2ServerTransport.Configuration
@@ -85,6 +87,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         let open = streams
         streams = [:]
         for stream in open.values {
+            stream.deadline?.cancel()
             stream.cancellation.cancel()
             if case .streaming(let inbound) = stream.receiver {
                 inbound.finish(throwing: RPCError(code: .unavailable, message: reason))
@@ -142,6 +145,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let closed = event as? StreamClosedEvent {
             if let stream = streams.removeValue(forKey: closed.streamID) {
+                stream.deadline?.cancel()
                 if closed.reason != nil || !stream.closedLocally {
                     stream.cancellation.cancel()
                     if case .streaming(let inbound) = stream.receiver {
@@ -181,7 +185,16 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         let cancellation = CancellationSlot()
         if let method = configuration.unaryMethods[request.path] {
             // The fast path: no router, executor or async sequence for a one-message call.
-            streams[id] = Stream(receiver: .unary(method, messages: []), cancellation: cancellation, descriptor: request.method)
+            var stream = Stream(receiver: .unary(method, messages: []), cancellation: cancellation, descriptor: request.method)
+            // grpc-swift's executor enforces the deadline on routed calls; here we do: when it
+            // passes, the client gets DEADLINE_EXCEEDED and the call's task is cancelled.
+            if let timeout = request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }).flatMap(GRPCTimeout.parse) {
+                let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+                stream.deadline = context.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+                    handler.value.deadlinePassed(id)
+                }
+            }
+            streams[id] = stream
             if endStream { endOfRequest(id) }
             return
         }
@@ -259,7 +272,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                 return
             }
             let (request, peers, descriptor, cancellation) = (messages[0], peers, stream.descriptor, stream.cancellation)
-            Task {
+            let task = Task {
                 let answer: Outbox.Answer
                 do {
                     answer = .response(try await withServerContextRPCCancellationHandle { handle in
@@ -275,6 +288,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                 }
                 outbox.answer(answer, on: id)
             }
+            cancellation.attach(task)
         }
     }
 
@@ -282,6 +296,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         guard var stream = streams[id] else { return }
         stream.closedLocally = true
         stream.closedRemotely = true
+        stream.deadline?.cancel()
+        stream.deadline = nil
         streams[id] = stream
         stream.cancellation.cancel()
         if case .streaming(let inbound) = stream.receiver {
@@ -298,6 +314,14 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         streams[id] = stream
         stream.cancellation.cancel()
         if case .streaming(let inbound) = stream.receiver { inbound.finish(throwing: error) }
+    }
+
+    /// A fast-path call outlived its `grpc-timeout`: DEADLINE_EXCEEDED goes out now, the call's
+    /// task is cancelled, and its answer, if it still comes, is dropped.
+    private func deadlinePassed(_ id: HTTP2StreamID) {
+        guard let stream = streams[id], !stream.closedLocally else { return }
+        fail(id, with: RPCError(code: .deadlineExceeded, message: "the call did not finish within its deadline (grpc-timeout)"))
+        flush()
     }
 
     // MARK: Outbound
@@ -321,6 +345,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
             write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(buffer)))))
         case .status(let status, let metadata):
             stream.closedLocally = true
+            stream.deadline?.cancel()
+            stream.deadline = nil
             let headers = GRPCResponseHeaders.trailers(status, metadata, trailersOnly: !stream.sentHeaders)
             write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: true))))
         }
@@ -441,8 +467,17 @@ final class Outbox: Sendable {
 /// Hands the transport's cancellation of a call (client reset, connection closed) to the call's
 /// task-local cancellation handle, which only exists once the call's task runs: a cancellation
 /// that comes first is kept and applied when the handle is attached.
+///
+/// A fast-path call's task is attached too and cancelled with it, as grpc-swift's executor cancels
+/// a routed call's task (so `Task.sleep` and other cancellation-aware waits end as well).
 final class CancellationSlot: Sendable {
-    private let state = Mutex<(handle: ServerContext.RPCCancellationHandle?, cancelled: Bool)>((nil, false))
+    private struct State {
+        var handle: ServerContext.RPCCancellationHandle?
+        var task: Task<Void, Never>?
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
 
     func attach(_ handle: ServerContext.RPCCancellationHandle) {
         let cancelNow = state.withLock { state in
@@ -452,12 +487,21 @@ final class CancellationSlot: Sendable {
         if cancelNow { handle.cancel() }
     }
 
+    func attach(_ task: Task<Void, Never>) {
+        let cancelNow = state.withLock { state in
+            state.task = task
+            return state.cancelled
+        }
+        if cancelNow { task.cancel() }
+    }
+
     func cancel() {
-        let handle = state.withLock { state in
+        let (handle, task) = state.withLock { state in
             state.cancelled = true
-            return state.handle
+            return (state.handle, state.task)
         }
         handle?.cancel()
+        task?.cancel()
     }
 }
 

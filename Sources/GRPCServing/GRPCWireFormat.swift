@@ -56,6 +56,40 @@ struct GRPCRequestHead {
     }
 }
 
+/// The `grpc-timeout` request header (gRPC's PROTOCOL-HTTP2.md): at most 8 digits and a unit,
+/// H, M, S, m, u or n (hours down to nanoseconds).
+enum GRPCTimeout {
+    /// The timeout, or nil when the value is malformed (the call then runs without one, as
+    /// grpc-swift's server does).
+    static func parse(_ value: String) -> Duration? {
+        let utf8 = Array(value.utf8)
+        guard utf8.count >= 2, utf8.count <= 9, let unit = utf8.last else { return nil }
+        var amount: Int64 = 0
+        for digit in utf8.dropLast() {
+            guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return nil }
+            amount = amount * 10 + Int64(digit - UInt8(ascii: "0"))
+        }
+        switch unit {
+        case UInt8(ascii: "H"): return .seconds(amount * 3600)
+        case UInt8(ascii: "M"): return .seconds(amount * 60)
+        case UInt8(ascii: "S"): return .seconds(amount)
+        case UInt8(ascii: "m"): return .milliseconds(amount)
+        case UInt8(ascii: "u"): return .microseconds(amount)
+        case UInt8(ascii: "n"): return .nanoseconds(amount)
+        default: return nil
+        }
+    }
+}
+
+extension Duration {
+    /// The whole duration in nanoseconds (saturating).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : scaled &+ attoseconds / 1_000_000_000
+    }
+}
+
 /// Response headers and trailers.
 enum GRPCResponseHeaders {
     /// The common head and trailers, built once.

@@ -28,6 +28,9 @@ private final class Fixture: Sendable {
     /// Hang calls that started, and those that saw their cancellation.
     let started = Counter()
     let cancelled = Counter()
+    /// The same for the fast path's slow method.
+    let slowStarted = Counter()
+    let slowCancelled = Counter()
 
     final class Counter: Sendable {
         private let value = Atomic<Int>(0)
@@ -42,6 +45,18 @@ private final class Fixture: Sendable {
             "/test.Fast/Reverse": GRPCUnaryMethod { bytes, _ in bytes.reversed() },
             "/test.Fast/Fail": GRPCUnaryMethod { _, _ in throw RPCError(code: .notFound, message: "no such thing: 100% ü") },
         ]
+        let (slowStarted, slowCancelled) = (self.slowStarted, self.slowCancelled)
+        // Runs until cancelled (at most 30 s), counting both.
+        config.unaryMethods["/test.Fast/Slow"] = GRPCUnaryMethod { bytes, _ in
+            slowStarted.add()
+            do {
+                try await Task.sleep(for: .seconds(30))
+            } catch {
+                slowCancelled.add()
+                throw error
+            }
+            return bytes
+        }
         let transport = DirectHTTP2ServerTransport(host: "127.0.0.1", port: 0, configuration: config)
         var router = RPCRouter<DirectHTTP2ServerTransport>()
         router.registerHandler(forMethod: echo, deserializer: Bytes(), serializer: Bytes()) { request, _ in
@@ -203,6 +218,40 @@ struct DirectHTTP2ServerTransportTests {
         while f.cancelled.count == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(f.cancelled.count == 1)
         // The connection serves on.
+        #expect(try await f.unary(fast, [1, 2]) == [2, 1])
+        await f.stop()
+    }
+
+    @Test("a fast-path call past its grpc-timeout is answered DEADLINE_EXCEEDED by the server and its task cancelled")
+    func fastPathDeadline() async throws {
+        let f = try await Fixture()
+        // curl sends the header and does not enforce the deadline itself (grpc-swift and grpc-go
+        // clients do, and would reset the stream first), so the answer can only be the server's.
+        let body = FileManager.default.temporaryDirectory.appendingPathComponent("grpc-body-\(UUID().uuidString)")
+        try Data([0, 0, 0, 0, 1, 42]).write(to: body)
+        defer { try? FileManager.default.removeItem(at: body) }
+        let port = try await f.transport.listeningPort
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-sS", "--http2-prior-knowledge", "--max-time", "20", "-D", "-", "-o", "/dev/null",
+                          "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", "grpc-timeout: 300m",
+                          "--data-binary", "@\(body.path)", "http://127.0.0.1:\(port)/test.Fast/Slow"]
+        let output = Pipe()
+        curl.standardOutput = output
+        let started = ContinuousClock.now
+        try curl.run()
+        let headers = String(decoding: try output.fileHandleForReading.readToEnd() ?? Data(), as: UTF8.self)
+        curl.waitUntilExit()
+        let elapsed = ContinuousClock.now - started
+        #expect(curl.terminationStatus == 0, "\(headers)")
+        #expect(headers.lowercased().contains("grpc-status: 4"), "\(headers)")  // DEADLINE_EXCEEDED
+        #expect(elapsed < .seconds(15), "answered after \(elapsed)")
+        // The call's task may start only after the deadline under load; it must still end cancelled.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while f.slowCancelled.count == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(f.slowStarted.count == 1)
+        #expect(f.slowCancelled.count == 1, "the call's task was not cancelled")
+        // The connection and the fast path still work.
         #expect(try await f.unary(fast, [1, 2]) == [2, 1])
         await f.stop()
     }

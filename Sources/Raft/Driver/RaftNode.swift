@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// Runs a `RawNode`: ticks from an injected clock, messages from a transport, requests from the
 /// application, and the Ready loop (persist, then send, then apply, then advance).
@@ -28,7 +29,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private let options: Options
     private let logger: Logger
 
-    private enum Event {
+    private enum Event: Sendable {
         case tick
         case messages([Message])
         case unreachable(NodeID)
@@ -39,7 +40,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         case storageFailed(String)
     }
 
-    private enum Request {
+    private enum Request: Sendable {
         case propose([UInt8], CheckedContinuation<[UInt8], any Error>)
         case confChange(ConfChange, CheckedContinuation<[UInt8], any Error>)
         case read(CheckedContinuation<Void, any Error>)
@@ -47,10 +48,20 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         case campaign
     }
 
-    private var inbox: [Event] = []
-    private var wakeUp: CheckedContinuation<Void, Never>?
+    /// Events from any task or thread; the loop takes them all at once. Behind a lock rather than
+    /// the actor's isolation so that a proposer, the transport or the ticker hands an event over
+    /// without a job on the node's executor: under load that was one executor hop per proposal,
+    /// queued behind the loop while it synced.
+    private struct Mailbox {
+        var events: [Event] = []
+        /// Set while the loop waits for an event.
+        var wakeUp: CheckedContinuation<Void, Never>?
+        /// Once set, requests fail with `.stopped` instead of being queued.
+        var stopped = false
+    }
+
+    private let mailbox = Mutex(Mailbox())
     private var running = false
-    private var stopped = false
 
     private struct PendingProposal {
         var term: UInt64
@@ -105,17 +116,17 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     public func run() async throws {
         precondition(!running, "RaftNode.run() called twice")
         running = true
-        defer { stopped = true }
+        defer { mailbox.withLock { $0.stopped = true } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [transport] in
                 try await transport.run(
-                    onReceive: { [weak self] batch in await self?.enqueue(.messages(batch)) },
-                    onUnreachable: { [weak self] peer in await self?.enqueue(.unreachable(peer)) })
+                    onReceive: { [weak self] batch in self?.enqueue(.messages(batch)) },
+                    onUnreachable: { [weak self] peer in self?.enqueue(.unreachable(peer)) })
             }
             group.addTask { [clock, options] in
                 while !Task.isCancelled {
                     try await clock.sleep(for: options.tickInterval)
-                    await self.enqueue(.tick)
+                    self.enqueue(.tick)
                 }
             }
             defer { group.cancelAll() }
@@ -130,56 +141,66 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     }
 
     private func loop() async throws {
+        var events: [Event] = []
         while !Task.isCancelled {
-            if inbox.isEmpty {
+            mailbox.withLock { swap(&events, &$0.events) }
+            if events.isEmpty {
                 await withTaskCancellationHandler {
-                    await withCheckedContinuation { wakeUp = $0 }
+                    await withCheckedContinuation { (wakeUp: CheckedContinuation<Void, Never>) in
+                        let ready = mailbox.withLock { m in
+                            if !m.events.isEmpty || m.stopped { return true }
+                            m.wakeUp = wakeUp
+                            return false
+                        }
+                        if ready { wakeUp.resume() }
+                    }
                 } onCancel: {
-                    Task { await self.enqueue(.tick) }
+                    self.enqueue(.tick)
                 }
                 continue
             }
-            let events = inbox
-            inbox.removeAll(keepingCapacity: true)
             for event in events { handle(event) }
+            events.removeAll(keepingCapacity: true)
             if let storageFailure { throw storageFailure }
             try processReady()
         }
     }
 
-    private func enqueue(_ event: Event) {
-        if stopped {
+    private nonisolated func enqueue(_ event: Event) {
+        let (accepted, wakeUp) = mailbox.withLock { m -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard !m.stopped else { return (false, nil) }
+            m.events.append(event)
+            defer { m.wakeUp = nil }
+            return (true, m.wakeUp)
+        }
+        guard accepted else {
             if case .request(let r) = event { fail(r, .stopped) }
             return
         }
-        inbox.append(event)
-        if let w = wakeUp {
-            wakeUp = nil
-            w.resume()
-        }
+        wakeUp?.resume()
     }
 
     // MARK: - Public requests
 
     /// Replicates `command` and returns the state machine's result once it is committed and applied.
     /// On a follower it fails at once with `.notLeader` naming the leader.
-    public func propose(_ command: [UInt8]) async throws -> [UInt8] {
+    public nonisolated func propose(_ command: [UInt8]) async throws -> [UInt8] {
         try await withCheckedThrowingContinuation { enqueue(.request(.propose(command, $0))) }
     }
 
     /// Waits until this node's state machine reflects every write committed before the call
     /// (ReadIndex, thesis §6.4); then a local read is linearizable. Works on followers too.
-    public func linearizableRead() async throws {
+    public nonisolated func linearizableRead() async throws {
         try await withCheckedThrowingContinuation { enqueue(.request(.read($0))) }
     }
 
     /// Hands leadership to `target` and returns once it leads (or fails with `.timeout`).
-    public func transferLeadership(to target: NodeID) async throws {
+    public nonisolated func transferLeadership(to target: NodeID) async throws {
         try await withCheckedThrowingContinuation { enqueue(.request(.transfer(target, $0))) }
     }
 
     /// Proposes a membership change; returns once it is applied here.
-    public func changeMembership(_ change: ConfChange) async throws {
+    public nonisolated func changeMembership(_ change: ConfChange) async throws {
         _ = try await withCheckedThrowingContinuation { enqueue(.request(.confChange(change, $0))) }
     }
 
@@ -297,7 +318,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
 
     private var transfers: [(target: NodeID, deadline: Int, continuation: CheckedContinuation<Void, any Error>)] = []
 
-    private func fail(_ request: Request, _ error: RaftNodeError) {
+    private nonisolated func fail(_ request: Request, _ error: RaftNodeError) {
         switch request {
         case .propose(_, let c), .confChange(_, let c): c.resume(throwing: error)
         case .read(let c), .transfer(_, let c): c.resume(throwing: error)
@@ -327,8 +348,13 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         proposals = [:]
         reads = [:]
         transfers = []
-        for event in inbox { if case .request(let r) = event { fail(r, error) } }
-        inbox = []
+        // Stopped under the lock, so no request can slip in after the drain.
+        let queued = mailbox.withLock { m in
+            m.stopped = true
+            defer { m.events = [] }
+            return m.events
+        }
+        for event in queued { if case .request(let r) = event { fail(r, error) } }
     }
 
     // MARK: - The Ready loop
@@ -441,10 +467,10 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
                 // Written and synced here, off the loop (see SQLiteSnapshotFile for why).
                 try storage.stageSnapshot(index: index, data: data)
             } catch {
-                await self?.enqueue(.storageFailed("cannot stage snapshot \(index): \(error)"))
+                self?.enqueue(.storageFailed("cannot stage snapshot \(index): \(error)"))
                 return
             }
-            await self?.enqueue(.snapshotEncoded(index: index, confState: confState, data: data))
+            self?.enqueue(.snapshotEncoded(index: index, confState: confState, data: data))
         }
     }
 

@@ -28,6 +28,11 @@ final class RecordingMachine: RaftStateMachine {
     var values: [[UInt8]] { commands.withLock { $0.map(\.1) } }
 }
 
+/// Requests answered so far, shared with the tasks that make them.
+final class AnswerCount: Sendable {
+    let value = Atomic<Int>(0)
+}
+
 /// A cluster of `RaftNode` actors on an in-memory network with real (short) ticks.
 final class NodeCluster: Sendable {
     let network = InMemoryNetwork()
@@ -125,6 +130,51 @@ final class NodeCluster: Sendable {
         let syncs = after.syncs - before.syncs
         #expect(entries >= 500)
         #expect(syncs < 250, "\(entries) entries took \(syncs) syncs")
+    }
+
+    @Test("stopping a node answers every request: pending and racing ones end, later ones fail as stopped")
+    func stopAnswersEveryRequest() async throws {
+        let cluster = try NodeCluster([1, 2, 3])
+        defer { cluster.stopAll() }
+        let leader = try await cluster.waitForLeader()
+        let node = cluster.nodes[leader]!
+        // Cut off from its followers, the leader's proposals stay pending until it stops.
+        cluster.network.isolate(leader)
+        let answered = AnswerCount()
+        let proposals = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for i in 0..<200 {
+                    group.addTask {
+                        _ = try? await node.propose(Array("p\(i)".utf8))
+                        answered.value.add(1, ordering: .relaxed)
+                    }
+                }
+            }
+        }
+        // Stop while proposals are still arriving: none may be queued after the final drain
+        // (it would wait forever).
+        try await Task.sleep(for: .milliseconds(5))
+        let run = cluster.tasks.withLock { $0[leader]! }
+        run.cancel()
+        _ = try? await run.value
+        let deadline = ContinuousClock.now + .seconds(30)
+        while answered.value.load(ordering: .relaxed) < 200, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(answered.value.load(ordering: .relaxed) == 200, "requests left unanswered after stop")
+        // Later requests fail at once. Run apart and polled, so a request that is queued instead
+        // fails the test rather than hanging it.
+        let later = Task { () -> [RaftNodeError?] in
+            var errors: [RaftNodeError?] = []
+            do { _ = try await node.propose([1]); errors.append(nil) } catch { errors.append(error as? RaftNodeError) }
+            do { try await node.linearizableRead(); errors.append(nil) } catch { errors.append(error as? RaftNodeError) }
+            answered.value.add(1, ordering: .relaxed)
+            return errors
+        }
+        while answered.value.load(ordering: .relaxed) < 201, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(answered.value.load(ordering: .relaxed) == 201, "a request after stop was not answered")
+        if answered.value.load(ordering: .relaxed) == 201 {
+            #expect(await later.value == [.stopped, .stopped])
+            await proposals.value
+        }
     }
 
     @Test("the leader stops; a new leader is elected and nothing committed is lost")

@@ -119,18 +119,24 @@ public final class LocalEtcdCluster: Sendable {
     /// Polls until one member leads and every member knows it; returns its id.
     public func waitForLeader(timeout: Duration = .seconds(15)) async throws -> NodeID {
         let deadline = ContinuousClock.now + timeout
+        var seen: [String] = []
         while ContinuousClock.now < deadline {
             var leaders: Set<NodeID> = []
             var leading = false
+            seen = []
+            let asked = ContinuousClock.now
             for member in members {
                 let status = await member.status()
                 leaders.insert(status.leader)
                 if status.role == .leader { leading = true }
+                seen.append("\(member.id): \(status.role) term \(status.term) leader \(status.leader) commit \(status.commitIndex)")
             }
             if leading, leaders.count == 1, let leader = leaders.first, leader != noNode { return leader }
+            seen.append("answered in \(ContinuousClock.now - asked)")
             try await Task.sleep(for: .milliseconds(10))
         }
-        throw LocalClusterError("no leader within \(timeout)")
+        // What each member last reported tells a stalled election from a member that never started.
+        throw LocalClusterError("no leader within \(timeout); last seen: \(seen.joined(separator: "; "))")
     }
 
     /// Stops every server, expirer and node, closes the databases and removes the directory.

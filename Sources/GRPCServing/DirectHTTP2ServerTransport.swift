@@ -45,6 +45,12 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
         /// client's deadline (`grpc-timeout`) is enforced here too: DEADLINE_EXCEEDED and the
         /// call's task cancelled when it passes.
         public var unaryMethods: [String: GRPCUnaryMethod] = [:]
+        /// Client-streaming methods served on the connection's event loop, by `:path`: each
+        /// request message is handed over as it completes, with no task, async sequence or
+        /// router per call. For long-lived streams of small messages (Raft's), where that
+        /// machinery cost more than the work. A sink's stream window re-opens as messages are
+        /// delivered, so the sink itself must keep up (hand over and return).
+        public var sinkMethods: [String: GRPCSinkMethod] = [:]
         /// Runs on each accepted connection's event loop before the HTTP/2 handler is added (it
         /// may add handlers that must see the bytes first); throwing closes the connection.
         public var connectionInitializer: (@Sendable (any Channel) throws -> Void)?
@@ -141,6 +147,36 @@ public struct GRPCUnaryMethod: Sendable {
 
     public init(handle: @escaping @Sendable (_ request: [UInt8], _ context: ServerContext) async throws -> [UInt8]) {
         self.handle = handle
+    }
+}
+
+/// A client-streaming method served straight from the transport, on the connection's event loop
+/// (see `DirectHTTP2ServerTransport.Configuration.sinkMethods`).
+public struct GRPCSinkMethod: Sendable {
+    /// Opens a call from its request metadata and the client's address (`ipv4:HOST:PORT`); an
+    /// `RPCError` it throws refuses the call with that status.
+    public var open: @Sendable (_ metadata: Metadata, _ remotePeer: String) throws -> GRPCSinkCall
+
+    public init(open: @escaping @Sendable (_ metadata: Metadata, _ remotePeer: String) throws -> GRPCSinkCall) {
+        self.open = open
+    }
+}
+
+/// One open sink call. Its closures run on the connection's event loop and must not block.
+public struct GRPCSinkCall: Sendable {
+    /// Response messages sent as soon as the call is accepted, after the response headers.
+    public var greeting: [[UInt8]]
+    /// Each request message, in the order sent.
+    public var receive: @Sendable (_ message: [UInt8]) -> Void
+    /// Called once when the call ends: `nil` when the client ended its side (the call then ends
+    /// with status OK), otherwise why it ended (reset, connection closed, bad framing).
+    public var end: @Sendable (_ error: RPCError?) -> Void
+
+    public init(greeting: [[UInt8]] = [], receive: @escaping @Sendable (_ message: [UInt8]) -> Void,
+                end: @escaping @Sendable (_ error: RPCError?) -> Void) {
+        self.greeting = greeting
+        self.receive = receive
+        self.end = end
     }
 }
 

@@ -24,6 +24,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         case streaming(AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation)
         /// Collected here and handed to a `GRPCUnaryMethod` when the request ends.
         case unary(GRPCUnaryMethod, messages: [[UInt8]])
+        /// Handed to a `GRPCSinkCall` on the event loop as each one completes.
+        case sink(GRPCSinkCall)
     }
 
     /// What the handler knows of one open stream.
@@ -40,6 +42,10 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         var closedRemotely = false
         /// Fast-path calls with a `grpc-timeout`: the timer that answers DEADLINE_EXCEEDED.
         var deadline: Scheduled<Void>?
+        /// Sink calls: message bytes delivered since the stream's window was last re-opened.
+        var delivered = 0
+        /// Sink calls: whether `end` was called.
+        var sinkEnded = false
     }
 
     private let configuration: DirectHTTP2ServerTransport.Configuration
@@ -89,8 +95,10 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         for stream in open.values {
             stream.deadline?.cancel()
             stream.cancellation.cancel()
-            if case .streaming(let inbound) = stream.receiver {
-                inbound.finish(throwing: RPCError(code: .unavailable, message: reason))
+            switch stream.receiver {
+            case .streaming(let inbound): inbound.finish(throwing: RPCError(code: .unavailable, message: reason))
+            case .sink(let call) where !stream.sinkEnded: call.end(RPCError(code: .unavailable, message: reason))
+            case .sink, .unary: break
             }
         }
     }
@@ -146,6 +154,9 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         if let closed = event as? StreamClosedEvent {
             if let stream = streams.removeValue(forKey: closed.streamID) {
                 stream.deadline?.cancel()
+                if case .sink(let call) = stream.receiver, !stream.sinkEnded {
+                    call.end(RPCError(code: .cancelled, message: "the stream was reset"))
+                }
                 if closed.reason != nil || !stream.closedLocally {
                     stream.cancellation.cancel()
                     if case .streaming(let inbound) = stream.receiver {
@@ -183,6 +194,10 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
             return
         }
         let cancellation = CancellationSlot()
+        if let method = configuration.sinkMethods[request.path] {
+            openSink(id, method: method, request: request, endStream: endStream, cancellation: cancellation)
+            return
+        }
         if let method = configuration.unaryMethods[request.path] {
             // The fast path: no router, executor or async sequence for a one-message call.
             var stream = Stream(receiver: .unary(method, messages: []), cancellation: cancellation, descriptor: request.method)
@@ -222,6 +237,34 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         }
     }
 
+    /// A sink call: the method accepts or refuses it now; an accepted one gets its response
+    /// headers and greeting at once and stays open until the client ends it.
+    private func openSink(_ id: HTTP2StreamID, method: GRPCSinkMethod, request: GRPCRequestHead, endStream: Bool,
+                          cancellation: CancellationSlot) {
+        let call: GRPCSinkCall
+        do {
+            call = try method.open(request.metadata, peers.remote)
+        } catch {
+            let rpcError = error as? RPCError ?? RPCError(code: .unknown, message: "\(error)")
+            let status = Status(code: Status.Code(rpcError.code), message: rpcError.message)
+            write(HTTP2Frame(streamID: id, payload: .headers(.init(
+                headers: GRPCResponseHeaders.trailers(status, rpcError.metadata, trailersOnly: true), endStream: true))))
+            return
+        }
+        streams[id] = Stream(receiver: .sink(call), cancellation: cancellation, descriptor: request.method)
+        respond(id, with: .metadata([:]))
+        for message in call.greeting { respond(id, with: .message(message)) }
+        if endStream { endOfRequest(id) }
+    }
+
+    /// Tells a sink call, once, that it ended: `nil` when the client ended its side.
+    private func endSink(_ id: HTTP2StreamID, _ error: RPCError?) {
+        guard var stream = streams[id], case .sink(let call) = stream.receiver, !stream.sinkEnded else { return }
+        stream.sinkEnded = true
+        streams[id] = stream
+        call.end(error)
+    }
+
     private func received(_ bytes: ByteBuffer, on id: HTTP2StreamID, endStream: Bool) {
         // Taken out of the table while it grows, so its buffer is not shared and appends in place
         // (a copy left in the table made every DATA frame of a large message copy all before it).
@@ -238,6 +281,14 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                 case .unary(let method, var messages):
                     messages.append(message)
                     stream.receiver = .unary(method, messages: messages)
+                case .sink(let call):
+                    call.receive(message)
+                    // Consumed as delivered: the window re-opens in steps of half of it.
+                    stream.delivered += message.count + 5
+                    if stream.delivered >= configuration.streamWindowBytes / 2 {
+                        write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: stream.delivered)))
+                        stream.delivered = 0
+                    }
                 }
             }
             if endStream && stream.reader.hasPartialMessage {
@@ -265,6 +316,9 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         switch stream.receiver {
         case .streaming(let inbound):
             inbound.finish()
+        case .sink:
+            endSink(id, nil)
+            respond(id, with: .status(Status(code: .ok, message: ""), [:]))
         case .unary(let method, let messages):
             guard messages.count == 1, let outbox else {
                 fail(id, with: RPCError(code: .internalError,
@@ -303,6 +357,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         if case .streaming(let inbound) = stream.receiver {
             inbound.finish(throwing: RPCError(code: .cancelled, message: message))
         }
+        endSink(id, RPCError(code: .cancelled, message: message))
     }
 
     /// Ends a call the transport itself refuses (bad framing, oversized message): the status goes
@@ -314,6 +369,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         streams[id] = stream
         stream.cancellation.cancel()
         if case .streaming(let inbound) = stream.receiver { inbound.finish(throwing: error) }
+        endSink(id, error)
     }
 
     /// A fast-path call outlived its `grpc-timeout`: DEADLINE_EXCEEDED goes out now, the call's

@@ -18,6 +18,7 @@ private let hang = MethodDescriptor(fullyQualifiedService: "test.Echo", method: 
 private let fast = MethodDescriptor(fullyQualifiedService: "test.Fast", method: "Reverse")
 private let fastFail = MethodDescriptor(fullyQualifiedService: "test.Fast", method: "Fail")
 private let unknown = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Nope")
+private let collect = MethodDescriptor(fullyQualifiedService: "test.Sink", method: "Collect")
 
 /// A server on a free loopback port with a few methods, and a grpc-swift client to it.
 private final class Fixture: Sendable {
@@ -31,6 +32,16 @@ private final class Fixture: Sendable {
     /// The same for the fast path's slow method.
     let slowStarted = Counter()
     let slowCancelled = Counter()
+    /// What the sink method saw: each message's digest, and how each call ended ("ok" or the code).
+    let sink = SinkLog()
+
+    final class SinkLog: Sendable {
+        private let state = Mutex<(digests: [[UInt8]], ends: [String])>(([], []))
+        func record(digest: [UInt8]) { state.withLock { $0.digests.append(digest) } }
+        func record(end: String) { state.withLock { $0.ends.append(end) } }
+        var digests: [[UInt8]] { state.withLock { $0.digests } }
+        var ends: [String] { state.withLock { $0.ends } }
+    }
 
     final class Counter: Sendable {
         private let value = Atomic<Int>(0)
@@ -56,6 +67,17 @@ private final class Fixture: Sendable {
                 throw error
             }
             return bytes
+        }
+        let sink = self.sink
+        // Greets with [1, 2, 3]; refuses calls whose metadata has "refuse".
+        config.sinkMethods["/test.Sink/Collect"] = GRPCSinkMethod { metadata, _ in
+            if metadata[stringValues: "refuse"].first(where: { _ in true }) != nil {
+                throw RPCError(code: .permissionDenied, message: "refused by the test")
+            }
+            return GRPCSinkCall(
+                greeting: [[1, 2, 3]],
+                receive: { message in sink.record(digest: Fixture.digest(message)) },
+                end: { error in sink.record(end: error.map { "\($0.code)" } ?? "ok") })
         }
         let transport = DirectHTTP2ServerTransport(host: "127.0.0.1", port: 0, configuration: config)
         var router = RPCRouter<DirectHTTP2ServerTransport>()
@@ -196,6 +218,54 @@ struct DirectHTTP2ServerTransportTests {
             return count
         }
         #expect(received == 24)
+        await f.stop()
+    }
+
+    @Test("a sink method greets, gets every message in order past its stream window, and hears once how each call ended")
+    func sinkMethod() async throws {
+        let f = try await Fixture()
+        func call(_ metadata: Metadata = [:], _ produce: @escaping @Sendable (RPCWriter<[UInt8]>) async throws -> Void) async throws -> [[UInt8]] {
+            try await f.client.bidirectionalStreaming(
+                request: StreamingClientRequest(of: [UInt8].self, metadata: metadata, producer: produce),
+                descriptor: collect, serializer: Bytes(), deserializer: Bytes(), options: .defaults
+            ) { response in
+                var messages: [[UInt8]] = []
+                for try await message in response.messages { messages.append(message) }
+                return messages
+            }
+        }
+        // 24 distinct 1 MB messages: three times the 8 MiB stream window, so the client stalls
+        // unless the window re-opens as the sink takes them.
+        let chunks = (0..<24).map { [UInt8](repeating: UInt8($0), count: 1_000_000) }
+        let answer = try await call { writer in
+            for chunk in chunks { try await writer.write(chunk) }
+        }
+        #expect(answer == [[1, 2, 3]])
+        #expect(f.sink.digests == chunks.map(Fixture.digest))
+        #expect(f.sink.ends == ["ok"])
+
+        await #expect {
+            _ = try await call(["refuse": "yes"]) { _ in }
+        } throws: { ($0 as? RPCError)?.code == .permissionDenied && ($0 as? RPCError)?.message == "refused by the test" }
+        #expect(f.sink.ends == ["ok"], "a refused call never opened, so it never ends")
+
+        #expect(try await f.unary(fast, [1, 2]) == [2, 1], "the connection serves on")
+
+        // A call still open when the server stops: after the grace period the connection closes
+        // and the sink hears the call ended without the client ending it.
+        let hanging = Task {
+            try await call { writer in
+                try await writer.write([9])
+                try await Task.sleep(for: .seconds(60))
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while f.sink.digests.count < 25, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(f.sink.digests.last == Fixture.digest([9]))
+        f.serving.cancel()
+        while f.sink.ends.count < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(f.sink.ends == ["ok", "unavailable"])
+        await #expect(throws: (any Error).self) { try await hanging.value }
         await f.stop()
     }
 

@@ -24,8 +24,9 @@ public enum GRPCRaftTransportError: Error, Sendable, Equatable {
 ///   grow staler (old commit index, old term), the leader re-sends whatever a follower misses, and
 ///   dropping the newest would deliver the stale backlog while losing the one message reflecting
 ///   the leader's current state.
-/// - Inbound, every batch is decoded and validated (``WireCodec``); malformed messages are
-///   dropped and logged, the rest go to `onReceive` in the order the peer sent them.
+/// - Inbound, every batch is decoded and validated (``WireCodec``) on the connection's event loop,
+///   as `DirectHTTP2ServerTransport` hands it over; malformed messages are dropped and logged, the
+///   rest go to `onReceive` in the order the peer sent them.
 ///
 /// Ordering holds per peer while a stream lives; across a reconnect, messages are lost rather
 /// than reordered. Messages to a peer known to be down are dropped (Raft re-sends).
@@ -81,8 +82,8 @@ public final class GRPCRaftTransport: RaftTransport {
 
     /// Handed from `run` to the inbound service and the sender tasks.
     struct Handlers: Sendable {
-        let onReceive: @Sendable ([Message]) async -> Void
-        let onUnreachable: @Sendable (NodeID) async -> Void
+        let onReceive: @Sendable ([Message]) -> Void
+        let onUnreachable: @Sendable (NodeID) -> Void
     }
 
     /// This server's id.
@@ -90,7 +91,8 @@ public final class GRPCRaftTransport: RaftTransport {
     private let configuration: Configuration
     private let logger: Logger
     private let state = Mutex(State())
-    private let server: StoppableGRPCServer<HTTP2ServerTransport.Posix>
+    private let serverTransport: DirectHTTP2ServerTransport
+    private let server: GRPCServer<DirectHTTP2ServerTransport>
     private let service: InboundService
     private let listenAddress: PeerAddress
     private let listenError: GRPCRaftTransportError?
@@ -127,41 +129,33 @@ public final class GRPCRaftTransport: RaftTransport {
         self.logger = logger
         self.listenAddress = PeerAddress(host: listen.host, port: listen.port)
 
-        let socketAddress: GRPCNIOTransportCore.SocketAddress
+        let listenHost: String
         switch Self.listenSocketAddress(listenAddress) {
-        case .success(let address):
-            socketAddress = address
+        case .success(let host):
+            listenHost = host
             listenError = nil
         case .failure(let error):
             // Reported by `run`, which can throw; an initializer that throws would be awkward
             // for a value that is otherwise plain configuration.
-            socketAddress = .ipv4(host: "127.0.0.1", port: 0)
+            listenHost = "127.0.0.1"
             listenError = error
         }
 
         service = InboundService(id: id, logger: logger, counters: counters)
-        let keepalive = configuration
-        let tracker = ConnectionTracker()
-        let serverTransport = HTTP2ServerTransport.Posix(
-            address: socketAddress,
-            transportSecurity: .plaintext,
-            config: .defaults { config in
-                // A batch is at most maxBatchBytes, or one message of up to maxMessageBytes; the
-                // estimate is generous but leave headroom so an honest peer is never refused.
-                config.rpc.maxRequestPayloadSize =
-                    max(keepalive.maxMessageBytes, keepalive.maxBatchBytes) + (1 << 20)
-                config.connection.keepalive = .init(
-                    time: keepalive.keepaliveInterval,
-                    timeout: keepalive.keepaliveTimeout,
-                    // Our peers ping every keepaliveInterval on a busy stream; allow it, or the
-                    // server would count strikes and close the connection.
-                    clientBehavior: .init(
-                        minPingIntervalWithoutCalls: keepalive.keepaliveInterval / 2, allowWithoutCalls: true)
-                )
-                tracker.install(on: &config)
-            }
-        )
-        server = StoppableGRPCServer(transport: serverTransport, services: [service] + additionalServices, tracker: tracker)
+        // Raft's stream is served on the connection's event loop (a sink: each batch is decoded
+        // and handed to the node there, with no task, async sequence or executor per call, which
+        // were most of a follower's CPU under load); the other services through grpc-swift's router.
+        var transportConfiguration = DirectHTTP2ServerTransport.Configuration()
+        // A batch is at most maxBatchBytes, or one message of up to maxMessageBytes; the estimate
+        // is generous but leave headroom so an honest peer is never refused.
+        transportConfiguration.maxRequestMessageBytes =
+            max(configuration.maxMessageBytes, configuration.maxBatchBytes) + (1 << 20)
+        transportConfiguration.sinkMethods = [
+            "/" + Raft_V1_RaftTransport.Method.Stream.descriptor.fullyQualifiedMethod: service.sinkMethod()
+        ]
+        serverTransport = DirectHTTP2ServerTransport(
+            host: listenHost, port: listenError == nil ? listenAddress.port : 0, configuration: transportConfiguration)
+        server = GRPCServer(transport: serverTransport, services: additionalServices)
 
         for (peer, address) in peers where peer != id {
             _ = installLink(peer: peer, address: PeerAddress(host: address.host, port: address.port))
@@ -276,8 +270,8 @@ public final class GRPCRaftTransport: RaftTransport {
     /// - Throws: ``GRPCRaftTransportError`` when called twice or when the listen address is
     ///   invalid; a gRPC `RuntimeError` when the port cannot be bound.
     public func run(
-        onReceive: @escaping @Sendable ([Message]) async -> Void,
-        onUnreachable: @escaping @Sendable (NodeID) async -> Void
+        onReceive: @escaping @Sendable ([Message]) -> Void,
+        onUnreachable: @escaping @Sendable (NodeID) -> Void
     ) async throws {
         if let listenError { throw listenError }
         let handlers = Handlers(onReceive: onReceive, onUnreachable: onUnreachable)
@@ -300,8 +294,9 @@ public final class GRPCRaftTransport: RaftTransport {
                 // If the server stops (it cannot bind, say), end the loop below so that `run`
                 // returns its error instead of waiting for a cancellation.
                 defer { newLinksContinuation.finish() }
-                // Returns (after closing every connection) when cancelled: the normal way out.
-                try await self.server.run()
+                // Returns (after GOAWAY, a short grace and closing every connection) when
+                // cancelled: the normal way out.
+                try await self.server.serve()
             }
             for link in initialLinks {
                 group.addTask { await self.runLink(link, handlers: handlers) }
@@ -318,10 +313,7 @@ public final class GRPCRaftTransport: RaftTransport {
     /// The port the server listens on, once it does (useful with port 0). Call while `run` runs.
     public var listeningPort: Int {
         get async throws {
-            let address = try await server.transport.listeningAddress
-            if let ipv4 = address.ipv4 { return ipv4.port }
-            if let ipv6 = address.ipv6 { return ipv6.port }
-            throw GRPCRaftTransportError.invalidListenAddress("\(address)")
+            try await serverTransport.listeningPort
         }
     }
 
@@ -367,7 +359,7 @@ public final class GRPCRaftTransport: RaftTransport {
                 logger.warning(
                     established ? "raft stream to peer broke" : "raft peer unreachable",
                     metadata: ["error": "\(error.map { "\($0)" } ?? "stream ended")", "dropped": "\(dropped)"])
-                await handlers.onUnreachable(link.peer)
+                handlers.onUnreachable(link.peer)
             } else {
                 logger.debug("raft reconnect failed", metadata: ["error": "\(error.map { "\($0)" } ?? "-")"])
             }
@@ -438,16 +430,13 @@ public final class GRPCRaftTransport: RaftTransport {
 
     // MARK: Addresses
 
-    private static func listenSocketAddress(
-        _ address: PeerAddress
-    ) -> Result<GRPCNIOTransportCore.SocketAddress, GRPCRaftTransportError> {
+    /// The host literal to listen on (`localhost` becomes 127.0.0.1), or why the address is unusable.
+    private static func listenSocketAddress(_ address: PeerAddress) -> Result<String, GRPCRaftTransportError> {
         let host = address.host == "localhost" ? "127.0.0.1" : address.host
-        guard (0...65535).contains(address.port) else {
+        guard (0...65535).contains(address.port), isIPv4Literal(host) || host.contains(":") else {
             return .failure(.invalidListenAddress("\(address)"))
         }
-        if isIPv4Literal(host) { return .success(.ipv4(host: host, port: address.port)) }
-        if host.contains(":") { return .success(.ipv6(host: host, port: address.port)) }
-        return .failure(.invalidListenAddress("\(address)"))
+        return .success(host)
     }
 
     private static func target(for address: PeerAddress) -> any ResolvableTarget {
@@ -472,87 +461,4 @@ struct PeerMismatch: Error, CustomStringConvertible {
 /// The peer closed the stream (it is shutting down).
 struct StreamEnded: Error, CustomStringConvertible {
     var description: String { "peer closed the stream" }
-}
-
-/// Where `run` leaves its handlers for the service (a class: `Mutex` cannot be copied with a struct).
-final class HandlerSlot: Sendable {
-    let value = Mutex<GRPCRaftTransport.Handlers?>(nil)
-}
-
-/// Counters the inbound service shares with the transport.
-final class InboundCounters: Sendable {
-    let received = Atomic<Int>(0)
-    let rejected = Atomic<Int>(0)
-}
-
-/// The server side: one handler per inbound stream, i.e. per peer sending to us.
-struct InboundService: Raft_V1_RaftTransport.ServiceProtocol {
-    let id: NodeID
-    let logger: Logger
-    let counters: InboundCounters
-    private let handlers = HandlerSlot()
-
-    init(id: NodeID, logger: Logger, counters: InboundCounters) {
-        self.id = id
-        self.logger = logger
-        self.counters = counters
-    }
-
-    func install(_ handlers: GRPCRaftTransport.Handlers) {
-        self.handlers.value.withLock { $0 = handlers }
-    }
-
-    func stream(
-        request: StreamingServerRequest<Raft_V1_MessageBatch>,
-        context: ServerContext
-    ) async throws -> StreamingServerResponse<Raft_V1_StreamAck> {
-        var logger = self.logger
-        logger[metadataKey: "remote"] = "\(context.remotePeer)"
-        let from = request.metadata[stringValues: "raft-from"].first(where: { _ in true })
-        if let from { logger[metadataKey: "peer"] = "\(from)" }
-        let sender = from.flatMap { NodeID($0) }
-        guard let handlers = handlers.value.withLock({ $0 }) else {
-            throw RPCError(code: .unavailable, message: "raft transport is not running")
-        }
-        let id = self.id
-        let counters = self.counters
-        let streamLogger = logger
-        return StreamingServerResponse { writer in
-            let logger = streamLogger
-            // Hello first: the sender waits for it before sending anything.
-            var ack = Raft_V1_StreamAck()
-            ack.nodeID = id
-            try await writer.write(ack)
-            logger.debug("raft inbound stream opened")
-
-            var rejected = 0
-            // The peer's stream ending (it died, or its connection broke) is the fastest sign that
-            // it may be gone: tell Raft, whose follower then pre-votes at once if it was the leader.
-            defer {
-                if let sender { Task { await handlers.onUnreachable(sender) } }
-            }
-            for try await batch in request.messages {
-                let (messages, errors) = WireCodec.decode(batch: batch, recipient: id)
-                if !errors.isEmpty {
-                    counters.rejected.add(errors.count, ordering: .relaxed)
-                    // Log the first few in full, then a sample: a broken peer must not flood the log.
-                    for error in errors {
-                        rejected += 1
-                        if rejected <= 10 || rejected.isMultiple(of: 1000) {
-                            logger.warning(
-                                "raft message dropped: malformed",
-                                metadata: ["error": "\(error)", "rejectedOnStream": "\(rejected)"])
-                        }
-                    }
-                }
-                if !messages.isEmpty {
-                    counters.received.add(messages.count, ordering: .relaxed)
-                    // Awaited: a slow consumer pushes back on the sender through HTTP/2 flow control.
-                    await handlers.onReceive(messages)
-                }
-            }
-            logger.debug("raft inbound stream closed by peer")
-            return [:]
-        }
-    }
 }

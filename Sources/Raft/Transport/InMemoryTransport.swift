@@ -6,7 +6,7 @@ public final class InMemoryNetwork: Sendable {
     private struct State {
         var inboxes: [NodeID: AsyncStream<[Message]>.Continuation] = [:]
         var cut: Set<[NodeID]> = []
-        var unreachableHandlers: [NodeID: @Sendable (NodeID) async -> Void] = [:]
+        var unreachableHandlers: [NodeID: @Sendable (NodeID) -> Void] = [:]
     }
 
     private let state = Mutex(State())
@@ -25,11 +25,11 @@ public final class InMemoryNetwork: Sendable {
 
     /// Cuts `node` off from every other node and tells its peers it is unreachable.
     public func isolate(_ node: NodeID) {
-        let handlers = state.withLock { s -> [(NodeID, @Sendable (NodeID) async -> Void)] in
+        let handlers = state.withLock { s -> [(NodeID, @Sendable (NodeID) -> Void)] in
             for other in s.inboxes.keys where other != node { s.cut.insert([min(node, other), max(node, other)]) }
             return s.unreachableHandlers.filter { $0.key != node }.map { ($0.key, $0.value) }
         }
-        for (_, handler) in handlers { Task { await handler(node) } }
+        for (_, handler) in handlers { handler(node) }
     }
 
     /// Restores every link.
@@ -38,7 +38,7 @@ public final class InMemoryNetwork: Sendable {
     }
 
     func register(_ id: NodeID, _ continuation: AsyncStream<[Message]>.Continuation,
-                  onUnreachable: @escaping @Sendable (NodeID) async -> Void) {
+                  onUnreachable: @escaping @Sendable (NodeID) -> Void) {
         state.withLock {
             $0.inboxes[id] = continuation
             $0.unreachableHandlers[id] = onUnreachable
@@ -73,14 +73,14 @@ public struct InMemoryTransport: RaftTransport {
     }
 
     public func run(
-        onReceive: @escaping @Sendable ([Message]) async -> Void,
-        onUnreachable: @escaping @Sendable (NodeID) async -> Void
+        onReceive: @escaping @Sendable ([Message]) -> Void,
+        onUnreachable: @escaping @Sendable (NodeID) -> Void
     ) async throws {
         let (stream, continuation) = AsyncStream<[Message]>.makeStream()
         network.register(id, continuation, onUnreachable: onUnreachable)
         defer { network.unregister(id) }
         for await batch in stream {
-            await onReceive(batch)
+            onReceive(batch)
         }
     }
 }

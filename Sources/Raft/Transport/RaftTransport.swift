@@ -10,8 +10,11 @@ public protocol RaftTransport: Sendable {
     /// Receives from peers until the calling task is cancelled: every batch that arrives goes to
     /// `onReceive`; `onUnreachable` is told when the connection to a peer breaks, so that a follower
     /// that loses its leader can start a pre-vote at once instead of waiting out its timeout.
+    ///
+    /// Both are called on the transport's own threads (a network event loop, say) and must hand
+    /// over and return without blocking: not being `async` spares a task hop per batch.
     func run(
-        onReceive: @escaping @Sendable ([Message]) async -> Void,
-        onUnreachable: @escaping @Sendable (NodeID) async -> Void
+        onReceive: @escaping @Sendable ([Message]) -> Void,
+        onUnreachable: @escaping @Sendable (NodeID) -> Void
     ) async throws
 }

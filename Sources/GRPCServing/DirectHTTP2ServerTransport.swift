@@ -48,8 +48,9 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
         /// Client-streaming methods served on the connection's event loop, by `:path`: each
         /// request message is handed over as it completes, with no task, async sequence or
         /// router per call. For long-lived streams of small messages (Raft's), where that
-        /// machinery cost more than the work. A sink's stream window re-opens as messages are
-        /// delivered, so the sink itself must keep up (hand over and return).
+        /// machinery cost more than the work. A sink's stream window re-opens as bytes arrive
+        /// (at most one partial message is buffered), so the sink must keep up: hand over and
+        /// return.
         public var sinkMethods: [String: GRPCSinkMethod] = [:]
         /// Runs on each accepted connection's event loop before the HTTP/2 handler is added (it
         /// may add handlers that must see the bytes first); throwing closes the connection.

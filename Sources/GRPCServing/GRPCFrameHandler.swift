@@ -42,8 +42,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         var closedRemotely = false
         /// Fast-path calls with a `grpc-timeout`: the timer that answers DEADLINE_EXCEEDED.
         var deadline: Scheduled<Void>?
-        /// Sink calls: message bytes delivered since the stream's window was last re-opened.
-        var delivered = 0
+        /// Sink calls: bytes received since the stream's window was last re-opened.
+        var unacknowledged = 0
         /// Sink calls: whether `end` was called.
         var sinkEnded = false
     }
@@ -274,6 +274,17 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
             return
         }
         stream.reader.append(bytes)
+        if case .sink = stream.receiver {
+            // A sink takes each message as soon as it is whole, so what is buffered here is at
+            // most one partial message (bounded by the message limit): the window re-opens as
+            // bytes arrive, in steps of half of it. Waiting for whole messages instead would stall
+            // a message larger than the window (a Raft snapshot) forever.
+            stream.unacknowledged += bytes.readableBytes
+            if stream.unacknowledged >= configuration.streamWindowBytes / 2 {
+                write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: stream.unacknowledged)))
+                stream.unacknowledged = 0
+            }
+        }
         do {
             while let message = try stream.reader.next(limit: configuration.maxRequestMessageBytes) {
                 switch stream.receiver {
@@ -283,12 +294,6 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                     stream.receiver = .unary(method, messages: messages)
                 case .sink(let call):
                     call.receive(message)
-                    // Consumed as delivered: the window re-opens in steps of half of it.
-                    stream.delivered += message.count + 5
-                    if stream.delivered >= configuration.streamWindowBytes / 2 {
-                        write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: stream.delivered)))
-                        stream.delivered = 0
-                    }
                 }
             }
             if endStream && stream.reader.hasPartialMessage {

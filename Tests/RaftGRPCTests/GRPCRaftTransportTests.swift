@@ -11,18 +11,23 @@ final class Inbox: Sendable {
     private struct State {
         var received: [NodeID: [UInt64]] = [:]
         var unreachable: [NodeID] = []
+        var snapshots: [Snapshot] = []
     }
 
     private let state = Mutex(State())
 
     func receive(_ messages: [Message]) {
         state.withLock { state in
-            for message in messages { state.received[message.from, default: []].append(message.commit) }
+            for message in messages {
+                state.received[message.from, default: []].append(message.commit)
+                if let snapshot = message.snapshot { state.snapshots.append(snapshot) }
+            }
         }
     }
 
     func unreachable(_ peer: NodeID) { state.withLock { $0.unreachable.append(peer) } }
 
+    var snapshots: [Snapshot] { state.withLock { $0.snapshots } }
     func received(from peer: NodeID) -> [UInt64] { state.withLock { $0.received[peer] ?? [] } }
     func unreachableCount(_ peer: NodeID) -> Int { state.withLock { $0.unreachable.filter { $0 == peer }.count } }
 }
@@ -156,6 +161,22 @@ struct GRPCRaftTransportTests {
         let total = Double(count * 6)
         print("[throughput] \(Int(total)) messages over 6 streams in \(elapsed): \(Int(total / elapsed.seconds)) msg/s in total")
 
+        for node in nodes { try await node.stop() }
+    }
+
+    @Test("a snapshot larger than the receiver's stream window arrives whole")
+    func largeSnapshot() async throws {
+        let nodes = [try await TestNode(id: 1), try await TestNode(id: 2)]
+        for node in nodes { node.connect(to: nodes) }
+        var probe = 1_000_000
+        try await waitUntilConnected(nodes[0], nodes[1], probe: &probe)
+        // 20 MB in one message: more than twice the 8 MiB window the receiving server advertises,
+        // so it arrives only if that window re-opens before the message is complete.
+        let image = (0..<20_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let snapshot = Snapshot(metadata: SnapshotMetadata(index: 10, term: 1, confState: ConfState(voters: [1, 2])), data: image)
+        nodes[0].transport.send([Message(kind: .snapshot, from: 1, to: 2, term: 1, commit: 42, snapshot: snapshot)])
+        try await eventually("the snapshot arrived", timeout: .seconds(60)) { nodes[1].inbox.received(from: 1).contains(42) }
+        #expect(nodes[1].inbox.snapshots == [snapshot])
         for node in nodes { try await node.stop() }
     }
 

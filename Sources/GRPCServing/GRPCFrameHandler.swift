@@ -126,7 +126,9 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                 endInbound(frame.streamID)
             }
         case .data(let payload):
-            connectionWindow -= payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
+            // What flow control counts: the data and any padding.
+            let flowControlled = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
+            connectionWindow -= flowControlled
             if connectionWindow <= configuration.connectionWindowBytes / 2 {
                 // Topped up as data arrives; the stream windows bound what is buffered unread.
                 write(HTTP2Frame(streamID: .rootStream,
@@ -134,7 +136,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                 connectionWindow = configuration.connectionWindowBytes
             }
             guard case .byteBuffer(let bytes) = payload.data else { return }
-            received(bytes, on: frame.streamID, endStream: payload.endStream)
+            received(bytes, on: frame.streamID, endStream: payload.endStream, flowControlled: flowControlled)
         case .rstStream:
             reset(frame.streamID, message: "the client cancelled the call")
         default:
@@ -265,7 +267,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         call.end(error)
     }
 
-    private func received(_ bytes: ByteBuffer, on id: HTTP2StreamID, endStream: Bool) {
+    private func received(_ bytes: ByteBuffer, on id: HTTP2StreamID, endStream: Bool, flowControlled: Int) {
         // Taken out of the table while it grows, so its buffer is not shared and appends in place
         // (a copy left in the table made every DATA frame of a large message copy all before it).
         guard var stream = streams.removeValue(forKey: id) else { return }
@@ -279,7 +281,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
             // most one partial message (bounded by the message limit): the window re-opens as
             // bytes arrive, in steps of half of it. Waiting for whole messages instead would stall
             // a message larger than the window (a Raft snapshot) forever.
-            stream.unacknowledged += bytes.readableBytes
+            stream.unacknowledged += flowControlled
             if stream.unacknowledged >= configuration.streamWindowBytes / 2 {
                 write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: stream.unacknowledged)))
                 stream.unacknowledged = 0

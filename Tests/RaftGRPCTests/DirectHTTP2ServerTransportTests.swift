@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCServing
 import Synchronization
+import TestGate
 import Testing
 
 /// Raw bytes in and out: the tests drive the transport without protobuf.
@@ -19,6 +20,7 @@ private let fast = MethodDescriptor(fullyQualifiedService: "test.Fast", method: 
 private let fastFail = MethodDescriptor(fullyQualifiedService: "test.Fast", method: "Fail")
 private let unknown = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Nope")
 private let collect = MethodDescriptor(fullyQualifiedService: "test.Sink", method: "Collect")
+private let spew = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Spew")
 
 /// A server on a free loopback port with a few methods, and a grpc-swift client to it.
 private final class Fixture: Sendable {
@@ -94,6 +96,16 @@ private final class Fixture: Sendable {
         router.registerHandler(forMethod: chat, deserializer: Bytes(), serializer: Bytes()) { request, _ in
             StreamingServerResponse { writer in
                 for try await message in request.messages { try await writer.write(Self.digest(message)) }
+                return [:]
+            }
+        }
+        // Streams back as many 10 KB messages as the request's first byte times 1,000.
+        router.registerHandler(forMethod: spew, deserializer: Bytes(), serializer: Bytes()) { request, _ in
+            StreamingServerResponse { writer in
+                var count = 0
+                for try await message in request.messages { count = Int(message.first ?? 0) * 1_000 }
+                let chunk = [UInt8](repeating: 7, count: 10_000)
+                for _ in 0..<count { try await writer.write(chunk) }
                 return [:]
             }
         }
@@ -266,6 +278,27 @@ struct DirectHTTP2ServerTransportTests {
         while f.sink.ends.count < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(f.sink.ends == ["ok", "unavailable"])
         await #expect(throws: (any Error).self) { try await hanging.value }
+        await f.stop()
+    }
+
+    /// The worker protocol's assignment streams are long-lived server streams on this transport
+    /// (the masters' rpc port): a grpc-swift client must read them for as long as it stays
+    /// connected. Heavy: 300 MB through a debug build keep both cores busy for seconds, which
+    /// would starve the timers of cluster suites running alongside.
+    @Test("a grpc-swift client reads long server streams of small messages (3 x 100 MB in 10 KB messages)", .heavy)
+    func longServerStream() async throws {
+        let f = try await Fixture()
+        for _ in 0..<3 {
+            let received = try await f.client.serverStreaming(
+                request: ClientRequest(message: [10]), descriptor: spew, serializer: Bytes(), deserializer: Bytes(),
+                options: .defaults
+            ) { response in
+                var count = 0
+                for try await message in response.messages where message.count == 10_000 { count += 1 }
+                return count
+            }
+            #expect(received == 10_000)
+        }
         await f.stop()
     }
 

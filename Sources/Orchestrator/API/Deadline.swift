@@ -17,9 +17,7 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendab
             }
             let timer = Task {
                 try? await Task.sleep(for: limit)
-                if gate.resume(continuation, with: .failure(Task.isCancelled ? CancellationError() : DeadlineExceeded())) {
-                    work.cancel()
-                }
+                gate.resume(continuation, with: .failure(Task.isCancelled ? CancellationError() : DeadlineExceeded()), cancellingWork: true)
             }
             gate.install(work: work, timer: timer)
         }
@@ -35,37 +33,37 @@ private final class Gate<T: Sendable>: Sendable {
         var work: Task<Void, Never>?
         var timer: Task<Void, Never>?
         var cancelled = false
+        /// The timer won before the work task was installed: cancel it on install.
+        var cancelWorkOnInstall = false
     }
 
     private let state = Mutex(State())
 
-    /// True if this call resumed the continuation (the first to finish wins).
-    @discardableResult
-    func resume(_ c: CheckedContinuation<T, any Error>, with result: Result<T, any Error>) -> Bool {
-        let (first, timer) = state.withLock { s -> (Bool, Task<Void, Never>?) in
-            if s.done { return (false, nil) }
+    /// Resumes the continuation unless the other task already did (the first to finish wins).
+    /// With `cancellingWork` (the timer), the operation is cancelled before the caller resumes, so
+    /// a caller that sees `DeadlineExceeded` knows the operation has been told to stop.
+    func resume(_ c: CheckedContinuation<T, any Error>, with result: Result<T, any Error>, cancellingWork: Bool = false) {
+        let (first, timer, work) = state.withLock { s -> (Bool, Task<Void, Never>?, Task<Void, Never>?) in
+            if s.done { return (false, nil, nil) }
             s.done = true
-            return (true, s.timer)
+            if cancellingWork && s.work == nil { s.cancelWorkOnInstall = true }
+            return (true, s.timer, s.work)
         }
-        guard first else { return false }
+        guard first else { return }
         timer?.cancel()
+        if cancellingWork { work?.cancel() }
         c.resume(with: result)
-        return true
     }
 
     func install(work: Task<Void, Never>, timer: Task<Void, Never>) {
-        let (cancelled, done) = state.withLock { s in
+        let (cancelled, done, cancelWork) = state.withLock { s in
             s.work = work
             s.timer = timer
-            return (s.cancelled, s.done)
+            return (s.cancelled, s.done, s.cancelWorkOnInstall)
         }
-        // Either may have happened before the tasks were known here.
-        if cancelled {
-            work.cancel()
-            timer.cancel()
-        } else if done {
-            timer.cancel()
-        }
+        // Any of these may have happened before the tasks were known here.
+        if cancelled || cancelWork { work.cancel() }
+        if cancelled || done { timer.cancel() }
     }
 
     /// The caller was cancelled: cancel the operation; the timer then resumes with CancellationError

@@ -1,7 +1,7 @@
 import CSQLite
 import Synchronization
 
-/// Copies the log database's WAL back into the database from a connection and task of its own.
+/// Copies the log database's WAL back into the database from a connection and thread of its own.
 ///
 /// Why: with SQLite's automatic checkpoints, the commit that finds the WAL past 1,000 pages copies
 /// them into the database and syncs it before returning, so every few seconds one Raft `save`
@@ -9,10 +9,11 @@ import Synchronization
 /// checkpoints (`wal_autocheckpoint=0`); this one runs PASSIVE checkpoints, which never block the
 /// writer, every `interval`. If the writer outruns them and the WAL passes `restartAbove` frames,
 /// a RESTART checkpoint (which briefly holds the writer off) lets the next commit rewind the WAL,
-/// so it cannot grow without bound.
+/// so it cannot grow without bound. The rounds run on a `PeriodicThread`, not a task: a checkpoint
+/// blocks on disk for as long as a sync takes.
 final class SQLiteCheckpointer: @unchecked Sendable {
     private let db: Mutex<OpaquePointer?>
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private var rounds: PeriodicThread?
     let path: String
     private let restartAbove: Int32
 
@@ -20,15 +21,7 @@ final class SQLiteCheckpointer: @unchecked Sendable {
         self.path = path
         self.restartAbove = restartAbove
         db = Mutex(try openSQLite(path, create: false, purpose: " for checkpoints"))
-        task.withLock { task in
-            task = Task.detached { [weak self] in
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: interval)
-                    guard let self else { return }
-                    self.checkpoint()
-                }
-            }
-        }
+        rounds = PeriodicThread(interval: interval) { [weak self] in self?.checkpoint() }
     }
 
     deinit { close() }
@@ -54,11 +47,9 @@ final class SQLiteCheckpointer: @unchecked Sendable {
         return sqlite3_column_int(stmt, 1)
     }
 
+    /// Ends the rounds (waiting for one in progress), then closes the connection.
     func close() {
-        task.withLock { task in
-            task?.cancel()
-            task = nil
-        }
+        rounds?.stop()
         db.withLock { db in
             sqlite3_close_v2(db)
             db = nil

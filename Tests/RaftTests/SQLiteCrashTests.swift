@@ -1,5 +1,6 @@
 import Foundation
 import Raft
+import TestGate
 import Testing
 
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Darwin
 /// Kills a real process that is appending through `SQLiteLogStorage` and checks that everything it
 /// acknowledged survived. The subject is the `raft-storage-probe` executable of this package, which
 /// `swift test` builds next to the test bundle.
-@Suite("SQLite crash safety")
+@Suite("SQLite crash safety", .ownThread)
 struct SQLiteCrashTests {
     /// One kill: how many new acks to wait for, the probe's batch size, and how many further ack lines
     /// to let pass before the kill, so the SIGKILL lands at different points of the write loop.

@@ -1,6 +1,7 @@
 import Foundation
 import Raft
 import Synchronization
+import TestGate
 import Testing
 
 /// A fresh directory under the system temp directory, removed when `body` returns or throws.
@@ -53,7 +54,7 @@ private func ioMessage(_ body: () throws -> Void) -> String? {
     return nil
 }
 
-@Suite("SQLiteLogStorage")
+@Suite("SQLiteLogStorage", .ownThread)
 struct SQLiteLogStorageTests {
     @Test("a new database loads as an empty state")
     func emptyDatabase() throws {

@@ -1,9 +1,10 @@
 import Foundation
 import Raft
+import TestGate
 import Testing
 
 /// Snapshot images staged off the Raft loop, trimming in batches, and checkpoints off the writer.
-@Suite("SQLiteLogStorage: staged snapshots, trimming and checkpoints")
+@Suite("SQLiteLogStorage: staged snapshots, trimming and checkpoints", .ownThread)
 struct SQLiteSnapshotStagingTests {
     private func path(_ dir: URL) -> String { dir.appendingPathComponent("raft.sqlite").path }
 

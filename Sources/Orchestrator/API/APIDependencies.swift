@@ -110,6 +110,11 @@ public struct APIConfiguration: Sendable {
     /// Comment lines sent on idle event streams, so proxies keep them open and a vanished client
     /// is noticed (the write fails) within this interval.
     public var keepaliveInterval: Duration = .seconds(15)
+    /// Most bytes of events an event stream queues for a client that reads slower than the cluster
+    /// changes. Past it the stream stops watching until the client has read half of them, then
+    /// catches up from the store's history: the master's memory stays bounded and the client
+    /// misses nothing (unless that history is compacted meanwhile: then `event: error`).
+    public var eventStreamBacklogBytes = 8 << 20
     /// Log bytes returned when the request does not say (`limit_bytes`), and the most it may ask.
     public var defaultLogBytes = 1 << 20
     public var maxLogBytes = 16 << 20

@@ -103,8 +103,9 @@ public struct OpenAPIDocument: Sendable {
                     description: """
                         Each message is `id: <revision>` (or `<revision>:<i>` for all but the last event of a revision \
                         with several), `event: <type>`, `data: <Event JSON>`. Resume with Last-Event-ID or since \
-                        (events after it). History already compacted: 410 before the stream starts; lost mid-stream: \
-                        an `event: error` message with an Error body ends the stream. Idle streams get `: keepalive` comments.
+                        (events after it). History already compacted: 410 before the stream starts; lost mid-stream \
+                        (also while a client that reads too slowly is being caught up from history): an `event: error` \
+                        message with an Error body ends the stream. Idle streams get `: keepalive` comments.
                         """,
                     parameters: [
                         query("since", "Send the events after this event id", schema: ["type": "string", "example": "42"]),

@@ -171,22 +171,45 @@ extension OrchestratorAPI {
         let from = cursor?.watchFrom ?? now + 1
         let encoder = EventStreamEncoder(filter: filter, cursor: cursor)
         let keepalive = configuration.keepaliveInterval
+        let backlogLimit = configuration.eventStreamBacklogBytes
         let streams = self.streams
 
         let body = ResponseBody { writer in
             // Registered only once the body is being written: a response that is never sent holds nothing.
             let (items, continuation) = AsyncStream<EventStreamRegistry.Item>.makeStream()
+            let backlog = EventStreamBacklog()
             let registration = streams.register(continuation)
             defer { streams.unregister(registration) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     var encoder = encoder
-                    let watch = store.watch(key: ClusterRepository.rootPrefix, rangeEnd: KeyRange.prefixEnd(ClusterRepository.rootPrefix),
-                                            fromRevision: from, prevKV: true)
+                    var from = from
                     do {
-                        for try await response in watch {
-                            let text = encoder.encode(response)
-                            if !text.isEmpty { continuation.yield(.frames(text)) }
+                        // The writer goes at the client's pace, the watch at the cluster's. A client
+                        // that falls more than the backlog behind is caught up from history, as etcd
+                        // catches up its slow watchers: the watch is let go (nothing more is held for
+                        // it), and once the client has read half the backlog a new one starts after
+                        // the last revision queued. Only history compacted meanwhile ends the stream.
+                        while true {
+                            var lagging = false
+                            do {
+                                // Scoped so that the watch is released before the wait below.
+                                let watch = store.watch(key: ClusterRepository.rootPrefix, rangeEnd: KeyRange.prefixEnd(ClusterRepository.rootPrefix),
+                                                        fromRevision: from, prevKV: true)
+                                for try await response in watch {
+                                    let text = encoder.encode(response)
+                                    if text.isEmpty { continue }
+                                    continuation.yield(.frames(text))
+                                    if backlog.queue(text.utf8.count) > backlogLimit {
+                                        lagging = true
+                                        break
+                                    }
+                                }
+                            }
+                            guard lagging else { break }
+                            from = encoder.cursor?.watchFrom ?? from
+                            await backlog.drained(below: backlogLimit / 2)
+                            try Task.checkCancellation()
                         }
                         // A watch ends without an error only when its store shuts down (or we were cancelled).
                         if !Task.isCancelled {
@@ -207,6 +230,7 @@ extension OrchestratorAPI {
                     switch item {
                     case .frames(let text):
                         try await writer.write(ByteBuffer(string: text))
+                        backlog.written(text.utf8.count)
                     case .keepalive:
                         try await writer.write(ByteBuffer(string: ": keepalive\n\n"))
                     case .failed(let error):

@@ -59,6 +59,54 @@ import Testing
         }
     }
 
+    @Test("a client that reads too slowly: the stream lets go of its watch past the backlog, then catches up from history with no gap")
+    func slowConsumer() async throws {
+        let store = CountingStore()
+        let f = APIFixture(store: store) { $0.keepaliveInterval = .milliseconds(20); $0.eventStreamBacklogBytes = 4_000 }
+        // The client reads nothing yet: even the stream's first line waits.
+        let sse = try await SSEClient.open(f.api, "/api/v1/events?since=0", paused: true)
+        try await poll(timeout: .seconds(10), "the stream to watch") { store.openWatches.withLock { $0 } == 1 }
+        try await f.test { client in
+            for _ in 0..<40 { try await client.createTask() }
+        }
+        // Past 4,000 queued bytes the stream lets go of its store watch while the client is silent.
+        try await poll(timeout: .seconds(10), "the slow stream to release its watch") { store.openWatches.withLock { $0 } == 0 }
+        #expect(sse.text.isEmpty)
+        sse.resume()
+        // It watches again from history once the client has read half the backlog, and delivers
+        // every event once, in order, with no error.
+        let got = try await sse.waitFor(40)
+        #expect(got.count == 40)
+        #expect(got.allSatisfy { $0.event == "task_created" })
+        let ids = got.compactMap { $0.id.flatMap { Int($0) } }
+        #expect(ids.count == 40 && zip(ids, ids.dropFirst()).allSatisfy { $1 == $0 + 1 }, "\(ids)")
+        // The history read in one piece may itself pass the backlog: the stream then lets go once
+        // more and watches again when that is written, right after the client has it.
+        try await poll(timeout: .seconds(10), "the stream to watch again") { store.openWatches.withLock { $0 } == 1 }
+        // Live again: a new change arrives on the same stream.
+        try await f.test { client in try await client.createTask() }
+        #expect(try await sse.waitFor(41).last?.id == "\((ids.last ?? 0) + 1)")
+        sse.disconnect()
+        _ = try await sse.waitForEnd()
+    }
+
+    @Test("a slow client that goes away while its stream waits for it to catch up ends the stream")
+    func slowConsumerLeaves() async throws {
+        let store = CountingStore()
+        let f = APIFixture(store: store) { $0.keepaliveInterval = .milliseconds(20); $0.eventStreamBacklogBytes = 4_000 }
+        let sse = try await SSEClient.open(f.api, "/api/v1/events?since=0", paused: true)
+        try await f.test { client in
+            for _ in 0..<40 { try await client.createTask() }
+        }
+        try await poll(timeout: .seconds(10), "the slow stream to release its watch") { store.openWatches.withLock { $0 } == 0 }
+        // The wait for the backlog to drain must end with the stream, or the stream never ends.
+        sse.disconnect()
+        let end = try await sse.waitForEnd()
+        #expect(throws: SSEClient.ClientGone.self) { try end.get() }
+        try await poll(timeout: .seconds(5), "the stream to unregister") { f.api.openEventStreams == 0 }
+        #expect(store.openWatches.withLock { $0 } == 0)
+    }
+
     @Test("without since: only changes after the stream opened")
     func liveOnly() async throws {
         let (f, _) = Self.fixture()

@@ -25,6 +25,8 @@ struct SSEClient {
     final class State: Sendable {
         let buffer = Mutex("")
         let gone = Mutex(false)
+        /// While set, writes wait: a client that reads nothing (its TCP window full).
+        let paused = Mutex(false)
         /// Set when the body writer returns: nil error for a clean end.
         let ended = Mutex<Result<Void, any Error>?>(nil)
     }
@@ -32,6 +34,9 @@ struct SSEClient {
     struct Writer: ResponseBodyWriter {
         let state: State
         mutating func write(_ b: ByteBuffer) async throws {
+            while state.paused.withLock({ $0 }) && !state.gone.withLock({ $0 }) {
+                try await Task.sleep(for: .milliseconds(2))
+            }
             if state.gone.withLock({ $0 }) { throw ClientGone() }
             state.buffer.withLock { $0 += String(buffer: b) }
         }
@@ -40,12 +45,13 @@ struct SSEClient {
 
     /// Sends the request to the router's responder directly (the test framework would wait for
     /// the end of a body that never ends).
-    static func open(_ api: OrchestratorAPI, _ uri: String, headers: HTTPFields = [:]) async throws -> SSEClient {
+    static func open(_ api: OrchestratorAPI, _ uri: String, headers: HTTPFields = [:], paused: Bool = false) async throws -> SSEClient {
         let responder = api.buildRouter().buildResponder()
         let request = Request(head: HTTPRequest(method: .get, scheme: "http", authority: "localhost", path: uri, headerFields: headers),
                               body: RequestBody(buffer: ByteBuffer()))
         let response = try await responder.respond(to: request, context: APIRequestContext(logger: Logger(label: "test")))
         let state = State()
+        state.paused.withLock { $0 = paused }
         let writing = Task { [response] in
             let result: Result<Void, any Error>
             do {
@@ -86,6 +92,11 @@ struct SSEClient {
     func waitForEnd(timeout: Duration = .seconds(5)) async throws -> Result<Void, any Error> {
         try await poll(timeout: timeout, "the stream to end") { state.ended.withLock { $0 != nil } }
         return state.ended.withLock { $0! }
+    }
+
+    /// A paused client starts reading.
+    func resume() {
+        state.paused.withLock { $0 = false }
     }
 
     /// The client goes away: the next write (an event or a keepalive) fails.

@@ -38,6 +38,11 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
         public var streamWindowBytes = 8 * 1024 * 1024
         /// The connection's receive window, topped up whenever half of it is used.
         public var connectionWindowBytes = 32 * 1024 * 1024
+        /// Bytes of one streaming call's response messages that may wait in the connection (for
+        /// the client's flow-control window or the socket) before the service's next `write`
+        /// suspends, until half of them are out. Without it a client that reads slower than the
+        /// service writes made the server buffer everything.
+        public var streamWriteBufferBytes = 1 << 20
         /// How long calls in flight may run on once the transport is stopping.
         public var gracePeriod: Duration = .milliseconds(500)
         /// Unary methods served without grpc-swift's router and executor, by `:path`

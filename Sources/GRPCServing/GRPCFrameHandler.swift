@@ -46,6 +46,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         var unacknowledged = 0
         /// Sink calls: whether `end` was called.
         var sinkEnded = false
+        /// Streaming calls: what their writer has queued and the socket has not yet taken.
+        var backpressure: WriteBackpressure?
     }
 
     private let configuration: DirectHTTP2ServerTransport.Configuration
@@ -95,6 +97,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         for stream in open.values {
             stream.deadline?.cancel()
             stream.cancellation.cancel()
+            stream.backpressure?.close()
             switch stream.receiver {
             case .streaming(let inbound): inbound.finish(throwing: RPCError(code: .unavailable, message: reason))
             case .sink(let call) where !stream.sinkEnded: call.end(RPCError(code: .unavailable, message: reason))
@@ -156,6 +159,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         if let closed = event as? StreamClosedEvent {
             if let stream = streams.removeValue(forKey: closed.streamID) {
                 stream.deadline?.cancel()
+                stream.backpressure?.close()
                 if case .sink(let call) = stream.receiver, !stream.sinkEnded {
                     call.end(RPCError(code: .cancelled, message: "the stream was reset"))
                 }
@@ -220,12 +224,15 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         if endStream { continuation.finish() }
         var stream = Stream(receiver: .streaming(continuation), cancellation: cancellation, descriptor: request.method)
         stream.closedRemotely = endStream
+        let backpressure = WriteBackpressure(limit: configuration.streamWriteBufferBytes)
+        stream.backpressure = backpressure
         streams[id] = stream
 
         let consumed = ConsumptionCounter(streamID: id, outbox: outbox, threshold: configuration.streamWindowBytes / 2)
         let inbound = RPCAsyncSequence<RPCRequestPart<[UInt8]>, any Error>(
             wrapping: CountingParts(base: parts, counter: consumed))
-        let outbound = RPCWriter<RPCResponsePart<[UInt8]>>.Closable(wrapping: StreamWriter(streamID: id, outbox: outbox))
+        let outbound = RPCWriter<RPCResponsePart<[UInt8]>>.Closable(
+            wrapping: StreamWriter(streamID: id, outbox: outbox, backpressure: backpressure))
         let (handler, peers, descriptor) = (streamHandler, peers, request.method)
         Task {
             // The handle must be the task-local one, which `withRPCCancellationHandler` in
@@ -361,6 +368,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         stream.deadline = nil
         streams[id] = stream
         stream.cancellation.cancel()
+        stream.backpressure?.close()
         if case .streaming(let inbound) = stream.receiver {
             inbound.finish(throwing: RPCError(code: .cancelled, message: message))
         }
@@ -375,6 +383,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         stream.closedRemotely = true  // nothing more is read from it
         streams[id] = stream
         stream.cancellation.cancel()
+        stream.backpressure?.close()
         if case .streaming(let inbound) = stream.receiver { inbound.finish(throwing: error) }
         endSink(id, error)
     }
@@ -390,8 +399,14 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
     // MARK: Outbound
 
     /// Writes one response part of stream `id` (on the event loop; the caller flushes).
-    func respond(_ id: HTTP2StreamID, with part: RPCResponsePart<[UInt8]>) {
-        guard var stream = streams[id], !stream.closedLocally, let context else { return }
+    /// `counted`: a message its stream's `WriteBackpressure` counts, released once the socket has
+    /// taken it (or the write failed), or now if it is dropped.
+    func respond(_ id: HTTP2StreamID, with part: RPCResponsePart<[UInt8]>, counted: Bool = false) {
+        guard var stream = streams[id], !stream.closedLocally, let context else {
+            // Dropped: a stream that is gone had its backpressure closed; an ended one releases.
+            if counted, case .message(let message) = part { streams[id]?.backpressure?.written(message.count) }
+            return
+        }
         switch part {
         case .metadata(let metadata):
             stream.sentHeaders = true
@@ -405,7 +420,18 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
             buffer.writeInteger(UInt8(0))
             buffer.writeInteger(UInt32(message.count))
             buffer.writeBytes(message)
-            write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(buffer)))))
+            let frame = HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(buffer))))
+            if counted, let backpressure = stream.backpressure {
+                // The promise completes when swift-nio-http2 has passed the frame to the socket,
+                // which it holds back while the client's window is closed.
+                let promise = context.eventLoop.makePromise(of: Void.self)
+                let bytes = message.count
+                promise.futureResult.whenComplete { _ in backpressure.written(bytes) }
+                context.write(wrapOutboundOut(frame), promise: promise)
+                needsFlush = true
+            } else {
+                write(frame)
+            }
         case .status(let status, let metadata):
             stream.closedLocally = true
             stream.deadline?.cancel()
@@ -506,7 +532,7 @@ final class Outbox: Sendable {
         guard let handler = handler?.value else { return }
         for item in items {
             switch item {
-            case .part(let id, let part): handler.respond(id, with: part)
+            case .part(let id, let part): handler.respond(id, with: part, counted: true)
             case .answer(let id, .response(let bytes)):
                 handler.respond(id, with: .message(bytes))
                 handler.respond(id, with: .status(Status(code: .ok, message: ""), [:]))
@@ -574,15 +600,29 @@ final class StreamWriter: ClosableRPCWriterProtocol, Sendable {
 
     private let streamID: HTTP2StreamID
     private let outbox: Outbox
+    private let backpressure: WriteBackpressure
     private let ended = Mutex(false)
 
-    init(streamID: HTTP2StreamID, outbox: Outbox) {
+    init(streamID: HTTP2StreamID, outbox: Outbox, backpressure: WriteBackpressure) {
         self.streamID = streamID
         self.outbox = outbox
+        self.backpressure = backpressure
     }
 
     func write(_ element: Element) async throws {
-        if case .status = element { ended.withLock { $0 = true } }
+        switch element {
+        case .status: ended.withLock { $0 = true }
+        case .message(let message):
+            // Counted before it is queued: the event loop may write it (and release it) at once.
+            let queued = backpressure.queue(message.count)
+            guard outbox.send(element, on: streamID) else {
+                backpressure.written(message.count)
+                throw RPCError(code: .unavailable, message: "the connection closed")
+            }
+            if queued > backpressure.limit { await backpressure.drained() }
+            return
+        case .metadata: break
+        }
         guard outbox.send(element, on: streamID) else {
             throw RPCError(code: .unavailable, message: "the connection closed")
         }

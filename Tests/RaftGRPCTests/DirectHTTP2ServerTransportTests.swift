@@ -34,6 +34,8 @@ private final class Fixture: Sendable {
     /// The same for the fast path's slow method.
     let slowStarted = Counter()
     let slowCancelled = Counter()
+    /// Messages the spew method has written (its `write` returned).
+    let spewWritten = Counter()
     /// What the sink method saw: each message's digest, and how each call ended ("ok" or the code).
     let sink = SinkLog()
 
@@ -100,12 +102,16 @@ private final class Fixture: Sendable {
             }
         }
         // Streams back as many 10 KB messages as the request's first byte times 1,000.
+        let spewWritten = self.spewWritten
         router.registerHandler(forMethod: spew, deserializer: Bytes(), serializer: Bytes()) { request, _ in
             StreamingServerResponse { writer in
                 var count = 0
                 for try await message in request.messages { count = Int(message.first ?? 0) * 1_000 }
                 let chunk = [UInt8](repeating: 7, count: 10_000)
-                for _ in 0..<count { try await writer.write(chunk) }
+                for _ in 0..<count {
+                    try await writer.write(chunk)
+                    spewWritten.add()
+                }
                 return [:]
             }
         }
@@ -302,6 +308,44 @@ struct DirectHTTP2ServerTransportTests {
         await f.stop()
     }
 
+    @Test("a client that reads nothing holds a streaming service's writes back: what the server buffers stays bounded", .heavy)
+    func slowReaderBackpressure() async throws {
+        let f = try await Fixture()
+        let reading = OpenOnce()
+        let call = Task {
+            try await f.client.serverStreaming(
+                request: ClientRequest(message: [10]), descriptor: spew, serializer: Bytes(), deserializer: Bytes(),
+                options: .defaults
+            ) { response in
+                await reading.wait()
+                var count = 0
+                for try await message in response.messages where message.count == 10_000 { count += 1 }
+                return count
+            }
+        }
+        // Until the service's writes stop advancing (bounded by a deadline, not a fixed sleep).
+        let deadline = ContinuousClock.now + .seconds(60)
+        var written = -1
+        var unchangedSince = ContinuousClock.now
+        while ContinuousClock.now < deadline {
+            let now = f.spewWritten.count
+            if now != written {
+                written = now
+                unchangedSince = .now
+            } else if now > 0 && ContinuousClock.now - unchangedSince > .milliseconds(500) {
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // 10,000 messages (100 MB) were asked for. What may be out: the client's windows, the
+        // socket buffers and the transport's 1 MiB bound; without backpressure, all of it.
+        #expect(written > 0 && written < 4_000, "the service wrote \(written) messages of 10 KB to a client that read none")
+        reading.open()
+        #expect(try await call.value == 10_000)
+        #expect(f.spewWritten.count == 10_000)
+        await f.stop()
+    }
+
     @Test("a request over the message limit is refused with resourceExhausted and the connection stays usable")
     func oversized() async throws {
         let f = try await Fixture(maxRequest: 1_000)
@@ -383,5 +427,16 @@ struct DirectHTTP2ServerTransportTests {
         await #expect(throws: RPCError.self) { try await open.value }
         f.client.beginGracefulShutdown()
         await f.connections.value
+    }
+}
+
+/// Waits until opened, once.
+private final class OpenOnce: Sendable {
+    private let signal = AsyncStream<Never>.makeStream()
+
+    func open() { signal.continuation.finish() }
+
+    func wait() async {
+        for await _ in signal.stream {}
     }
 }

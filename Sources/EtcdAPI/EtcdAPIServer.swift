@@ -28,6 +28,10 @@ public final class EtcdAPIServer: Sendable {
         public var maxRequestPayloadSize: Int = Store.maxRequestBytes + 512 * 1024
         /// How often the Raft term shown in response headers is refreshed.
         public var termRefreshInterval: Duration = .milliseconds(500)
+        /// Most bytes of events one watch stream queues for a client that reads slower than the
+        /// cluster changes; past it the stream's watches pause and then catch up from history
+        /// (`WatchSession.relay`), so a slow client costs a member bounded memory.
+        public var watchBacklogBytes = 16 << 20
         /// Answer HTTP/2 PINGs ahead of swift-nio-http2 (`HTTP2PingResponder`), so grpc-go
         /// clients are not disconnected every 200 calls. Turned off only by the test that shows
         /// the problem it solves.

@@ -44,6 +44,10 @@ final class WatchSession: Sendable {
     private let state = Mutex(State())
     private let outbox: AsyncStream<Etcdserverpb_WatchResponse>
     private let outboxInput: AsyncStream<Etcdserverpb_WatchResponse>.Continuation
+    /// Event bytes in the outbox (the writer waits for the client: the transport's backpressure).
+    /// Past `watchBacklogBytes` a relay lets go of its store watch until the client has read half
+    /// of them, then catches up from history.
+    private let backlog = WatchBacklog()
 
     /// Most events in one answer; a long history is split (between revisions) so no message grows
     /// without bound.
@@ -58,7 +62,10 @@ final class WatchSession: Sendable {
              writer: RPCWriter<Etcdserverpb_WatchResponse>) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await message in self.outbox { try await writer.write(message) }
+                for await message in self.outbox {
+                    try await writer.write(message)
+                    self.backlog.written(Self.eventBytes(message))
+                }
             }
             group.addTask {
                 defer { self.close() }
@@ -126,9 +133,15 @@ final class WatchSession: Sendable {
         }
         guard let id else { return refuseCreate(EtcdAPIError.duplicateWatchID(create.watchID).description) }
         let from = create.startRevision > 0 ? create.startRevision : current + 1
-        let stream = core.store.watch(key: key, rangeEnd: rangeEnd, fromRevision: from, prevKV: create.prevKv)
+        let store = core.store, prevKV = create.prevKv
+        let open: @Sendable (Int64) -> AsyncThrowingStream<WatchResponse, any Error> = { from in
+            store.watch(key: key, rangeEnd: rangeEnd, fromRevision: from, prevKV: prevKV)
+        }
+        // The first store watch opens now, before the next request is handled (a write
+        // acknowledged after the created answer must be seen).
+        let first = TakeOnce(open(from))
         let noPut = create.filters.contains(.noput), noDelete = create.filters.contains(.nodelete)
-        let task = Task { await self.relay(id: id, stream: stream, noPut: noPut, noDelete: noDelete) }
+        let task = Task { await self.relay(id: id, first: first, from: from, open: open, noPut: noPut, noDelete: noDelete) }
         let stillOpen = state.withLock { s in
             guard s.watches[id] != nil else { return false }
             s.watches[id]!.task = task
@@ -176,32 +189,61 @@ final class WatchSession: Sendable {
     }
 
     /// Relays one store watch to the client until it ends, fails or is canceled.
-    private func relay(id: Int64, stream: AsyncThrowingStream<WatchResponse, any Error>, noPut: Bool, noDelete: Bool) async {
+    ///
+    /// A client that reads slower than the cluster changes makes the outbox grow; past
+    /// `watchBacklogBytes` this lets go of the store watch (which then holds nothing for it),
+    /// waits until the client has read half the backlog, and watches again from the first
+    /// revision not yet queued: etcd's catch-up of its slow watchers. History compacted meanwhile
+    /// cancels the watch with `compact_revision`, as for any start below the compaction.
+    private func relay(id: Int64, first: TakeOnce<AsyncThrowingStream<WatchResponse, any Error>>, from: Int64,
+                       open: @Sendable (Int64) -> AsyncThrowingStream<WatchResponse, any Error>,
+                       noPut: Bool, noDelete: Bool) async {
+        let limit = core.configuration.watchBacklogBytes
+        var next = from
         do {
-            for try await response in stream {
-                if response.isProgressNotify {
-                    var message = Etcdserverpb_WatchResponse()
-                    message.header = core.header(revision: response.revision)
-                    message.watchID = id
-                    send(id, message) { w in
-                        let wanted = w.progressRequested || (w.progressNotify && !w.sentEvents)
-                        w.progressRequested = false
-                        w.sentEvents = false
-                        return wanted
+            while true {
+                var lagging = false
+                do {
+                    // Scoped, and the first one taken out of its box, so that the store watch is
+                    // released (its hub forgets it) before the wait below.
+                    let stream = first.take() ?? open(next)
+                    for try await response in stream {
+                        if response.isProgressNotify {
+                            var message = Etcdserverpb_WatchResponse()
+                            message.header = core.header(revision: response.revision)
+                            message.watchID = id
+                            send(id, message) { w in
+                                let wanted = w.progressRequested || (w.progressNotify && !w.sentEvents)
+                                w.progressRequested = false
+                                w.sentEvents = false
+                                return wanted
+                            }
+                            next = max(next, response.revision + 1)
+                            continue
+                        }
+                        let events = response.events.filter { e in !(noPut && e.kind == .put) && !(noDelete && e.kind == .delete) }
+                        var queued = 0
+                        for (chunk, revision) in Self.split(events, revision: response.revision) {
+                            var message = Etcdserverpb_WatchResponse()
+                            message.header = core.header(revision: revision)
+                            message.watchID = id
+                            message.events = chunk.map(Convert.event)
+                            let sent = send(id, message) { w in
+                                w.sentEvents = true
+                                return true
+                            }
+                            if sent { queued += Self.eventBytes(message) }
+                        }
+                        next = response.revision + 1
+                        if queued > 0 && backlog.queue(queued) > limit {
+                            lagging = true
+                            break
+                        }
                     }
-                    continue
                 }
-                let events = response.events.filter { e in !(noPut && e.kind == .put) && !(noDelete && e.kind == .delete) }
-                for (chunk, revision) in Self.split(events, revision: response.revision) {
-                    var message = Etcdserverpb_WatchResponse()
-                    message.header = core.header(revision: revision)
-                    message.watchID = id
-                    message.events = chunk.map(Convert.event)
-                    send(id, message) { w in
-                        w.sentEvents = true
-                        return true
-                    }
-                }
+                guard lagging else { break }
+                await backlog.drained(below: limit / 2)
+                if Task.isCancelled { return }
             }
             if Task.isCancelled { return }
             // The store ended the watch without an error: it is shutting down.
@@ -230,6 +272,12 @@ final class WatchSession: Sendable {
         }
     }
 
+    /// What an answer's events weigh in the outbox: keys, values and previous values, plus a
+    /// little for the rest. Answers without events weigh nothing.
+    static func eventBytes(_ message: Etcdserverpb_WatchResponse) -> Int {
+        message.events.reduce(0) { $0 + 32 + $1.kv.key.count + $1.kv.value.count + $1.prevKv.key.count + $1.prevKv.value.count }
+    }
+
     /// Splits events into answers of at most `maxEventsPerResponse` events, cutting only between
     /// revisions; each answer but the last carries its last event's revision in the header.
     static func split(_ events: [WatchEvent], revision: Int64) -> [(ArraySlice<WatchEvent>, Int64)] {
@@ -256,5 +304,22 @@ final class WatchSession: Sendable {
             start = end
         }
         return chunks
+    }
+}
+
+/// A value handed over once: a task's closure captures the box, and whoever takes the value
+/// holds the only reference to it.
+final class TakeOnce<Value: Sendable>: Sendable {
+    private let value: Mutex<Value?>
+
+    init(_ value: Value) {
+        self.value = Mutex(value)
+    }
+
+    func take() -> Value? {
+        value.withLock { value in
+            defer { value = nil }
+            return value
+        }
     }
 }

@@ -109,6 +109,11 @@ public final class MemoryStore: ClusterStore {
     }
 }
 
+extension MemoryStore {
+    /// Watches open on this store (tests, diagnostics).
+    public var openWatches: Int { hub.count }
+}
+
 extension MemoryStore: WatchProgressNotifying, LeaseListing {
     public func notifyWatchProgress() {
         // Store lock, then hub lock: the order `apply` and `watch` use.

@@ -1,11 +1,11 @@
 import Synchronization
 
-/// Bytes of events an event stream has queued for its client and not yet written, and a wait for
-/// them to drain: how the stream notices a client that reads slower than the cluster changes. It
-/// then lets go of its store watch (so nothing more is held for that client), waits until the
-/// client has read part of its backlog, and watches again from the first revision not yet queued,
-/// as etcd catches up its slow ("unsynced") watchers from history.
-final class EventStreamBacklog: Sendable {
+/// Bytes of watch events a server has queued for one client and not yet written, and a wait for
+/// them to drain: how the orchestrator's event stream and the etcd Watch service notice a client
+/// that reads slower than the cluster changes. They then let go of the store watch (so nothing
+/// more is held for that client), wait until it has read part of its backlog, and watch again
+/// from the first revision not yet queued, as etcd catches up its slow ("unsynced") watchers.
+public final class WatchBacklog: Sendable {
     private struct State {
         var bytes = 0
         var waiters: [UInt64: (below: Int, continuation: CheckedContinuation<Void, Never>)] = [:]
@@ -16,10 +16,10 @@ final class EventStreamBacklog: Sendable {
 
     private let state = Mutex(State())
 
-    init() {}
+    public init() {}
 
     /// Counts `count` more queued bytes; returns the new total.
-    func queue(_ count: Int) -> Int {
+    public func queue(_ count: Int) -> Int {
         state.withLock { s in
             s.bytes += count
             return s.bytes
@@ -27,7 +27,7 @@ final class EventStreamBacklog: Sendable {
     }
 
     /// Counts `count` queued bytes as written; wakes the waits this brings below their mark.
-    func written(_ count: Int) {
+    public func written(_ count: Int) {
         let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             s.bytes -= count
             let done = s.waiters.filter { s.bytes < $0.value.below }
@@ -39,7 +39,7 @@ final class EventStreamBacklog: Sendable {
 
     /// Returns once fewer than `limit` bytes are queued, or at once when the task is cancelled
     /// (its stream is ending). Any number of tasks may wait.
-    func drained(below limit: Int) async {
+    public func drained(below limit: Int) async {
         let token = state.withLock { s in
             s.nextToken += 1
             return s.nextToken
@@ -66,5 +66,5 @@ final class EventStreamBacklog: Sendable {
     }
 
     /// Bytes queued and not yet written (tests, diagnostics).
-    var queuedBytes: Int { state.withLock { $0.bytes } }
+    public var queuedBytes: Int { state.withLock { $0.bytes } }
 }

@@ -177,7 +177,7 @@ extension OrchestratorAPI {
         let body = ResponseBody { writer in
             // Registered only once the body is being written: a response that is never sent holds nothing.
             let (items, continuation) = AsyncStream<EventStreamRegistry.Item>.makeStream()
-            let backlog = EventStreamBacklog()
+            let backlog = WatchBacklog()
             let registration = streams.register(continuation)
             defer { streams.unregister(registration) }
             try await withThrowingTaskGroup(of: Void.self) { group in

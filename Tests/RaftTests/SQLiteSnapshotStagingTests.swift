@@ -96,7 +96,7 @@ struct SQLiteSnapshotStagingTests {
         }
     }
 
-    @Test("the WAL is checkpointed by its own connection, so it stays bounded while the writer writes")
+    @Test("the WAL stays bounded while the writer writes: checkpointed by its own connection, the writer's commit as a backstop")
     func walStaysBounded() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("raft-wal-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -160,6 +160,10 @@ private final class Connection {
         }
     }
 
+    /// WAL pages past which the writer checkpoints itself (24 MiB at 4 KiB pages); the
+    /// checkpointer's RESTART threshold is lower, so normally it never comes to that.
+    static let walBackstopPages = 6_144
+
     private func setUp() throws {
         let mode = try queryText("PRAGMA journal_mode=WAL")
         // ":memory:" databases cannot use WAL; anything else that refuses it breaks our durability story.
@@ -167,8 +171,12 @@ private final class Connection {
             throw StorageError.io("cannot enable WAL on \(path): journal_mode is \(mode ?? "unknown")")
         }
         try exec("PRAGMA synchronous=FULL")
-        // Checkpoints run off the Raft loop (SQLiteCheckpointer); an in-memory database has no WAL.
-        if images != nil { try exec("PRAGMA wal_autocheckpoint=0") }
+        // Checkpoints run off the Raft loop (SQLiteCheckpointer, from 4,096 frames). Should it fall
+        // behind a writer that outruns it (a busy machine, a fast disk), this connection's own
+        // commit checkpoints past `walBackstopPages`, so the WAL stays bounded either way; that
+        // costs a save a checkpoint's time, which the checkpointer otherwise spares it. An
+        // in-memory database has no WAL.
+        if images != nil { try exec("PRAGMA wal_autocheckpoint=\(Self.walBackstopPages)") }
         try exec("""
             CREATE TABLE IF NOT EXISTS entries(
                 idx INTEGER PRIMARY KEY,

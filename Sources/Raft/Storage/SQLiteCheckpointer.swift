@@ -5,12 +5,12 @@ import Synchronization
 ///
 /// Why: with SQLite's automatic checkpoints, the commit that finds the WAL past 1,000 pages copies
 /// them into the database and syncs it before returning, so every few seconds one Raft `save`
-/// took 20-50 ms instead of 1-2 (seen with `etcd-bench` puts). Here the log's connection never
-/// checkpoints (`wal_autocheckpoint=0`); this one runs PASSIVE checkpoints, which never block the
-/// writer, every `interval`. If the writer outruns them and the WAL passes `restartAbove` frames,
-/// a RESTART checkpoint (which briefly holds the writer off) lets the next commit rewind the WAL,
-/// so it cannot grow without bound. The rounds run on a `PeriodicThread`, not a task: a checkpoint
-/// blocks on disk for as long as a sync takes.
+/// took 20-50 ms instead of 1-2 (seen with `etcd-bench` puts). Here the log's connection
+/// checkpoints only as a backstop, past `SQLiteLogStorage.walBackstopPages`; this one runs PASSIVE
+/// checkpoints, which never block the writer, every `interval`. If the writer outruns them and
+/// the WAL passes `restartAbove` frames, a RESTART checkpoint (which briefly holds the writer off)
+/// lets the next commit rewind the WAL. The rounds run on a `PeriodicThread`, not a task: a
+/// checkpoint blocks on disk for as long as a sync takes.
 final class SQLiteCheckpointer: @unchecked Sendable {
     private let db: Mutex<OpaquePointer?>
     private var rounds: PeriodicThread?

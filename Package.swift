@@ -66,7 +66,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "GRPCServing", "TestGate"]),
+        .testTarget(name: "RaftGRPCTests", dependencies: [
+            "RaftGRPC", "GRPCServing", "TestGate",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         /// A standalone Raft server (SQLite log, gRPC transport, stdin/stdout control) for the
         /// multi-process tests and benchmarks.
         .executableTarget(

@@ -89,8 +89,14 @@ final class ClusterHarness: Sendable {
         }
     }
 
-    /// - Parameter masterArgs: extra flags for every master (health timings, say).
-    init(masters count: Int, masterArgs: [String] = []) throws {
+    /// The user every process runs as (through `setpriv`), when not the test's own.
+    let runAs: TestUser?
+
+    /// - Parameters:
+    ///   - masterArgs: extra flags for every master (health timings, say).
+    ///   - runAs: run masters and workers as this user (its data directories are given to it).
+    init(masters count: Int, masterArgs: [String] = [], runAs: TestUser? = nil) throws {
+        self.runAs = runAs
         guard let master = RaftProcessCluster.locateBinary(named: "master") else { throw HarnessError.missingBinary("master") }
         guard let worker = RaftProcessCluster.locateBinary(named: "worker") else { throw HarnessError.missingBinary("worker") }
         masterBinary = master
@@ -98,6 +104,7 @@ final class ClusterHarness: Sendable {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("orch-it-\(UUID().uuidString.prefix(8))").path
         self.root = root
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        if let runAs { try runAs.own(root) }
         let workerSlots = 20
         let base = try PortBlock.reserve(offsets: (0..<count).flatMap { [$0, 100 + $0, 200 + $0] } + (400..<400 + workerSlots))  // workers: rpcPorts[0] + 300 + i
         apiPorts = (0..<count).map { base + $0 }
@@ -105,13 +112,21 @@ final class ClusterHarness: Sendable {
         etcdPorts = (0..<count).map { base + 200 + $0 }
         let peers = (0..<count).map { "m\($0 + 1)=127.0.0.1:\(base + 100 + $0)" }.joined(separator: ",")
         masters = (0..<count).map { i in
-            ManagedProcess(name: "m\(i + 1)", binary: master, arguments: [
+            let (binary, arguments) = Self.command(master, [
                 "--id", "m\(i + 1)", "--data-dir", "\(root)/m\(i + 1)",
                 "--api-addr", "127.0.0.1:\(base + i)", "--rpc-addr", "127.0.0.1:\(base + 100 + i)",
                 "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers, "--join-token", "integration-token",
                 "--log-level", "info",
-            ] + masterArgs, logPath: "\(root)/m\(i + 1).log")
+            ] + masterArgs, as: runAs)
+            return ManagedProcess(name: "m\(i + 1)", binary: binary, arguments: arguments, logPath: "\(root)/m\(i + 1).log")
         }
+    }
+
+    /// `binary arguments`, or the same through `setpriv` as `user` (execs in place: same pid).
+    static func command(_ binary: URL, _ arguments: [String], as user: TestUser?) -> (URL, [String]) {
+        guard let user else { return (binary, arguments) }
+        return (URL(fileURLWithPath: "/usr/bin/setpriv"),
+                ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", binary.path] + arguments)
     }
 
     func start() throws {
@@ -128,7 +143,8 @@ final class ClusterHarness: Sendable {
         var args = ["--masters", mastersList, "--join-token", joinToken, "--runtime", runtime, "--data-dir", "\(root)/\(name)",
                     "--cpu", "\(cpu)", "--memory", "\(memory)", "--listen-addr", "127.0.0.1:\(port)", "--log-level", "info"]
         if !labels.isEmpty { args += ["--labels", labels] }
-        let w = ManagedProcess(name: name, binary: workerBinary, arguments: args, logPath: "\(root)/\(name).log")
+        let (binary, arguments) = Self.command(workerBinary, args, as: runAs)
+        let w = ManagedProcess(name: name, binary: binary, arguments: arguments, logPath: "\(root)/\(name).log")
         try w.start()
         workers.withLock { $0.append(w) }
         return w
@@ -218,5 +234,32 @@ final class ClusterHarness: Sendable {
         let r = try await request(.GET, master: master, "/api/v1/nodes")
         guard r.status == 200, let obj = r.json as? [String: Any] else { throw HarnessError.http(r.status, r.body) }
         return (obj["nodes"] as? [[String: Any]]) ?? []
+    }
+}
+
+/// An ordinary (non-root) user for processes under test.
+struct TestUser: Sendable {
+    var name: String
+    var uid: UInt32
+    var gid: UInt32
+
+    /// The system user `name`, created when this runs as root and it does not exist; nil when the
+    /// tests do not run as root (then they already run as an ordinary user).
+    static func ordinary(_ name: String = "orch-it") throws -> TestUser? {
+        guard getuid() == 0 else { return nil }
+        if getpwnam(name) == nil {
+            let add = Process()
+            add.executableURL = URL(fileURLWithPath: "/usr/sbin/useradd")
+            add.arguments = ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]
+            try add.run()
+            add.waitUntilExit()
+        }
+        guard let entry = getpwnam(name) else { throw ClusterHarness.HarnessError.missingBinary("user \(name) (useradd failed)") }
+        return TestUser(name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
+    }
+
+    /// Gives `path` to this user.
+    func own(_ path: String) throws {
+        guard chown(path, uid, gid) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EPERM) }
     }
 }

@@ -15,7 +15,8 @@ public struct WorkerConfig: Sendable {
     public var dataDir: String
     public var capacity: Resources
     public var labels: [String: String]
-    /// Where this worker serves logs to the masters, and the address it tells them.
+    /// Where this worker serves logs to the masters, and the address it tells them. Port 0 in
+    /// `listenAddress` binds a free port; port 0 in `advertiseAddress` stands for the bound port.
     public var listenAddress: HostPort
     public var advertiseAddress: HostPort
     public var hostname: String
@@ -74,12 +75,15 @@ public actor WorkerAgent {
     /// copy and starting its replacement (same task id) never overlap.
     private var chains: [String: (token: UInt64, task: Task<Void, Never>)] = [:]
     private var chainTokens: UInt64 = 0
+    /// Where masters fetch logs: `config.advertiseAddress` with a port 0 replaced by the bound port.
+    private var advertised: HostPort
 
     public init(config: WorkerConfig, runtime: any TaskRuntime, logger: Logger) {
         self.config = config
         self.runtime = runtime
         self.logger = logger
         self.finishedLogs = FinishedLogs(directory: config.dataDir + "/finished-logs")
+        self.advertised = config.advertiseAddress
     }
 
     var nodeIDPath: String { config.dataDir + "/node-id" }
@@ -110,10 +114,18 @@ public actor WorkerAgent {
         nodeID = try Self.loadOrCreateNodeID(dataDir: config.dataDir, hostname: config.hostname)
         try await adopt()
         defer { clients.shutdown() }
+        let logServer = makeLogServer()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.serveLogs() }
-            group.addTask { try await self.sessions() }
+            group.addTask { try await logServer.run() }
             defer { group.cancelAll() }
+            // Join only once the log port is bound: the masters are told where it is.
+            let bound = try await logServer.transport.listeningAddress
+            if advertised.port == 0, let port = bound.ipv4?.port ?? bound.ipv6?.port {
+                advertised = HostPort(host: advertised.host, port: port)
+            }
+            logger.notice("serving task logs", metadata: ["listen": "\(config.listenAddress.host):\(bound.ipv4?.port ?? bound.ipv6?.port ?? 0)",
+                                                          "advertised": "\(advertised)"])
+            group.addTask { try await self.sessions() }
             try await group.next()
         }
     }
@@ -176,7 +188,7 @@ public actor WorkerAgent {
                 $0.joinToken = config.joinToken
                 $0.nodeID = nodeID ?? ""
                 $0.hostname = config.hostname
-                $0.address = config.advertiseAddress.description
+                $0.address = advertised.description
                 $0.cpuMillicores = Int64(config.capacity.cpu)
                 $0.memoryMb = Int64(config.capacity.memory)
                 $0.labels = config.labels
@@ -367,14 +379,13 @@ public actor WorkerAgent {
 
     // MARK: Logs for the masters
 
-    private func serveLogs() async throws {
+    private func makeLogServer() -> StoppableGRPCServer<HTTP2ServerTransport.Posix> {
         let tracker = ConnectionTracker()
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: config.listenAddress.host == "localhost" ? "127.0.0.1" : config.listenAddress.host, port: config.listenAddress.port),
             transportSecurity: .plaintext, config: .defaults { tracker.install(on: &$0) })
-        let server = StoppableGRPCServer(transport: transport, services: [LogService(runtime: runtime, finished: finishedLogs)],
-                                         tracker: tracker)
-        try await server.run()
+        return StoppableGRPCServer(transport: transport, services: [LogService(runtime: runtime, finished: finishedLogs)],
+                                   tracker: tracker)
     }
 }
 

@@ -17,11 +17,14 @@ struct WorkerCommand: EnvironmentConfigurable {
     @Option(help: "docker, process, or auto (docker when its socket answers).") var runtime = "docker"
     @Option(help: "Keeps the node id and the process runtime's files.") var dataDir = "./worker-data"
     @Option(help: "Docker Engine API socket.") var dockerSocket = "/var/run/docker.sock"
-    @Option(help: "Millicores offered (default: the machine's or its cgroup's).") var cpu: Int?
-    @Option(help: "Megabytes offered (default: the machine's or its cgroup's).") var memory: Int?
+    @Option(help: "Millicores offered (default: with Docker, the Docker host's CPUs; else the machine's or its cgroup's).")
+    var cpu: Int?
+    @Option(help: "Megabytes offered (default: with Docker, the Docker host's memory; else the machine's or its cgroup's).")
+    var memory: Int?
     @Option(help: "Node labels: k=v,...") var labels = ""
-    @Option(help: "Where masters fetch task logs from this worker.") var listenAddr = "0.0.0.0:9091"
-    @Option(help: "The address masters use to reach --listen-addr (default: it, with 0.0.0.0 replaced by the host name).")
+    @Option(help: "Where masters fetch task logs from this worker (port 0: a free port, advertised as bound).")
+    var listenAddr = "0.0.0.0:0"
+    @Option(help: "The address masters use to reach --listen-addr (default: it, with 0.0.0.0 replaced by the host name and port 0 by the bound port).")
     var advertiseAddr: String?
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
 
@@ -33,17 +36,46 @@ struct WorkerCommand: EnvironmentConfigurable {
     mutating func run() async throws {
         Self.bootstrapLogging(level: logLevel)
         let logger = Logger(label: "worker")
-        let config = try makeConfig()
+        var config = try makeConfig()
         guard let kind = RuntimeKind(rawValue: runtime) else {
             throw ValidationError("--runtime: \"\(runtime)\" is not docker, process or auto")
         }
+        // Held until the process ends: a second worker in this directory would be the same node.
+        let lock: DataDirectoryLock
+        do {
+            lock = try DataDirectoryLock.acquire(dataDir: config.dataDir)
+        } catch let error as WorkerError {
+            throw ValidationError("\(error)")
+        }
+        defer { withExtendedLifetime(lock) {} }
         let id = try WorkerAgent.loadOrCreateNodeID(dataDir: config.dataDir, hostname: config.hostname)
         let (taskRuntime, chosen) = try await kind.make(owner: id, dataDir: config.dataDir, dockerSocket: dockerSocket, logger: logger)
+        // Tasks run as containers on the Docker host, which may be bigger than this worker's own
+        // cgroup (a worker in a container starts sibling containers): offer the host's capacity.
+        if let docker = taskRuntime as? DockerRuntime, cpu == nil || memory == nil {
+            do {
+                let host = try await docker.hostCapacity()
+                config.capacity = Resources(cpu: cpu ?? host.cpu, memory: memory ?? host.memory)
+            } catch {
+                logger.warning("cannot read the Docker host's capacity (\(error)); offering this machine's")
+            }
+        }
         logger.notice("worker starting", metadata: ["node": "\(id)", "runtime": "\(chosen.rawValue)", "masters": "\(masters)",
                                                     "cpu": "\(config.capacity.cpu)", "memory": "\(config.capacity.memory)"])
         let agent = WorkerAgent(config: config, runtime: taskRuntime, logger: logger)
+        let stopSignal = await StopSignals.trap()
         do {
-            try await agent.run()
+            // SIGTERM/SIGINT: stop taking assignments and exit; running tasks keep running and are
+            // adopted when this worker (same --data-dir) comes back.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await agent.run() }
+                group.addTask {
+                    await stopSignal()
+                    logger.notice("stopping: running tasks are left running, to be adopted when this worker comes back")
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
         } catch let error as WorkerError {
             throw ValidationError("\(error)")
         }

@@ -42,6 +42,18 @@ struct DockerRuntimeTests {
         }
     }
 
+    /// A worker in a container offers the Docker host's capacity: here dockerd runs on this
+    /// machine, so the engine's `NCPU`/`MemTotal` are this machine's CPUs and memory.
+    @Test func hostCapacityIsTheEngines() async throws {
+        try await RuntimeHarness.docker().run { h in
+            let runtime = try await h.make() as! DockerRuntime
+            let capacity = try await runtime.hostCapacity()
+            #expect(capacity.cpu == ProcessInfo.processInfo.activeProcessorCount * 1000)
+            let physical = Int(ProcessInfo.processInfo.physicalMemory / 1_048_576)
+            #expect(abs(capacity.memory - physical) <= physical / 50, "engine \(capacity.memory) MB, machine \(physical) MB")
+        }
+    }
+
     /// CPU and memory limits, labels and name as Docker shows them.
     @Test func limitsLabelsAndName() async throws {
         try await RuntimeHarness.docker().run { h in

@@ -42,17 +42,22 @@ extension DockerRuntime {
     /// more than the host has still runs the task, at the host's full width.
     func clampedMillicores(_ millicores: Int) async throws -> Int {
         var cpus = state.withLock { $0.hostCPUs }
-        if cpus == nil {
-            struct Info: Decodable { var NCPU: Int }
-            let response = try await call(.get, "/info", operation: "info")
-            guard response.status == 200 else {
-                throw RuntimeError.docker(operation: "info", status: response.status, message: response.message)
-            }
-            let count = try response.decode(Info.self, operation: "info").NCPU
-            state.withLock { $0.hostCPUs = count }
-            cpus = count
-        }
+        if cpus == nil { cpus = try await hostCapacity().cpu / 1000 }
         return min(max(millicores, 10), max(1, cpus ?? 1) * 1000)
+    }
+
+    /// What the Docker host offers (`GET /info`: `NCPU`, `MemTotal`), in millicores and megabytes.
+    /// A worker in a container starts its tasks as sibling containers on the host, so its default
+    /// capacity is the host's, not its own cgroup's.
+    public func hostCapacity() async throws -> (cpu: Int, memory: Int) {
+        struct Info: Decodable { var NCPU: Int; var MemTotal: Int64 }
+        let response = try await call(.get, "/info", operation: "info")
+        guard response.status == 200 else {
+            throw RuntimeError.docker(operation: "info", status: response.status, message: response.message)
+        }
+        let info = try response.decode(Info.self, operation: "info")
+        state.withLock { $0.hostCPUs = info.NCPU }
+        return (max(1, info.NCPU) * 1000, max(1, Int(info.MemTotal / 1_048_576)))
     }
 
     /// Makes sure `image` is present, pulling it when it is not.

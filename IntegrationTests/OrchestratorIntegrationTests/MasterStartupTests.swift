@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import ClusterProto
 import Foundation
 import GRPCCore
@@ -52,7 +53,42 @@ import TestGate
             #expect(termination?.reason == .exit && termination?.status == 1,
                     "round \(round): \(String(describing: termination))\n\(master.logTail)")
             #expect(master.logTail.contains("Address already in use"), "round \(round): \(master.logTail)")
+            #expect(master.logTail.contains("--etcd-addr 127.0.0.1:\(etcd)"), "the error names the flag: \(master.logTail)")
         }
+    }
+
+    /// The seed's own set-up starts an etcd on 2379 before the master: `--etcd-addr off` lets the
+    /// master run beside it.
+    @Test("with --etcd-addr off a master starts while another program holds its etcd port")
+    func etcdAPIOff() async throws {
+        guard let binary = RaftProcessCluster.locateBinary(named: "master") else {
+            throw ClusterHarness.HarnessError.missingBinary("master")
+        }
+        let base = try PortBlock.reserve(offsets: [0, 1, 2])
+        let holder = try ListeningSocket(port: base + 2)
+        defer { holder.close() }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("orch-start-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let master = ManagedProcess(name: "m1", binary: binary, arguments: [
+            "--id", "m1", "--data-dir", "\(root)/m1", "--api-addr", "127.0.0.1:\(base)", "--rpc-addr", "127.0.0.1:\(base + 1)",
+            "--etcd-addr", "off", "--log-level", "info",
+        ], logPath: "\(root)/m1.log")
+        try master.start()
+        defer { master.kill9() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        var ready = false
+        while !ready, master.isRunning, ContinuousClock.now < deadline {
+            ready = (try? await Self.status(port: base, path: "/readyz")) == 200
+            if !ready { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(ready, "\(master.logTail)")
+        #expect(master.logTail.contains("etcd-api=off"), "\(master.logTail)")
+    }
+
+    static func status(port: Int, path: String) async throws -> Int {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(5))
+        return Int(response.status.code)
     }
 
     /// One Join with a wrong token on a connection of its own; any outcome will do.

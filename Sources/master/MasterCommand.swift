@@ -18,7 +18,8 @@ struct MasterCommand: EnvironmentConfigurable {
     @Option(help: "Where the Raft log lives.") var dataDir = "./data"
     @Option(help: "REST API address.") var apiAddr: String?
     @Option(help: "Raft and worker-protocol address.") var rpcAddr: String?
-    @Option(help: "etcd v3 gRPC API of the built-in store.") var etcdAddr: String?
+    @Option(help: "etcd v3 gRPC API of the built-in store (default: port 2379 on the --api-addr host); 'off' serves none.")
+    var etcdAddr: String?
     @Option(help: "Every master: NAME=HOST:PORT,... (the same list, in the same order, on each). Default: this master alone.")
     var peers: String?
     @Option(help: "raft (built-in) or etcd.") var store = "raft"
@@ -49,23 +50,33 @@ struct MasterCommand: EnvironmentConfigurable {
             throw ValidationError("\(error)")
         }
         let server = try MasterServer(config: config, logger: logger)
-        logger.notice("master starting", metadata: ["id": "\(config.id)", "api": "\(config.apiAddress)", "rpc": "\(config.rpcAddress)", "store": "\(config.store.rawValue)"])
+        logger.notice("master starting", metadata: ["id": "\(config.id)", "api": "\(config.apiAddress)", "rpc": "\(config.rpcAddress)",
+                                                    "etcd-api": "\(config.etcdAddress?.description ?? "off")", "store": "\(config.store.rawValue)"])
+        let stopSignal = await StopSignals.trap()
         guard dev else {
-            try await server.run()
+            try await server.run(stopWhen: stopSignal)
             return
         }
         // The embedded worker talks to this master over the same gRPC port as any other worker.
         let workerDir = config.dataDir + "/worker"
+        let lock = try DataDirectoryLock.acquire(dataDir: workerDir)
+        defer { withExtendedLifetime(lock) {} }
         let id = try WorkerAgent.loadOrCreateNodeID(dataDir: workerDir, hostname: ProcessInfo.processInfo.hostName)
         let (runtime, kind) = try await RuntimeKind.auto.make(owner: id, dataDir: workerDir, dockerSocket: "/var/run/docker.sock", logger: logger)
+        if kind == .process {
+            logger.warning("""
+                no Docker engine answers on /var/run/docker.sock: the embedded worker runs tasks as PROCESSES ON THIS HOST, \
+                with the task's image and its cpu/memory limits ignored (start dockerd to run them as containers)
+                """)
+        }
         let detected = MachineCapacity.detect()
         let workerConfig = WorkerConfig(
             masters: [HostPort(host: "127.0.0.1", port: config.rpcAddress.port)], joinToken: config.joinToken ?? "", dataDir: workerDir,
             capacity: Resources(cpu: detected.cpu, memory: detected.memory), labels: ["dev": "true"],
-            listenAddress: HostPort(host: "127.0.0.1", port: config.rpcAddress.port + 1))
+            listenAddress: HostPort(host: "127.0.0.1", port: 0))
         let agent = WorkerAgent(config: workerConfig, runtime: runtime, logger: Logger(label: "worker"))
         logger.notice("embedded worker", metadata: ["node": "\(id)", "runtime": "\(kind.rawValue)"])
-        try await server.run(additional: [{ try await agent.run() }])
+        try await server.run(additional: [{ try await agent.run() }], stopWhen: stopSignal)
     }
 
     func makeConfig() throws -> MasterConfig {
@@ -93,7 +104,7 @@ struct MasterCommand: EnvironmentConfigurable {
         health.leaderGrace = health.downAfter
         let config = MasterConfig(
             id: id, dataDir: dataDir, apiAddress: try address(apiAddr, "api-addr", default: 8080), rpcAddress: rpc,
-            etcdAddress: try address(etcdAddr, "etcd-addr", default: 2379), peers: peerList, store: kind,
+            etcdAddress: etcdAddr?.lowercased() == "off" ? nil : try address(etcdAddr, "etcd-addr", default: 2379), peers: peerList, store: kind,
             etcdEndpoints: etcdEndpoints.split(separator: ",").map(String.init), scheduler: algorithm,
             joinToken: joinToken, apiToken: apiToken, health: health)
         guard historyRevisions > 0 else { throw MasterConfigError.invalid("--history-revisions must be positive") }

@@ -67,6 +67,19 @@ public protocol ClusterStatusSource: Sendable {
     /// `?min_revision=`, and continue tokens read on another master). The API bounds the wait and
     /// cancels the task when the bound passes, so this may simply wait; it should honour cancellation.
     func waitForRevision(_ revision: Int64) async throws
+    /// For `/readyz`: whether this master should get clients now, and why not. May take a round
+    /// trip to the leader (it is not called on every request).
+    func readiness() async -> (ready: Bool, reason: String)
+}
+
+extension ClusterStatusSource {
+    /// Ready as `status()` says.
+    public func readiness() async -> (ready: Bool, reason: String) {
+        let s = await status()
+        guard !s.isReady else { return (true, "") }
+        let fallback = s.leaderID == nil ? "no leader is known" : "the store has not caught up"
+        return (false, s.notReadyReason.isEmpty ? fallback : s.notReadyReason)
+    }
 }
 
 /// Fetches a task's output from the worker that runs (or ran) it.

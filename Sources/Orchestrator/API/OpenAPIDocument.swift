@@ -126,7 +126,7 @@ public struct OpenAPIDocument: Sendable {
             "/health": ["get": liveness("health")],
             "/healthz": ["get": liveness("healthz")],
             "/readyz": [
-                "get": operation("readyz", "Readiness: a leader is known and this master has caught up", tag: "health",
+                "get": operation("readyz", "Readiness: a leader is known and this master has applied the leader's commit index of the moment (a ReadIndex round within 2 s); 503 with the reason otherwise, and while the master stops", tag: "health",
                                  responses: ["200": json("Ready", ref("Health"))], errors: [503], open: true),
             ],
             "/metrics": [

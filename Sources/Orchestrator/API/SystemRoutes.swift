@@ -13,12 +13,9 @@ extension OrchestratorAPI {
     /// `GET /readyz`: 200 once a leader is known and this master's store has caught up, else 503
     /// with the reason (so a load balancer sends clients elsewhere meanwhile).
     func readyz() async throws -> Response {
-        let status = await self.status.status()
-        guard status.isReady else {
-            let reason = status.notReadyReason.isEmpty
-                ? (status.leaderID == nil ? "no leader is known" : "the store has not caught up")
-                : status.notReadyReason
-            return APIError.unavailable("not_ready", reason).response()
+        let (ready, reason) = await self.status.readiness()
+        guard ready else {
+            return APIError.unavailable("not_ready", reason.isEmpty ? "this master is not ready" : reason).response()
         }
         return jsonResponse(HealthView(status: "ready"), revision: nil)
     }
@@ -32,6 +29,7 @@ extension OrchestratorAPI {
             return (tasks, try await repository.readNodes(consistency: .serializable).nodes)
         }
         let status = await self.status.status()
+        let ready = await self.status.readiness().ready
         var taskCounts = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, 0) })
         for task in tasks.tasks { taskCounts[task.state, default: 0] += 1 }
         var nodeCounts = Dictionary(uniqueKeysWithValues: NodeState.allCases.map { ($0, 0) })
@@ -47,7 +45,7 @@ extension OrchestratorAPI {
                   value: Double(nodes.filter { $0.info.state == .ready && $0.info.schedulable }.count)),
             Gauge("orchestrator_store_revision", help: "Store revision this master has applied.", value: Double(tasks.revision)),
             Gauge("orchestrator_is_leader", help: "1 on the leader, 0 elsewhere.", value: status.leaderID == status.nodeID ? 1 : 0),
-            Gauge("orchestrator_ready", help: "1 when /readyz answers 200.", value: status.isReady ? 1 : 0),
+            Gauge("orchestrator_ready", help: "1 when /readyz answers 200.", value: ready ? 1 : 0),
             Gauge("orchestrator_event_streams", help: "Open event streams (GET /api/v1/events).", value: Double(streams.count)),
         ]
         if let term = status.term { snapshot.append(Gauge("orchestrator_raft_term", help: "Current Raft term.", value: Double(term))) }

@@ -15,6 +15,8 @@ final class EtcdLeadership: Leadership {
     let ttl: Int64
     let logger: Logger
     private let state = Mutex<(isLeader: Bool, term: UInt64)>((false, 0))
+    /// Set by `resign()`: this master stops campaigning (it is stopping).
+    private let resigned = Atomic<Bool>(false)
 
     init(store: any ClusterStore, masterID: String, ttl: Int64 = 5, logger: Logger) {
         self.store = store
@@ -26,7 +28,7 @@ final class EtcdLeadership: Leadership {
     func current() async -> (isLeader: Bool, term: UInt64) { state.withLock { $0 } }
 
     func run() async {
-        while !Task.isCancelled {
+        while !Task.isCancelled && !resigned.load(ordering: .relaxed) {
             do {
                 try await campaign()
             } catch {
@@ -48,9 +50,25 @@ final class EtcdLeadership: Leadership {
         guard r.succeeded else { return }
         state.withLock { $0 = (true, UInt64(r.revision)) }
         logger.notice("elected through etcd", metadata: ["revision": "\(r.revision)"])
-        while !Task.isCancelled {
+        while !Task.isCancelled && !resigned.load(ordering: .relaxed) {
             try await Task.sleep(for: .milliseconds(Int64(ttl) * 1000 / 3))
             _ = try await store.keepAlive(lease.id)
         }
+    }
+
+    /// Gives up leadership for good (a stopping master): deletes the election key if this master
+    /// holds it, so another master wins at its next attempt instead of after the lease's TTL.
+    func resign() async {
+        resigned.store(true, ordering: .relaxed)
+        let key = Self.electionKey
+        let wasLeader = state.withLock { s -> Bool in
+            defer { s.isLeader = false }
+            return s.isLeader
+        }
+        guard wasLeader else { return }
+        _ = try? await store.txn(TxnRequest(
+            compares: [Compare(key: key, .equal, .value(Array(masterID.utf8)))],
+            success: [.deleteRange(DeleteRangeRequest(key: key))]))
+        logger.notice("resigned leadership in etcd")
     }
 }

@@ -25,6 +25,10 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
                              notReadyReason: ready ? "" : "no leader is known yet")
     }
 
+    func readiness() async -> (ready: Bool, reason: String) {
+        await server.readiness()
+    }
+
     func waitForRevision(_ revision: Int64) async throws {
         try await pollStoreRevision(server.repository.store, until: revision)
     }

@@ -47,10 +47,12 @@ public final class MasterServer: Sendable {
     /// Counters and gauges for `/metrics`.
     public let metrics = MetricsRegistry()
     let now: @Sendable () -> Int64
-    private let parts: Parts
+    let parts: Parts
+    /// Set once a stop has begun: `/readyz` answers 503 so clients and load balancers move on.
+    let stopping = Atomic<Bool>(false)
 
     /// What differs between the two store kinds.
-    private enum Parts: Sendable {
+    enum Parts: Sendable {
         case raft(node: RaftNode<ContinuousClock>, store: RaftStore, names: [NodeID: String])
         case etcd(store: EtcdStore, election: EtcdLeadership, server: StoppableGRPCServer<HTTP2ServerTransport.Posix>)
     }
@@ -135,23 +137,29 @@ public final class MasterServer: Sendable {
         }
     }
 
-    /// Runs every part until the calling task is cancelled; throws when a part cannot start (a
-    /// port in use, the data directory unusable).
-    public func run(additional: [@Sendable () async throws -> Void] = []) async throws {
+    /// Runs every part until the calling task is cancelled, or until `stopWhen` returns; throws
+    /// when a part cannot start (a port in use, the data directory unusable).
+    ///
+    /// - Parameter stopWhen: returns when the master should stop gracefully (`master` passes the
+    ///   first SIGTERM or SIGINT): see `stopGracefully` for what that does before the parts are
+    ///   cancelled.
+    public func run(additional: [@Sendable () async throws -> Void] = [],
+                    stopWhen: (@Sendable () async -> Void)? = nil) async throws {
         defer { clients.shutdown() }
+        let api = makeAPI()
         try await withThrowingTaskGroup(of: Void.self) { group in
             switch parts {
             case .raft(let node, let store, let names):
-                group.addTask { try await node.run() }
+                group.addTask { try await Self.naming("--rpc-addr", self.config.rpcAddress) { try await node.run() } }
                 group.addTask { await LeaseExpirer(store: store, now: self.now).run() }
                 group.addTask { [config] in await HistoryCompactor(store: store, retain: config.historyRevisions).run() }
                 if let etcdAddress = config.etcdAddress {
                     let info = MasterEtcdInfo(server: self, store: store, names: names)
                     let etcdAPI = EtcdAPIServer(store: store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger)
-                    group.addTask { try await etcdAPI.run() }
+                    group.addTask { try await Self.naming("--etcd-addr", etcdAddress) { try await etcdAPI.run() } }
                 }
             case .etcd(let store, let election, let server):
-                group.addTask { try await server.run() }
+                group.addTask { try await Self.naming("--rpc-addr", self.config.rpcAddress) { try await server.run() } }
                 group.addTask { await election.run() }
                 group.addTask {
                     await withTaskCancellationHandler {
@@ -167,7 +175,14 @@ public final class MasterServer: Sendable {
                                                entry: .init(api: self.advertised(self.config.apiAddress),
                                                             etcd: self.config.etcdAddress.map { self.advertised($0) } ?? ""))
             }
-            group.addTask { try await self.serveAPI() }
+            group.addTask { try await Self.naming("--api-addr", self.config.apiAddress) { try await api.run() } }
+            if let stopWhen {
+                group.addTask {
+                    await stopWhen()
+                    guard !Task.isCancelled else { return }
+                    await self.stopGracefully(api: api)
+                }
+            }
             for part in additional { group.addTask { try await part() } }
             // The first part to fail stops the master: a half-running master is worse than none.
             defer { group.cancelAll() }
@@ -183,25 +198,6 @@ extension MasterServer {
         let wildcard = listen.host == "0.0.0.0" || listen.host == "::"
         let own = config.peers.first { $0.name == config.id }?.address.host ?? config.rpcAddress.host
         return HostPort(host: wildcard ? own : listen.host, port: listen.port).description
-    }
-
-    /// The REST API (Hummingbird) until cancelled.
-    func serveAPI() async throws {
-        var configuration = APIConfiguration()
-        configuration.limits = config.taskLimits
-        configuration.defaultScheduler = config.scheduler
-        configuration.apiToken = config.apiToken
-        let bridge = MasterAPIBridge(server: self)
-        let api = OrchestratorAPI(repository: repository, status: bridge, logs: bridge, configuration: configuration, metrics: metrics)
-        if (config.apiToken ?? "").isEmpty, !["127.0.0.1", "localhost", "::1"].contains(config.apiAddress.host) {
-            logger.warning("the REST API on \(config.apiAddress) is open to anyone who can reach it: set --api-token (ORCH_API_TOKEN)")
-        }
-        let app = api.makeApplication(address: .hostname(config.apiAddress.host, port: config.apiAddress.port), logger: logger)
-        try await withTaskCancellationHandler {
-            try await app.run()
-        } onCancel: {
-            api.closeEventStreams()
-        }
     }
 }
 

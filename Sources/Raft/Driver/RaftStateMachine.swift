@@ -53,7 +53,10 @@ public enum RaftNodeError: Error, Sendable, Equatable, CustomStringConvertible {
     init(_ error: RaftError) {
         switch error {
         case .notLeader(let leader): self = .notLeader(leader: leader)
-        case .transferInProgress: self = .rejected("leadership transfer in progress; retry on the new leader")
+        // A leader handing over (thesis §3.10) refuses proposals before appending them, so
+        // nothing was proposed: callers wait for the new leader as they do through an election
+        // (a `rejected` here failed the writes that a graceful stop of the leader was racing).
+        case .transferInProgress: self = .notLeader(leader: noNode)
         case .confChangeInProgress: self = .rejected("another membership change is in progress")
         case .invalidConfChange(let why): self = .rejected(why)
         case .outOfRange: self = .rejected("index out of range")

@@ -18,7 +18,7 @@ struct MasterCommand: EnvironmentConfigurable {
     @Option(help: "Where the Raft log lives.") var dataDir = "./data"
     @Option(help: "REST API address.") var apiAddr: String?
     @Option(help: "Raft and worker-protocol address.") var rpcAddr: String?
-    @Option(help: "etcd v3 gRPC API of the built-in store (default: port 2379 on the --api-addr host); 'off' serves none.")
+    @Option(help: "etcd v3 gRPC API of the built-in store (default 0.0.0.0:2379, 127.0.0.1:2379 with --dev); 'off' serves none.")
     var etcdAddr: String?
     @Option(help: "Every master: NAME=HOST:PORT,... (the same list, in the same order, on each). Default: this master alone.")
     var peers: String?
@@ -76,7 +76,10 @@ struct MasterCommand: EnvironmentConfigurable {
             listenAddress: HostPort(host: "127.0.0.1", port: 0))
         let agent = WorkerAgent(config: workerConfig, runtime: runtime, logger: Logger(label: "worker"))
         logger.notice("embedded worker", metadata: ["node": "\(id)", "runtime": "\(kind.rawValue)"])
-        try await server.run(additional: [{ try await agent.run() }], stopWhen: stopSignal)
+        var failure: (any Error)?
+        do { try await server.run(additional: [{ try await agent.run() }], stopWhen: stopSignal) } catch { failure = error }
+        try? await runtime.shutdown()
+        if let failure { throw failure }
     }
 
     func makeConfig() throws -> MasterConfig {

@@ -64,20 +64,26 @@ struct WorkerCommand: EnvironmentConfigurable {
                                                     "cpu": "\(config.capacity.cpu)", "memory": "\(config.capacity.memory)"])
         let agent = WorkerAgent(config: config, runtime: taskRuntime, logger: logger)
         let stopSignal = await StopSignals.trap()
-        do {
-            // SIGTERM/SIGINT: stop taking assignments and exit; running tasks keep running and are
-            // adopted when this worker (same --data-dir) comes back.
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await agent.run() }
-                group.addTask {
-                    await stopSignal()
-                    logger.notice("stopping: running tasks are left running, to be adopted when this worker comes back")
-                }
-                defer { group.cancelAll() }
-                try await group.next()
+        // The runtime's connections are closed before it is released, however the agent ends.
+        var failure: (any Error)?
+        do { try await Self.run(agent, until: stopSignal, logger: logger) } catch { failure = error }
+        try? await taskRuntime.shutdown()
+        if let error = failure as? WorkerError { throw ValidationError("\(error)") }
+        if let failure { throw failure }
+    }
+
+    /// Runs the agent until it fails or a stop signal arrives.
+    /// SIGTERM/SIGINT: stop taking assignments and exit; running tasks keep running and are
+    /// adopted when this worker (same --data-dir) comes back.
+    static func run(_ agent: WorkerAgent, until stopSignal: @escaping @Sendable () async -> Void, logger: Logger) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await agent.run() }
+            group.addTask {
+                await stopSignal()
+                logger.notice("stopping: running tasks are left running, to be adopted when this worker comes back")
             }
-        } catch let error as WorkerError {
-            throw ValidationError("\(error)")
+            defer { group.cancelAll() }
+            try await group.next()
         }
     }
 

@@ -124,9 +124,16 @@ public protocol TaskRuntime: Sendable {
     /// Deletes what is left of the instance (container, log and state files); an instance that
     /// still runs is killed first. Removing an unknown task id throws `.notFound`.
     func remove(taskID: String) async throws
+
+    /// Releases the runtime's own resources (connections to the engine) when the worker stops;
+    /// instances keep running. The runtime must not be used after.
+    func shutdown() async throws
 }
 
 extension TaskRuntime {
+    /// Nothing to release.
+    public func shutdown() async throws {}
+
     /// The last 64 KiB of the instance's stdout and stderr.
     public func logs(taskID: String) async throws -> [UInt8] {
         try await logs(taskID: taskID, limit: defaultLogLimit)

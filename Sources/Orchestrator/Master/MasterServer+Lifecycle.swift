@@ -60,7 +60,7 @@ extension MasterServer {
     /// the REST API ends its event streams, refuses new connections and lets requests in flight
     /// finish. Each step is bounded, so a stop takes well under Docker's 10 s grace period.
     func stopGracefully(api: MasterAPIServer) async {
-        stopping.store(true, ordering: .relaxed)
+        stopping.fire()
         logger.notice("stopping gracefully")
         switch parts {
         case .raft(let node, let store, let names):
@@ -90,7 +90,7 @@ extension MasterServer {
     /// Ready when a leader is known and this master has applied every write committed before the
     /// check (a ReadIndex round, thesis §6.4) within `bound`; a lagging or cut-off follower is not.
     public func readiness(bound: Duration = .seconds(2)) async -> (ready: Bool, reason: String) {
-        if stopping.load(ordering: .relaxed) { return (false, "this master is stopping") }
+        if stopping.isFired { return (false, "this master is stopping") }
         switch parts {
         case .raft(let node, let store, _):
             let status = await store.status()

@@ -48,8 +48,10 @@ public final class MasterServer: Sendable {
     public let metrics = MetricsRegistry()
     let now: @Sendable () -> Int64
     let parts: Parts
-    /// Set once a stop has begun: `/readyz` answers 503 so clients and load balancers move on.
-    let stopping = Atomic<Bool>(false)
+    /// Fired once a stop has begun: `/readyz` answers 503 so clients and load balancers move on.
+    /// (A class, not an `Atomic` field: Swift 6.3's optimizer crashes on a noncopyable stored
+    /// property of a class whose init throws.)
+    let stopping = Latch()
 
     /// What differs between the two store kinds.
     enum Parts: Sendable {

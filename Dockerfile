@@ -22,11 +22,12 @@ COPY Sources ./Sources
 # SwiftPM checks that every target's directory exists, test targets included.
 COPY Tests ./Tests
 COPY IntegrationTests ./IntegrationTests
+# Stripped on install: the debug info is about half of a release binary.
 RUN swift build -c release --static-swift-stdlib --product master \
  && swift build -c release --static-swift-stdlib --product worker \
  && bin="$(swift build -c release --static-swift-stdlib --show-bin-path)" \
- && install -D -m 0755 "$bin/master" /out/master \
- && install -D -m 0755 "$bin/worker" /out/worker
+ && install -D -s -m 0755 "$bin/master" /out/master \
+ && install -D -s -m 0755 "$bin/worker" /out/worker
 
 # ---- runtime --------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}

@@ -122,6 +122,11 @@ ctx="$staging/app"
 mkdir -p "$ctx/bin" "$ctx/lib"
 # Copy now: the build directory may be rebuilt while the image builds.
 cp -L "$binaries/master" "$binaries/worker" "$ctx/bin/"
+# Release binaries carry their debug info (about half of their 210 MB): the image does without.
+# Debug builds keep it, for backtraces with line numbers.
+if [[ "$binaries" == *release* ]] && command -v strip >/dev/null 2>&1; then
+    strip "$ctx/bin/master" "$ctx/bin/worker"
+fi
 # Binaries linked to the Swift runtime: copy the shared libraries that ldd resolves into the
 # toolchain (anything not under /lib, /usr/lib, i.e. not from Debian packages the base image
 # shares with this host), or that it cannot resolve at all (then fail).

@@ -97,9 +97,7 @@ public actor WorkerAgent {
         if let saved = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !saved.isEmpty {
             return saved
         }
-        let base = String(hostname.lowercased().map { ($0.isLetter && $0.isASCII) || $0.isNumber ? $0 : "-" }.prefix(40))
-            .trimmingCharacters(in: CharacterSet(charactersIn: "-"))
-        let id = (base.isEmpty ? "node" : base) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let id = NodeInfo.newID(hostname: hostname)
         try id.write(toFile: path, atomically: true, encoding: .utf8)
         return id
     }

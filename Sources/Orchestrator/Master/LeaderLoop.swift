@@ -1,4 +1,5 @@
 import Logging
+import Raft
 import Store
 import Synchronization
 
@@ -28,6 +29,9 @@ public final class LeaderLoop: Sendable {
         /// the store's memory would grow with every write ever made.
         public var compactionRetention: Int64 = 20_000
         public var compactionInterval: Duration = .seconds(30)
+        /// Seed of the generator behind restart-backoff jitter: fixed in tests, so a run replays;
+        /// drawn once from the system generator in production, so masters do not jitter alike.
+        public var jitterSeed = UInt64.random(in: .min ... .max)
         public init() {}
     }
 
@@ -84,7 +88,7 @@ public final class LeaderLoop: Sendable {
         var lastReconcile: Int64 = .min / 2
         var lastCompaction: Int64 = 0
         let compactionMs = options.compactionInterval.components.seconds * 1000
-        var random = SystemRandomNumberGenerator()
+        var random = SplitMix64(seed: options.jitterSeed)
         let periodMs = options.period.components.seconds * 1000 + options.period.components.attoseconds / 1_000_000_000_000_000
         var follower: Task<Void, Never>?
         defer { follower?.cancel() }

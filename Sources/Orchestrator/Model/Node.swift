@@ -1,9 +1,28 @@
+import Foundation
+
 /// A worker's health as the masters see it.
 public enum NodeState: String, Sendable, Hashable, Codable, CaseIterable {
     case ready
     case notReady = "not_ready"
     case draining
     case down
+}
+
+extension NodeInfo {
+    /// A new node id: the host name made DNS-label safe (lower-case letters, digits, `-`; at most
+    /// 40 characters) and a random hexadecimal suffix. The one generator of node ids: workers pick
+    /// their own before joining (so their containers carry it), masters only for a worker that
+    /// joins without one.
+    public static func newID(hostname: String) -> String {
+        let base = String(hostname.lowercased().map { ($0.isLetter && $0.isASCII) || $0.isNumber ? $0 : "-" }.prefix(40))
+            .trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+        return (base.isEmpty ? "node" : base) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+    }
+
+    /// Ids a master accepts: 1 to 63 of lower-case letters, digits and `-` (a DNS label).
+    public static func isValidID(_ id: String) -> Bool {
+        (1...63).contains(id.utf8.count) && id.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
+    }
 }
 
 /// What the scheduler needs to know about a worker node.

@@ -34,8 +34,8 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
         guard HostPort(parsing: request.address) != nil else {
             throw RPCError(code: .invalidArgument, message: "address \"\(request.address)\" is not host:port")
         }
-        let id = request.nodeID.isEmpty ? Self.newNodeID(hostname: request.hostname) : request.nodeID
-        guard Self.isValidNodeID(id) else {
+        let id = request.nodeID.isEmpty ? NodeInfo.newID(hostname: request.hostname) : request.nodeID
+        guard NodeInfo.isValidID(id) else {
             throw RPCError(code: .invalidArgument, message: "node id \"\(id)\" must be 1-63 characters of a-z, 0-9 and '-'")
         }
         let node = try await mapStoreErrors {
@@ -134,17 +134,6 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
                 }
             }
         }
-    }
-
-    static func newNodeID(hostname: String) -> String {
-        let base = hostname.lowercased().map { ($0.isLetter && $0.isASCII) || $0.isNumber ? $0 : "-" }
-        let prefix = String(String(base).prefix(40)).trimmingCharacters(in: CharacterSet(charactersIn: "-"))
-        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        return (prefix.isEmpty ? "node" : prefix) + "-" + suffix
-    }
-
-    static func isValidNodeID(_ id: String) -> Bool {
-        (1...63).contains(id.utf8.count) && id.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
     }
 
     /// Store and consensus failures become gRPC statuses a worker can act on (retry elsewhere).

@@ -38,6 +38,10 @@ public final class RaftStore: ClusterStore {
     private let proposeBytes: @Sendable ([UInt8]) async throws -> [UInt8]
     private let readIndex: @Sendable () async throws -> Void
     let nodeStatus: @Sendable () async -> RaftStatus
+    /// Time from the node's injected clock (not a global one), so a test clock drives the retry
+    /// deadlines and pauses too: `startTimer()` returns a function giving the time since.
+    private let startTimer: @Sendable () -> @Sendable () -> Duration
+    private let pause: @Sendable (Duration) async throws -> Void
 
     /// A state machine wired to a new hub: pass both to the `RaftNode` and to `init`.
     public static func makeStateMachine(store: KeyValueStore = KeyValueStore()) -> (machine: KVStateMachine, hub: WatchHub) {
@@ -63,6 +67,12 @@ public final class RaftStore: ClusterStore {
         self.proposeBytes = { try await node.propose($0) }
         self.readIndex = { try await node.linearizableRead() }
         self.nodeStatus = { await node.status() }
+        let clock = node.clock
+        self.startTimer = {
+            let start = clock.now
+            return { start.duration(to: clock.now) }
+        }
+        self.pause = { try await clock.sleep(for: $0) }
     }
 
     // MARK: Writes
@@ -71,7 +81,8 @@ public final class RaftStore: ClusterStore {
     /// through leader changes until the deadline. Only retries that cannot have applied the command
     /// (not leader, proposal dropped) are made: a timed-out proposal may still commit, so it fails.
     func execute(_ command: Command) async throws -> Response {
-        let deadline = ContinuousClock.now + options.requestTimeout
+        let elapsed = startTimer()
+        let timeout = options.requestTimeout
         while true {
             do {
                 return try await propose(command)
@@ -81,17 +92,17 @@ public final class RaftStore: ClusterStore {
                         return try await forward(leader, command)
                     } catch let error as RaftNodeError {
                         // The leader we knew has stepped down or is unreachable: find the next one.
-                        guard error.isRetryable, ContinuousClock.now < deadline else { throw error }
+                        guard error.isRetryable, elapsed() < timeout else { throw error }
                     }
                 } else if forward == nil && leader != noNode {
                     throw RaftNodeError.notLeader(leader: leader)
                 }
-                guard ContinuousClock.now < deadline else { throw RaftNodeError.notLeader(leader: leader) }
+                guard elapsed() < timeout else { throw RaftNodeError.notLeader(leader: leader) }
             } catch RaftNodeError.proposalDropped {
-                guard ContinuousClock.now < deadline else { throw RaftNodeError.proposalDropped }
+                guard elapsed() < timeout else { throw RaftNodeError.proposalDropped }
             }
             // Polling with a short pause: the node offers no "leader known" notification.
-            try await Task.sleep(for: options.retryBackoff)
+            try await pause(options.retryBackoff)
         }
     }
 
@@ -117,15 +128,15 @@ public final class RaftStore: ClusterStore {
     /// Waits until the local state machine reflects every write committed before the call,
     /// retrying through elections (a read is idempotent, so timeouts retry too).
     func waitLinearizable() async throws {
-        let deadline = ContinuousClock.now + options.requestTimeout
+        let elapsed = startTimer()
         while true {
             do {
                 try await readIndex()
                 return
             } catch let error as RaftNodeError {
-                guard error.isRetryable || error == .timeout, ContinuousClock.now < deadline else { throw error }
+                guard error.isRetryable || error == .timeout, elapsed() < options.requestTimeout else { throw error }
             }
-            try await Task.sleep(for: options.retryBackoff)
+            try await pause(options.retryBackoff)
         }
     }
 

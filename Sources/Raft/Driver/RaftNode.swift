@@ -25,7 +25,9 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private let storage: any LogStorage
     private let machine: any RaftStateMachine
     private let transport: any RaftTransport
-    private let clock: C
+    /// The injected clock: ticks, request expiry, and the timing of whoever builds on this node
+    /// (the store's retry deadlines).
+    public nonisolated let clock: C
     private let options: Options
     private let logger: Logger
 

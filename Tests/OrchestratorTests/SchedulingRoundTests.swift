@@ -109,8 +109,8 @@ import Testing
         let repo = try await Self.cluster(nodes: 1, cpu: 400)
         try await Self.submit(repo, count: 120)
         var round = SchedulingRound(repository: repo, batchSize: 25)
-        round.maxReasonUpdates = 100
-        round.reasonRefreshMs = 5_000
+        round.limits.maxReasonUpdates = 100
+        round.limits.reasonRefreshMs = 5_000
         var scheduler = Scheduler(defaultAlgorithm: .binPacking)
         let before = try await repo.store.range(RangeRequest(key: ClusterRepository.taskKey("x"), countOnly: true), consistency: .serializable).revision
         let first = try await round.run(&scheduler, now: 1_000)
@@ -144,7 +144,7 @@ import Testing
         let repo = try await Self.cluster(nodes: 10)
         try await Self.submit(repo, count: 10)
         var round = SchedulingRound(repository: repo)
-        round.maxWritesPerTxn = 6
+        round.limits.maxWritesPerTxn = 6
         var scheduler = Scheduler(defaultAlgorithm: .spread)
         let result = try await round.run(&scheduler, now: 100)
         // Spread sends each task to its own node: 3 tasks and their 3 nodes are 6 writes, and a
@@ -179,5 +179,47 @@ import Testing
         #expect(third.placed == 0)
         let updated = try await repo.tasks().tasks.filter { $0.state == .pending }
         #expect(updated.allSatisfy { $0.updatedAt == 7_001 && $0.reason.contains("node-not-ready") })
+    }
+}
+
+/// `TaskState.canMove` is binding: the repository refuses a write that moves a task between
+/// states the state machine forbids, whatever the caller.
+@Suite struct TransitionEnforcementTests {
+    @Test("update, updateBatch, assign and release refuse forbidden transitions and records not read from the store")
+    func refused() async throws {
+        let repo = try await SchedulingRoundTests.cluster(nodes: 1)
+        var pending = try await repo.create(TaskRecord(id: "t", spec: TaskSpec(name: "t", image: "alpine"), now: 0))
+        // pending -> running skips assigned.
+        var running = pending
+        running.state = .running
+        await #expect(throws: RepositoryError.invalidTransition("task t cannot move from pending to running")) { try await repo.update(running) }
+        await #expect(throws: RepositoryError.invalidTransition("task t cannot move from pending to running")) { _ = try await repo.updateBatch([running]) }
+        // A same-state write (a new reason) is fine.
+        pending.reason = "waiting"
+        pending = try await repo.update(pending)
+
+        let node = try await repo.node("n1")
+        let placement = PlacementRecord(node: "n1", score: 1, algorithm: .binPacking, filters: [])
+        var (assigned, n1) = try await repo.assign(pending, to: node, placement: placement, now: 1)
+        #expect(assigned.storedState == .assigned)
+        // assigned -> completed is allowed (a task too quick to report running); then completed
+        // cannot become running again, nor be assigned.
+        var done = assigned
+        done.state = .completed
+        (done, n1) = try await repo.release(assigned, as: done, from: n1)
+        var revived = done
+        revived.state = .running
+        await #expect(throws: RepositoryError.invalidTransition("task t cannot move from completed to running")) { try await repo.update(revived) }
+        await #expect(throws: RepositoryError.invalidTransition("task t cannot move from completed to assigned")) {
+            try await repo.assign(done, to: n1, placement: placement, now: 2)
+        }
+        // A record made up rather than read carries no stored state.
+        var madeUp = TaskRecord(id: "t", spec: done.spec, state: .pending, now: 3)
+        madeUp.revision = done.revision
+        await #expect(throws: RepositoryError.invalidTransition("task t was not read from the store")) { try await repo.update(madeUp) }
+        // What is stored is still the completed task.
+        #expect(try await repo.task("t").state == .completed)
+        assigned = try await repo.task("t")
+        #expect(assigned.storedState == .completed)
     }
 }

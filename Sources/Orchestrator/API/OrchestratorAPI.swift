@@ -137,6 +137,7 @@ extension APIError {
             case .alreadyExists(let id): return .conflict("already_exists", "\"\(id)\" already exists")
             case .conflict(let what): return .conflict("conflict", "\(what) kept changing under concurrent writers; retry")
             case .corrupt(let what): return APIError(status: 500, code: "corrupt_record", message: what)
+            case .invalidTransition(let what): return APIError(status: 500, code: "invalid_transition", message: what)
             }
         case let e as StoreError:
             switch e {

@@ -8,6 +8,9 @@ public enum RepositoryError: Error, Sendable, Hashable {
     /// A record changed since it was read: re-read and retry (optimistic concurrency).
     case conflict(String)
     case corrupt(String)
+    /// A write would move a task between states that `TaskState.canMove` forbids: a bug or a
+    /// writer working from a record it did not read from the store.
+    case invalidTransition(String)
 }
 
 /// The orchestrator's records in a `ClusterStore`, with compare-and-swap on every update so that
@@ -25,6 +28,17 @@ public struct ClusterRepository: Sendable {
     static func taskKey(_ id: String) -> [UInt8] { taskPrefix + Array(id.utf8) }
     static func nodeKey(_ id: String) -> [UInt8] { nodePrefix + Array(id.utf8) }
 
+    /// Refuses a task write whose transition the state machine forbids (same-state writes, which
+    /// change a reason or a count, are allowed).
+    static func checkTransition(_ updated: TaskRecord) throws {
+        guard let from = updated.storedState else {
+            throw RepositoryError.invalidTransition("task \(updated.id) was not read from the store")
+        }
+        guard from == updated.state || from.canMove(to: updated.state) else {
+            throw RepositoryError.invalidTransition("task \(updated.id) cannot move from \(from.rawValue) to \(updated.state.rawValue)")
+        }
+    }
+
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -35,7 +49,7 @@ public struct ClusterRepository: Sendable {
     static func decode<T: StoredRecord>(_ type: T.Type, _ kv: KeyValue) throws -> T {
         do {
             var record = try JSONDecoder().decode(type, from: Data(kv.value))
-            record.revision = kv.modRevision
+            record.markStored(revision: kv.modRevision)
             return record
         } catch {
             throw RepositoryError.corrupt("\(String(decoding: kv.key, as: UTF8.self)): \(error)")
@@ -53,7 +67,7 @@ public struct ClusterRepository: Sendable {
             success: [.put(PutRequest(key: key, value: Self.encode(task)))]))
         guard r.succeeded else { throw RepositoryError.alreadyExists(task.id) }
         var stored = task
-        stored.revision = r.revision
+        stored.markStored(revision: r.revision)
         return stored
     }
 
@@ -71,13 +85,14 @@ public struct ClusterRepository: Sendable {
     /// Replaces a task if it is unchanged since `task.revision` was read.
     @discardableResult
     public func update(_ task: TaskRecord) async throws -> TaskRecord {
+        try Self.checkTransition(task)
         let key = Self.taskKey(task.id)
         let r = try await store.txn(TxnRequest(
             compares: [Compare(key: key, .equal, .modRevision(task.revision))],
             success: [.put(PutRequest(key: key, value: Self.encode(task)))]))
         guard r.succeeded else { throw RepositoryError.conflict("task \(task.id) changed since revision \(task.revision)") }
         var stored = task
-        stored.revision = r.revision
+        stored.markStored(revision: r.revision)
         return stored
     }
 
@@ -85,13 +100,14 @@ public struct ClusterRepository: Sendable {
     /// read. Returns them as stored, or nil (and nothing written) when any of them changed.
     public func updateBatch(_ tasks: [TaskRecord]) async throws -> [TaskRecord]? {
         guard !tasks.isEmpty else { return [] }
+        for task in tasks { try Self.checkTransition(task) }
         let r = try await store.txn(TxnRequest(
             compares: tasks.map { Compare(key: Self.taskKey($0.id), .equal, .modRevision($0.revision)) },
             success: tasks.map { .put(PutRequest(key: Self.taskKey($0.id), value: Self.encode($0))) }))
         guard r.succeeded else { return nil }
         return tasks.map { task in
             var stored = task
-            stored.revision = r.revision
+            stored.markStored(revision: r.revision)
             return stored
         }
     }
@@ -137,6 +153,7 @@ public struct ClusterRepository: Sendable {
         t.reason = ""
         t.placement = placement
         t.updatedAt = now
+        try Self.checkTransition(t)
         var n = node
         n.info.allocated = n.info.allocated + task.spec.resources
         n.info.taskCount += 1
@@ -150,7 +167,7 @@ public struct ClusterRepository: Sendable {
             success: [.put(PutRequest(key: taskKey, value: Self.encode(t))),
                       .put(PutRequest(key: nodeKey, value: Self.encode(n)))]))
         guard r.succeeded else { throw RepositoryError.conflict("task \(task.id) or node \(node.info.id) changed") }
-        t.revision = r.revision
+        t.markStored(revision: r.revision)
         n.revision = r.revision
         return (t, n)
     }
@@ -166,8 +183,12 @@ public struct ClusterRepository: Sendable {
     /// node it writes (as read into `nodes`). Returns what was written, or nil when any of them
     /// changed (nothing is written then) or a node would be over-committed.
     public func assignBatch(_ placements: [(task: TaskRecord, placement: PlacementRecord)], nodes: [NodeRecord], now: Int64) async throws -> AssignedBatch? {
-        var byID: [String: NodeRecord] = [:]
-        for n in nodes { byID[n.info.id] = n }
+        try await assignBatch(placements, nodes: Dictionary(nodes.map { ($0.info.id, $0) }, uniquingKeysWith: { a, _ in a }), now: now)
+    }
+
+    /// ``assignBatch(_:nodes:now:)`` with the nodes by id (a scheduling pass keeps them so, rather
+    /// than indexing every node again for every batch).
+    public func assignBatch(_ placements: [(task: TaskRecord, placement: PlacementRecord)], nodes byID: [String: NodeRecord], now: Int64) async throws -> AssignedBatch? {
         var touched: [String: NodeRecord] = [:]
         var compares: [Compare] = []
         var puts: [RequestOp] = []
@@ -182,6 +203,7 @@ public struct ClusterRepository: Sendable {
             t.reason = ""
             t.placement = placement
             t.updatedAt = now
+            try Self.checkTransition(t)
             n.info.allocated = n.info.allocated + task.spec.resources
             n.info.taskCount += 1
             guard n.info.allocated.fits(in: n.info.capacity) else { return nil }
@@ -198,7 +220,7 @@ public struct ClusterRepository: Sendable {
         }
         let r = try await store.txn(TxnRequest(compares: compares, success: puts))
         guard r.succeeded else { return nil }
-        for i in written.indices { written[i].revision = r.revision }
+        for i in written.indices { written[i].markStored(revision: r.revision) }
         let nodes = touched.values.map { node -> NodeRecord in
             var n = node
             n.revision = r.revision
@@ -211,6 +233,9 @@ public struct ClusterRepository: Sendable {
     /// resources back to the node, only if neither changed since read.
     @discardableResult
     public func release(_ task: TaskRecord, as updated: TaskRecord, from node: NodeRecord) async throws -> (TaskRecord, NodeRecord) {
+        var checked = updated
+        checked.storedState = task.storedState
+        try Self.checkTransition(checked)
         var n = node
         n.info.allocated = n.info.allocated - task.spec.resources
         n.info.taskCount -= 1
@@ -225,7 +250,7 @@ public struct ClusterRepository: Sendable {
                       .put(PutRequest(key: nodeKey, value: Self.encode(n)))]))
         guard r.succeeded else { throw RepositoryError.conflict("task \(task.id) or node \(node.info.id) changed") }
         var t = updated
-        t.revision = r.revision
+        t.markStored(revision: r.revision)
         n.revision = r.revision
         return (t, n)
     }

@@ -2,6 +2,14 @@
 public protocol StoredRecord: Codable, Sendable {
     /// The store revision of this version of the record (not encoded).
     var revision: Int64 { get set }
+    /// Stamps the record as stored at `revision` (after a read or a write of this version).
+    mutating func markStored(revision: Int64)
+}
+
+extension StoredRecord {
+    public mutating func markStored(revision: Int64) {
+        self.revision = revision
+    }
 }
 
 /// Why a task sits where it is: the scheduler's decision, kept with the task.
@@ -44,6 +52,15 @@ public struct TaskRecord: StoredRecord, Hashable {
     public var updatedAt: Int64
     /// The store revision of this version of the record (not encoded: it is the key's mod revision).
     public var revision: Int64 = 0
+    /// The state this version was stored with (not encoded; nil for a record not yet stored). The
+    /// repository checks every write's transition from it with `TaskState.canMove`; since each
+    /// write is guarded by `revision`, this is exactly the state the write replaces.
+    public var storedState: TaskState?
+
+    public mutating func markStored(revision: Int64) {
+        self.revision = revision
+        self.storedState = state
+    }
 
     public init(id: String, spec: TaskSpec, state: TaskState = .pending, now: Int64) {
         self.id = id

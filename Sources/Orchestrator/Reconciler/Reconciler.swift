@@ -1,0 +1,83 @@
+/// One change the reconciler wants, in the order it must be written. Task changes name the task
+/// and carry the record as the reconciler saw it plus what to change; the round applies each to
+/// the record as it is when written (an earlier action may have written it already).
+public enum ReconcileAction: Sendable, Hashable {
+    /// The node's state follows its heartbeats (`HealthPolicy`).
+    case markNode(id: String, state: NodeState)
+    /// Take the task off a down node (as lost, its own write and event before any restart) or off
+    /// a draining node (back to pending, handed over without counting a restart), giving its
+    /// resources back to the node.
+    case evacuate(taskID: String, node: String, to: TaskState, reason: String)
+    /// Make an ended or lost task pending again after `delay` ms, its restart number `retry`.
+    case restart(taskID: String, retry: Int, delay: Int64, reason: String)
+    /// Say once why a lost task stays lost.
+    case explain(taskID: String, reason: String)
+}
+
+/// The leader's self-healing rules as a pure function (the planning half of ``ReconcileRound``):
+/// from the nodes with their latest heartbeats, the tasks, `now`, when this master began to lead
+/// and a seeded jitter source, the changes to write. No store, no clock: the rules are tested as
+/// tables.
+///
+/// The rules, in order:
+/// 1. A node's state is what `HealthPolicy` says of its silence (draining survives until down).
+/// 2. Assigned or running tasks on a down node are lost; on a draining node they go back to
+///    pending with no restart counted (the task did nothing wrong).
+/// 3. Failed, completed and lost tasks (including the ones rule 2 just lost) restart if their
+///    policy says so, with the policy's backoff spread by jitter; a lost task that stays lost says
+///    why, once.
+///
+/// Restarting here rather than where a worker reports the ending keeps two separate writes (and
+/// two events: failed, then rescheduled), and a leader that crashes between them loses nothing:
+/// the next leader's pass finds the failed task and applies the same policy.
+public struct Reconciler: Sendable {
+    public var policy: HealthPolicy
+
+    public init(policy: HealthPolicy = HealthPolicy()) {
+        self.policy = policy
+    }
+
+    /// The actions for one pass. `jitter` supplies numbers in [0, 1) from a seeded generator, one
+    /// per restart decision, in task order.
+    public func plan(nodes: [NodeRecord], heartbeats: [String: Int64], tasks: [TaskRecord], now: Int64, leaderSince: Int64,
+                     jitter: () -> Double) -> [ReconcileAction] {
+        var actions: [ReconcileAction] = []
+        var state: [String: NodeState] = [:]
+        for var node in nodes.sorted(by: { $0.info.id < $1.info.id }) {
+            node.lastHeartbeat = max(node.lastHeartbeat, heartbeats[node.info.id] ?? 0)
+            let next = policy.state(of: node, now: now, leaderSince: leaderSince)
+            if next != node.info.state { actions.append(.markNode(id: node.info.id, state: next)) }
+            state[node.info.id] = next
+        }
+        for task in tasks.sorted(by: { $0.id < $1.id }) {
+            var ended = task.state
+            var reason = task.reason
+            if task.state == .assigned || task.state == .running, let nodeID = task.node {
+                switch state[nodeID] {
+                case .down:
+                    reason = "node \(nodeID) down"
+                    actions.append(.evacuate(taskID: task.id, node: nodeID, to: .lost, reason: reason))
+                    ended = .lost
+                case .draining:
+                    actions.append(.evacuate(taskID: task.id, node: nodeID, to: .pending, reason: "node \(nodeID) draining; moving"))
+                    continue
+                default:
+                    continue
+                }
+            }
+            guard ended == .failed || ended == .completed || ended == .lost else { continue }
+            let policy = task.spec.restartPolicy
+            switch policy.decide(after: ended, retries: task.retries, jitter: jitter()) {
+            case .restart(let delay):
+                let ending = ended == .lost ? reason : "\(ended.rawValue)\(task.exitCode.map { " with exit code \($0)" } ?? "")"
+                let retry = task.retries + 1
+                actions.append(.restart(taskID: task.id, retry: retry, delay: delay, reason: "\(ending); restart \(retry) of \(policy.maxRetries)"))
+            case .stop(let why):
+                if ended == .lost, !reason.contains(why) {
+                    actions.append(.explain(taskID: task.id, reason: reason + "; " + why))
+                }
+            }
+        }
+        return actions
+    }
+}

@@ -10,12 +10,17 @@ import Synchronization
 public final class KVStateMachine: RaftStateMachine {
     private let state: Mutex<(store: KeyValueStore, appliedIndex: UInt64)>
     private let onEvents: @Sendable ([WatchEvent]) -> Void
+    private let onRestore: @Sendable (_ revision: Int64) -> Void
 
-    /// - Parameter onEvents: called after each applied command that produced events, in log order
-    ///   and outside the lock, so a shell can push them to live watchers.
-    public init(store: KeyValueStore = KeyValueStore(), onEvents: @escaping @Sendable ([WatchEvent]) -> Void = { _ in }) {
+    /// - Parameters:
+    ///   - onEvents: called after each applied command that produced events, in log order and
+    ///     outside the lock, so a shell can push them to live watchers.
+    ///   - onRestore: called after a snapshot replaced the state, with its revision, outside the lock.
+    public init(store: KeyValueStore = KeyValueStore(), onEvents: @escaping @Sendable ([WatchEvent]) -> Void = { _ in },
+                onRestore: @escaping @Sendable (_ revision: Int64) -> Void = { _ in }) {
         self.state = Mutex((store, 0))
         self.onEvents = onEvents
+        self.onRestore = onRestore
     }
 
     public func apply(_ command: [UInt8], index: UInt64) -> [UInt8] {
@@ -50,6 +55,7 @@ public final class KVStateMachine: RaftStateMachine {
         // Decode before taking the lock: a bad image leaves the current state untouched.
         let store = try KeyValueStore(snapshot: data)
         state.withLock { $0 = (store, index) }
+        onRestore(store.revision)
     }
 
     /// Runs a read against the current state (serializable read: as of the last applied entry).

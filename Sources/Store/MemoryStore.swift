@@ -9,12 +9,14 @@ import Synchronization
 public final class MemoryStore: ClusterStore {
     private let state: Mutex<KeyValueStore>
     private let hub = WatchHub()
+    var watchHub: WatchHub { hub }
     private let now: @Sendable () -> Int64
 
     /// - Parameter now: the clock for lease expiry, in milliseconds (defaults to the wall clock).
     public init(store: KeyValueStore = KeyValueStore(), now: @escaping @Sendable () -> Int64 = MemoryStore.wallClock) {
         self.state = Mutex(store)
         self.now = now
+        hub.advance(to: store.revision)
     }
 
     /// Milliseconds of a monotonic clock since the first use; only differences matter for leases.

@@ -46,7 +46,9 @@ public final class RaftStore: ClusterStore {
     /// A state machine wired to a new hub: pass both to the `RaftNode` and to `init`.
     public static func makeStateMachine(store: KeyValueStore = KeyValueStore()) -> (machine: KVStateMachine, hub: WatchHub) {
         let hub = WatchHub()
-        let machine = KVStateMachine(store: store) { [hub] events in hub.publish(events) }
+        hub.advance(to: store.revision)
+        let machine = KVStateMachine(store: store, onEvents: { [hub] events in hub.publish(events) },
+                                     onRestore: { [hub] revision in hub.advance(to: revision) })
         return (machine, hub)
     }
 

@@ -15,6 +15,25 @@ public protocol LeaseListing: Sendable {
     func leaseIDs() async throws -> [LeaseID]
 }
 
+/// A store that knows when it applies a revision, so waiting for one needs no polling.
+public protocol RevisionWaiting: Sendable {
+    /// Returns once this store (this replica, for a replicated one) has applied `revision`, so a
+    /// serializable read sees it. Honours cancellation: callers bound the wait.
+    func waitForRevision(_ revision: Int64) async throws
+}
+
+extension MemoryStore: RevisionWaiting {
+    public func waitForRevision(_ revision: Int64) async throws {
+        try await watchHub.waitForRevision(revision)
+    }
+}
+
+extension RaftStore: RevisionWaiting {
+    public func waitForRevision(_ revision: Int64) async throws {
+        try await hub.waitForRevision(revision)
+    }
+}
+
 extension RaftStore: WatchProgressNotifying, LeaseListing {
     public func notifyWatchProgress() {
         hub.notifyProgress()

@@ -32,6 +32,10 @@ public final class WatchHub: Sendable {
         /// The newest revision the hub knows the store has reached: the last one published, or a
         /// newer one a watch's history was read at. Progress notifications never claim beyond it.
         var revision: Int64 = 0
+        /// Tasks waiting for `revision` to reach theirs (``waitForRevision(_:)``), by id.
+        var revisionWaiters: [UInt64: (revision: Int64, continuation: CheckedContinuation<Void, any Error>)] = [:]
+        /// The lowest revision any waiter wants: `publish` looks at the waiters only past it.
+        var lowestWaited: Int64 = .max
     }
 
     private let state = Mutex(State())
@@ -87,8 +91,10 @@ public final class WatchHub: Sendable {
     /// missing a change.
     public func publish(_ events: [WatchEvent]) {
         guard let revision = events.first?.kv.modRevision else { return }
+        var reached: [CheckedContinuation<Void, any Error>] = []
         let gapped = state.withLock { s -> [AsyncThrowingStream<WatchResponse, any Error>.Continuation] in
             s.revision = max(s.revision, revision)
+            reached = Self.takeReached(&s)
             var gapped: [AsyncThrowingStream<WatchResponse, any Error>.Continuation] = []
             for (id, w) in s.watchers where w.nextRevision <= revision {
                 if w.nextRevision < revision {
@@ -109,6 +115,70 @@ public final class WatchHub: Sendable {
         }
         // Outside the lock: finishing runs the termination handler, which takes it.
         for c in gapped { c.finish(throwing: StoreError.compacted(revision)) }
+        for c in reached { c.resume() }
+    }
+
+    /// The store jumped to `revision` without events (a Raft replica installed a snapshot): wakes
+    /// the revision waiters it satisfies. Watchers learn of the gap at the next `publish`.
+    public func advance(to revision: Int64) {
+        let reached = state.withLock { s in
+            s.revision = max(s.revision, revision)
+            return Self.takeReached(&s)
+        }
+        for c in reached { c.resume() }
+    }
+
+    /// Returns once the store this hub serves has applied `revision` (the apply publishes, and this
+    /// wakes on it: no polling). Throws `CancellationError` when the calling task is cancelled, and
+    /// the hub's closing error once it is closed.
+    public func waitForRevision(_ revision: Int64) async throws {
+        let id = state.withLock { s -> UInt64? in
+            guard s.revision < revision, s.closed == nil else { return nil }
+            defer { s.nextID += 1 }
+            return s.nextID
+        }
+        guard let id else {
+            if let error = state.withLock({ $0.closed }) { throw error }
+            return
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome: Result<Bool, any Error> = state.withLock { s in
+                    if let error = s.closed { return .failure(error) }
+                    // Reached, or cancelled, between the check above and now.
+                    if s.revision >= revision || Task.isCancelled { return .success(true) }
+                    s.revisionWaiters[id] = (revision, continuation)
+                    s.lowestWaited = min(s.lowestWaited, revision)
+                    return .success(false)
+                }
+                switch outcome {
+                case .success(true): continuation.resume()
+                case .success(false): break
+                case .failure(let error): continuation.resume(throwing: error)
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { $0.revisionWaiters.removeValue(forKey: id) }
+            waiter?.continuation.resume(throwing: CancellationError())
+        }
+        try Task.checkCancellation()
+    }
+
+    /// Removes and returns the waiters `s.revision` satisfies.
+    private static func takeReached(_ s: inout State) -> [CheckedContinuation<Void, any Error>] {
+        guard s.revision >= s.lowestWaited else { return [] }
+        var reached: [CheckedContinuation<Void, any Error>] = []
+        var lowest = Int64.max
+        for (id, waiter) in s.revisionWaiters {
+            if waiter.revision <= s.revision {
+                reached.append(waiter.continuation)
+                s.revisionWaiters[id] = nil
+            } else {
+                lowest = min(lowest, waiter.revision)
+            }
+        }
+        s.lowestWaited = lowest
+        return reached
     }
 
     /// Makes every open watch report its progress (etcd's `RequestProgress`): each stream yields a
@@ -128,17 +198,24 @@ public final class WatchHub: Sendable {
 
     /// Ends every watch with `error` (the store is shutting down) and refuses new ones.
     public func finishAll(throwing error: any Error) {
-        let continuations = state.withLock { s in
+        let (continuations, waiters) = state.withLock { s in
             s.closed = error
-            defer { s.watchers = [:] }
-            return s.watchers.values.map(\.continuation)
+            defer {
+                s.watchers = [:]
+                s.revisionWaiters = [:]
+            }
+            return (s.watchers.values.map(\.continuation), s.revisionWaiters.values.map(\.continuation))
         }
         // Outside the lock: finishing runs the termination handlers, which take it.
         for c in continuations { c.finish(throwing: error) }
+        for c in waiters { c.resume(throwing: error) }
     }
 
     /// Number of open watches (tests, diagnostics).
     public var count: Int { state.withLock { $0.watchers.count } }
+
+    /// Number of tasks in ``waitForRevision(_:)`` (tests, diagnostics).
+    public var revisionWaiterCount: Int { state.withLock { $0.revisionWaiters.count } }
 }
 
 extension Response {

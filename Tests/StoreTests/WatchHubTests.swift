@@ -79,3 +79,75 @@ import Testing
         try await StoreConformance.eventually("the hub is empty") { store.hub.count == 0 }
     }
 }
+
+/// `waitForRevision`: read-your-writes on a replica is woken by the apply, not by polling.
+@Suite struct RevisionWaitTests {
+    /// Waits (bounded, yielding) until `hub` has `count` revision waiters registered.
+    static func waiters(_ hub: WatchHub, _ count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while hub.revisionWaiterCount != count {
+            guard ContinuousClock.now < deadline else { throw StoreError.malformed("\(hub.revisionWaiterCount) waiters, wanted \(count)") }
+            await Task.yield()
+        }
+    }
+
+    @Test("a revision already reached returns at once; a later one when it is published, not before")
+    func wokenByPublish() async throws {
+        let hub = WatchHub()
+        hub.publish([WatchHubTests.put("a", at: 2)])
+        try await hub.waitForRevision(2)
+        let waiter = Task { try await hub.waitForRevision(4) }
+        try await Self.waiters(hub, 1)
+        hub.publish([WatchHubTests.put("a", at: 3)])
+        #expect(hub.revisionWaiterCount == 1, "revision 3 does not satisfy a wait for 4")
+        hub.publish([WatchHubTests.put("a", at: 4)])
+        try await waiter.value
+        #expect(hub.revisionWaiterCount == 0)
+    }
+
+    @Test("a snapshot's jump wakes waiters; cancellation and closing end the wait with their errors")
+    func advanceCancelClose() async throws {
+        let hub = WatchHub()
+        let restored = Task { try await hub.waitForRevision(50) }
+        try await Self.waiters(hub, 1)
+        hub.advance(to: 60)
+        try await restored.value
+
+        let cancelled = Task { try await hub.waitForRevision(100) }
+        try await Self.waiters(hub, 1)
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        #expect(hub.revisionWaiterCount == 0)
+
+        let closed = Task { try await hub.waitForRevision(100) }
+        try await Self.waiters(hub, 1)
+        hub.finishAll(throwing: StoreError.malformed("closing"))
+        await #expect(throws: StoreError.malformed("closing")) { try await closed.value }
+    }
+
+    @Test("on a Raft state machine, the apply of a write and the restore of a snapshot both wake the wait")
+    func stateMachine() async throws {
+        let (machine, hub) = RaftStore.makeStateMachine()
+        let waiter = Task { try await hub.waitForRevision(2) }
+        try await Self.waiters(hub, 1)
+        _ = machine.apply(Command.put(PutRequest(key: b("k"), value: b("v"))).encoded(), index: 1)
+        try await waiter.value
+
+        var image = KeyValueStore()
+        for i in 0..<5 { _ = image.apply(.put(PutRequest(key: b("k\(i)"), value: b("v")))) }
+        let jump = Task { try await hub.waitForRevision(image.revision) }
+        try await Self.waiters(hub, 1)
+        try machine.restore(image.snapshotBytes(), index: 10)
+        try await jump.value
+    }
+
+    @Test("MemoryStore waits for its own writes")
+    func memoryStore() async throws {
+        let store = MemoryStore()
+        let waiter = Task { try await store.waitForRevision(3) }
+        try await Self.waiters(store.watchHub, 1)
+        _ = try await store.put(PutRequest(key: b("a"), value: b("1")))
+        _ = try await store.put(PutRequest(key: b("a"), value: b("2")))
+        try await waiter.value
+    }
+}

@@ -89,10 +89,15 @@ public protocol TaskLogSource: Sendable {
     func logs(task: TaskRecord, node: NodeRecord, limitBytes: Int) async throws -> [UInt8]
 }
 
-/// Polls `store` until its local (serializable) revision reaches `revision`: a `waitForRevision`
-/// for masters whose store has no apply notification (etcd mode, a single dev master).
-public func pollStoreRevision(_ store: any ClusterStore, until revision: Int64,
-                              interval: Duration = .milliseconds(10)) async throws {
+/// Returns once `store`'s local (serializable) reads see `revision`: woken by the store's apply
+/// when it can tell (`RevisionWaiting`: the built-in and in-memory stores), otherwise polled every
+/// `interval` (etcd, whose progress this master only sees by reading).
+public func waitForStoreRevision(_ store: any ClusterStore, until revision: Int64,
+                                 interval: Duration = .milliseconds(10)) async throws {
+    if let notifying = store as? any RevisionWaiting {
+        try await notifying.waitForRevision(revision)
+        return
+    }
     while true {
         let current = try await store.range(RangeRequest(key: Array("/orchestrator/".utf8), limit: 1, countOnly: true),
                                             consistency: .serializable).revision

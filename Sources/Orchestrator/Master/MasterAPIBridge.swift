@@ -30,7 +30,10 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
     }
 
     func waitForRevision(_ revision: Int64) async throws {
-        try await pollStoreRevision(server.repository.store, until: revision)
+        switch server.parts {
+        case .raft(_, let store, _): try await store.waitForRevision(revision)
+        case .etcd(let store, _, _): try await waitForStoreRevision(store, until: revision)
+        }
     }
 
     func logs(task: TaskRecord, node: NodeRecord, limitBytes: Int) async throws -> [UInt8] {

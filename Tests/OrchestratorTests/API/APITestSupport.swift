@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 @testable import Orchestrator
 
-/// A `ClusterStatusSource` whose status a test sets, and whose `waitForRevision` polls the store.
+/// A `ClusterStatusSource` whose status a test sets, and whose `waitForRevision` waits for the store's apply.
 final class FakeStatus: ClusterStatusSource {
     let current: Mutex<ClusterStatus>
     let store: any ClusterStore
@@ -28,7 +28,7 @@ final class FakeStatus: ClusterStatusSource {
     func set(_ change: (inout ClusterStatus) -> Void) { current.withLock { change(&$0) } }
 
     func waitForRevision(_ revision: Int64) async throws {
-        try await pollStoreRevision(store, until: revision, interval: .milliseconds(2))
+        try await waitForStoreRevision(store, until: revision)
     }
 }
 

@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 
 CORES=(
     Sources/Raft/Core
-    Sources/Orchestrator/Scheduler
+    Sources/Orchestrator/Scheduler/Scheduler.swift
+    Sources/Orchestrator/Scheduler/Filters.swift
+    Sources/Orchestrator/Scheduler/PlacementPlanner.swift
     Sources/Orchestrator/Health
+    Sources/Orchestrator/Reconciler/Reconciler.swift
     Sources/Agent/Supervisor.swift
 )
 # Clocks, sleeps, and generators that are not passed in.
@@ -17,9 +20,11 @@ FORBIDDEN='Date\(\)|Date\.now|DispatchTime\.now|ContinuousClock|SuspendingClock|
 found="$(grep -rnE "$FORBIDDEN" "${CORES[@]}" | grep -vE '^[^:]+:[0-9]+:\s*///' || true)"
 # `.random(...)` draws from the system generator unless it is given one (`using:`).
 unseeded="$(grep -rnE '\.random\(' "${CORES[@]}" | grep -v 'using:' | grep -vE '^[^:]+:[0-9]+:\s*///' || true)"
-if [[ -n "$found$unseeded" ]]; then
-    echo "check-pure-cores: a pure core reads a clock, sleeps or draws unseeded randomness; inject it instead:" >&2
-    printf '%s\n' "$found" "$unseeded" | sed '/^$/d' >&2
+# A pure core decides; the shell around it waits and writes: no async code, no store in a core.
+io="$(grep -rnE '\basync\b|\bawait\b|ClusterRepository|ClusterStore' "${CORES[@]}" | grep -vE '^[^:]+:[0-9]+:\s*///' || true)"
+if [[ -n "$found$unseeded$io" ]]; then
+    echo "check-pure-cores: a pure core reads a clock, sleeps, draws unseeded randomness or does I/O; inject it or move it to the shell:" >&2
+    printf '%s\n' "$found" "$unseeded" "$io" | sed '/^$/d' >&2
     exit 1
 fi
-echo "check-pure-cores: ${CORES[*]}: no clock, sleep or unseeded randomness"
+echo "check-pure-cores: ${CORES[*]}: no clock, sleep, unseeded randomness or I/O"

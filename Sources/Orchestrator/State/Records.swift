@@ -32,7 +32,8 @@ public struct TaskRecord: StoredRecord, Hashable {
     public var id: String
     public var spec: TaskSpec
     public var state: TaskState
-    /// The node it is assigned to, while assigned or running.
+    /// The node it is assigned to while assigned or running. A task cancelled there keeps it (where
+    /// it ran, for its logs); the other endings and a move back to pending clear it.
     public var node: String?
     /// Raised at every assignment: a worker never runs an assignment older than one it has seen.
     public var epoch: UInt64

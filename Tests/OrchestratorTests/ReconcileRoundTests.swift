@@ -56,6 +56,9 @@ import Testing
         }
         var scheduler = Scheduler(defaultAlgorithm: .spread)
         _ = try await SchedulingRound(repository: repo).run(&scheduler, now: 1_000)
+        // The task on n1 runs (a drain moves running tasks too, not only assigned ones).
+        let onN1 = try #require(try await repo.tasks().tasks.first { $0.node == "n1" })
+        #expect(try await repo.apply(.running, taskID: onN1.id, nodeID: "n1", epoch: onN1.epoch, now: 1_200))
         var n1 = try await repo.node("n1")
         n1.info.state = .draining
         try await repo.save(n1, expectRevision: n1.revision)

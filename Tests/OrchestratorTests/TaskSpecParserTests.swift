@@ -106,6 +106,7 @@ import Testing
         #expect(TaskState.assigned.canMove(to: .running))
         #expect(TaskState.running.canMove(to: .completed))
         #expect(TaskState.running.canMove(to: .lost))
+        #expect(TaskState.running.canMove(to: .pending), "a drain hands a running task over")
         #expect(TaskState.lost.canMove(to: .pending))
         #expect(!TaskState.completed.canMove(to: .running))
         #expect(!TaskState.cancelled.canMove(to: .pending))

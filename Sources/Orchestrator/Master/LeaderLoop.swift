@@ -132,6 +132,7 @@ public final class LeaderLoop: Sendable {
                     let result = try await ReconcileRound(repository: repository, policy: options.health, cache: cache)
                         .run(now: time, leaderSince: leaderSince, jitter: { Double.random(in: 0..<1, using: &random) })
                     for (node, state) in result.nodeChanges { logger.notice("node \(node) is \(state.rawValue)") }
+                    for why in result.refused { logger.error("reconcile action refused: \(why)") }
                 } catch {
                     logger.warning("reconcile pass failed: \(error)")
                 }

@@ -20,6 +20,10 @@ public enum TaskState: String, Sendable, Hashable, Codable, CaseIterable {
             return true
         case (.running, .completed), (.running, .failed), (.running, .cancelled), (.running, .lost):
             return true
+        case (.running, .pending):
+            // A drain hands a running task to another node (the worker stops the old copy when
+            // its assignment is withdrawn).
+            return true
         case (.lost, .pending), (.failed, .pending), (.completed, .pending):
             // Rescheduled by the restart policy (on-failure: lost or failed; always: any ending).
             return true

@@ -9,6 +9,9 @@ public struct ReconcileResult: Sendable, Hashable {
     /// Tasks that ended (failed, completed) made pending again by their restart policy.
     public var restarted = 0
     public var conflicts = 0
+    /// Actions the repository refused as forbidden transitions (a bug, logged by the leader): the
+    /// pass goes on with the others rather than letting one record stop all healing.
+    public var refused: [String] = []
 }
 
 /// The leader's self-healing pass: read nodes, heartbeats and tasks, let the pure ``Reconciler``
@@ -65,6 +68,8 @@ private struct ActionWriter {
             case .evacuate(let id, _, _, _), .restart(let id, _, _, _): tasks[id] = nil
             case .explain: break
             }
+        } catch RepositoryError.invalidTransition(let why) {
+            result.refused.append(why)
         }
     }
 

@@ -21,17 +21,19 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         public init() {}
     }
 
-    private var raw: RawNode
-    private let storage: any LogStorage
-    private let machine: any RaftStateMachine
+    // Members without `private` are internal only because RaftNode+Reads.swift and
+    // RaftNode+Snapshot.swift use them; nothing else should.
+    var raw: RawNode
+    let storage: any LogStorage
+    let machine: any RaftStateMachine
     private let transport: any RaftTransport
     /// The injected clock: ticks, request expiry, and the timing of whoever builds on this node
     /// (the store's retry deadlines).
     public nonisolated let clock: C
-    private let options: Options
-    private let logger: Logger
+    let options: Options
+    let logger: Logger
 
-    private enum Event: Sendable {
+    enum Event: Sendable {
         case tick
         case messages([Message])
         case unreachable(NodeID)
@@ -42,7 +44,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         case storageFailed(String)
     }
 
-    private enum Request: Sendable {
+    enum Request: Sendable {
         case propose([UInt8], CheckedContinuation<[UInt8], any Error>)
         case confChange(ConfChange, CheckedContinuation<[UInt8], any Error>)
         case read(CheckedContinuation<Void, any Error>)
@@ -65,29 +67,21 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private let mailbox = Mutex(Mailbox())
     private var running = false
 
-    private struct PendingProposal {
-        var term: UInt64
-        var deadline: Int
-        var continuation: CheckedContinuation<[UInt8], any Error>
-    }
-
-    private struct PendingRead {
-        var index: UInt64?
-        var deadline: Int
-        var continuation: CheckedContinuation<Void, any Error>
-    }
-
-    private var proposals: [UInt64: PendingProposal] = [:]
-    private var reads: [[UInt8]: PendingRead] = [:]
-    private var nextReadID: UInt64 = 0
-    private var ticks = 0
+    private var proposals = ProposalTracker<CheckedContinuation<[UInt8], any Error>>()
+    /// ReadIndex requests by their context, with the index to wait for once the leader confirmed it.
+    var reads: [[UInt8]: PendingRead] = [:]
+    var nextReadID: UInt64 = 0
+    /// Leadership transfers under way, answered when the target leads.
+    var transfers: [PendingTransfer] = []
+    /// Ticks since the node started: the clock of request deadlines.
+    var ticks = 0
     private var lastContact: [NodeID: C.Instant] = [:]
     private var syncs: UInt64 = 0
     private var entriesPersisted: UInt64 = 0
     /// Whether a snapshot image is being encoded off the loop (one at a time).
-    private var encodingSnapshot = false
+    var encodingSnapshot = false
     /// A failure found outside `processReady` (saving a snapshot) that must stop the node.
-    private var storageFailure: RaftNodeError?
+    var storageFailure: RaftNodeError?
 
     /// Opens a node from its storage. `bootstrap` lists the founding voters of a new cluster (the
     /// same on each founding member); a member added later starts with none and learns the
@@ -168,7 +162,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         }
     }
 
-    private nonisolated func enqueue(_ event: Event) {
+    nonisolated func enqueue(_ event: Event) {
         let (accepted, wakeUp) = mailbox.withLock { m -> (Bool, CheckedContinuation<Void, Never>?) in
             guard !m.stopped else { return (false, nil) }
             m.events.append(event)
@@ -284,41 +278,25 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             // Consecutive proposals in the inbox end up in one Ready; the core batches them per append.
             do {
                 let index = try raw.propose([command])
-                proposals[index] = PendingProposal(term: raw.raft.term, deadline: deadline, continuation: cont)
+                proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: cont)
             } catch {
                 cont.resume(throwing: RaftNodeError(error))
             }
         case .confChange(let change, let cont):
             do {
                 let index = try raw.proposeConfChange(change)
-                proposals[index] = PendingProposal(term: raw.raft.term, deadline: deadline, continuation: cont)
+                proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: cont)
             } catch {
                 cont.resume(throwing: RaftNodeError(error))
             }
         case .read(let cont):
-            nextReadID += 1
-            var ctx: [UInt8] = []
-            withUnsafeBytes(of: nextReadID.littleEndian) { ctx.append(contentsOf: $0) }
-            withUnsafeBytes(of: raw.raft.term.littleEndian) { ctx.append(contentsOf: $0) }
-            do {
-                try raw.readIndex(context: ctx)
-                reads[ctx] = PendingRead(index: nil, deadline: deadline, continuation: cont)
-            } catch {
-                cont.resume(throwing: RaftNodeError(error))
-            }
+            startRead(cont, deadline: deadline)
         case .transfer(let target, let cont):
-            do {
-                try raw.transferLeader(to: target)
-                transfers.append((target, deadline, cont))
-            } catch {
-                cont.resume(throwing: RaftNodeError(error))
-            }
+            startTransfer(to: target, cont, deadline: deadline)
         case .campaign:
             raw.campaign()
         }
     }
-
-    private var transfers: [(target: NodeID, deadline: Int, continuation: CheckedContinuation<Void, any Error>)] = []
 
     private nonisolated func fail(_ request: Request, _ error: RaftNodeError) {
         switch request {
@@ -329,27 +307,15 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     }
 
     private func expireRequests() {
-        for (index, p) in proposals where p.deadline <= ticks {
-            proposals[index] = nil
-            p.continuation.resume(throwing: RaftNodeError.timeout)
+        for waiter in proposals.expire(now: ticks) {
+            waiter.resume(throwing: RaftNodeError.timeout)
         }
-        for (ctx, r) in reads where r.deadline <= ticks {
-            reads[ctx] = nil
-            r.continuation.resume(throwing: RaftNodeError.timeout)
-        }
-        transfers.removeAll { t in
-            if t.deadline <= ticks { t.continuation.resume(throwing: RaftNodeError.timeout); return true }
-            return false
-        }
+        expireReadsAndTransfers()
     }
 
     private func failAll(_ error: RaftNodeError) {
-        for p in proposals.values { p.continuation.resume(throwing: error) }
-        for r in reads.values { r.continuation.resume(throwing: error) }
-        for t in transfers { t.continuation.resume(throwing: error) }
-        proposals = [:]
-        reads = [:]
-        transfers = []
+        for waiter in proposals.removeAll() { waiter.resume(throwing: error) }
+        failReadsAndTransfers(error)
         // Stopped under the lock, so no request can slip in after the drain.
         let queued = mailbox.withLock { m in
             m.stopped = true
@@ -418,75 +384,19 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
                 logger.error("undecodable membership entry", metadata: ["index": "\(entry.index)"])
             }
         }
-        if let p = proposals.removeValue(forKey: entry.index) {
-            if p.term == entry.term {
-                p.continuation.resume(returning: result)
-            } else {
-                p.continuation.resume(throwing: RaftNodeError.proposalDropped)
-            }
+        switch proposals.applied(index: entry.index, term: entry.term) {
+        case .committed(let waiter)?: waiter.resume(returning: result)
+        case .dropped(let waiter)?: waiter.resume(throwing: RaftNodeError.proposalDropped)
+        case nil: break
         }
     }
 
     /// Proposals whose entry is no longer in the log (a new leader overwrote it) fail at once.
     private func failOrphanedProposals() {
         let r = raw.raft
-        for (index, p) in proposals where index > r.appliedIndex {
-            let still = index <= r.lastIndex && r.log.term(at: index) == p.term
-            if !still {
-                proposals[index] = nil
-                p.continuation.resume(throwing: r.role == .leader ? RaftNodeError.proposalDropped : RaftNodeError.notLeader(leader: r.leader))
-            }
+        let orphans = proposals.orphaned(appliedIndex: r.appliedIndex, lastIndex: r.lastIndex) { r.log.term(at: $0) }
+        for waiter in orphans {
+            waiter.resume(throwing: r.role == .leader ? RaftNodeError.proposalDropped : RaftNodeError.notLeader(leader: r.leader))
         }
-    }
-
-    private func completeReadsAndTransfers() {
-        let applied = raw.raft.appliedIndex
-        for (ctx, r) in reads {
-            if let index = r.index, index <= applied {
-                reads[ctx] = nil
-                r.continuation.resume()
-            }
-        }
-        let leader = raw.raft.leader
-        transfers.removeAll { t in
-            if leader == t.target { t.continuation.resume(); return true }
-            return false
-        }
-    }
-
-    /// Starts a snapshot once `snapshotThreshold` entries were applied since the last one. The
-    /// state machine's image is captured here (cheap: copy-on-write) and encoded on another task,
-    /// so the loop keeps replicating while a large state is serialized (encoding 100,000 revisions
-    /// on the loop stalled every write for seconds); `finishSnapshot` then compacts the log.
-    private func maybeCompact() throws {
-        let r = raw.raft
-        guard !encodingSnapshot, r.appliedIndex >= r.firstIndex - 1 + options.snapshotThreshold else { return }
-        encodingSnapshot = true
-        let (index, confState, encode, storage) = (r.appliedIndex, r.confState, machine.snapshotImage(), storage)
-        Task.detached { [weak self] in
-            let data = encode()
-            do {
-                // Written and synced here, off the loop (see SQLiteSnapshotFile for why).
-                try storage.stageSnapshot(index: index, data: data)
-            } catch {
-                self?.enqueue(.storageFailed("cannot stage snapshot \(index): \(error)"))
-                return
-            }
-            self?.enqueue(.snapshotEncoded(index: index, confState: confState, data: data))
-        }
-    }
-
-    private func finishSnapshot(index: UInt64, confState: ConfState, data: [UInt8]) {
-        encodingSnapshot = false
-        // A snapshot from the leader may have replaced the log meanwhile; then this one is stale.
-        guard index > raw.raft.firstIndex - 1, let snap = try? raw.compact(at: index, confState: confState, data: data) else { return }
-        do {
-            try storage.save(PersistBatch(snapshot: snap))
-        } catch {
-            logger.critical("storage failed; stopping", metadata: ["error": "\(error)"])
-            storageFailure = .storage("\(error)")
-            return
-        }
-        logger.debug("compacted log", metadata: ["index": "\(snap.metadata.index)", "bytes": "\(data.count)"])
     }
 }

@@ -1,4 +1,3 @@
-import CSQLite
 import Synchronization
 
 /// Copies the log database's WAL back into the database from a connection and thread of its own.
@@ -6,13 +5,13 @@ import Synchronization
 /// Why: with SQLite's automatic checkpoints, the commit that finds the WAL past 1,000 pages copies
 /// them into the database and syncs it before returning, so every few seconds one Raft `save`
 /// took 20-50 ms instead of 1-2 (seen with `etcd-bench` puts). Here the log's connection
-/// checkpoints only as a backstop, past `SQLiteLogStorage.walBackstopPages`; this one runs PASSIVE
+/// checkpoints only as a backstop, past `SQLiteLogDatabase.walBackstopPages`; this one runs PASSIVE
 /// checkpoints, which never block the writer, every `interval`. If the writer outruns them and
 /// the WAL passes `restartAbove` frames, a RESTART checkpoint (which briefly holds the writer off)
 /// lets the next commit rewind the WAL. The rounds run on a `PeriodicThread`, not a task: a
 /// checkpoint blocks on disk for as long as a sync takes.
 final class SQLiteCheckpointer: @unchecked Sendable {
-    private let db: Mutex<OpaquePointer?>
+    private let db: Mutex<SQLiteConnection?>
     private var rounds: PeriodicThread?
     let path: String
     private let restartAbove: Int32
@@ -20,7 +19,7 @@ final class SQLiteCheckpointer: @unchecked Sendable {
     init(path: String, interval: Duration = .milliseconds(250), restartAbove: Int32 = 4_096) throws {
         self.path = path
         self.restartAbove = restartAbove
-        db = Mutex(try openSQLite(path, create: false, purpose: " for checkpoints"))
+        db = Mutex(try SQLiteConnection(path: path, create: false, purpose: " for checkpoints"))
         rounds = PeriodicThread(interval: interval) { [weak self] in self?.checkpoint() }
     }
 
@@ -39,19 +38,18 @@ final class SQLiteCheckpointer: @unchecked Sendable {
     }
 
     /// Runs `PRAGMA wal_checkpoint(mode)`; returns the WAL's size in frames, nil on failure.
-    private static func checkpoint(_ db: OpaquePointer, mode: String) -> Int32? {
-        var stmt: OpaquePointer?
-        guard sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(\(mode))", -1, &stmt, nil) == SQLITE_OK else { return nil }
-        defer { sqlite3_finalize(stmt) }
-        guard sqlite3_step(stmt) == SQLITE_ROW else { return nil }
-        return sqlite3_column_int(stmt, 1)
+    private static func checkpoint(_ db: SQLiteConnection, mode: String) -> Int32? {
+        guard let stmt = try? db.prepare("PRAGMA wal_checkpoint(\(mode))") else { return nil }
+        defer { stmt.finalize() }
+        guard (try? stmt.stepRow()) == true else { return nil }
+        return Int32(clamping: stmt.int64(1))
     }
 
     /// Ends the rounds (waiting for one in progress), then closes the connection.
     func close() {
         rounds?.stop()
         db.withLock { db in
-            sqlite3_close_v2(db)
+            db?.close()
             db = nil
         }
     }

@@ -93,7 +93,8 @@ public final class GRPCRaftTransport: RaftTransport {
     let logger: Logger
     private let state = Mutex(State())
     private let serverTransport: DirectHTTP2ServerTransport
-    private let server: GRPCServer<DirectHTTP2ServerTransport>
+    /// Whether `run` serves the listen port itself, or its owner does with ``serve(with:)``.
+    private let servesPort: Bool
     private let service: InboundService
     private let listenAddress: PeerAddress
     private let listenError: GRPCRaftTransportError?
@@ -113,17 +114,21 @@ public final class GRPCRaftTransport: RaftTransport {
     ///     cluster's full peer list can be passed as is. Host names are resolved with DNS.
     ///   - logger: where connection changes and dropped or malformed messages are reported.
     ///   - configuration: tunables.
-    ///   - additionalServices: other gRPC services served on the same port (a master serves its
-    ///     write forwarding and the worker protocol next to Raft, so one port does for both).
+    ///   - servesPort: true (the default) for `run` to serve the listen port, with Raft's stream
+    ///     only. False when the owner serves more on the same port (a master adds write forwarding
+    ///     and the worker protocol, which need the store that needs the Raft node that needs this
+    ///     transport): the owner then calls ``serve(with:)`` once everything exists, and the
+    ///     construction runs in one direction.
     public init(
         id: NodeID,
         listen: (host: String, port: Int),
         peers: [NodeID: (host: String, port: Int)],
         logger: Logger,
         configuration: Configuration = Configuration(),
-        additionalServices: [any RegistrableRPCService] = []
+        servesPort: Bool = true
     ) {
         self.id = id
+        self.servesPort = servesPort
         self.configuration = configuration
         var logger = logger
         logger[metadataKey: "raft-node"] = "\(id)"
@@ -156,7 +161,6 @@ public final class GRPCRaftTransport: RaftTransport {
         ]
         serverTransport = DirectHTTP2ServerTransport(
             host: listenHost, port: listenError == nil ? listenAddress.port : 0, configuration: transportConfiguration)
-        server = GRPCServer(transport: serverTransport, services: additionalServices)
 
         for (peer, address) in peers where peer != id {
             _ = installLink(peer: peer, address: PeerAddress(host: address.host, port: address.port))
@@ -265,8 +269,9 @@ public final class GRPCRaftTransport: RaftTransport {
         }
     }
 
-    /// Serves peers and drives the outbound streams until the calling task is cancelled, then
-    /// closes every stream and the listener before returning. Call it once per transport.
+    /// Serves peers (unless the owner does: `servesPort`) and drives the outbound streams until
+    /// the calling task is cancelled, then closes every stream and the listener before returning.
+    /// Call it once per transport.
     ///
     /// - Throws: ``GRPCRaftTransportError`` when called twice or when the listen address is
     ///   invalid; a gRPC `RuntimeError` when the port cannot be bound.
@@ -291,13 +296,13 @@ public final class GRPCRaftTransport: RaftTransport {
         logger.info("raft transport starting", metadata: ["listen": "\(listenAddress)"])
 
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask {
-                // If the server stops (it cannot bind, say), end the loop below so that `run`
-                // returns its error instead of waiting for a cancellation.
-                defer { newLinksContinuation.finish() }
-                // Returns (after GOAWAY, a short grace and closing every connection) when
-                // cancelled: the normal way out.
-                try await self.server.serve()
+            if servesPort {
+                group.addTask {
+                    // If the server stops (it cannot bind, say), end the loop below so that `run`
+                    // returns its error instead of waiting for a cancellation.
+                    defer { newLinksContinuation.finish() }
+                    try await self.serve(with: [])
+                }
             }
             for link in initialLinks {
                 group.addTask { await self.runLink(link, handlers: handlers) }
@@ -311,7 +316,20 @@ public final class GRPCRaftTransport: RaftTransport {
         logger.info("raft transport stopped")
     }
 
-    /// The port the server listens on, once it does (useful with port 0). Call while `run` runs.
+    /// Serves the listen port, Raft's stream on the connections' event loops and `services`
+    /// through grpc-swift's router, until the calling task is cancelled; then sends GOAWAY, allows
+    /// a short grace and closes every connection. Call it once: `run` does for a transport that
+    /// serves its own port, the owner does otherwise (see `servesPort`). Raft messages that arrive
+    /// before `run` installed its handlers are dropped, as any lost message is.
+    ///
+    /// - Throws: ``GRPCRaftTransportError`` when the listen address is invalid; a gRPC
+    ///   `RuntimeError` when the port cannot be bound.
+    public func serve(with services: [any RegistrableRPCService]) async throws {
+        if let listenError { throw listenError }
+        try await GRPCServer(transport: serverTransport, services: services).serve()
+    }
+
+    /// The port the server listens on, once it does (useful with port 0). Call while it serves.
     public var listeningPort: Int {
         get async throws {
             try await serverTransport.listeningPort

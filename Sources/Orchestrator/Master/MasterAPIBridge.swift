@@ -31,7 +31,7 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
 
     func waitForRevision(_ revision: Int64) async throws {
         switch server.parts {
-        case .raft(_, let store, _): try await store.waitForRevision(revision)
+        case .raft(let raft): try await raft.store.waitForRevision(revision)
         case .etcd(let store, _, _): try await waitForStoreRevision(store, until: revision)
         }
     }

@@ -63,12 +63,13 @@ extension MasterServer {
         stopping.fire()
         logger.notice("stopping gracefully")
         switch parts {
-        case .raft(let node, let store, let names):
-            let status = await store.status()
+        case .raft(let raft):
+            let names = raft.names
+            let status = await raft.store.status()
             if status.role == .leader,
                let target = Self.transferTarget(leader: status.id, voters: status.confState.voters, match: status.match) {
                 do {
-                    try await withDeadline(.seconds(2)) { try await node.transferLeadership(to: target) }
+                    try await withDeadline(.seconds(2)) { try await raft.node.transferLeadership(to: target) }
                     logger.notice("handed leadership over", metadata: ["to": "\(names[target] ?? "\(target)")"])
                 } catch {
                     logger.warning("leadership hand-off to \(names[target] ?? "\(target)") failed: \(error); the others will elect a leader")
@@ -92,14 +93,14 @@ extension MasterServer {
     public func readiness(bound: Duration = .seconds(2)) async -> (ready: Bool, reason: String) {
         if stopping.isFired { return (false, "this master is stopping") }
         switch parts {
-        case .raft(let node, let store, _):
-            let status = await store.status()
+        case .raft(let raft):
+            let status = await raft.store.status()
             guard status.leader != noNode else { return (false, "no leader is known") }
             do {
-                try await withDeadline(bound) { try await node.linearizableRead() }
+                try await withDeadline(bound) { try await raft.node.linearizableRead() }
                 return (true, "")
             } catch {
-                let now = await store.status()
+                let now = await raft.store.status()
                 return (false, "this master has not caught up with the leader's commit index within \(bound)"
                     + " (applied \(now.appliedIndex), commit \(now.commitIndex)): \(error)")
             }

@@ -53,24 +53,33 @@ public final class MasterServer: Sendable {
     /// property of a class whose init throws.)
     let stopping = Latch()
 
+    /// The built-in store's parts.
+    struct RaftParts: Sendable {
+        let node: RaftNode<ContinuousClock>
+        let store: RaftStore
+        /// Serves `--rpc-addr`: Raft's stream, and `rpcServices` beside it.
+        let transport: GRPCRaftTransport
+        /// Write forwarding and the worker protocol.
+        let rpcServices: [any RegistrableRPCService]
+        /// Raft ids to master names.
+        let names: [NodeID: String]
+    }
+
     /// What differs between the two store kinds.
     enum Parts: Sendable {
-        case raft(node: RaftNode<ContinuousClock>, store: RaftStore, names: [NodeID: String])
+        case raft(RaftParts)
         case etcd(store: EtcdStore, election: EtcdLeadership, server: StoppableGRPCServer<HTTP2ServerTransport.Posix>)
     }
 
-    /// Opens the data directory and builds every part; nothing listens until `run`.
+    /// Opens the data directory and builds every part, each from the ones it needs (storage, Raft
+    /// transport and node, store, repository, services, servers); nothing listens until `run`.
     public init(config: MasterConfig, logger: Logger) throws {
         try config.validate()
         self.config = config
         self.logger = logger
         let now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
         self.now = now
-        let late = LateBoundStore()
-        let repository = ClusterRepository(store: late)
-        self.repository = repository
-        let workers = WorkerService(repository: repository, joinToken: config.joinToken,
-                                    heartbeatInterval: config.heartbeatInterval, now: now, logger: logger)
+        let repository: ClusterRepository
         let leadership: any Leadership
         switch config.store {
         case .raft:
@@ -88,10 +97,9 @@ public final class MasterServer: Sendable {
             }
             let storage = try SQLiteLogStorage(path: config.dataDir + "/raft.sqlite")
             let (machine, hub) = RaftStore.makeStateMachine()
-            let forwarded = LateBoundForward()
             let transport = GRPCRaftTransport(
                 id: selfID, listen: (config.rpcAddress.host, config.rpcAddress.port), peers: ids, logger: logger,
-                additionalServices: [ForwardService(handle: { try await forwarded.handle($0) }), workers])
+                servesPort: false)
             var raftConfig = RaftConfig(id: selfID)
             raftConfig.electionTick = config.electionTicks
             var options = RaftNode<ContinuousClock>.Options()
@@ -101,13 +109,18 @@ public final class MasterServer: Sendable {
             let forwardClient = ForwardClient(clients: clients, addresses: addresses)
             let store = RaftStore(node: node, machine: machine, hub: hub, now: now,
                                   forward: { leader, command in try await forwardClient.forward(to: leader, command) })
-            forwarded.bind(store)
-            late.bind(store)
+            repository = ClusterRepository(store: store)
+            let workers = WorkerService(repository: repository, joinToken: config.joinToken,
+                                        heartbeatInterval: config.heartbeatInterval, now: now, logger: logger)
             leadership = RaftLeadership(store: store)
-            parts = .raft(node: node, store: store, names: names)
+            parts = .raft(RaftParts(node: node, store: store, transport: transport,
+                                    rpcServices: [ForwardService(handle: { try await store.handleForwarded($0) }), workers],
+                                    names: names))
         case .etcd:
             let store = try EtcdStore(endpoints: config.etcdEndpoints)
-            late.bind(store)
+            repository = ClusterRepository(store: store)
+            let workers = WorkerService(repository: repository, joinToken: config.joinToken,
+                                        heartbeatInterval: config.heartbeatInterval, now: now, logger: logger)
             let election = EtcdLeadership(store: store, masterID: config.id, logger: logger)
             leadership = election
             let tracker = ConnectionTracker()
@@ -117,6 +130,7 @@ public final class MasterServer: Sendable {
             parts = .etcd(store: store, election: election,
                           server: StoppableGRPCServer(transport: transport, services: [workers], tracker: tracker))
         }
+        self.repository = repository
         var loopOptions = LeaderLoop.Options()
         loopOptions.health = config.health
         leaderLoop = LeaderLoop(repository: repository, leadership: leadership, masterID: config.id,
@@ -126,10 +140,10 @@ public final class MasterServer: Sendable {
     /// This master's view of the cluster.
     public func status() async -> MasterStatus {
         switch parts {
-        case .raft(_, let store, let names):
-            let s = await store.status()
+        case .raft(let raft):
+            let s = await raft.store.status()
             return MasterStatus(id: config.id, store: .raft, isLeader: s.role == .leader,
-                                leader: names[s.leader], term: s.term, commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
+                                leader: raft.names[s.leader], term: s.term, commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
                                 members: config.peers.map { ($0.name, $0.address) })
         case .etcd(_, let election, _):
             let (isLeader, term) = await election.current()
@@ -151,13 +165,14 @@ public final class MasterServer: Sendable {
         let api = makeAPI()
         try await withThrowingTaskGroup(of: Void.self) { group in
             switch parts {
-            case .raft(let node, let store, let names):
-                group.addTask { try await Self.naming("--rpc-addr", self.config.rpcAddress) { try await node.run() } }
-                group.addTask { await LeaseExpirer(store: store, now: self.now).run() }
-                group.addTask { [config] in await HistoryCompactor(store: store, retain: config.historyRevisions).run() }
+            case .raft(let raft):
+                group.addTask { try await Self.naming("--rpc-addr", self.config.rpcAddress) { try await raft.transport.serve(with: raft.rpcServices) } }
+                group.addTask { try await raft.node.run() }
+                group.addTask { await LeaseExpirer(store: raft.store, now: self.now).run() }
+                group.addTask { [config] in await HistoryCompactor(store: raft.store, retain: config.historyRevisions).run() }
                 if let etcdAddress = config.etcdAddress {
-                    let info = MasterEtcdInfo(server: self, store: store, names: names)
-                    let etcdAPI = EtcdAPIServer(store: store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger)
+                    let info = MasterEtcdInfo(server: self, store: raft.store, names: raft.names)
+                    let etcdAPI = EtcdAPIServer(store: raft.store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger)
                     group.addTask { try await Self.naming("--etcd-addr", etcdAddress) { try await etcdAPI.run() } }
                 }
             case .etcd(let store, let election, let server):
@@ -200,15 +215,5 @@ extension MasterServer {
         let wildcard = listen.host == "0.0.0.0" || listen.host == "::"
         let own = config.peers.first { $0.name == config.id }?.address.host ?? config.rpcAddress.host
         return HostPort(host: wildcard ? own : listen.host, port: listen.port).description
-    }
-}
-
-/// The leader's side of forwarding, bound once the store exists.
-final class LateBoundForward: Sendable {
-    private let store = Mutex<RaftStore?>(nil)
-    func bind(_ s: RaftStore) { store.withLock { $0 = s } }
-    func handle(_ command: Command) async throws -> Store.Response {
-        guard let s = store.withLock({ $0 }) else { throw RaftNodeError.notLeader(leader: noNode) }
-        return try await s.handleForwarded(command)
     }
 }

@@ -142,14 +142,23 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
-        /// The master: model, scheduler, health, reconciler, REST API (Hummingbird) and the server
+        /// The records master and worker share: tasks, nodes, resources, a worker's task reports,
+        /// node ids, and the addresses of (and long-lived gRPC clients to) the cluster's processes.
+        /// The worker sees the master only through this and ClusterProto.
+        .target(
+            name: "ClusterModel",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
+        /// The master: scheduler, health, reconciler, REST API (Hummingbird) and the server
         /// that wires them to the store and the internal gRPC protocol.
         .target(
             name: "Orchestrator",
             dependencies: [
-                "Store", "Raft", "RaftGRPC", "ClusterProto", "EtcdAPI", "GRPCServing",
+                "ClusterModel", "Store", "Raft", "RaftGRPC", "ClusterProto", "EtcdAPI", "GRPCServing",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -160,7 +169,7 @@ let package = Package(
         .testTarget(
             name: "OrchestratorTests",
             dependencies: [
-                "Orchestrator", "Store", "ClusterProto",
+                "Orchestrator", "ClusterModel", "Store", "ClusterProto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "Logging", package: "swift-log"),
@@ -171,7 +180,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "Orchestrator", "ClusterProto", "GRPCServing",
+                "ClusterModel", "ClusterProto", "GRPCServing",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -179,16 +188,28 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Orchestrator", "TestGate"]),
+        /// The shared records: node ids.
+        .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "ClusterModel", "TestGate"]),
+        /// What `master` and `worker` share as processes: flags from `ORCH_` variables, SIGTERM and
+        /// SIGINT as a graceful stop.
+        .target(
+            name: "CommandLineSupport",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         /// `master`: the master process (`master --dev` for a one-process trial cluster).
         .executableTarget(
             name: "master",
-            dependencies: ["Orchestrator", "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Orchestrator", "Agent", "ClusterModel", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         /// `worker`: joins the masters and runs tasks.
         .executableTarget(
             name: "worker",
-            dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Agent", "ClusterModel", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         /// End-to-end placements per second through 3 master processes (BENCHMARKS.md).
         .executableTarget(
@@ -214,7 +235,7 @@ let package = Package(
             ]
         ),
         /// Decisions per second of the scheduler alone (BENCHMARKS.md).
-        .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator"]),
+        .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator", "ClusterModel"]),
         /// 3 masters and 3 workers as processes on loopback: failover, lost workers, drains.
         .testTarget(
             name: "OrchestratorIntegrationTests",

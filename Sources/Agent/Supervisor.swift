@@ -1,4 +1,4 @@
-import Orchestrator
+import ClusterModel
 
 /// One assignment as the worker receives it.
 public struct AssignedTask: Sendable, Hashable {

@@ -1,10 +1,10 @@
+import ClusterModel
 import ClusterProto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCServing
 import Logging
-import Orchestrator
 
 /// How a worker is set up (`worker --help` documents each flag).
 public struct WorkerConfig: Sendable {

@@ -1,5 +1,7 @@
 import Agent
 import ArgumentParser
+import ClusterModel
+import CommandLineSupport
 import Foundation
 import Logging
 import Orchestrator

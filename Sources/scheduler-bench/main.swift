@@ -3,6 +3,7 @@
 //
 // Usage: swift build -c release --product scheduler-bench && .build/release/scheduler-bench [--runs N]
 
+import ClusterModel
 import Foundation
 import Orchestrator
 

@@ -1,8 +1,9 @@
 import Agent
 import ArgumentParser
+import ClusterModel
+import CommandLineSupport
 import Foundation
 import Logging
-import Orchestrator
 
 /// `worker`: joins the masters and runs the tasks they assign.
 @main

@@ -1,5 +1,5 @@
 @testable import Agent
-import Orchestrator
+import ClusterModel
 import Testing
 
 @Suite("Runtime pieces")

@@ -1,4 +1,4 @@
-import Orchestrator
+import ClusterModel
 import Testing
 @testable import Agent
 

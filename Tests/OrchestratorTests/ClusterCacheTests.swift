@@ -1,3 +1,4 @@
+import ClusterModel
 import Store
 import Synchronization
 import Testing

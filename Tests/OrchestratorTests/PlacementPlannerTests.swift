@@ -1,3 +1,4 @@
+import ClusterModel
 import Testing
 @testable import Orchestrator
 

@@ -1,3 +1,4 @@
+import ClusterModel
 import Store
 import Testing
 @testable import Orchestrator

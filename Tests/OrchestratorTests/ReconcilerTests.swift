@@ -1,3 +1,4 @@
+import ClusterModel
 import Raft
 import Testing
 @testable import Orchestrator

@@ -1,4 +1,4 @@
-import Orchestrator
+import ClusterModel
 
 /// What to run: a task's spec together with the assignment (task id and epoch) that asks for it.
 public struct RuntimeTask: Sendable, Hashable {

@@ -1,3 +1,5 @@
+import ClusterModel
+
 extension OpenAPIDocument {
     func object(_ properties: [String: JSONValue], required: [String] = [], description: String? = nil) -> JSONValue {
         var o: [String: JSONValue] = ["type": "object", "properties": .object(properties)]

@@ -1,3 +1,4 @@
+import ClusterModel
 import Foundation
 
 /// Limits on what one task may ask for; configurable per cluster.
@@ -163,44 +164,10 @@ public struct TaskSpecParser: Sendable {
         return out
     }
 
-    /// A Docker image reference: `[registry[:port]/]path[:tag][@sha256:<64 hex>]`, path components in
-    /// lower case. Checked here so that a typo fails at submission, not later on a worker.
+    /// A Docker image reference (`ImageReference`). Checked here so that a typo fails at
+    /// submission, not later on a worker.
     public static func validateImage(_ image: String) throws(APIError) {
-        guard !image.isEmpty else { throw .invalid("image", "must not be empty") }
-        guard image.count <= 255 else { throw .invalid("image", "longer than 255 characters") }
-        var rest = Substring(image)
-        if let at = rest.firstIndex(of: "@") {
-            let digest = rest[rest.index(after: at)...]
-            guard digest.hasPrefix("sha256:"), digest.count == 71,
-                  digest.dropFirst(7).allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-                throw .invalid("image", "\"\(image)\" has a malformed digest (expected @sha256:<64 hex digits>)")
-            }
-            rest = rest[..<at]
-        }
-        var components = rest.split(separator: "/", omittingEmptySubsequences: false)
-        guard let last = components.popLast() else { throw .invalid("image", "\"\(image)\" is not an image reference") }
-        var name = last
-        if let colon = last.firstIndex(of: ":") {
-            let tag = last[last.index(after: colon)...]
-            guard !tag.isEmpty, tag.count <= 128, tag.first != "." && tag.first != "-",
-                  tag.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
-                throw .invalid("image", "\"\(image)\" has an invalid tag")
-            }
-            name = last[..<colon]
-        }
-        // A first component with a dot, a colon or "localhost" is a registry host.
-        if let first = components.first, components.count >= 1,
-           first.contains(".") || first.contains(":") || first == "localhost" {
-            components.removeFirst()
-        }
-        for component in components + [name] {
-            guard !component.isEmpty,
-                  component.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || "._-".contains($0)) }),
-                  component.first!.isLetter || component.first!.isNumber,
-                  component.last!.isLetter || component.last!.isNumber else {
-                throw .invalid("image", "\"\(image)\" is not a valid image reference (lower-case letters, digits and . _ - per path component)")
-            }
-        }
+        if let problem = ImageReference.problem(with: image) { throw .invalid("image", problem) }
     }
 }
 

@@ -1,3 +1,4 @@
+import ClusterModel
 import Foundation
 
 /// JSON encoding shared by the API and the event stream: sorted keys (stable output), no escaped

@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// When a silent worker stops counting as healthy. Times in milliseconds of the master's clock.
 public struct HealthPolicy: Sendable, Hashable {
     /// No heartbeat for this long: not ready (no new tasks; running ones are left alone).

@@ -1,3 +1,4 @@
+import ClusterModel
 import Logging
 import Raft
 import Store

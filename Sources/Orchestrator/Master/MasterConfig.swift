@@ -94,4 +94,5 @@ public enum MasterConfigError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+import ClusterModel
 import Foundation

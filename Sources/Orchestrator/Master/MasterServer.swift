@@ -1,3 +1,4 @@
+import ClusterModel
 import ClusterProto
 import EtcdAPI
 import Foundation

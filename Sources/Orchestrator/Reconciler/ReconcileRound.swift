@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// What one reconciliation pass did.
 public struct ReconcileResult: Sendable, Hashable {
     /// Nodes whose state changed, with the new state.

@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// One change the reconciler wants, in the order it must be written. Task changes name the task
 /// and carry the record as the reconciler saw it plus what to change; the round applies each to
 /// the record as it is when written (an earlier action may have written it already).

@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// A feasibility check: whether a node may run a task at all. The set is closed (an enum rather
 /// than a protocol) because the scheduler runs every filter on every node for every task: at
 /// 1,000 nodes that is the hot loop, and a switch costs a fraction of a dynamic call.

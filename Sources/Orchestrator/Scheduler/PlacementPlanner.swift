@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// One decided placement: the task as read and where the scheduler put it.
 public struct Placement: Sendable, Hashable {
     public var task: TaskRecord

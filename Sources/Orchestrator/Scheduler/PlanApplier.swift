@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// The writing half of a scheduling pass (Nomad's plan applier): commits the planner's batches
 /// with compare-and-swap and, when a batch meets a concurrent change, reads what changed and has
 /// the planner decide those tasks again.

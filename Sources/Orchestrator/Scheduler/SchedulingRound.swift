@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// What one scheduling pass did.
 public struct RoundResult: Sendable, Hashable {
     public var placed = 0

@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// A record kept in the store whose version is the key's mod revision.
 public protocol StoredRecord: Codable, Sendable {
     /// The store revision of this version of the record (not encoded).

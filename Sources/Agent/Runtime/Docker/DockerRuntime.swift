@@ -1,8 +1,8 @@
 import AsyncHTTPClient
+import ClusterModel
 import Foundation
 import Logging
 import NIOCore
-import Orchestrator
 import Synchronization
 
 /// The labels `DockerRuntime` puts on its containers; `list()` finds a worker's containers by them.
@@ -108,10 +108,8 @@ public final class DockerRuntime: TaskRuntime, Sendable {
 
     public func start(_ task: RuntimeTask) async throws {
         try RuntimeValidation.check(task, needsCommand: false)
-        do {
-            try TaskSpecParser.validateImage(task.image)
-        } catch {
-            throw RuntimeError.invalidSpec(taskID: task.taskID, message: error.message)
+        if let problem = ImageReference.problem(with: task.image) {
+            throw RuntimeError.invalidSpec(taskID: task.taskID, message: "image: " + problem)
         }
         try state.withLock { state throws(RuntimeError) in
             if let epoch = state.starting[task.taskID] { throw .alreadyExists(taskID: task.taskID, epoch: epoch) }

@@ -1,5 +1,5 @@
+import ClusterModel
 import Testing
-@testable import Orchestrator
 
 @Suite struct NodeIDTests {
     @Test("a new node id is the host name made a DNS label plus a random suffix, and masters accept it",

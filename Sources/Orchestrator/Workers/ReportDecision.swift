@@ -1,15 +1,5 @@
+import ClusterModel
 import Store
-
-/// What a worker says about one of its tasks.
-public enum TaskReport: Sendable, Hashable {
-    case running
-    /// Exited with code 0.
-    case completed
-    /// Ended badly: a non-zero exit, OOM, an image that cannot be had, a runtime error.
-    case failed(exitCode: Int?, reason: String)
-    /// Stopped on the worker without the masters asking (killed by hand, say).
-    case cancelled(reason: String)
-}
 
 /// How the masters take a report: the pure decision, then the write.
 public enum ReportDecision: Sendable, Hashable {

@@ -1,0 +1,90 @@
+import Foundation
+import Logging
+
+/// Carrying out the supervisor's actions: starts and removals chained per task, stops at once,
+/// reports queued for the session's reporter.
+extension WorkerAgent {
+    func perform(_ actions: [SupervisorAction]) {
+        for action in actions {
+            switch action {
+            case .start(let task):
+                chain(task.taskID) { await self.start(task) }
+            case .stop(let taskID, let epoch):
+                // Not chained behind a start still in progress: a stop must not wait for an image
+                // pull. The runtime stops whatever copy of the task exists.
+                Task {
+                    do {
+                        try await self.runtime.stop(taskID: taskID, grace: self.config.stopGrace)
+                    } catch {
+                        self.logger.warning("stopping task \(taskID) (epoch \(epoch)) failed: \(error)")
+                    }
+                }
+            case .remove(let taskID):
+                chain(taskID) {
+                    // Keep the output of finished tasks (GET /api/v1/tasks/{id}/logs) after their
+                    // container or process files are gone.
+                    if let output = try? await self.runtime.logs(taskID: taskID, limit: defaultLogLimit) {
+                        self.finishedLogs.store(taskID: taskID, output)
+                    }
+                    try? await self.runtime.remove(taskID: taskID)
+                }
+            case .report(let taskID, let epoch, let report):
+                pendingReports.append((taskID, epoch, report))
+                reportWaiter?.resume()
+                reportWaiter = nil
+            }
+        }
+    }
+
+    func chain(_ taskID: String, _ operation: @escaping @Sendable () async -> Void) {
+        let previous = chains[taskID]?.task
+        chainTokens += 1
+        let token = chainTokens
+        chains[taskID] = (token, Task {
+            await previous?.value
+            await operation()
+            await self.chainFinished(taskID, token: token)
+        })
+    }
+
+    func chainFinished(_ taskID: String, token: UInt64) {
+        if chains[taskID]?.token == token { chains[taskID] = nil }
+    }
+
+    func start(_ task: AssignedTask) async {
+        let began = ContinuousClock.now
+        do {
+            try await runtime.start(task.runtimeTask)
+            let took = began.duration(to: .now).components
+            startDurations[task.taskID] = took.seconds * 1000 + took.attoseconds / 1_000_000_000_000_000
+        } catch {
+            logger.warning("task \(task.taskID) did not start: \(error)")
+            perform(supervisor.ended(taskID: task.taskID, epoch: task.epoch, outcome: Self.outcome(ofStartError: error)))
+            return
+        }
+        perform(supervisor.started(taskID: task.taskID, epoch: task.epoch))
+        watch(taskID: task.taskID, epoch: task.epoch)
+    }
+
+    /// Waits for a copy to end, in the background.
+    func watch(taskID: String, epoch: UInt64) {
+        Task {
+            let outcome: TaskOutcome
+            do {
+                outcome = try await runtime.wait(taskID: taskID)
+            } catch {
+                outcome = .failed(reason: .runtimeError, message: "lost track of the task: \(error)")
+            }
+            await self.ended(taskID: taskID, epoch: epoch, outcome: outcome)
+        }
+    }
+
+    func ended(taskID: String, epoch: UInt64, outcome: TaskOutcome) {
+        startDurations[taskID] = nil
+        perform(supervisor.ended(taskID: taskID, epoch: epoch, outcome: outcome))
+    }
+
+    static func outcome(ofStartError error: any Error) -> TaskOutcome {
+        (error as? RuntimeError)?.outcome ?? .failed(reason: .runtimeError, message: "\(error)")
+    }
+}

@@ -1,0 +1,49 @@
+import ClusterModel
+import Foundation
+
+/// How a worker is set up (`worker --help` documents each flag).
+public struct WorkerConfig: Sendable {
+    /// Any of them will do; the worker moves to the next one when one fails.
+    public var masters: [HostPort]
+    public var joinToken: String
+    /// Keeps the node id (`node-id`), so a restarted worker is the same node.
+    public var dataDir: String
+    public var capacity: Resources
+    public var labels: [String: String]
+    /// Where this worker serves logs to the masters, and the address it tells them. Port 0 in
+    /// `listenAddress` binds a free port; port 0 in `advertiseAddress` stands for the bound port.
+    public var listenAddress: HostPort
+    public var advertiseAddress: HostPort
+    public var hostname: String
+    /// How long a stopped task gets between SIGTERM and SIGKILL.
+    public var stopGrace: Duration = .seconds(10)
+    /// Reconnection backoff across masters.
+    public var backoffInitial: Duration = .milliseconds(50)
+    public var backoffMax: Duration = .seconds(2)
+
+    public init(masters: [HostPort], joinToken: String, dataDir: String, capacity: Resources, labels: [String: String] = [:],
+                listenAddress: HostPort, advertiseAddress: HostPort? = nil, hostname: String = ProcessInfo.processInfo.hostName) {
+        self.masters = masters
+        self.joinToken = joinToken
+        self.dataDir = dataDir
+        self.capacity = capacity
+        self.labels = labels
+        self.listenAddress = listenAddress
+        self.advertiseAddress = advertiseAddress ?? listenAddress
+        self.hostname = hostname
+    }
+}
+
+/// Why a worker stopped trying.
+public enum WorkerError: Error, Sendable, CustomStringConvertible {
+    /// A master refused the join token: no other master will accept it either.
+    case joinRefused(String)
+    case invalidConfiguration(String)
+
+    public var description: String {
+        switch self {
+        case .joinRefused(let why): "join refused: \(why)"
+        case .invalidConfiguration(let why): why
+        }
+    }
+}

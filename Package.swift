@@ -1,6 +1,25 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// The products of our dependencies, each named once.
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
+let grpcHTTP2 = Target.Dependency.product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")
+let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+let asyncHTTPClient = Target.Dependency.product(name: "AsyncHTTPClient", package: "async-http-client")
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
+let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
+let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
+let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", package: "hummingbird")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+
 let package = Package(
     name: "Orchestrator",
     platforms: [.macOS(.v15)],
@@ -34,7 +53,7 @@ let package = Package(
             name: "Raft",
             dependencies: [
                 "CSQLite",
-                .product(name: "Logging", package: "swift-log"),
+                logging,
             ]
         ),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "raft-storage-probe", "TestGate"]),
@@ -48,34 +67,34 @@ let package = Package(
         .target(
             name: "GRPCServing",
             dependencies: [
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
-                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                grpcCore,
+                grpcHTTP2,
+                nioCore,
+                nioPosix,
+                nioHTTP2,
+                nioHPACK,
             ]
         ),
         .target(
             name: "RaftGRPC",
             dependencies: [
                 "Raft", "GRPCServing",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "Logging", package: "swift-log"),
+                grpcCore,
+                grpcHTTP2,
+                grpcProtobuf,
+                swiftProtobuf,
+                logging,
             ]
         ),
         .testTarget(name: "RaftGRPCTests", dependencies: [
             "RaftGRPC", "GRPCServing", "TestGate",
-            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            nioCore, nioPosix,
         ]),
         /// A standalone Raft server (SQLite log, gRPC transport, stdin/stdout control) for the
         /// multi-process tests and benchmarks.
         .executableTarget(
             name: "raft-node",
-            dependencies: ["Raft", "RaftGRPC", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Raft", "RaftGRPC", logging]
         ),
         /// Drives `raft-node` processes: shared by the integration tests and `raft-bench`.
         .target(name: "RaftTestSupport"),
@@ -89,9 +108,9 @@ let package = Package(
             name: "Store",
             dependencies: [
                 "Raft",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                asyncHTTPClient,
+                nioCore,
+                logging,
             ]
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Raft", "TestGate", "RaftTestSupport"]),
@@ -102,12 +121,12 @@ let package = Package(
             name: "EtcdAPI",
             dependencies: [
                 "Store", "Raft", "GRPCServing",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                grpcCore,
+                grpcHTTP2,
+                grpcProtobuf,
+                swiftProtobuf,
+                nioCore,
+                logging,
             ]
         ),
         /// A 3-replica built-in store serving the etcd API on loopback (RaftStore over the gRPC Raft
@@ -116,20 +135,20 @@ let package = Package(
             name: "EtcdAPITestSupport",
             dependencies: [
                 "EtcdAPI", "Store", "Raft", "RaftGRPC", "RaftTestSupport",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                grpcCore,
+                grpcHTTP2,
+                nioCore,
+                logging,
             ]
         ),
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
                 "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport", "etcd-bench", "TestGate",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                grpcCore,
+                nioCore,
+                nioEmbedded,
+                logging,
             ]
         ),
         /// The internal gRPC protocol between masters (write forwarding) and between workers and
@@ -137,9 +156,9 @@ let package = Package(
         .target(
             name: "ClusterProto",
             dependencies: [
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                grpcCore,
+                grpcProtobuf,
+                swiftProtobuf,
             ]
         ),
         /// The records master and worker share: tasks, nodes, resources, a worker's task reports,
@@ -148,8 +167,8 @@ let package = Package(
         .target(
             name: "ClusterModel",
             dependencies: [
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                grpcCore,
+                grpcHTTP2,
             ]
         ),
         /// The master: scheduler, health, reconciler, REST API (Hummingbird) and the server
@@ -158,21 +177,21 @@ let package = Package(
             name: "Orchestrator",
             dependencies: [
                 "ClusterModel", "Store", "Raft", "RaftGRPC", "ClusterProto", "EtcdAPI", "GRPCServing",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                hummingbird,
+                grpcCore,
+                grpcHTTP2,
+                logging,
+                serviceLifecycle,
+                unixSignals,
             ]
         ),
         .testTarget(
             name: "OrchestratorTests",
             dependencies: [
                 "Orchestrator", "ClusterModel", "Store", "ClusterProto",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "Logging", package: "swift-log"),
+                hummingbirdTesting,
+                grpcCore,
+                logging,
             ]
         ),
         /// The worker: joins a master, heartbeats, runs assignments through a TaskRuntime
@@ -181,11 +200,11 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "ClusterModel", "ClusterProto", "GRPCServing",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "Logging", package: "swift-log"),
+                asyncHTTPClient,
+                nioCore,
+                grpcCore,
+                grpcHTTP2,
+                logging,
             ]
         ),
         /// The shared records: node ids.
@@ -193,34 +212,27 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["Agent", "ClusterModel", "TestGate"]),
         /// What `master` and `worker` share as processes: flags from `ORCH_` variables, SIGTERM and
         /// SIGINT as a graceful stop.
-        .target(
-            name: "CommandLineSupport",
-            dependencies: [
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ]
-        ),
+        .target(name: "CommandLineSupport", dependencies: [argumentParser, logging, unixSignals]),
         /// `master`: the master process (`master --dev` for a one-process trial cluster).
         .executableTarget(
             name: "master",
-            dependencies: ["Orchestrator", "Agent", "ClusterModel", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Orchestrator", "Agent", "ClusterModel", "CommandLineSupport", argumentParser]
         ),
         /// `worker`: joins the masters and runs tasks.
         .executableTarget(
             name: "worker",
-            dependencies: ["Agent", "ClusterModel", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Agent", "ClusterModel", "CommandLineSupport", argumentParser]
         ),
         /// End-to-end placements per second through 3 master processes (BENCHMARKS.md).
         .executableTarget(
             name: "placement-bench",
             dependencies: [
                 "ClusterProto", "RaftTestSupport",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                asyncHTTPClient,
+                grpcCore,
+                grpcHTTP2,
+                nioCore,
+                nioHTTP1,
             ]
         ),
         /// Drives the etcd v3 API of our masters and of a real etcd with the same workload (BENCHMARKS.md).
@@ -228,10 +240,10 @@ let package = Package(
             name: "etcd-bench",
             dependencies: [
                 "EtcdAPI", "EtcdAPITestSupport",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                grpcCore,
+                grpcHTTP2,
+                asyncHTTPClient,
+                nioCore,
             ]
         ),
         /// Decisions per second of the scheduler alone (BENCHMARKS.md).
@@ -241,11 +253,11 @@ let package = Package(
             name: "OrchestratorIntegrationTests",
             dependencies: [
                 "master", "worker", "RaftTestSupport", "TestGate", "ClusterProto",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                asyncHTTPClient,
+                grpcCore,
+                grpcHTTP2,
+                nioCore,
+                nioHTTP1,
             ],
             path: "IntegrationTests/OrchestratorIntegrationTests"
         ),

@@ -19,9 +19,11 @@ COPY Package.swift Package.resolve[d] ./
 RUN swift package resolve
 COPY Protos ./Protos
 COPY Sources ./Sources
-# SwiftPM checks that every target's directory exists, test targets included.
+# SwiftPM checks that every target's directory exists, test, tool and benchmark targets included.
 COPY Tests ./Tests
 COPY IntegrationTests ./IntegrationTests
+COPY Tools ./Tools
+COPY Benchmarks ./Benchmarks
 # Stripped on install: the debug info is about half of a release binary.
 RUN swift build -c release --static-swift-stdlib --product master \
  && swift build -c release --static-swift-stdlib --product worker \

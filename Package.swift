@@ -40,6 +40,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
+        // MARK: - What ships (Sources/)
+
         /// The system libsqlite3 (Debian: libsqlite3-dev), used through raw prepared statements.
         .systemLibrary(
             name: "CSQLite",
@@ -49,218 +51,124 @@ let package = Package(
         ),
         /// Consensus: a pure core (Core/), durable storage (Storage/), the driver actor (Driver/)
         /// and the transport protocol with an in-memory implementation (Transport/).
-        .target(
-            name: "Raft",
-            dependencies: [
-                "CSQLite",
-                logging,
-            ]
-        ),
-        .testTarget(name: "RaftTests", dependencies: ["Raft", "raft-storage-probe", "TestGate"]),
-        /// Appends through SQLiteLogStorage and prints what is durable; SIGKILLed by the crash tests.
-        .executableTarget(name: "raft-storage-probe", dependencies: ["Raft"]),
-        /// Release-mode append throughput of SQLiteLogStorage (BENCHMARKS.md).
-        .executableTarget(name: "raft-bench-storage", dependencies: ["Raft"]),
-        /// The gRPC transport between Raft servers (generated code: scripts/generate-protos.sh).
+        .target(name: "Raft", dependencies: ["CSQLite", logging]),
         /// gRPC serving: `DirectHTTP2ServerTransport` (calls straight from HTTP/2 frames) and
         /// `StoppableGRPCServer` (stops grpc-swift HTTP/2 servers without crashing on open connections).
-        .target(
-            name: "GRPCServing",
-            dependencies: [
-                grpcCore,
-                grpcHTTP2,
-                nioCore,
-                nioPosix,
-                nioHTTP2,
-                nioHPACK,
-            ]
-        ),
-        .target(
-            name: "RaftGRPC",
-            dependencies: [
-                "Raft", "GRPCServing",
-                grpcCore,
-                grpcHTTP2,
-                grpcProtobuf,
-                swiftProtobuf,
-                logging,
-            ]
-        ),
-        .testTarget(name: "RaftGRPCTests", dependencies: [
-            "RaftGRPC", "GRPCServing", "TestGate",
-            nioCore, nioPosix,
-        ]),
-        /// A standalone Raft server (SQLite log, gRPC transport, stdin/stdout control) for the
-        /// multi-process tests and benchmarks.
-        .executableTarget(
-            name: "raft-node",
-            dependencies: ["Raft", "RaftGRPC", logging]
-        ),
-        /// Drives `raft-node` processes: shared by the integration tests and `raft-bench`.
-        .target(name: "RaftTestSupport"),
-        /// `@Suite(.heavy)`: suites that start process clusters, etcd or Docker run one at a time.
-        .target(name: "TestGate"),
-        /// Throughput, latency and failover of 3 `raft-node` processes (BENCHMARKS.md).
-        .executableTarget(name: "raft-bench", dependencies: ["RaftTestSupport"]),
+        .target(name: "GRPCServing", dependencies: [grpcCore, grpcHTTP2, nioCore, nioPosix, nioHTTP2, nioHPACK]),
+        /// The gRPC transport between Raft servers (generated code: scripts/generate-protos.sh).
+        .target(name: "RaftGRPC", dependencies: ["Raft", "GRPCServing", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging]),
         /// The replicated key-value state machine with etcd semantics (revisions, txn, leases, watches).
         /// EtcdStore talks to an external etcd through its HTTP/JSON gateway with AsyncHTTPClient.
-        .target(
-            name: "Store",
-            dependencies: [
-                "Raft",
-                asyncHTTPClient,
-                nioCore,
-                logging,
-            ]
-        ),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Raft", "TestGate", "RaftTestSupport"]),
+        .target(name: "Store", dependencies: ["Raft", asyncHTTPClient, nioCore, logging]),
         /// The etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance) served from the built-in
         /// store, so etcdctl and other etcd clients work against the masters (generated code:
         /// scripts/generate-protos.sh).
         .target(
             name: "EtcdAPI",
-            dependencies: [
-                "Store", "Raft", "GRPCServing",
-                grpcCore,
-                grpcHTTP2,
-                grpcProtobuf,
-                swiftProtobuf,
-                nioCore,
-                logging,
-            ]
-        ),
-        /// A 3-replica built-in store serving the etcd API on loopback (RaftStore over the gRPC Raft
-        /// transport and SQLite), and a grpc-swift etcd client: shared by EtcdAPITests and etcd-bench.
-        .target(
-            name: "EtcdAPITestSupport",
-            dependencies: [
-                "EtcdAPI", "Store", "Raft", "RaftGRPC", "RaftTestSupport",
-                grpcCore,
-                grpcHTTP2,
-                nioCore,
-                logging,
-            ]
-        ),
-        .testTarget(
-            name: "EtcdAPITests",
-            dependencies: [
-                "EtcdAPI", "Store", "Raft", "EtcdAPITestSupport", "etcd-bench", "TestGate",
-                grpcCore,
-                nioCore,
-                nioEmbedded,
-                logging,
-            ]
+            dependencies: ["Store", "Raft", "GRPCServing", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, nioCore, logging]
         ),
         /// The internal gRPC protocol between masters (write forwarding) and between workers and
         /// masters (join, heartbeat, assignments, status): generated code only.
-        .target(
-            name: "ClusterProto",
-            dependencies: [
-                grpcCore,
-                grpcProtobuf,
-                swiftProtobuf,
-            ]
-        ),
+        .target(name: "ClusterProto", dependencies: [grpcCore, grpcProtobuf, swiftProtobuf]),
         /// The records master and worker share: tasks, nodes, resources, a worker's task reports,
         /// node ids, and the addresses of (and long-lived gRPC clients to) the cluster's processes.
         /// The worker sees the master only through this and ClusterProto.
-        .target(
-            name: "ClusterModel",
-            dependencies: [
-                grpcCore,
-                grpcHTTP2,
-            ]
-        ),
+        .target(name: "ClusterModel", dependencies: [grpcCore, grpcHTTP2]),
         /// The master: scheduler, health, reconciler, REST API (Hummingbird) and the server
         /// that wires them to the store and the internal gRPC protocol.
         .target(
             name: "Orchestrator",
             dependencies: [
-                "ClusterModel", "Store", "Raft", "RaftGRPC", "ClusterProto", "EtcdAPI", "GRPCServing",
-                hummingbird,
-                grpcCore,
-                grpcHTTP2,
-                logging,
-                serviceLifecycle,
-                unixSignals,
-            ]
-        ),
-        .testTarget(
-            name: "OrchestratorTests",
-            dependencies: [
-                "Orchestrator", "ClusterModel", "Store", "ClusterProto",
-                hummingbirdTesting,
-                grpcCore,
-                logging,
+                "ClusterModel", "ClusterProto", "Store", "Raft", "RaftGRPC", "EtcdAPI", "GRPCServing",
+                hummingbird, grpcCore, grpcHTTP2, logging, serviceLifecycle, unixSignals,
             ]
         ),
         /// The worker: joins a master, heartbeats, runs assignments through a TaskRuntime
         /// (DockerRuntime over the Engine API, ProcessRuntime).
         .target(
             name: "Agent",
-            dependencies: [
-                "ClusterModel", "ClusterProto", "GRPCServing",
-                asyncHTTPClient,
-                nioCore,
-                grpcCore,
-                grpcHTTP2,
-                logging,
-            ]
+            dependencies: ["ClusterModel", "ClusterProto", "GRPCServing", asyncHTTPClient, nioCore, grpcCore, grpcHTTP2, logging]
         ),
-        /// The shared records: node ids.
-        .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "ClusterModel", "TestGate"]),
         /// What `master` and `worker` share as processes: flags from `ORCH_` variables, SIGTERM and
         /// SIGINT as a graceful stop.
         .target(name: "CommandLineSupport", dependencies: [argumentParser, logging, unixSignals]),
         /// `master`: the master process (`master --dev` for a one-process trial cluster).
-        .executableTarget(
-            name: "master",
-            dependencies: ["Orchestrator", "Agent", "ClusterModel", "CommandLineSupport", argumentParser]
-        ),
+        .executableTarget(name: "master", dependencies: ["Orchestrator", "Agent", "ClusterModel", "CommandLineSupport", argumentParser]),
         /// `worker`: joins the masters and runs tasks.
+        .executableTarget(name: "worker", dependencies: ["Agent", "ClusterModel", "CommandLineSupport", argumentParser]),
+
+        // MARK: - Benchmarks (Benchmarks/)
+
+        /// Median, percentiles and Duration→seconds for the benchmarks.
+        .target(name: "BenchSupport", path: "Benchmarks/BenchSupport"),
+        /// `bench raft|storage|scheduler|placement|etcd`: the benchmarks of BENCHMARKS.md.
         .executableTarget(
-            name: "worker",
-            dependencies: ["Agent", "ClusterModel", "CommandLineSupport", argumentParser]
-        ),
-        /// End-to-end placements per second through 3 master processes (BENCHMARKS.md).
-        .executableTarget(
-            name: "placement-bench",
+            name: "bench",
             dependencies: [
-                "ClusterProto", "RaftTestSupport",
-                asyncHTTPClient,
-                grpcCore,
-                grpcHTTP2,
-                nioCore,
-                nioHTTP1,
-            ]
+                "BenchSupport", "Raft", "Orchestrator", "ClusterModel", "ClusterProto", "EtcdAPI",
+                "RaftTestSupport", "EtcdAPITestSupport",
+                argumentParser, asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, logging,
+            ],
+            path: "Benchmarks/bench"
         ),
-        /// Drives the etcd v3 API of our masters and of a real etcd with the same workload (BENCHMARKS.md).
-        .executableTarget(
-            name: "etcd-bench",
-            dependencies: [
-                "EtcdAPI", "EtcdAPITestSupport",
-                grpcCore,
-                grpcHTTP2,
-                asyncHTTPClient,
-                nioCore,
-            ]
+
+        // MARK: - Tools the tests and benchmarks start as processes (Tools/)
+
+        /// A standalone Raft server (SQLite log, gRPC transport, stdin/stdout control) for the
+        /// multi-process tests and `bench raft`.
+        .executableTarget(name: "raft-node", dependencies: ["Raft", "RaftGRPC", "BenchSupport", logging], path: "Tools/raft-node"),
+        /// Appends through SQLiteLogStorage and prints what is durable; SIGKILLed by the crash tests.
+        .executableTarget(name: "raft-storage-probe", dependencies: ["Raft"], path: "Tools/raft-storage-probe"),
+        /// Our 3-replica store serving the etcd API on loopback in a process of its own (the etcd API tests).
+        .executableTarget(name: "local-etcd", dependencies: ["EtcdAPITestSupport", logging], path: "Tools/local-etcd"),
+
+        // MARK: - Test support (Tests/Support/)
+
+        /// Drives `raft-node` processes: shared by the integration tests and `bench raft`.
+        .target(name: "RaftTestSupport", path: "Tests/Support/RaftTestSupport"),
+        /// `@Suite(.heavy)`: suites that start process clusters, etcd or Docker run one at a time.
+        .target(name: "TestGate", path: "Tests/Support/TestGate"),
+        /// A 3-replica built-in store serving the etcd API on loopback (RaftStore over the gRPC Raft
+        /// transport and SQLite), and a grpc-swift etcd client: shared by EtcdAPITests, `local-etcd`
+        /// and `bench etcd`.
+        .target(
+            name: "EtcdAPITestSupport",
+            dependencies: ["EtcdAPI", "Store", "Raft", "RaftGRPC", "RaftTestSupport", grpcCore, grpcHTTP2, nioCore, logging],
+            path: "Tests/Support/EtcdAPITestSupport"
         ),
-        /// Decisions per second of the scheduler alone (BENCHMARKS.md).
-        .executableTarget(name: "scheduler-bench", dependencies: ["Orchestrator", "ClusterModel"]),
+
+        // MARK: - Tests (Tests/, IntegrationTests/)
+
+        /// The Raft core (simulated clusters with seeded faults), storage and driver; SQLite crash tests.
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "raft-storage-probe", "TestGate"]),
+        /// The gRPC Raft transport and the HTTP/2 serving stack.
+        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "GRPCServing", "TestGate", nioCore, nioPosix]),
+        /// The key-value state machine, and one conformance suite over the memory, Raft and etcd stores.
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Raft", "TestGate", "RaftTestSupport"]),
+        /// The etcd v3 gRPC API, with etcdctl and grpc-go clients against `local-etcd`.
+        .testTarget(
+            name: "EtcdAPITests",
+            dependencies: ["EtcdAPI", "Store", "Raft", "EtcdAPITestSupport", "local-etcd", "TestGate", grpcCore, nioCore, nioEmbedded, logging]
+        ),
+        /// The master: scheduler tables, rounds, health, REST API, events, worker service.
+        .testTarget(
+            name: "OrchestratorTests",
+            dependencies: ["Orchestrator", "ClusterModel", "Store", "ClusterProto", hummingbirdTesting, grpcCore, logging]
+        ),
+        /// The shared records: node ids.
+        .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),
+        /// The worker: supervisor, runtimes (process, Docker), joining.
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "ClusterModel", "TestGate"]),
         /// 3 masters and 3 workers as processes on loopback: failover, lost workers, drains.
         .testTarget(
             name: "OrchestratorIntegrationTests",
             dependencies: [
                 "master", "worker", "RaftTestSupport", "TestGate", "ClusterProto",
-                asyncHTTPClient,
-                grpcCore,
-                grpcHTTP2,
-                nioCore,
-                nioHTTP1,
+                asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1,
             ],
             path: "IntegrationTests/OrchestratorIntegrationTests"
         ),
+        /// 3 `raft-node` processes: `kill -9` the leader and lose nothing.
         .testTarget(
             name: "RaftIntegrationTests",
             dependencies: ["RaftTestSupport", "raft-node", "TestGate"],

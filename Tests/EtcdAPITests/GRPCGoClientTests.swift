@@ -92,7 +92,7 @@ extension EtcdAPITestSuites {
 
         @Test("etcdctl check perf --load=s passes against our cluster", .timeLimit(.minutes(3)))
         func checkPerf() async throws {
-            // The cluster runs in a process of its own (`etcd-bench --serve-local`, a master's 100 ms
+            // The cluster runs in a process of its own (`local-etcd`, a master's 100 ms
             // tick): check perf judges latency, and in this process the replicas would share the
             // concurrency pool with every other suite running in parallel.
             let cluster = try LocalClusterProcess.start()

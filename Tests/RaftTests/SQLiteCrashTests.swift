@@ -140,7 +140,7 @@ struct SQLiteCrashTests {
     }
 }
 
-/// The probe's payload for entry `index` (a copy of `probePayload` in Sources/raft-storage-probe).
+/// The probe's payload for entry `index` (a copy of `probePayload` in Tools/raft-storage-probe).
 private func probePayload(_ index: UInt64) -> [UInt8] {
     var x = index &* 0x9E37_79B9_7F4A_7C15
     return (0..<256).map { i in

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Our 3-replica cluster in a child process: `etcd-bench --serve-local`, built with the tests.
+/// Our 3-replica cluster in a child process: `local-etcd` (Tools/), built with the tests.
 final class LocalClusterProcess: @unchecked Sendable {
     // `Process` is only queried and signalled after `run()`.
     private let process: Process
@@ -12,12 +12,11 @@ final class LocalClusterProcess: @unchecked Sendable {
     }
 
     static func start() throws -> LocalClusterProcess {
-        guard let binary = locate("etcd-bench") else {
-            throw Etcdctl.Failure(description: "etcd-bench not found next to the test bundle; build it with `swift build --build-tests`")
+        guard let binary = locate("local-etcd") else {
+            throw Etcdctl.Failure(description: "local-etcd not found next to the test bundle; build it with `swift build --build-tests`")
         }
         let process = Process()
         process.executableURL = binary
-        process.arguments = ["--serve-local"]
         let output = try BackgroundEtcdctl(process: process, inputPipe: Pipe())
         let cluster = LocalClusterProcess(process: process, output: output)
         return cluster

@@ -1,3 +1,4 @@
+import BenchSupport
 import EtcdAPI
 import EtcdAPITestSupport
 import Foundation
@@ -109,8 +110,7 @@ final class Workload: Sendable {
                                 get.serializable = scenario.operation == .serializableGet
                                 _ = try await connection.kv.range(get)
                             }
-                            let d = (clock.now - t0).components
-                            latencies.append(Double(d.seconds) * 1_000 + Double(d.attoseconds) / 1e15)
+                            latencies.append((clock.now - t0).inMilliseconds)
                         } catch {
                             errors += 1
                             if errors > 1_000 { throw error }
@@ -126,12 +126,9 @@ final class Workload: Sendable {
             }
             return (all.sorted(), errors)
         }
-        let elapsed = (clock.now - start).components
-        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-        func percentile(_ p: Double) -> Double {
-            results.0.isEmpty ? 0 : results.0[min(results.0.count - 1, Int(Double(results.0.count) * p))]
-        }
-        return Measurement(operations: results.0.count, errors: results.1, seconds: seconds, p50: percentile(0.5), p99: percentile(0.99))
+        let seconds = (clock.now - start).inSeconds
+        return Measurement(operations: results.0.count, errors: results.1, seconds: seconds,
+                           p50: percentile(results.0, 0.5), p99: percentile(results.0, 0.99))
     }
 
     /// The endpoint among `endpoints` whose member leads (asked over Maintenance/Status), polled

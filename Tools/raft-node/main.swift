@@ -14,6 +14,7 @@
 //                        -> "ok TAG entries=... seconds=... eps=... p50_ms=... p99_ms=... entries_per_sync=..."
 // It prints "ready" once it serves.
 
+import BenchSupport
 import Foundation
 import Logging
 import Raft
@@ -137,11 +138,6 @@ do {
 
 // MARK: - Commands
 
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-    guard !sorted.isEmpty else { return 0 }
-    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-}
-
 func runBench(clients: Int, perClient: Int, size: Int) async throws -> String {
     let before = await node.status()
     let clock = ContinuousClock()
@@ -157,8 +153,7 @@ func runBench(clients: Int, perClient: Int, size: Int) async throws -> String {
                     payload[1] = UInt8(truncatingIfNeeded: i)
                     let t0 = clock.now
                     _ = try await node.propose(payload)
-                    let d = t0.duration(to: clock.now).components
-                    lat.append(Double(d.seconds) * 1000 + Double(d.attoseconds) / 1e15)
+                    lat.append(t0.duration(to: clock.now).inMilliseconds)
                 }
                 return lat
             }
@@ -167,8 +162,7 @@ func runBench(clients: Int, perClient: Int, size: Int) async throws -> String {
         for try await l in group { all += l }
         return all.sorted()
     }
-    let d = start.duration(to: clock.now).components
-    let seconds = Double(d.seconds) + Double(d.attoseconds) / 1e18
+    let seconds = start.duration(to: clock.now).inSeconds
     let after = await node.status()
     let syncs = after.syncs - before.syncs
     let entries = after.entriesPersisted - before.entriesPersisted

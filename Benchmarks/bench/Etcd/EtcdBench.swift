@@ -1,0 +1,143 @@
+// bench etcd: the same etcd v3 workload against a real 3-member etcd and our 3-replica built-in
+// store, side by side (BENCHMARKS.md).
+//
+//   bench etcd [--runs 3] [--seconds 5] [--ours HOST:PORT,... | --in-process] [--no-check-perf]
+//
+// Ours is, by default, three `master` processes of the same build (the binary next to this one),
+// one replica each, like etcd's three members; `--in-process` runs the three replicas inside the
+// bench's own process instead, and `--ours` measures endpoints already running. (`local-etcd`
+// serves our 3-replica cluster alone, for the etcd API tests.)
+//
+// Both are driven over gRPC by the same grpc-swift load generator. Talking to a grpc-go server
+// (etcd) from swift-nio-http2 used to fail after ~200 calls per connection (etcd probes bandwidth
+// with PINGs); the client installs `HTTP2PingResponder`, as our server does, so gRPC works both
+// ways and no HTTP/JSON gateway is needed.
+import ArgumentParser
+import BenchSupport
+import EtcdAPI
+import EtcdAPITestSupport
+import Foundation
+import Logging
+
+struct EtcdBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "etcd",
+        abstract: "The etcd v3 API of our masters against a real 3-member etcd, same workload."
+    )
+
+    @Option(help: "Runs per scenario; the median is reported.")
+    var runs = 3
+    @Option(help: "Seconds measured per scenario and run (after 1 s of warm-up).")
+    var seconds = 5
+    @Option(help: "Measure these endpoints of ours (HOST:PORT,...) instead of starting masters.")
+    var ours: String?
+    @Flag(help: "Run our three replicas inside this process instead of as `master` processes.")
+    var inProcess = false
+    @Flag(inversion: .prefixedNo, help: "Finish with `etcdctl check perf --load=s` on both (60 s each).")
+    var checkPerf = true
+    @Option(help: "Only this side (etcd or ours), for profiling one of them.")
+    var only: String?
+    @Option(help: "Only the scenarios whose name contains this (e.g. \"put, 64\").")
+    var scenario: String?
+
+    func run() async throws {
+        let runs = max(1, runs), seconds = max(1, seconds)
+        let only: Set<String> = only.map { [$0] } ?? ["etcd", "ours"]
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .warning
+            return handler
+        }
+
+        say("starting a 3-member etcd (/usr/bin/etcd) and our 3-master cluster on loopback…")
+        let etcd = try ProcessCluster.etcd()
+        var local: LocalEtcdCluster?
+        var masters: ProcessCluster?
+        do {
+            let oursEndpoints: [String]
+            if let ours {
+                oursEndpoints = ours.split(separator: ",").map(String.init)
+            } else if inProcess {
+                let cluster = try await LocalEtcdCluster.start()
+                local = cluster
+                oursEndpoints = cluster.endpoints
+            } else {
+                let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+                let cluster = try ProcessCluster.masters(binary: here.appendingPathComponent("master").path)
+                masters = cluster
+                oursEndpoints = cluster.endpoints
+            }
+            let etcdLeader = try await Workload.leaderEndpoint(etcd.endpoints)
+            let oursLeader = try await Workload.leaderEndpoint(oursEndpoints)
+            let targets = [try Workload(name: "etcd", endpoint: etcdLeader), try Workload(name: "ours", endpoint: oursLeader)]
+            for target in targets { try await target.prepare() }
+
+            // results[scenario][target] = one Measurement per run
+            var results = Array(repeating: Array(repeating: [Measurement](), count: targets.count), count: Scenario.all.count)
+            for run in 1...runs {
+                for (s, scenario) in Scenario.all.enumerated() where self.scenario.map(scenario.name.contains) ?? true {
+                    for (t, target) in targets.enumerated() where only.contains(target.name) {
+                        let m = try await target.run(scenario, duration: .seconds(seconds))
+                        results[s][t].append(m)
+                        say("run \(run) \(target.name) \(scenario.name): \(Int(m.throughput))/s p50 \(fmt(m.p50)) ms p99 \(fmt(m.p99)) ms errors \(m.errors)")
+                    }
+                }
+            }
+            for target in targets { await target.close() }
+
+            say("\nmedians of \(runs) runs, \(seconds) s each (after 1 s warm-up), 256-byte values, leader endpoint:\n")
+            say("| scenario | etcd ops/s | etcd p50 ms | etcd p99 ms | ours ops/s | ours p50 ms | ours p99 ms | ours/etcd ops/s | ours/etcd p99 |")
+            say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for (s, scenario) in Scenario.all.enumerated() {
+                let e = results[s][0], o = results[s][1]
+                if e.isEmpty || o.isEmpty { continue }
+                let (et, ep50, ep99) = (median(e.map(\.throughput)), median(e.map(\.p50)), median(e.map(\.p99)))
+                let (ot, op50, op99) = (median(o.map(\.throughput)), median(o.map(\.p50)), median(o.map(\.p99)))
+                let errors = (e + o).map(\.errors).reduce(0, +)
+                say("| \(scenario.name) | \(Int(et)) | \(fmt(ep50)) | \(fmt(ep99)) | \(Int(ot)) | \(fmt(op50)) | \(fmt(op99)) | \(fmt(ot / max(et, 1))) | \(fmt(op99 / max(ep99, 0.001))) |"
+                    + (errors > 0 ? " (\(errors) errors)" : ""))
+            }
+
+            if checkPerf {
+                say("\netcdctl check perf --load=s (60 s each):")
+                if only.contains("etcd") { say("etcd: \(await Self.checkPerf(etcd.endpoints))") }
+                if only.contains("ours") { say("ours: \(await Self.checkPerf(oursEndpoints))") }
+            }
+        } catch {
+            say("bench etcd failed: \(error)")
+            await local?.shutdown()
+            await masters?.stop()
+            await etcd.stop()
+            throw ExitCode(1)
+        }
+        await local?.shutdown()
+        await masters?.stop()
+        await etcd.stop()
+    }
+
+    /// Runs `etcdctl check perf --load=s` against `endpoints` and returns its verdict lines.
+    static func checkPerf(_ endpoints: [String]) async -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
+        process.arguments = ["--endpoints=" + endpoints.joined(separator: ","), "check", "perf", "--load=s"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["ETCDCTL_API": "3"]) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        do { try process.run() } catch { return "could not run etcdctl: \(error)" }
+        // check perf runs 60 s; its output is small, so reading to the end does not block it.
+        let data = (try? pipe.fileHandleForReading.readToEnd()) ?? Data()
+        process.waitUntilExit()
+        // Its verdict lines, without the progress bar (redrawn with carriage returns).
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { !$0.contains("\r") }
+        return lines.joined(separator: "; ")
+    }
+}
+
+/// Prints a line unbuffered, so a long run shows progress even into a file or pipe.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// `value` with `digits` decimals.
+func fmt(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }

@@ -1,0 +1,100 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import RaftTestSupport
+import Synchronization
+
+/// Three master processes on loopback.
+final class Masters {
+    let root: String
+    let api: [Int]
+    let rpc: [Int]
+    var processes: [Process] = []
+
+    init(binary masterBinary: URL, algorithm: String) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("placement-bench-\(UUID().uuidString.prefix(6))").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let base = try PortBlock.reserve(offsets: [0, 1, 2, 100, 101, 102, 200, 201, 202])
+        api = (0..<3).map { base + $0 }
+        rpc = (0..<3).map { base + 100 + $0 }
+        let peers = (0..<3).map { "m\($0 + 1)=127.0.0.1:\(rpc[$0])" }.joined(separator: ",")
+        for i in 0..<3 {
+            let p = Process()
+            p.executableURL = masterBinary
+            p.arguments = ["--id", "m\(i + 1)", "--data-dir", "\(root)/m\(i + 1)", "--api-addr", "127.0.0.1:\(api[i])",
+                           "--rpc-addr", "127.0.0.1:\(rpc[i])", "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers,
+                           "--scheduler", algorithm, "--node-not-ready-after", "3600", "--node-down-after", "7200"]
+            let log = FileHandle(forWritingAtPath: "\(root)/m\(i + 1).log") ?? {
+                FileManager.default.createFile(atPath: "\(root)/m\(i + 1).log", contents: nil)
+                return FileHandle(forWritingAtPath: "\(root)/m\(i + 1).log")!
+            }()
+            p.standardOutput = log
+            p.standardError = log
+            try p.run()
+            processes.append(p)
+        }
+    }
+
+    func stop() {
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in processes { p.waitUntilExit() }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Resident memory of a master in MB, from /proc.
+    func rssMB(_ i: Int) -> Double {
+        let status = (try? String(contentsOfFile: "/proc/\(processes[i].processIdentifier)/status", encoding: .utf8)) ?? ""
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let kb = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+            return kb / 1024
+        }
+        return 0
+    }
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
+
+/// The REST client of `bench placement`.
+let http = HTTPClient(eventLoopGroupProvider: .singleton)
+
+@Sendable func get(_ port: Int, _ path: String) async throws -> (Int, [String: Any]) {
+    let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(30))
+    let body = try await response.body.collect(upTo: 64 << 20)
+    let json = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
+    return (Int(response.status.code), json)
+}
+
+@Sendable func post(_ port: Int, _ path: String, _ body: String) async throws -> Int {
+    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+    request.method = .POST
+    request.headers.add(name: "Content-Type", value: "application/json")
+    request.body = .bytes(ByteBuffer(string: body))
+    let response = try await http.execute(request, timeout: .seconds(30))
+    _ = try await response.body.collect(upTo: 1 << 20)
+    return Int(response.status.code)
+}
+
+func waitFor(_ what: String, timeout: Duration, interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if (try? await condition()) == true { return }
+        try await Task.sleep(for: interval)
+    }
+    throw NSError(domain: "bench placement", code: 1, userInfo: [NSLocalizedDescriptionKey: "timed out waiting for \(what)"])
+}
+
+/// Runs `body` for 0..<count with at most `width` at a time.
+func concurrently(_ count: Int, _ width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for i in 0..<count {
+            if i >= width { try await group.next() }
+            group.addTask { try await body(i) }
+        }
+        try await group.waitForAll()
+    }
+}

@@ -10,7 +10,7 @@ import Synchronization
 /// `RaftNode` over `SQLiteLogStorage` in a temporary directory, `GRPCRaftTransport` between the
 /// replicas, a `RaftStore` with a `LeaseExpirer`, and an `EtcdAPIServer` per replica on its own
 /// port. Writes to a follower are forwarded to the leader in process (masters forward over their
-/// internal gRPC; the store cannot tell). For the etcd API tests and `etcd-bench`.
+/// internal gRPC; the store cannot tell). For the etcd API tests, `local-etcd` and `bench etcd`.
 public final class LocalEtcdCluster: Sendable {
     /// One replica.
     public struct Member: Sendable {

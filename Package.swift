@@ -80,7 +80,7 @@ let package = Package(
             name: "Orchestrator",
             dependencies: [
                 "ClusterModel", "ClusterProto", "Store", "Raft", "RaftGRPC", "EtcdAPI", "GRPCServing",
-                hummingbird, grpcCore, grpcHTTP2, logging, serviceLifecycle, unixSignals,
+                hummingbird, grpcCore, grpcHTTP2, logging, serviceLifecycle,
             ]
         ),
         /// The worker: joins a master, heartbeats, runs assignments through a TaskRuntime

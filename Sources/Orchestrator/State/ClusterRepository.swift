@@ -72,9 +72,11 @@ public struct ClusterRepository: Sendable {
         return stored
     }
 
+    /// A task; `RepositoryError.notFound` if unknown. (``readTask(_:consistency:)`` also gives the
+    /// revision the read reflects, and nil for an unknown id.)
     public func task(_ id: String, consistency: ReadConsistency = .serializable) async throws -> TaskRecord {
-        guard let kv = try await store.get(Self.taskKey(id), consistency: consistency) else { throw RepositoryError.notFound(id) }
-        return try Self.decode(TaskRecord.self, kv)
+        guard let task = try await readTask(id, consistency: consistency).task else { throw RepositoryError.notFound(id) }
+        return task
     }
 
     /// All tasks and the revision they were read at.
@@ -120,9 +122,11 @@ public struct ClusterRepository: Sendable {
         return try r.kvs.map { try Self.decode(NodeRecord.self, $0) }
     }
 
+    /// A node; `RepositoryError.notFound` if unknown (``readNode(_:consistency:)`` also gives the
+    /// revision).
     public func node(_ id: String, consistency: ReadConsistency = .serializable) async throws -> NodeRecord {
-        guard let kv = try await store.get(Self.nodeKey(id), consistency: consistency) else { throw RepositoryError.notFound(id) }
-        return try Self.decode(NodeRecord.self, kv)
+        guard let node = try await readNode(id, consistency: consistency).node else { throw RepositoryError.notFound(id) }
+        return node
     }
 
     /// Writes a node; with `expectRevision` only if unchanged since then (0: only if new).

@@ -52,20 +52,24 @@ let package = Package(
         /// Consensus: a pure core (Core/), durable storage (Storage/), the driver actor (Driver/)
         /// and the transport protocol with an in-memory implementation (Transport/).
         .target(name: "Raft", dependencies: ["CSQLite", logging]),
-        /// gRPC serving: `DirectHTTP2ServerTransport` (calls straight from HTTP/2 frames) and
-        /// `StoppableGRPCServer` (stops grpc-swift HTTP/2 servers without crashing on open connections).
+        /// gRPC serving: `DirectHTTP2ServerTransport` (calls straight from HTTP/2 frames),
+        /// `StoppableGRPCServer` (stops grpc-swift HTTP/2 servers without crashing on open connections)
+        /// and `HTTP2PingResponder` (answers grpc-go's PINGs, on servers and clients).
         .target(name: "GRPCServing", dependencies: [grpcCore, grpcHTTP2, nioCore, nioPosix, nioHTTP2, nioHPACK]),
         /// The gRPC transport between Raft servers (generated code: scripts/generate-protos.sh).
         .target(name: "RaftGRPC", dependencies: ["Raft", "GRPCServing", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging]),
         /// The replicated key-value state machine with etcd semantics (revisions, txn, leases, watches).
         /// EtcdStore talks to an external etcd through its HTTP/JSON gateway with AsyncHTTPClient.
         .target(name: "Store", dependencies: ["Raft", asyncHTTPClient, nioCore, logging]),
+        /// etcd's v3 wire types and gRPC stubs (generated code: scripts/generate-protos.sh) and their
+        /// conversions to and from the Store module's types, shared by the etcd API we serve and the
+        /// client of a real etcd.
+        .target(name: "EtcdProto", dependencies: ["Store", grpcCore, grpcProtobuf, swiftProtobuf]),
         /// The etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance) served from the built-in
-        /// store, so etcdctl and other etcd clients work against the masters (generated code:
-        /// scripts/generate-protos.sh).
+        /// store, so etcdctl and other etcd clients work against the masters.
         .target(
             name: "EtcdAPI",
-            dependencies: ["Store", "Raft", "GRPCServing", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, nioCore, logging]
+            dependencies: ["Store", "EtcdProto", "Raft", "GRPCServing", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, nioCore, logging]
         ),
         /// The internal gRPC protocol between masters (write forwarding) and between workers and
         /// masters (join, heartbeat, assignments, status): generated code only.
@@ -105,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "bench",
             dependencies: [
-                "BenchSupport", "Raft", "Orchestrator", "ClusterModel", "ClusterProto", "EtcdAPI",
+                "BenchSupport", "Raft", "Orchestrator", "ClusterModel", "ClusterProto", "EtcdAPI", "EtcdProto",
                 "RaftTestSupport", "EtcdAPITestSupport",
                 argumentParser, asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, logging,
             ],
@@ -133,7 +137,7 @@ let package = Package(
         /// and `bench etcd`.
         .target(
             name: "EtcdAPITestSupport",
-            dependencies: ["EtcdAPI", "Store", "Raft", "RaftGRPC", "RaftTestSupport", grpcCore, grpcHTTP2, nioCore, logging],
+            dependencies: ["EtcdAPI", "EtcdProto", "GRPCServing", "Store", "Raft", "RaftGRPC", "RaftTestSupport", grpcCore, grpcHTTP2, nioCore, logging],
             path: "Tests/Support/EtcdAPITestSupport"
         ),
 
@@ -148,7 +152,7 @@ let package = Package(
         /// The etcd v3 gRPC API, with etcdctl and grpc-go clients against `local-etcd`.
         .testTarget(
             name: "EtcdAPITests",
-            dependencies: ["EtcdAPI", "Store", "Raft", "EtcdAPITestSupport", "local-etcd", "TestGate", grpcCore, nioCore, nioEmbedded, logging]
+            dependencies: ["EtcdAPI", "EtcdProto", "GRPCServing", "Store", "Raft", "EtcdAPITestSupport", "local-etcd", "TestGate", grpcCore, nioCore, nioEmbedded, logging]
         ),
         /// The master: scheduler tables, rounds, health, REST API, events, worker service.
         .testTarget(

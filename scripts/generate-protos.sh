@@ -56,8 +56,8 @@ generate "$ROOT/Protos" "$ROOT/Sources/ClusterProto/Generated" cluster.proto
 # etcd's API keeps etcd's package names (etcdserverpb, mvccpb), so the Swift types are prefixed
 # Etcdserverpb_ and Mvccpb_ and cannot clash with the Store module's RangeRequest, KeyValue, ...
 # The include root is Protos/etcd so that rpc.proto imports "mvccpb/kv.proto" as etcd lays it out.
-rm -rf "$ROOT/Sources/EtcdAPI/Generated"
-generate "$ROOT/Protos/etcd" "$ROOT/Sources/EtcdAPI/Generated" mvccpb/kv.proto etcdserverpb/rpc.proto
+rm -rf "$ROOT/Sources/EtcdProto/Generated"
+generate "$ROOT/Protos/etcd" "$ROOT/Sources/EtcdProto/Generated" mvccpb/kv.proto etcdserverpb/rpc.proto
 
 echo "Generated:"
-find "$ROOT/Sources/RaftGRPC/Generated" "$ROOT/Sources/ClusterProto/Generated" "$ROOT/Sources/EtcdAPI/Generated" -name '*.swift' | sort
+find "$ROOT/Sources/RaftGRPC/Generated" "$ROOT/Sources/ClusterProto/Generated" "$ROOT/Sources/EtcdProto/Generated" -name '*.swift' | sort

@@ -1,9 +1,10 @@
+import EtcdProto
 import Foundation
 import Store
 
-/// Conversions between etcd's wire messages and the Store module's types, which follow etcd's
-/// names and semantics one to one. Requests that the store cannot express (nested txns, unknown
-/// enum values) are refused here with an `EtcdAPIError`, before the store sees them.
+/// Wire requests to the Store module's requests, for the server. Requests that the store cannot
+/// express (nested txns, unknown enum values) are refused here with an `EtcdAPIError`, before the
+/// store sees them. The total conversions (store answers to wire answers) are in EtcdProto.
 enum Convert {
     static let maxTxnOps = 128
 
@@ -94,73 +95,5 @@ enum Convert {
         case .requestTxn: throw .nestedTxn
         case nil: throw .store(.malformed("txn operation without a request"))
         }
-    }
-
-    // MARK: Responses
-
-    static func keyValue(_ kv: KeyValue) -> Mvccpb_KeyValue {
-        var out = Mvccpb_KeyValue()
-        out.key = Data(kv.key)
-        out.createRevision = kv.createRevision
-        out.modRevision = kv.modRevision
-        out.version = kv.version
-        out.value = Data(kv.value)
-        out.lease = kv.lease
-        return out
-    }
-
-    static func event(_ e: WatchEvent) -> Mvccpb_Event {
-        var out = Mvccpb_Event()
-        out.type = e.kind == .put ? .put : .delete
-        out.kv = keyValue(e.kv)
-        if let prev = e.prevKV { out.prevKv = keyValue(prev) }
-        return out
-    }
-
-    static func rangeResponse(_ r: RangeResponse, header: Etcdserverpb_ResponseHeader) -> Etcdserverpb_RangeResponse {
-        var out = Etcdserverpb_RangeResponse()
-        out.header = header
-        out.kvs = r.kvs.map(keyValue)
-        out.more = r.more
-        out.count = r.count
-        return out
-    }
-
-    static func putResponse(_ r: PutResponse, header: Etcdserverpb_ResponseHeader) -> Etcdserverpb_PutResponse {
-        var out = Etcdserverpb_PutResponse()
-        out.header = header
-        if let prev = r.prevKV { out.prevKv = keyValue(prev) }
-        return out
-    }
-
-    static func deleteRangeResponse(_ r: DeleteRangeResponse, header: Etcdserverpb_ResponseHeader) -> Etcdserverpb_DeleteRangeResponse {
-        var out = Etcdserverpb_DeleteRangeResponse()
-        out.header = header
-        out.deleted = r.deleted
-        out.prevKvs = r.prevKVs.map(keyValue)
-        return out
-    }
-
-    static func txnResponse(_ r: TxnResponse, header: Etcdserverpb_ResponseHeader) -> Etcdserverpb_TxnResponse {
-        var out = Etcdserverpb_TxnResponse()
-        out.header = header
-        out.succeeded = r.succeeded
-        out.responses = r.responses.map { op in
-            var h = header
-            var response = Etcdserverpb_ResponseOp()
-            switch op {
-            case .range(let x):
-                h.revision = x.revision
-                response.responseRange = rangeResponse(x, header: h)
-            case .put(let x):
-                h.revision = x.revision
-                response.responsePut = putResponse(x, header: h)
-            case .deleteRange(let x):
-                h.revision = x.revision
-                response.responseDeleteRange = deleteRangeResponse(x, header: h)
-            }
-            return response
-        }
-        return out
     }
 }

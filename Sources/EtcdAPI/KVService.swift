@@ -1,3 +1,4 @@
+import EtcdProto
 import GRPCCore
 import Store
 
@@ -18,7 +19,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
             if filtered { read.limit = 0 }
             var result = try await core.store.range(read, consistency: request.serializable ? .serializable : .linearizable)
             if filtered { result = Convert.filter(result, request) }
-            return Convert.rangeResponse(result, header: core.header(revision: result.revision))
+            return Etcdserverpb_RangeResponse(result, header: core.header(revision: result.revision))
         }
     }
 
@@ -28,7 +29,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
                 return try await putKeepingFields(request)
             }
             let result = try await core.store.put(Convert.put(request))
-            return Convert.putResponse(result, header: core.header(revision: result.revision))
+            return Etcdserverpb_PutResponse(result, header: core.header(revision: result.revision))
         }
     }
 
@@ -51,7 +52,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
                                  success: [.put(put)])
             let result = try await core.store.txn(txn)
             if result.succeeded, case .put(let response)? = result.responses.first {
-                return Convert.putResponse(response, header: core.header(revision: result.revision))
+                return Etcdserverpb_PutResponse(response, header: core.header(revision: result.revision))
             }
         }
         throw EtcdAPIError.unavailable(reason: "etcdserver: request timed out (the key kept changing)")
@@ -60,14 +61,14 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
     func deleteRange(request: Etcdserverpb_DeleteRangeRequest, context: ServerContext) async throws -> Etcdserverpb_DeleteRangeResponse {
         try await etcdCall {
             let result = try await core.store.deleteRange(Convert.deleteRange(request))
-            return Convert.deleteRangeResponse(result, header: core.header(revision: result.revision))
+            return Etcdserverpb_DeleteRangeResponse(result, header: core.header(revision: result.revision))
         }
     }
 
     func txn(request: Etcdserverpb_TxnRequest, context: ServerContext) async throws -> Etcdserverpb_TxnResponse {
         try await etcdCall {
             let result = try await core.store.txn(Convert.txn(request))
-            return Convert.txnResponse(result, header: core.header(revision: result.revision))
+            return Etcdserverpb_TxnResponse(result, header: core.header(revision: result.revision))
         }
     }
 

@@ -1,3 +1,4 @@
+import EtcdProto
 import GRPCCore
 import Store
 import Synchronization
@@ -227,7 +228,7 @@ final class WatchSession: Sendable {
                             var message = Etcdserverpb_WatchResponse()
                             message.header = core.header(revision: revision)
                             message.watchID = id
-                            message.events = chunk.map(Convert.event)
+                            message.events = chunk.map(Mvccpb_Event.init)
                             let sent = send(id, message) { w in
                                 w.sentEvents = true
                                 return true

@@ -1,4 +1,5 @@
 import EtcdAPI
+import EtcdProto
 import EtcdAPITestSupport
 import Foundation
 import GRPCCore

@@ -1,4 +1,5 @@
 import EtcdAPI
+import GRPCServing
 import NIOCore
 import NIOEmbedded
 import Testing

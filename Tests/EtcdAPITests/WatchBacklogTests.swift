@@ -6,6 +6,7 @@ import Store
 import Synchronization
 import Testing
 @testable import EtcdAPI
+import EtcdProto
 
 /// The Watch service with a client that reads slower than the cluster changes. The transport makes
 /// the session's writer wait for such a client (`DirectHTTP2ServerTransportTests`'

@@ -1,5 +1,6 @@
 import BenchSupport
 import EtcdAPI
+import EtcdProto
 import EtcdAPITestSupport
 import Foundation
 

@@ -1,6 +1,8 @@
 import EtcdAPI
+import EtcdProto
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import GRPCServing
 import NIOCore
 
 /// A grpc-swift client connection to an etcd v3 endpoint, ours or a real etcd.

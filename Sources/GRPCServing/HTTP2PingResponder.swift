@@ -18,7 +18,8 @@ import Synchronization
 /// also passes, so the HTTP/2 handler rejects it as a protocol error as it would have.
 ///
 /// It works for either side: a server first skips the client's 24-byte connection preface; a
-/// client (the benchmark's load generator talking to etcd) starts at the first frame.
+/// client (`EtcdStore` and the benchmark's load generator talking to etcd) starts at the first
+/// frame.
 public final class HTTP2PingResponder: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
@@ -143,7 +144,8 @@ public final class SharedCounter: Sendable {
 
     public init() {}
 
-    func increment() {
+    /// Counts one more.
+    public func increment() {
         count.add(1, ordering: .relaxed)
     }
 

@@ -59,12 +59,13 @@ let package = Package(
         /// The gRPC transport between Raft servers (generated code: scripts/generate-protos.sh).
         .target(name: "RaftGRPC", dependencies: ["Raft", "GRPCServing", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging]),
         /// The replicated key-value state machine with etcd semantics (revisions, txn, leases, watches).
-        /// EtcdStore talks to an external etcd through its HTTP/JSON gateway with AsyncHTTPClient.
-        .target(name: "Store", dependencies: ["Raft", asyncHTTPClient, nioCore, logging]),
+        .target(name: "Store", dependencies: ["Raft"]),
         /// etcd's v3 wire types and gRPC stubs (generated code: scripts/generate-protos.sh) and their
         /// conversions to and from the Store module's types, shared by the etcd API we serve and the
         /// client of a real etcd.
         .target(name: "EtcdProto", dependencies: ["Store", grpcCore, grpcProtobuf, swiftProtobuf]),
+        /// `--store=etcd`: `EtcdStore`, a ClusterStore over an external etcd's gRPC API.
+        .target(name: "EtcdBackend", dependencies: ["Store", "EtcdProto", "GRPCServing", grpcCore, grpcHTTP2, nioCore, logging]),
         /// The etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance) served from the built-in
         /// store, so etcdctl and other etcd clients work against the masters.
         .target(
@@ -83,7 +84,7 @@ let package = Package(
         .target(
             name: "Orchestrator",
             dependencies: [
-                "ClusterModel", "ClusterProto", "Store", "Raft", "RaftGRPC", "EtcdAPI", "GRPCServing",
+                "ClusterModel", "ClusterProto", "Store", "Raft", "RaftGRPC", "EtcdAPI", "EtcdBackend", "GRPCServing",
                 hummingbird, grpcCore, grpcHTTP2, logging, serviceLifecycle,
             ]
         ),
@@ -148,7 +149,7 @@ let package = Package(
         /// The gRPC Raft transport and the HTTP/2 serving stack.
         .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "GRPCServing", "TestGate", nioCore, nioPosix]),
         /// The key-value state machine, and one conformance suite over the memory, Raft and etcd stores.
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Raft", "TestGate", "RaftTestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "EtcdBackend", "EtcdProto", "Raft", "TestGate", "RaftTestSupport"]),
         /// The etcd v3 gRPC API, with etcdctl and grpc-go clients against `local-etcd`.
         .testTarget(
             name: "EtcdAPITests",

@@ -294,6 +294,13 @@ public struct LeaseStatus: Sendable, Hashable {
     public var grantedTTL: Int64
     /// The keys attached to it, sorted.
     public var keys: [[UInt8]]
+
+    public init(id: LeaseID, ttl: Int64, grantedTTL: Int64, keys: [[UInt8]]) {
+        self.id = id
+        self.ttl = ttl
+        self.grantedTTL = grantedTTL
+        self.keys = keys
+    }
 }
 
 /// Key-range helpers with etcd's conventions.

@@ -1,3 +1,4 @@
+import EtcdBackend
 import Testing
 @testable import Store
 import TestGate

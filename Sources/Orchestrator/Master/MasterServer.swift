@@ -1,6 +1,7 @@
 import ClusterModel
 import ClusterProto
 import EtcdAPI
+import EtcdBackend
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2

@@ -1,6 +1,7 @@
 import Foundation
 import RaftTestSupport
 import Synchronization
+@testable import EtcdBackend
 @testable import Store
 #if canImport(Glibc)
 import Glibc
@@ -91,8 +92,8 @@ final class EtcdProcess: @unchecked Sendable {
         try? log.close()
         let etcd = EtcdProcess(clientURL: client, dataDir: dir, process: process)
 
-        // Ready means it answers a linearizable read through the gateway: that needs the HTTP
-        // listener and an elected leader, exactly what the tests need.
+        // Ready means it answers a linearizable read over gRPC: that needs the client listener
+        // and an elected leader, exactly what the tests need.
         let store = try EtcdStore(endpoints: [client], configuration: quickConfiguration)
         let until = ContinuousClock.now + deadline
         var ready = false
@@ -109,14 +110,12 @@ final class EtcdProcess: @unchecked Sendable {
     }
 
     /// Short timeouts: the endpoints are local, and a test should fail fast rather than hang.
-    /// The connect timeout is not shorter than the request's: a loopback connect is instant for
-    /// the kernel, but with every suite running on two cores the client's event loop has been
-    /// seen to take over a second to handle it ("connectTimeout" on a ready etcd). Refused
-    /// connections (the failover tests) still fail at once.
+    /// Not shorter than 5 s: with every suite running on two cores the client's event loop has
+    /// been seen to take over a second to handle a loopback connect. Refused connections (the
+    /// failover tests) still fail at once.
     static var quickConfiguration: EtcdStore.Configuration {
         var c = EtcdStore.Configuration()
         c.requestTimeout = .seconds(5)
-        c.connectTimeout = .seconds(5)
         return c
     }
 
@@ -136,6 +135,7 @@ final class EtcdProcess: @unchecked Sendable {
         }
         guard first else { return }
         if process.isRunning {
+            kill(process.processIdentifier, SIGCONT)  // a suspended etcd would not act on SIGTERM
             kill(process.processIdentifier, SIGTERM)
             let until = ContinuousClock.now + .seconds(5)
             while process.isRunning && ContinuousClock.now < until {
@@ -145,6 +145,16 @@ final class EtcdProcess: @unchecked Sendable {
             process.waitUntilExit()
         }
         try? FileManager.default.removeItem(at: dataDir)
+    }
+
+    /// Freezes etcd (SIGSTOP): its connections stay open but nothing answers.
+    func suspend() {
+        if process.isRunning { kill(process.processIdentifier, SIGSTOP) }
+    }
+
+    /// Thaws a suspended etcd (SIGCONT).
+    func resume() {
+        if process.isRunning { kill(process.processIdentifier, SIGCONT) }
     }
 
     /// Kills etcd at once (no clean shutdown), keeping the data directory for `stop()` to remove.

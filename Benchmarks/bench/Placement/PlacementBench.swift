@@ -16,6 +16,8 @@
 // it, so the orchestrator's own share is the rest.
 //
 //   .build/release/bench placement --mode latency [--runtime docker] [--tasks 100]
+//
+// `--store etcd` runs the masters with `--store etcd` on a fresh single-member etcd per run.
 import ArgumentParser
 import AsyncHTTPClient
 import BenchSupport
@@ -49,6 +51,10 @@ struct PlacementBench: AsyncParsableCommand {
     var algorithms = "binpacking,spread,roundrobin"
     @Option(help: "The worker's runtime (latency): docker or process.")
     var runtime = "docker"
+    @Option(help: "raft: the built-in store; etcd: the masters on a fresh single-member etcd per run (placement, backlog).")
+    var store = "raft"
+    @Option(help: "The etcd binary for --store etcd.")
+    var etcdBinary = "/usr/bin/etcd"
 
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
@@ -56,6 +62,7 @@ struct PlacementBench: AsyncParsableCommand {
             FileHandle.standardError.write(Data("bench placement: build the master first (swift build -c release --product master)\n".utf8))
             throw ExitCode(2)
         }
+        guard store == "raft" || store == "etcd" else { throw ValidationError("--store must be raft or etcd") }
         if mode == .latency {
             do {
                 print(try await Self.startLatency(masterBinary: masterBinary, runtime: runtime, count: tasks ?? 100))
@@ -66,7 +73,8 @@ struct PlacementBench: AsyncParsableCommand {
             for algorithm in algorithms.split(separator: ",").map(String.init) {
                 do {
                     print(try await Self.measurePlacement(masterBinary: masterBinary, algorithm: algorithm, backlog: mode == .backlog,
-                                                          nodeCount: nodes, taskCount: tasks ?? 10_000, clients: clients))
+                                                          nodeCount: nodes, taskCount: tasks ?? 10_000, clients: clients,
+                                                          etcdBinary: store == "etcd" ? etcdBinary : nil))
                 } catch {
                     print("\(algorithm): failed: \(error)")
                 }
@@ -139,10 +147,11 @@ struct PlacementBench: AsyncParsableCommand {
     }
 
     /// One placement run with `algorithm`: nodes join, tasks arrive, and the time until every task
-    /// is assigned (with `backlog`, until the leader drains a backlog of pending tasks).
+    /// is assigned (with `backlog`, until the leader drains a backlog of pending tasks). With
+    /// `etcdBinary` the masters keep their state in an etcd started from it (`--store etcd`).
     static func measurePlacement(masterBinary: URL, algorithm: String, backlog: Bool,
-                                 nodeCount: Int, taskCount: Int, clients: Int) async throws -> String {
-        let masters = try Masters(binary: masterBinary, algorithm: algorithm)
+                                 nodeCount: Int, taskCount: Int, clients: Int, etcdBinary: String? = nil) async throws -> String {
+        let masters = try Masters(binary: masterBinary, algorithm: algorithm, etcdBinary: etcdBinary)
         defer { masters.stop() }
         var leader = -1
         try await waitFor("a leader", timeout: .seconds(30)) {

@@ -5,26 +5,45 @@ import NIOHTTP1
 import RaftTestSupport
 import Synchronization
 
-/// Three master processes on loopback.
+/// Three master processes on loopback, on the built-in store or on a fresh single-member etcd.
 final class Masters {
     let root: String
     let api: [Int]
     let rpc: [Int]
     var processes: [Process] = []
+    /// The etcd the masters keep their state in with `--store etcd`.
+    var etcd: Process?
 
-    init(binary masterBinary: URL, algorithm: String) throws {
+    /// - Parameter etcdBinary: when given, the masters run with `--store etcd` against an etcd
+    ///   started from it for this cluster alone (its state must not carry over between runs).
+    init(binary masterBinary: URL, algorithm: String, etcdBinary: String? = nil) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("placement-bench-\(UUID().uuidString.prefix(6))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let base = try PortBlock.reserve(offsets: [0, 1, 2, 100, 101, 102, 200, 201, 202])
+        let base = try PortBlock.reserve(offsets: [0, 1, 2, 100, 101, 102, 200, 201, 202, 300, 301])
         api = (0..<3).map { base + $0 }
         rpc = (0..<3).map { base + 100 + $0 }
         let peers = (0..<3).map { "m\($0 + 1)=127.0.0.1:\(rpc[$0])" }.joined(separator: ",")
+        var storeArguments: [String] = []
+        if let etcdBinary {
+            let client = "http://127.0.0.1:\(base + 300)", peer = "http://127.0.0.1:\(base + 301)"
+            let e = Process()
+            e.executableURL = URL(fileURLWithPath: etcdBinary)
+            e.arguments = ["--name", "bench", "--data-dir", "\(root)/etcd", "--listen-client-urls", client, "--advertise-client-urls", client,
+                           "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "bench=\(peer)",
+                           "--logger", "zap", "--log-level", "warn"]
+            FileManager.default.createFile(atPath: "\(root)/etcd.log", contents: nil)
+            e.standardOutput = FileHandle(forWritingAtPath: "\(root)/etcd.log")
+            e.standardError = e.standardOutput
+            try e.run()
+            etcd = e
+            storeArguments = ["--store", "etcd", "--etcd-endpoints", client]
+        }
         for i in 0..<3 {
             let p = Process()
             p.executableURL = masterBinary
             p.arguments = ["--id", "m\(i + 1)", "--data-dir", "\(root)/m\(i + 1)", "--api-addr", "127.0.0.1:\(api[i])",
                            "--rpc-addr", "127.0.0.1:\(rpc[i])", "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers,
-                           "--scheduler", algorithm, "--node-not-ready-after", "3600", "--node-down-after", "7200"]
+                           "--scheduler", algorithm, "--node-not-ready-after", "3600", "--node-down-after", "7200"] + storeArguments
             let log = FileHandle(forWritingAtPath: "\(root)/m\(i + 1).log") ?? {
                 FileManager.default.createFile(atPath: "\(root)/m\(i + 1).log", contents: nil)
                 return FileHandle(forWritingAtPath: "\(root)/m\(i + 1).log")!
@@ -37,8 +56,9 @@ final class Masters {
     }
 
     func stop() {
-        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        for p in processes { p.waitUntilExit() }
+        let all = processes + [etcd].compactMap { $0 }
+        for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in all { p.waitUntilExit() }
         try? FileManager.default.removeItem(atPath: root)
     }
 

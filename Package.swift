@@ -19,6 +19,7 @@ let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", p
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 
 let package = Package(
     name: "Orchestrator",
@@ -38,6 +39,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: - What ships (Sources/)
@@ -85,7 +87,7 @@ let package = Package(
             name: "Orchestrator",
             dependencies: [
                 "ClusterModel", "ClusterProto", "Store", "Raft", "RaftGRPC", "EtcdAPI", "EtcdBackend", "GRPCServing",
-                hummingbird, grpcCore, grpcHTTP2, logging, serviceLifecycle,
+                hummingbird, grpcCore, grpcHTTP2, logging, serviceLifecycle, crypto,
             ]
         ),
         /// The worker: joins a master, heartbeats, runs assignments through a TaskRuntime

@@ -48,6 +48,7 @@ extension WorkerAgent {
                 $0.cpuMillicores = Int64(config.capacity.cpu)
                 $0.memoryMb = Int64(config.capacity.memory)
                 $0.labels = config.labels
+                $0.nodeCredential = nodeCredential
             }, options: options)
         } catch let error as RPCError where error.code == .permissionDenied || error.code == .invalidArgument {
             throw WorkerError.joinRefused(error.message)
@@ -56,25 +57,30 @@ extension WorkerAgent {
             nodeID = joined.nodeID
             try joined.nodeID.write(toFile: nodeIDPath, atomically: true, encoding: .utf8)
         }
+        if !joined.nodeCredential.isEmpty, joined.nodeCredential != nodeCredential {
+            try saveNodeCredential(joined.nodeCredential)
+        }
+        let credential = nodeCredential
         let id = joined.nodeID
         let interval = Duration.milliseconds(max(100, joined.heartbeatIntervalMs))
         logger.notice("joined", metadata: ["node": "\(id)", "master": "\(master)"])
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.heartbeats(stub: stub, nodeID: id, interval: interval) }
-            group.addTask { try await self.followAssignments(stub: stub, nodeID: id) }
-            group.addTask { try await self.deliverReports(stub: stub, nodeID: id) }
+            group.addTask { try await self.heartbeats(stub: stub, nodeID: id, credential: credential, interval: interval) }
+            group.addTask { try await self.followAssignments(stub: stub, nodeID: id, credential: credential) }
+            group.addTask { try await self.deliverReports(stub: stub, nodeID: id, credential: credential) }
             defer { group.cancelAll() }
             try await group.next()
         }
     }
 
-    func heartbeats(stub: Orchestrator_V1_Workers.Client<HTTP2ClientTransport.Posix>, nodeID: String, interval: Duration) async throws {
+    func heartbeats(stub: Orchestrator_V1_Workers.Client<HTTP2ClientTransport.Posix>, nodeID: String, credential: String, interval: Duration) async throws {
         var options = CallOptions.defaults
         options.timeout = .seconds(5)
         while !Task.isCancelled {
             let running = supervisor.running
             let reply = try await stub.heartbeat(.with {
                 $0.nodeID = nodeID
+                $0.nodeCredential = credential
                 $0.running = running.map { r in .with { $0.taskID = r.taskID; $0.epoch = r.epoch } }
             }, options: options)
             guard reply.known else { throw SessionEnded.unknownNode }
@@ -84,8 +90,8 @@ extension WorkerAgent {
 
     enum SessionEnded: Error { case unknownNode, streamEnded }
 
-    func followAssignments(stub: Orchestrator_V1_Workers.Client<HTTP2ClientTransport.Posix>, nodeID: String) async throws {
-        try await stub.assignments(.with { $0.nodeID = nodeID }) { response in
+    func followAssignments(stub: Orchestrator_V1_Workers.Client<HTTP2ClientTransport.Posix>, nodeID: String, credential: String) async throws {
+        try await stub.assignments(.with { $0.nodeID = nodeID; $0.nodeCredential = credential }) { response in
             for try await set in response.messages {
                 var assigned: [AssignedTask] = []
                 for a in set.assignments {
@@ -110,7 +116,7 @@ extension WorkerAgent {
         perform(supervisor.assignments(set))
     }
 
-    func deliverReports(stub: Orchestrator_V1_Workers.Client<HTTP2ClientTransport.Posix>, nodeID: String) async throws {
+    func deliverReports(stub: Orchestrator_V1_Workers.Client<HTTP2ClientTransport.Posix>, nodeID: String, credential: String) async throws {
         var options = CallOptions.defaults
         options.timeout = .seconds(10)
         while !Task.isCancelled {
@@ -126,6 +132,7 @@ extension WorkerAgent {
             }
             let ack = try await stub.reportStatus(.with {
                 $0.nodeID = nodeID
+                $0.nodeCredential = credential
                 $0.taskID = next.taskID
                 $0.epoch = next.epoch
                 switch next.report {

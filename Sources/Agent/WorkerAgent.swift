@@ -19,6 +19,9 @@ public actor WorkerAgent {
     nonisolated let finishedLogs: FinishedLogs
     var supervisor = Supervisor()
     public internal(set) var nodeID: String?
+    /// The credential the masters issued to `nodeID` (empty before the first join), kept in
+    /// `dataDir/node-credential`: every call for this node carries it.
+    var nodeCredential = ""
     /// Reports not yet acknowledged by a master, oldest first.
     var pendingReports: [(taskID: String, epoch: UInt64, report: TaskReport)] = []
     /// How long the runtime took to start each running copy, sent with its `running` report.
@@ -40,6 +43,19 @@ public actor WorkerAgent {
     }
 
     var nodeIDPath: String { config.dataDir + "/node-id" }
+    var nodeCredentialPath: String { config.dataDir + "/node-credential" }
+
+    /// Keeps the node's credential readable by this user only, written whole or not at all.
+    func saveNodeCredential(_ credential: String) throws {
+        let temporary = nodeCredentialPath + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(credential.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw WorkerError.invalidConfiguration("cannot write \(temporary): check --data-dir")
+        }
+        guard rename(temporary, nodeCredentialPath) == 0 else {
+            throw WorkerError.invalidConfiguration("cannot replace \(nodeCredentialPath): check --data-dir")
+        }
+        nodeCredential = credential
+    }
 
     /// The node id kept in `dataDir/node-id`, created on first use from the host name and a random
     /// suffix. Chosen by the worker rather than by a master so that the runtime can label what it
@@ -63,6 +79,8 @@ public actor WorkerAgent {
         guard !config.masters.isEmpty else { throw WorkerError.invalidConfiguration("--masters is empty") }
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
         nodeID = try Self.loadOrCreateNodeID(dataDir: config.dataDir, hostname: config.hostname)
+        nodeCredential = (try? String(contentsOfFile: nodeCredentialPath, encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         try await adopt()
         defer { clients.shutdown() }
         let logServer = makeLogServer()

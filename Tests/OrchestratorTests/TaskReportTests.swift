@@ -89,13 +89,17 @@ import Testing
     @Test("join creates a node, and a second join with the same id keeps its allocation")
     func joinTwice() async throws {
         let repo = ClusterRepository(store: MemoryStore())
-        let first = try await repo.join(id: "w1", address: "127.0.0.1:9091", capacity: Resources(cpu: 2000, memory: 1024), labels: ["zone": "a"], now: 5)
+        let (first, credential) = try await repo.join(id: "w1", address: "127.0.0.1:9091", capacity: Resources(cpu: 2000, memory: 1024), labels: ["zone": "a"], now: 5,
+                                                      tokenAccepted: true)
+        let secret = try #require(credential).secret
         #expect(first.info.state == .ready && first.info.capacity.cpu == 2000)
         var n = first
         n.info.allocated = Resources(cpu: 500, memory: 100)
         n.info.taskCount = 1
         try await repo.save(n, expectRevision: n.revision)
-        let again = try await repo.join(id: "w1", address: "127.0.0.1:9092", capacity: Resources(cpu: 4000, memory: 2048), labels: [:], now: 9)
+        let (again, kept) = try await repo.join(id: "w1", address: "127.0.0.1:9092", capacity: Resources(cpu: 4000, memory: 2048), labels: [:], now: 9,
+                                                presentedCredential: secret, tokenAccepted: false)
+        #expect(kept == nil)
         #expect(again.info.allocated.cpu == 500 && again.info.taskCount == 1 && again.address == "127.0.0.1:9092" && again.info.capacity.cpu == 4000)
     }
 }

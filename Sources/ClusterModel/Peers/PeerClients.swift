@@ -23,8 +23,13 @@ public final class PeerClients: Sendable {
     }
 
     private let entries = Mutex<[HostPort: Entry]>([:])
+    private let security: HTTP2ClientTransport.Posix.TransportSecurity
 
-    public init() {}
+    /// - Parameter security: `.plaintext`, or mutual TLS with this process's certificate from the
+    ///   cluster's CA (ClusterSecurity's `TLSMaterial`): every peer then verifies who we are.
+    public init(security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext) {
+        self.security = security
+    }
 
     /// The client for `address`, connecting in the background on first use.
     public func client(for address: HostPort) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
@@ -32,7 +37,7 @@ public final class PeerClients: Sendable {
             if let entry = entries[address] { return entry.client }
             let transport = try HTTP2ClientTransport.Posix(
                 target: address.target,
-                transportSecurity: .plaintext,
+                transportSecurity: security,
                 config: .defaults { config in
                     config.backoff = .init(initial: .milliseconds(20), max: .milliseconds(500), multiplier: 1.6, jitter: 0.2)
                     config.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(5), allowWithoutCalls: true)

@@ -123,6 +123,10 @@ public nonisolated struct Orchestrator_V1_JoinRequest: Sendable {
 
   public var labels: Dictionary<String,String> = [:]
 
+  /// The credential this master issued to node_id at its first join (see JoinResponse). Rejoining
+  /// as an existing node requires it; the join token alone admits only new nodes.
+  public var nodeCredential: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -136,6 +140,10 @@ public nonisolated struct Orchestrator_V1_JoinResponse: Sendable {
   public var nodeID: String = String()
 
   public var heartbeatIntervalMs: Int64 = 0
+
+  /// The secret bound to node_id: every later call for this node carries it. The worker keeps it
+  /// (mode 0600) beside its node id; the masters store only its SHA-256.
+  public var nodeCredential: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -165,6 +173,9 @@ public nonisolated struct Orchestrator_V1_HeartbeatRequest: Sendable {
   public var nodeID: String = String()
 
   public var running: [Orchestrator_V1_TaskRef] = []
+
+  /// JoinResponse.node_credential: a call acts only for the node whose credential it carries.
+  public var nodeCredential: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -207,6 +218,9 @@ public nonisolated struct Orchestrator_V1_StatusReport: Sendable {
   /// With RUNNING: how long the runtime took to create and start it (Docker's share of a start).
   public var runtimeStartMs: Int64 = 0
 
+  /// JoinResponse.node_credential.
+  public var nodeCredential: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -232,6 +246,9 @@ public nonisolated struct Orchestrator_V1_AssignmentsRequest: Sendable {
   // methods supported on all messages.
 
   public var nodeID: String = String()
+
+  /// JoinResponse.node_credential.
+  public var nodeCredential: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -368,7 +385,7 @@ nonisolated extension Orchestrator_V1_ForwardResponse: SwiftProtobuf.Message, Sw
 
 nonisolated extension Orchestrator_V1_JoinRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JoinRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}join_token\0\u{3}node_id\0\u{1}hostname\0\u{1}address\0\u{3}cpu_millicores\0\u{3}memory_mb\0\u{1}labels\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}join_token\0\u{3}node_id\0\u{1}hostname\0\u{1}address\0\u{3}cpu_millicores\0\u{3}memory_mb\0\u{1}labels\0\u{3}node_credential\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -383,6 +400,7 @@ nonisolated extension Orchestrator_V1_JoinRequest: SwiftProtobuf.Message, SwiftP
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.cpuMillicores) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.memoryMb) }()
       case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.nodeCredential) }()
       default: break
       }
     }
@@ -410,6 +428,9 @@ nonisolated extension Orchestrator_V1_JoinRequest: SwiftProtobuf.Message, SwiftP
     if !self.labels.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 7)
     }
+    if !self.nodeCredential.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeCredential, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -421,6 +442,7 @@ nonisolated extension Orchestrator_V1_JoinRequest: SwiftProtobuf.Message, SwiftP
     if lhs.cpuMillicores != rhs.cpuMillicores {return false}
     if lhs.memoryMb != rhs.memoryMb {return false}
     if lhs.labels != rhs.labels {return false}
+    if lhs.nodeCredential != rhs.nodeCredential {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -428,7 +450,7 @@ nonisolated extension Orchestrator_V1_JoinRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Orchestrator_V1_JoinResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JoinResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}heartbeat_interval_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}heartbeat_interval_ms\0\u{3}node_credential\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -438,6 +460,7 @@ nonisolated extension Orchestrator_V1_JoinResponse: SwiftProtobuf.Message, Swift
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.heartbeatIntervalMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.nodeCredential) }()
       default: break
       }
     }
@@ -450,12 +473,16 @@ nonisolated extension Orchestrator_V1_JoinResponse: SwiftProtobuf.Message, Swift
     if self.heartbeatIntervalMs != 0 {
       try visitor.visitSingularInt64Field(value: self.heartbeatIntervalMs, fieldNumber: 2)
     }
+    if !self.nodeCredential.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeCredential, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Orchestrator_V1_JoinResponse, rhs: Orchestrator_V1_JoinResponse) -> Bool {
     if lhs.nodeID != rhs.nodeID {return false}
     if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
+    if lhs.nodeCredential != rhs.nodeCredential {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -498,7 +525,7 @@ nonisolated extension Orchestrator_V1_TaskRef: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Orchestrator_V1_HeartbeatRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HeartbeatRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}running\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}running\0\u{3}node_credential\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -508,6 +535,7 @@ nonisolated extension Orchestrator_V1_HeartbeatRequest: SwiftProtobuf.Message, S
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.running) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.nodeCredential) }()
       default: break
       }
     }
@@ -520,12 +548,16 @@ nonisolated extension Orchestrator_V1_HeartbeatRequest: SwiftProtobuf.Message, S
     if !self.running.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.running, fieldNumber: 2)
     }
+    if !self.nodeCredential.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeCredential, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Orchestrator_V1_HeartbeatRequest, rhs: Orchestrator_V1_HeartbeatRequest) -> Bool {
     if lhs.nodeID != rhs.nodeID {return false}
     if lhs.running != rhs.running {return false}
+    if lhs.nodeCredential != rhs.nodeCredential {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -563,7 +595,7 @@ nonisolated extension Orchestrator_V1_HeartbeatResponse: SwiftProtobuf.Message, 
 
 nonisolated extension Orchestrator_V1_StatusReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}task_id\0\u{1}epoch\0\u{1}state\0\u{3}has_exit_code\0\u{3}exit_code\0\u{1}reason\0\u{3}runtime_start_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}task_id\0\u{1}epoch\0\u{1}state\0\u{3}has_exit_code\0\u{3}exit_code\0\u{1}reason\0\u{3}runtime_start_ms\0\u{3}node_credential\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -579,6 +611,7 @@ nonisolated extension Orchestrator_V1_StatusReport: SwiftProtobuf.Message, Swift
       case 6: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.runtimeStartMs) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.nodeCredential) }()
       default: break
       }
     }
@@ -609,6 +642,9 @@ nonisolated extension Orchestrator_V1_StatusReport: SwiftProtobuf.Message, Swift
     if self.runtimeStartMs != 0 {
       try visitor.visitSingularInt64Field(value: self.runtimeStartMs, fieldNumber: 8)
     }
+    if !self.nodeCredential.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeCredential, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -621,6 +657,7 @@ nonisolated extension Orchestrator_V1_StatusReport: SwiftProtobuf.Message, Swift
     if lhs.exitCode != rhs.exitCode {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.runtimeStartMs != rhs.runtimeStartMs {return false}
+    if lhs.nodeCredential != rhs.nodeCredential {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -658,7 +695,7 @@ nonisolated extension Orchestrator_V1_StatusAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Orchestrator_V1_AssignmentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AssignmentsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}node_credential\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -667,6 +704,7 @@ nonisolated extension Orchestrator_V1_AssignmentsRequest: SwiftProtobuf.Message,
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nodeCredential) }()
       default: break
       }
     }
@@ -676,11 +714,15 @@ nonisolated extension Orchestrator_V1_AssignmentsRequest: SwiftProtobuf.Message,
     if !self.nodeID.isEmpty {
       try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
     }
+    if !self.nodeCredential.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeCredential, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Orchestrator_V1_AssignmentsRequest, rhs: Orchestrator_V1_AssignmentsRequest) -> Bool {
     if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.nodeCredential != rhs.nodeCredential {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -138,6 +138,7 @@ extension APIError {
             case .conflict(let what): return .conflict("conflict", "\(what) kept changing under concurrent writers; retry")
             case .corrupt(let what): return APIError(status: 500, code: "corrupt_record", message: what)
             case .invalidTransition(let what): return APIError(status: 500, code: "invalid_transition", message: what)
+            case .permissionDenied(let what): return APIError(status: 403, code: "permission_denied", message: what)
             }
         case let e as StoreError:
             switch e {

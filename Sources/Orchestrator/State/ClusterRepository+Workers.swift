@@ -47,27 +47,42 @@ extension ClusterRepository {
     /// Registers a worker, or updates what it offers when it joins again with its saved id; the
     /// node's allocation, state and schedulability are kept across re-joins (only a drained or
     /// down node comes back ready: it is a new start).
-    public func join(id: String, address: String, capacity: Resources, labels: [String: String], now: Int64) async throws -> NodeRecord {
+    ///
+    /// Who may join as `id` is decided against the record as read inside the compare-and-swap
+    /// loop (`NodeAdmission`), so two joins racing for one id cannot both be admitted on a stale
+    /// read. Returns the saved record and, when one was issued, the node's new credential.
+    public func join(id: String, address: String, capacity: Resources, labels: [String: String], now: Int64,
+                     presentedCredential: String = "", tokenAccepted: Bool) async throws -> (NodeRecord, NodeCredential?) {
         for _ in 0..<10 {
-            if var existing = try? await node(id, consistency: .linearizable) {
-                existing.info.capacity = capacity
-                existing.info.labels = labels
-                existing.address = address
-                existing.lastHeartbeat = now
-                if existing.info.state == .down || existing.info.state == .notReady { existing.info.state = .ready }
-                do {
-                    return try await save(existing, expectRevision: existing.revision)
-                } catch RepositoryError.conflict {
-                    continue
-                }
+            let existing = try await readNode(id, consistency: .linearizable).node
+            let decision = NodeAdmission.decide(id: id, storedDigest: existing.map { $0.credentialDigest },
+                                                presented: presentedCredential, tokenAccepted: tokenAccepted)
+            let issued: NodeCredential?
+            switch decision {
+            case .refuse(let reason): throw RepositoryError.permissionDenied(reason)
+            case .admitKeeping: issued = nil
+            case .admitIssuing: issued = NodeCredential.issue()
             }
-            let fresh = NodeRecord(info: NodeInfo(id: id, labels: labels, capacity: capacity), address: address, lastHeartbeat: now)
+            var record = existing ?? NodeRecord(info: NodeInfo(id: id, labels: labels, capacity: capacity), address: address, lastHeartbeat: now)
+            record.info.capacity = capacity
+            record.info.labels = labels
+            record.address = address
+            record.lastHeartbeat = now
+            if record.info.state == .down || record.info.state == .notReady { record.info.state = .ready }
+            if let issued { record.credentialDigest = issued.digest }
             do {
-                return try await save(fresh, expectRevision: 0)
+                return (try await save(record, expectRevision: existing?.revision ?? 0), issued)
             } catch RepositoryError.conflict {
                 continue
             }
         }
         throw RepositoryError.conflict("node \(id) kept changing while joining")
+    }
+
+    /// Whether `credential` is the one issued to `nodeID` (false for an unknown node, or one
+    /// registered before credentials existed: it must join again to get one).
+    public func verifyCredential(nodeID: String, credential: String) async throws -> Bool {
+        guard !credential.isEmpty, let node = try await readNode(nodeID).node, let digest = node.credentialDigest else { return false }
+        return NodeCredential.matches(presented: credential, stored: digest)
     }
 }

@@ -12,6 +12,8 @@ public enum RepositoryError: Error, Sendable, Hashable {
     /// A write would move a task between states that `TaskState.canMove` forbids: a bug or a
     /// writer working from a record it did not read from the store.
     case invalidTransition(String)
+    /// The caller may not do this (a worker joining as a node whose credential it lacks).
+    case permissionDenied(String)
 }
 
 /// The orchestrator's records in a `ClusterStore`, with compare-and-swap on every update so that

@@ -97,16 +97,21 @@ public struct NodeRecord: StoredRecord, Hashable {
     public var address: String
     /// The master's clock at the last heartbeat, in milliseconds.
     public var lastHeartbeat: Int64
+    /// The SHA-256 of the node's credential (`NodeCredential`); nil for a node registered before
+    /// credentials existed. Never shown by the API.
+    public var credentialDigest: String?
     public var revision: Int64 = 0
 
-    public init(info: NodeInfo, address: String, lastHeartbeat: Int64) {
+    public init(info: NodeInfo, address: String, lastHeartbeat: Int64, credentialDigest: String? = nil) {
         self.info = info
         self.address = address
         self.lastHeartbeat = lastHeartbeat
+        self.credentialDigest = credentialDigest
     }
 
     enum CodingKeys: String, CodingKey {
         case info, address
         case lastHeartbeat = "last_heartbeat"
+        case credentialDigest = "credential_sha256"
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import Logging
 import Store
+import Synchronization
 
 /// Serves `orchestrator.v1.Workers` on every master: joins, heartbeats, status reports and the
 /// assignment streams. Every write goes through the `ClusterStore`, which on a follower master
@@ -15,6 +16,7 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     let heartbeatInterval: Duration
     let now: @Sendable () -> Int64
     let logger: Logger
+    let credentials = CredentialCache()
 
     public init(repository: ClusterRepository, joinToken: String?, heartbeatInterval: Duration = .seconds(1),
                 now: @escaping @Sendable () -> Int64, logger: Logger) {
@@ -26,9 +28,6 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     }
 
     public func join(request: Orchestrator_V1_JoinRequest, context: ServerContext) async throws -> Orchestrator_V1_JoinResponse {
-        if let joinToken, !joinToken.isEmpty, !constantTimeEqual(Array(joinToken.utf8), Array(request.joinToken.utf8)) {
-            throw RPCError(code: .permissionDenied, message: "join token does not match this cluster's (--join-token)")
-        }
         guard request.cpuMillicores > 0, request.memoryMb > 0 else {
             throw RPCError(code: .invalidArgument, message: "cpu_millicores and memory_mb must be positive")
         }
@@ -39,30 +38,31 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
         guard NodeInfo.isValidID(id) else {
             throw RPCError(code: .invalidArgument, message: "node id \"\(id)\" must be 1-63 characters of a-z, 0-9 and '-'")
         }
-        let node = try await mapStoreErrors {
+        let tokenAccepted = joinToken.map { $0.isEmpty || APIAuth.constantTimeEquals(Array($0.utf8), Array(request.joinToken.utf8)) } ?? true
+        let (node, issued) = try await mapStoreErrors {
             try await repository.join(id: id, address: request.address,
                                       capacity: Resources(cpu: Int(request.cpuMillicores), memory: Int(request.memoryMb)),
-                                      labels: request.labels, now: now())
+                                      labels: request.labels, now: now(),
+                                      presentedCredential: request.nodeCredential, tokenAccepted: tokenAccepted)
         }
+        credentials.remember(nodeID: id, digest: node.credentialDigest)
         try await mapStoreErrors { try await repository.recordHeartbeat(nodeID: id, now: now()) }
-        logger.info("worker joined", metadata: ["node": "\(id)", "address": "\(request.address)", "revision": "\(node.revision)"])
+        logger.info("worker joined", metadata: ["node": "\(id)", "address": "\(request.address)", "revision": "\(node.revision)",
+                                                "credential": "\(issued == nil ? "kept" : "issued")"])
         return .with {
             $0.nodeID = id
             $0.heartbeatIntervalMs = Int64(heartbeatInterval.components.seconds * 1000 + heartbeatInterval.components.attoseconds / 1_000_000_000_000_000)
+            $0.nodeCredential = issued?.secret ?? request.nodeCredential
         }
     }
 
     public func heartbeat(request: Orchestrator_V1_HeartbeatRequest, context: ServerContext) async throws -> Orchestrator_V1_HeartbeatResponse {
-        let known = try await mapStoreErrors { () async throws -> Bool in
-            do {
-                _ = try await repository.node(request.nodeID)
-                return true
-            } catch RepositoryError.notFound {
-                return false
-            }
-        }
-        if known { try await mapStoreErrors { try await repository.recordHeartbeat(nodeID: request.nodeID, now: now()) } }
-        return .with { $0.known = known }
+        // An unknown node is told so (it joins again); a known one must prove it is that node.
+        let node = try await mapStoreErrors { try await repository.readNode(request.nodeID).node }
+        guard let node else { return .with { $0.known = false } }
+        try authorize(node: node, credential: request.nodeCredential)
+        try await mapStoreErrors { try await repository.recordHeartbeat(nodeID: request.nodeID, now: now()) }
+        return .with { $0.known = true }
     }
 
     public func reportStatus(request: Orchestrator_V1_StatusReport, context: ServerContext) async throws -> Orchestrator_V1_StatusAck {
@@ -75,6 +75,7 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
         case .unspecified, .UNRECOGNIZED:
             throw RPCError(code: .invalidArgument, message: "state must be running, completed, failed or cancelled")
         }
+        try await authenticate(nodeID: request.nodeID, credential: request.nodeCredential)
         let current = try await mapStoreErrors {
             try await repository.apply(report, taskID: request.taskID, nodeID: request.nodeID, epoch: request.epoch, now: now(),
                                        runtimeStartMs: request.runtimeStartMs > 0 ? request.runtimeStartMs : nil)
@@ -84,7 +85,8 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
 
     public func assignments(request: Orchestrator_V1_AssignmentsRequest, response: RPCWriter<Orchestrator_V1_AssignmentSet>, context: ServerContext) async throws {
         let nodeID = request.nodeID
-        try await mapStoreErrors { _ = try await repository.node(nodeID, consistency: .linearizable) }
+        let node = try await mapStoreErrors { try await repository.node(nodeID, consistency: .linearizable) }
+        try authorize(node: node, credential: request.nodeCredential)
         // A fresh read, then the changes after it; a compacted watch (we fell too far behind)
         // starts over from a fresh read rather than missing anything.
         while !Task.isCancelled {
@@ -118,6 +120,28 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
         }
     }
 
+    // MARK: Credentials
+
+    /// Refuses a call for `node` that does not carry its credential.
+    func authorize(node: NodeRecord, credential: String) throws {
+        credentials.remember(nodeID: node.info.id, digest: node.credentialDigest)
+        guard let digest = node.credentialDigest, !credential.isEmpty, NodeCredential.matches(presented: credential, stored: digest) else {
+            throw RPCError(code: .permissionDenied, message: "this call does not carry node \(node.info.id)'s credential: join again")
+        }
+    }
+
+    /// `authorize` from the digest this master last saw for `nodeID`, reading the node only the
+    /// first time or when the credential does not match what is remembered (the node may have
+    /// been removed and registered again): reports come at the rate tasks change, and need no
+    /// extra store read each.
+    func authenticate(nodeID: String, credential: String) async throws {
+        if let digest = credentials.digest(of: nodeID), !credential.isEmpty, NodeCredential.matches(presented: credential, stored: digest) {
+            return
+        }
+        let node = try await mapStoreErrors { try await repository.node(nodeID) }
+        try authorize(node: node, credential: credential)
+    }
+
     // MARK: Helpers
 
     static func signature(_ tasks: [String: TaskRecord]) -> [String: UInt64] {
@@ -143,6 +167,8 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
             return try await body()
         } catch let error as RPCError {
             throw error
+        } catch RepositoryError.permissionDenied(let why) {
+            throw RPCError(code: .permissionDenied, message: why)
         } catch RepositoryError.notFound(let id) {
             throw RPCError(code: .notFound, message: "unknown node or task \(id): join again")
         } catch {
@@ -151,10 +177,14 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     }
 }
 
-func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    var diff = UInt8(a.count == b.count ? 0 : 1)
-    for i in 0..<max(a.count, b.count) {
-        diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+/// The credential digests a master has read, by node id: immutable once issued, so remembering
+/// them is safe; a mismatch falls back to a store read.
+final class CredentialCache: Sendable {
+    private let digests = Mutex<[String: String]>([:])
+
+    func digest(of nodeID: String) -> String? { digests.withLock { $0[nodeID] } }
+
+    func remember(nodeID: String, digest: String?) {
+        digests.withLock { $0[nodeID] = digest }
     }
-    return diff == 0
 }

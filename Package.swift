@@ -11,6 +11,7 @@ let asyncHTTPClient = Target.Dependency.product(name: "AsyncHTTPClient", package
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let nioTLS = Target.Dependency.product(name: "NIOTLS", package: "swift-nio")
 let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
 let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
 let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
@@ -19,7 +20,10 @@ let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", p
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
+let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let swiftASN1 = Target.Dependency.product(name: "SwiftASN1", package: "swift-asn1")
 
 let package = Package(
     name: "Orchestrator",
@@ -40,6 +44,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        // TLS: already in the graph through grpc-swift-nio-transport (swift-crypto too, above);
+        // named here because ClusterSecurity uses them directly, at the versions it resolves to.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // MARK: - What ships (Sources/)
@@ -96,11 +105,20 @@ let package = Package(
             name: "Agent",
             dependencies: ["ClusterModel", "ClusterProto", "GRPCServing", asyncHTTPClient, nioCore, grpcCore, grpcHTTP2, logging]
         ),
+        /// The cluster's TLS material: identities (`orch://<role>/<name>` URI SANs), a certificate
+        /// authority that issues them (`master tls init|issue`), and the loading of CA, certificate and
+        /// key files into NIOSSL and grpc-swift-nio-transport configurations for mutual TLS.
+        .target(
+            name: "ClusterSecurity",
+            dependencies: [nioSSL, x509, crypto, swiftASN1, nioCore, grpcCore, grpcHTTP2]
+        ),
         /// What `master` and `worker` share as processes: flags from `ORCH_` variables, SIGTERM and
         /// SIGINT as a graceful stop.
         .target(name: "CommandLineSupport", dependencies: [argumentParser, logging, unixSignals]),
         /// `master`: the master process (`master --dev` for a one-process trial cluster).
-        .executableTarget(name: "master", dependencies: ["Orchestrator", "Agent", "ClusterModel", "CommandLineSupport", argumentParser]),
+        .executableTarget(
+            name: "master", dependencies: ["Orchestrator", "Agent", "ClusterModel", "CommandLineSupport", "ClusterSecurity", argumentParser]
+        ),
         /// `worker`: joins the masters and runs tasks.
         .executableTarget(name: "worker", dependencies: ["Agent", "ClusterModel", "CommandLineSupport", argumentParser]),
 
@@ -161,6 +179,12 @@ let package = Package(
         .testTarget(
             name: "OrchestratorTests",
             dependencies: ["Orchestrator", "ClusterModel", "Store", "ClusterProto", hummingbirdTesting, grpcCore, logging]
+        ),
+        /// The TLS material: issuance (checked with openssl), loading, real TLS 1.3 handshakes on
+        /// loopback, `master tls init` and the master's command line.
+        .testTarget(
+            name: "ClusterSecurityTests",
+            dependencies: ["ClusterSecurity", "master", nioSSL, nioTLS, x509, crypto, swiftASN1, nioCore, nioPosix, grpcCore, argumentParser]
         ),
         /// The shared records: node ids.
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),

@@ -6,12 +6,13 @@ import Foundation
 import Logging
 import Orchestrator
 
-/// `master`: one master of the cluster. `master --dev` runs a whole trial cluster in one process.
-@main
-struct MasterCommand: EnvironmentConfigurable {
+/// `master` (or `master serve`): one master of the cluster. `master --dev` runs a whole trial
+/// cluster in one process. The default subcommand of `MasterCommand`, so the flags work without
+/// naming it.
+struct ServeCommand: EnvironmentConfigurable {
     static let configuration = CommandConfiguration(
-        commandName: "master",
-        abstract: "A master of the orchestrator: replicated state, scheduling, REST API.",
+        commandName: "serve",
+        abstract: "Run a master: replicated state, scheduling, REST API (the default subcommand).",
         discussion: "Every flag can also be set as ORCH_<FLAG> in the environment (e.g. ORCH_PEERS).")
 
     @Flag(help: "One process for trying it out: single-node store in ./data, API on 127.0.0.1:8080, an embedded worker.")
@@ -39,8 +40,6 @@ struct MasterCommand: EnvironmentConfigurable {
                              "scheduler", "join-token", "api-token", "node-not-ready-after", "node-down-after", "log-level", "history-revisions"]
 
     static let switchFlags = ["dev"]
-
-    static func main() async { await mainMergingEnvironment() }
 
     mutating func run() async throws {
         Self.bootstrapLogging(level: logLevel)

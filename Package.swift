@@ -184,7 +184,7 @@ let package = Package(
         /// loopback, `master tls init` and the master's command line.
         .testTarget(
             name: "ClusterSecurityTests",
-            dependencies: ["ClusterSecurity", "master", nioSSL, nioTLS, x509, crypto, swiftASN1, nioCore, nioPosix, grpcCore, argumentParser]
+            dependencies: ["ClusterSecurity", "master", nioSSL, nioTLS, x509, crypto, swiftASN1, nioCore, nioPosix, grpcCore, grpcHTTP2, argumentParser]
         ),
         /// The shared records: node ids.
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),

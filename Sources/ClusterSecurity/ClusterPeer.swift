@@ -78,19 +78,28 @@ public enum ClusterPeer {
 extension TLSMaterial {
     /// The verified identity of the peer on `channel`, whose pipeline has a `NIOSSLServerHandler`
     /// (or client handler) configured from this material, once its handshake has completed (for
-    /// instance on `TLSUserEvent.handshakeCompleted`, or when the first request arrives).
+    /// instance when the first request arrives).
+    ///
+    /// Ask while the connection is open: a closed channel's pipeline has no TLS handler any more
+    /// (`PeerIdentityError.noTLSHandler`). A handler that reacts to `TLSUserEvent.handshakeCompleted`
+    /// should use `peerIdentity(in:)` right there instead, before the peer can hang up.
+    public func peerIdentity(of channel: any Channel) async throws -> ClusterIdentity {
+        try await channel.eventLoop.submit { try self.peerIdentity(in: channel.pipeline.syncOperations) }.get()
+    }
+
+    /// The same, on the channel's event loop (`context.pipeline.syncOperations` in a handler).
     ///
     /// The handshake already verified the chain against the CA; the signature is checked again
     /// here so that a handler configured without verification by mistake cannot let an unverified
     /// identity through.
-    public func peerIdentity(of channel: any Channel) async throws -> ClusterIdentity {
+    public func peerIdentity(in pipeline: ChannelPipeline.SynchronousOperations) throws -> ClusterIdentity {
         let presented: NIOSSLCertificate?
         do {
             // The validated chain exists only with a custom verification callback; else the leaf.
-            if let chain = try await channel.nioSSL_peerValidatedCertificateChain().get() {
+            if let chain = try pipeline.nioSSL_peerValidatedCertificateChain() {
                 presented = chain.leaf
             } else {
-                presented = try await channel.nioSSL_peerCertificate().get()
+                presented = try pipeline.nioSSL_peerCertificate()
             }
         } catch is ChannelPipelineError {
             throw PeerIdentityError.noTLSHandler

@@ -12,26 +12,34 @@ typealias HandshakeOutcome = Result<ClusterIdentity, any Error>
 
 /// Reports the outcome of the TLS handshake on its channel once: the identity `TLSMaterial`
 /// finds after `handshakeCompleted`, or the first error, or the connection closing before either.
+/// The server asks on the event loop as the handshake completes (the client may hang up right
+/// after); the client, which closes only once it has its outcome, asks through the async API.
 final class HandshakeObserver: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     struct ClosedBeforeHandshake: Error {}
 
     let material: TLSMaterial
+    let onEventLoop: Bool
     let report: @Sendable (HandshakeOutcome) -> Void
     var reported = false
 
-    init(material: TLSMaterial, report: @escaping @Sendable (HandshakeOutcome) -> Void) {
+    init(material: TLSMaterial, onEventLoop: Bool, report: @escaping @Sendable (HandshakeOutcome) -> Void) {
         self.material = material
+        self.onEventLoop = onEventLoop
         self.report = report
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted? = event as? TLSUserEvent, !reported {
             reported = true
-            let (channel, material, report) = (context.channel, material, report)
-            Task {
-                do { report(.success(try await material.peerIdentity(of: channel))) } catch { report(.failure(error)) }
+            if onEventLoop {
+                report(Result { try material.peerIdentity(in: context.pipeline.syncOperations) })
+            } else {
+                let (channel, material, report) = (context.channel, material, report)
+                Task {
+                    do { report(.success(try await material.peerIdentity(of: channel))) } catch { report(.failure(error)) }
+                }
             }
         }
         context.fireUserInboundEventTriggered(event)
@@ -67,7 +75,7 @@ struct TestServer {
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
                     try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
-                    try child.pipeline.syncOperations.addHandler(HandshakeObserver(material: material) { continuation.yield($0) })
+                    try child.pipeline.syncOperations.addHandler(HandshakeObserver(material: material, onEventLoop: true) { continuation.yield($0) })
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -93,7 +101,7 @@ func connect(group: any EventLoopGroup, port: Int, material: TLSMaterial, config
                 // No server name: the target is an IP literal, which NIOSSL then checks against the
                 // certificate's IP addresses.
                 try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
-                try channel.pipeline.syncOperations.addHandler(HandshakeObserver(material: material) { continuation.yield($0) })
+                try channel.pipeline.syncOperations.addHandler(HandshakeObserver(material: material, onEventLoop: false) { continuation.yield($0) })
             }
         }
         .connect(host: "127.0.0.1", port: port).get()

@@ -16,6 +16,7 @@ let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift
 let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
 let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
 let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let hummingbirdTLS = Target.Dependency.product(name: "HummingbirdTLS", package: "hummingbird")
 let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", package: "hummingbird")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
@@ -95,15 +96,15 @@ let package = Package(
         .target(
             name: "Orchestrator",
             dependencies: [
-                "ClusterModel", "ClusterProto", "Store", "Raft", "RaftGRPC", "EtcdAPI", "EtcdBackend", "GRPCServing",
-                hummingbird, grpcCore, grpcHTTP2, logging, serviceLifecycle, crypto,
+                "ClusterModel", "ClusterProto", "ClusterSecurity", "Store", "Raft", "RaftGRPC", "EtcdAPI", "EtcdBackend", "GRPCServing",
+                hummingbird, hummingbirdTLS, nioSSL, grpcCore, grpcHTTP2, logging, serviceLifecycle, crypto,
             ]
         ),
         /// The worker: joins a master, heartbeats, runs assignments through a TaskRuntime
         /// (DockerRuntime over the Engine API, ProcessRuntime).
         .target(
             name: "Agent",
-            dependencies: ["ClusterModel", "ClusterProto", "GRPCServing", asyncHTTPClient, nioCore, grpcCore, grpcHTTP2, logging]
+            dependencies: ["ClusterModel", "ClusterProto", "ClusterSecurity", "GRPCServing", asyncHTTPClient, nioCore, grpcCore, grpcHTTP2, logging]
         ),
         /// The cluster's TLS material: identities (`orch://<role>/<name>` URI SANs), a certificate
         /// authority that issues them (`master tls init|issue`), and the loading of CA, certificate and

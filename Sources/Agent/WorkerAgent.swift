@@ -15,7 +15,7 @@ public actor WorkerAgent {
     let config: WorkerConfig
     let runtime: any TaskRuntime
     let logger: Logger
-    let clients = PeerClients()
+    let clients: PeerClients
     nonisolated let finishedLogs: FinishedLogs
     var supervisor = Supervisor()
     public internal(set) var nodeID: String?
@@ -38,6 +38,7 @@ public actor WorkerAgent {
         self.config = config
         self.runtime = runtime
         self.logger = logger
+        self.clients = PeerClients(security: config.tls?.grpcClientSecurity() ?? .plaintext)
         self.finishedLogs = FinishedLogs(directory: config.dataDir + "/finished-logs")
         self.advertised = config.advertiseAddress
     }

@@ -1,4 +1,5 @@
 import ClusterModel
+import ClusterSecurity
 import Foundation
 
 /// How a worker is set up (`worker --help` documents each flag).
@@ -20,6 +21,10 @@ public struct WorkerConfig: Sendable {
     /// Reconnection backoff across masters.
     public var backoffInitial: Duration = .milliseconds(50)
     public var backoffMax: Duration = .seconds(2)
+    /// The cluster's TLS material (`--tls-ca`, `--tls-cert`, `--tls-key`): mutual TLS to the
+    /// masters (whose certificates must name the `--masters` hosts) and on the log port, which
+    /// then serves masters only. Nil: plain text.
+    public var tls: TLSMaterial?
 
     public init(masters: [HostPort], joinToken: String, dataDir: String, capacity: Resources, labels: [String: String] = [:],
                 listenAddress: HostPort, advertiseAddress: HostPort? = nil, hostname: String = ProcessInfo.processInfo.hostName) {

@@ -142,6 +142,15 @@ public struct TLSMaterial: Sendable {
         return configuration
     }
 
+    /// For the REST API (HTTPS): as `serverConfiguration`, but a client certificate is optional
+    /// (checked against the cluster CA when one is sent): REST callers are people and scripts
+    /// that authenticate with the API token, and curl needs only `--cacert`.
+    public func httpsServerConfiguration() -> TLSConfiguration {
+        var configuration = serverConfiguration(applicationProtocols: ["http/1.1"])
+        configuration.certificateVerification = .optionalVerification
+        return configuration
+    }
+
     /// For clients: TLS 1.3 only, our certificate presented, and the server's chain verified
     /// against the cluster CA alone.
     ///

@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import Store
 
@@ -48,9 +49,12 @@ public struct OrchestratorAPI: Sendable {
         return router
     }
 
-    /// An HTTP/1.1 server application serving `buildRouter()` on `address`.
-    public func makeApplication(address: BindAddress, logger: Logger? = nil) -> some ApplicationProtocol {
+    /// An HTTP/1.1 server application serving `buildRouter()` on `address`, over TLS when `tls`
+    /// is given (HTTPS with the cluster's material; a client certificate is optional there, as
+    /// REST callers authenticate with the API token).
+    public func makeApplication(address: BindAddress, tls: TLSConfiguration? = nil, logger: Logger? = nil) throws -> some ApplicationProtocol {
         Application(router: buildRouter(),
+                    server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
                     configuration: ApplicationConfiguration(address: address, serverName: "orchestrator"),
                     logger: logger ?? Logger(label: "orchestrator.api"))
     }

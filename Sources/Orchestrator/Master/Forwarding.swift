@@ -1,5 +1,6 @@
 import ClusterModel
 import ClusterProto
+import ClusterSecurity
 import Foundation
 import GRPCCore
 import Raft
@@ -7,9 +8,12 @@ import Store
 
 /// Serves `orchestrator.v1.Masters/Forward`: a follower hands the leader a store command.
 struct ForwardService: Orchestrator_V1_Masters.SimpleServiceProtocol {
+    /// Only masters forward writes: any other caller could run any store command.
+    let authorization: CallerAuthorization
     let handle: @Sendable (Command) async throws -> Response
 
     func forward(request: Orchestrator_V1_ForwardRequest, context: ServerContext) async throws -> Orchestrator_V1_ForwardResponse {
+        try authorization.caller(context, mustBe: [.master])
         let command: Command
         do {
             command = try Command(decoding: Array(request.command))

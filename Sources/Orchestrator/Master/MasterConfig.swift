@@ -1,3 +1,4 @@
+import ClusterSecurity
 /// Everything a master is told at start (`master --help` documents each flag).
 public struct MasterConfig: Sendable {
     public enum StoreKind: String, Sendable, CaseIterable {
@@ -22,6 +23,9 @@ public struct MasterConfig: Sendable {
     public var scheduler: SchedulingAlgorithm
     /// Workers must present it to join; nil or empty: any worker may join.
     public var joinToken: String?
+    /// The cluster's TLS material (`--tls-ca`, `--tls-cert`, `--tls-key`): with it every port
+    /// speaks TLS, internal ones mutual TLS; nil: plain text (`--dev`, or `--insecure`).
+    public var tls: TLSMaterial?
     /// REST clients must present it; nil: the API is open.
     public var apiToken: String?
     public var health: HealthPolicy

@@ -41,7 +41,7 @@ final class MasterAPIServer: Sendable {
 }
 
 extension MasterServer {
-    func makeAPI() -> MasterAPIServer {
+    func makeAPI() throws -> MasterAPIServer {
         var configuration = APIConfiguration()
         configuration.limits = config.taskLimits
         configuration.defaultScheduler = config.scheduler
@@ -51,7 +51,8 @@ extension MasterServer {
         if (config.apiToken ?? "").isEmpty, !["127.0.0.1", "localhost", "::1"].contains(config.apiAddress.host) {
             logger.warning("the REST API on \(config.apiAddress) is open to anyone who can reach it: set --api-token (ORCH_API_TOKEN)")
         }
-        let app = api.makeApplication(address: .hostname(config.apiAddress.host, port: config.apiAddress.port), logger: logger)
+        let app = try api.makeApplication(address: .hostname(config.apiAddress.host, port: config.apiAddress.port),
+                                          tls: config.tls?.httpsServerConfiguration(), logger: logger)
         return MasterAPIServer(api: api, application: app, logger: logger)
     }
 

@@ -1,5 +1,6 @@
 import ClusterModel
 import ClusterProto
+import ClusterSecurity
 import EtcdAPI
 import EtcdBackend
 import Foundation
@@ -44,7 +45,9 @@ public final class MasterServer: Sendable {
     public let repository: ClusterRepository
     public let leaderLoop: LeaderLoop
     let logger: Logger
-    let clients = PeerClients()
+    /// gRPC clients to other masters (forwarding) and to workers (logs), with this master's
+    /// certificate when TLS is on.
+    let clients: PeerClients
     let masterDirectory = MasterDirectory()
     /// Counters and gauges for `/metrics`.
     public let metrics = MetricsRegistry()
@@ -79,6 +82,11 @@ public final class MasterServer: Sendable {
         try config.validate()
         self.config = config
         self.logger = logger
+        // Masters are reached at the addresses their certificates name (`tls init --master`);
+        // workers' addresses are not known when their certificate is issued, so the hostname is
+        // not checked there: the chain to the cluster CA is.
+        self.clients = PeerClients(security: config.tls?.grpcClientSecurity(verifyHostname: false) ?? .plaintext)
+        let authorization: CallerAuthorization = config.tls == nil ? .unauthenticated : .mutualTLS
         let now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
         self.now = now
         let repository: ClusterRepository
@@ -113,22 +121,22 @@ public final class MasterServer: Sendable {
                                   forward: { leader, command in try await forwardClient.forward(to: leader, command) })
             repository = ClusterRepository(store: store)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
-                                        heartbeatInterval: config.heartbeatInterval, now: now, logger: logger)
+                                        heartbeatInterval: config.heartbeatInterval, authorization: authorization, now: now, logger: logger)
             leadership = RaftLeadership(store: store)
             parts = .raft(RaftParts(node: node, store: store, transport: transport,
-                                    rpcServices: [ForwardService(handle: { try await store.handleForwarded($0) }), workers],
+                                    rpcServices: [ForwardService(authorization: authorization, handle: { try await store.handleForwarded($0) }), workers],
                                     names: names))
         case .etcd:
             let store = try EtcdStore(endpoints: config.etcdEndpoints)
             repository = ClusterRepository(store: store)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
-                                        heartbeatInterval: config.heartbeatInterval, now: now, logger: logger)
+                                        heartbeatInterval: config.heartbeatInterval, authorization: authorization, now: now, logger: logger)
             let election = EtcdLeadership(store: store, masterID: config.id, logger: logger)
             leadership = election
             let tracker = ConnectionTracker()
             let transport = HTTP2ServerTransport.Posix(
                 address: .ipv4(host: config.rpcAddress.host == "localhost" ? "127.0.0.1" : config.rpcAddress.host, port: config.rpcAddress.port),
-                transportSecurity: .plaintext, config: .defaults { tracker.install(on: &$0) })
+                transportSecurity: config.tls?.grpcServerSecurity() ?? .plaintext, config: .defaults { tracker.install(on: &$0) })
             parts = .etcd(store: store, election: election,
                           server: StoppableGRPCServer(transport: transport, services: [workers], tracker: tracker))
         }
@@ -164,7 +172,7 @@ public final class MasterServer: Sendable {
     public func run(additional: [@Sendable () async throws -> Void] = [],
                     stopWhen: (@Sendable () async -> Void)? = nil) async throws {
         defer { clients.shutdown() }
-        let api = makeAPI()
+        let api = try makeAPI()
         try await withThrowingTaskGroup(of: Void.self) { group in
             switch parts {
             case .raft(let raft):

@@ -1,5 +1,6 @@
 import ClusterModel
 import ClusterProto
+import ClusterSecurity
 import Foundation
 import GRPCCore
 import Logging
@@ -17,10 +18,14 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     let now: @Sendable () -> Int64
     let logger: Logger
     let credentials = CredentialCache()
+    /// With TLS, only worker certificates may call; a worker certificate also admits a new node
+    /// without the join token (as the token would).
+    let authorization: CallerAuthorization
 
     public init(repository: ClusterRepository, joinToken: String?, heartbeatInterval: Duration = .seconds(1),
-                now: @escaping @Sendable () -> Int64, logger: Logger) {
+                authorization: CallerAuthorization = .unauthenticated, now: @escaping @Sendable () -> Int64, logger: Logger) {
         self.repository = repository
+        self.authorization = authorization
         self.joinToken = joinToken
         self.heartbeatInterval = heartbeatInterval
         self.now = now
@@ -28,6 +33,7 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     }
 
     public func join(request: Orchestrator_V1_JoinRequest, context: ServerContext) async throws -> Orchestrator_V1_JoinResponse {
+        let certified = try authorization.caller(context, mustBe: [.worker]) != nil
         guard request.cpuMillicores > 0, request.memoryMb > 0 else {
             throw RPCError(code: .invalidArgument, message: "cpu_millicores and memory_mb must be positive")
         }
@@ -38,7 +44,8 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
         guard NodeInfo.isValidID(id) else {
             throw RPCError(code: .invalidArgument, message: "node id \"\(id)\" must be 1-63 characters of a-z, 0-9 and '-'")
         }
-        let tokenAccepted = joinToken.map { $0.isEmpty || APIAuth.constantTimeEquals(Array($0.utf8), Array(request.joinToken.utf8)) } ?? true
+        let tokenAccepted = certified
+            || joinToken.map { $0.isEmpty || APIAuth.constantTimeEquals(Array($0.utf8), Array(request.joinToken.utf8)) } ?? true
         let (node, issued) = try await mapStoreErrors {
             try await repository.join(id: id, address: request.address,
                                       capacity: Resources(cpu: Int(request.cpuMillicores), memory: Int(request.memoryMb)),
@@ -57,6 +64,7 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     }
 
     public func heartbeat(request: Orchestrator_V1_HeartbeatRequest, context: ServerContext) async throws -> Orchestrator_V1_HeartbeatResponse {
+        try authorization.caller(context, mustBe: [.worker])
         // An unknown node is told so (it joins again); a known one must prove it is that node.
         let node = try await mapStoreErrors { try await repository.readNode(request.nodeID).node }
         guard let node else { return .with { $0.known = false } }
@@ -75,6 +83,7 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
         case .unspecified, .UNRECOGNIZED:
             throw RPCError(code: .invalidArgument, message: "state must be running, completed, failed or cancelled")
         }
+        try authorization.caller(context, mustBe: [.worker])
         try await authenticate(nodeID: request.nodeID, credential: request.nodeCredential)
         let current = try await mapStoreErrors {
             try await repository.apply(report, taskID: request.taskID, nodeID: request.nodeID, epoch: request.epoch, now: now(),
@@ -84,6 +93,7 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     }
 
     public func assignments(request: Orchestrator_V1_AssignmentsRequest, response: RPCWriter<Orchestrator_V1_AssignmentSet>, context: ServerContext) async throws {
+        try authorization.caller(context, mustBe: [.worker])
         let nodeID = request.nodeID
         let node = try await mapStoreErrors { try await repository.node(nodeID, consistency: .linearizable) }
         try authorize(node: node, credential: request.nodeCredential)

@@ -189,6 +189,8 @@ let package = Package(
         ),
         /// The shared records: node ids.
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),
+        /// Token files, the listener policy, flags from the environment.
+        .testTarget(name: "CommandLineSupportTests", dependencies: ["CommandLineSupport"]),
         /// The worker: supervisor, runtimes (process, Docker), joining.
         .testTarget(name: "AgentTests", dependencies: ["Agent", "ClusterModel", "TestGate"]),
         /// 3 masters and 3 workers as processes on loopback: failover, lost workers, drains.

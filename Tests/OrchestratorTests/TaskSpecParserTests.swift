@@ -98,6 +98,19 @@ import Testing
     func validImages(_ image: String) throws {
         try TaskSpecParser.validateImage(image)
     }
+
+    /// The container's confinement is the worker operator's (TaskContainerPolicy): a task cannot
+    /// ask for privileges, host namespaces, mounts, devices, capabilities or other limits.
+    @Test("a task spec has no field that loosens its container", arguments: [
+        "privileged", "Privileged", "binds", "mounts", "volumes", "network_mode", "network", "pid_mode", "ipc_mode",
+        "devices", "cap_add", "cap_drop", "security_opt", "pids_limit", "log_config", "user", "HostConfig", "host_config",
+    ])
+    func noConfinementFields(field: String) {
+        let json = #"{"name":"t","image":"alpine",""# + field + #"":true}"#
+        #expect(throws: APIError.invalid(field, "unknown field")) { try parse(json) }
+        let nested = #"{"name":"t","image":"alpine","resources":{"cpu":100,""# + field + #"":1}}"#
+        #expect(throws: APIError.invalid("resources.\(field)", "unknown field")) { try parse(nested) }
+    }
 }
 
 @Suite struct TaskStateTests {

@@ -117,6 +117,9 @@ public struct APIConfiguration: Sendable {
     /// With a token, every route but `/health`, `/healthz` and `/readyz` needs
     /// `Authorization: Bearer <token>`; nil or empty leaves the API open.
     public var apiToken: String?
+    /// Set for an API on loopback without a token (`master --dev`): refuses foreign `Host` and
+    /// `Origin` headers (403), so web pages in a browser on this machine cannot drive it.
+    public var crossSiteGuard: CrossSiteGuard?
     /// Wall clock in milliseconds since the epoch (task timestamps).
     public var now: @Sendable () -> Int64 = APIConfiguration.wallClock
     /// New task ids; the default is time-sortable, so listing in key order is submission order.

@@ -14,7 +14,9 @@ struct APIMiddleware: RouterMiddleware {
         let route = Route.allCases.first { $0.method == request.method && $0.matches(path) }
         var response: Response
         do {
+            try refuseCrossSite(request)
             try authorize(request, route: route)
+            try requireJSON(request)
             if route?.isLiveness != true, let wanted = try request.int64Query("min_revision") {
                 try await waitForRevision(wanted)
             }
@@ -43,6 +45,24 @@ struct APIMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               APIAuth.constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(token.utf8)) else {
             throw APIError(status: 401, code: "unauthorized", message: "missing or wrong bearer token (Authorization: Bearer <token>)")
+        }
+    }
+
+    /// On loopback without a token (`CrossSiteGuard`): only this API's own `Host` and `Origin`.
+    func refuseCrossSite(_ request: Request) throws(APIError) {
+        guard let crossSite = api.configuration.crossSiteGuard else { return }
+        // HTTP/1's Host arrives as the authority; check any Host field too.
+        let hosts = [request.head.authority].compactMap { $0 } + request.headers[values: .hostField]
+        if let refusal = crossSite.check(hosts: hosts, origin: request.headers[.origin]) { throw refusal }
+    }
+
+    /// A state-changing request's body must be declared JSON: what a cross-site form or a
+    /// preflight-free `fetch` sends is not.
+    func requireJSON(_ request: Request) throws(APIError) {
+        let length = request.headers[.contentLength].flatMap { Int($0) } ?? 0
+        let hasBody = length > 0 || request.headers[.transferEncoding] != nil
+        if let refusal = CrossSiteGuard.checkContentType(method: request.method, contentType: request.headers[.contentType], hasBody: hasBody) {
+            throw refusal
         }
     }
 
@@ -123,4 +143,10 @@ public enum APIAuth {
         let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         return h == "localhost" || h == "::1" || h.hasPrefix("127.")
     }
+}
+
+extension HTTPFields.Element.Name {
+    /// `Host` as a field: HTTPTypes marks `.host` unavailable in favour of the authority, but a
+    /// request may carry the field too.
+    static let hostField = Self("Host")!
 }

@@ -46,11 +46,15 @@ extension MasterServer {
         configuration.limits = config.taskLimits
         configuration.defaultScheduler = config.scheduler
         configuration.apiToken = config.apiToken
+        // Without a token, loopback is the API's only protection, and a browser on this machine is
+        // inside it: refuse other sites' pages. (A public bind without a token needs --insecure,
+        // which warns: see ListenerPolicy.)
+        if (config.apiToken ?? "").isEmpty, APIAuth.isLoopback(config.apiAddress.host) {
+            configuration.crossSiteGuard = CrossSiteGuard(port: config.apiAddress.port, boundHost: config.apiAddress.host,
+                                                          scheme: config.tls == nil ? "http" : "https")
+        }
         let bridge = MasterAPIBridge(server: self)
         let api = OrchestratorAPI(repository: repository, status: bridge, logs: bridge, configuration: configuration, metrics: metrics)
-        if (config.apiToken ?? "").isEmpty, !["127.0.0.1", "localhost", "::1"].contains(config.apiAddress.host) {
-            logger.warning("the REST API on \(config.apiAddress) is open to anyone who can reach it: set --api-token (ORCH_API_TOKEN)")
-        }
         let app = try api.makeApplication(address: .hostname(config.apiAddress.host, port: config.apiAddress.port),
                                           tls: config.tls?.httpsServerConfiguration(), logger: logger)
         return MasterAPIServer(api: api, application: app, logger: logger)

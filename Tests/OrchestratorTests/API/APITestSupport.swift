@@ -122,7 +122,17 @@ let readmeTaskBody = """
 
 extension TestClientProtocol {
     @discardableResult
+    /// A well-behaved client: a body goes as JSON unless `headers` say otherwise (see
+    /// `sendRaw` for a body without any Content-Type).
     func send(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, headers: HTTPFields = [:]) async throws -> TestResponse {
+        var headers = headers
+        if body != nil, headers[.contentType] == nil { headers[.contentType] = "application/json" }
+        return try await execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+    }
+
+    /// Exactly these headers and body.
+    @discardableResult
+    func sendRaw(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, headers: HTTPFields = [:]) async throws -> TestResponse {
         try await execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
     }
 

@@ -25,9 +25,16 @@ import Testing
             #expect(created.header("X-Orchestrator-Index") == String(task["revision"] as! Int))
             #expect(created.header("X-Orchestrator-Leader") == "m1")
 
-            // DESIGN.md's one-liner: no Content-Type at all (curl -d sends form encoding).
-            let bare = try await client.send(.post, "/api/v1/tasks",
-                                             body: #"{"name":"t","image":"alpine","command":["echo","hi"],"resources":{"cpu":500,"memory":256}}"#)
+            // A body must be declared JSON (a cross-site form could send the others): curl -d
+            // without -H sends form encoding, and no Content-Type at all is refused too.
+            let compact = #"{"name":"t","image":"alpine","command":["echo","hi"],"resources":{"cpu":500,"memory":256}}"#
+            let form = try await client.sendRaw(.post, "/api/v1/tasks", body: compact,
+                                                headers: [.contentType: "application/x-www-form-urlencoded"])
+            #expect(form.status == .unsupportedMediaType)
+            #expect(form.errorMessage?.contains("Content-Type: application/json") == true)
+            #expect(try await client.sendRaw(.post, "/api/v1/tasks", body: compact).status == .unsupportedMediaType)
+            let bare = try await client.send(.post, "/api/v1/tasks", body: compact,
+                                             headers: [.contentType: "Application/JSON; charset=utf-8"])
             #expect(bare.status == .created)
 
             let list = try await client.send(.get, "/api/v1/tasks")

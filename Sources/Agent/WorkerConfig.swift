@@ -52,3 +52,27 @@ public enum WorkerError: Error, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// A node's labels: the operator's (`--labels k=v,...`) and the ones the worker sets itself.
+public enum NodeLabels {
+    /// Labels under this prefix are the system's: a user label there could impersonate one.
+    public static let systemPrefix = "orchestrator."
+    /// Which runtime runs this node's tasks (`docker` or `process`): set by the worker on join, so
+    /// `GET /api/v1/nodes` shows a node without container isolation for what it is.
+    public static let runtime = "orchestrator.runtime"
+
+    /// Parses `--labels k=v,...`; refuses entries without `=`, empty keys, and keys under the
+    /// `orchestrator.` prefix.
+    public static func parse(_ text: String) throws(WorkerError) -> [String: String] {
+        var labels: [String: String] = [:]
+        for item in text.split(separator: ",") {
+            let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard kv.count == 2, !kv[0].isEmpty else { throw .invalidConfiguration("--labels: \"\(item)\" is not KEY=VALUE") }
+            guard !kv[0].lowercased().hasPrefix(systemPrefix) else {
+                throw .invalidConfiguration("--labels: \"\(kv[0])\" is reserved (keys starting with \(systemPrefix) are set by the worker)")
+            }
+            labels[String(kv[0])] = String(kv[1])
+        }
+        return labels
+    }
+}

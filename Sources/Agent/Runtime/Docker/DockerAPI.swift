@@ -160,9 +160,20 @@ struct DockerCreateContainer: Encodable {
         var nanoCpus: Int64?
         var memory: Int64?
         var memorySwap: Int64?
+        var securityOpt: [String]?
+        var pidsLimit: Int64?
+        var logConfig: LogConfig?
+        var capDrop: [String]?
+
+        struct LogConfig: Encodable {
+            var type: String
+            var config: [String: String]
+            enum CodingKeys: String, CodingKey { case type = "Type", config = "Config" }
+        }
 
         enum CodingKeys: String, CodingKey {
-            case nanoCpus = "NanoCpus", memory = "Memory", memorySwap = "MemorySwap"
+            case nanoCpus = "NanoCpus", memory = "Memory", memorySwap = "MemorySwap", securityOpt = "SecurityOpt",
+                 pidsLimit = "PidsLimit", logConfig = "LogConfig", capDrop = "CapDrop"
         }
     }
 
@@ -211,7 +222,40 @@ struct DockerContainerInspect: Decodable {
         var nanoCpus: Int64?
         var memory: Int64?
         var memorySwap: Int64?
-        enum CodingKeys: String, CodingKey { case nanoCpus = "NanoCpus", memory = "Memory", memorySwap = "MemorySwap" }
+        // What confines the container (TaskContainerPolicy), read back by the tests.
+        var securityOpt: [String]?
+        var pidsLimit: Int64?
+        var logConfig: LogConfig?
+        var capDrop: [String]?
+        var capAdd: [String]?
+        var privileged: Bool?
+        var binds: [String]?
+        var mounts: [Mount]?
+        var networkMode: String?
+        var pidMode: String?
+        var ipcMode: String?
+        var devices: [Device]?
+
+        struct LogConfig: Decodable {
+            var type: String
+            var config: [String: String]?
+            enum CodingKeys: String, CodingKey { case type = "Type", config = "Config" }
+        }
+        struct Mount: Decodable {
+            var source: String?
+            enum CodingKeys: String, CodingKey { case source = "Source" }
+        }
+        struct Device: Decodable {
+            var pathOnHost: String?
+            enum CodingKeys: String, CodingKey { case pathOnHost = "PathOnHost" }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case nanoCpus = "NanoCpus", memory = "Memory", memorySwap = "MemorySwap", securityOpt = "SecurityOpt",
+                 pidsLimit = "PidsLimit", logConfig = "LogConfig", capDrop = "CapDrop", capAdd = "CapAdd",
+                 privileged = "Privileged", binds = "Binds", mounts = "Mounts", networkMode = "NetworkMode",
+                 pidMode = "PidMode", ipcMode = "IpcMode", devices = "Devices"
+        }
     }
 
     enum CodingKeys: String, CodingKey {

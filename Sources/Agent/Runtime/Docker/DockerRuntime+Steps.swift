@@ -5,7 +5,8 @@ import NIOCore
 /// The steps of `DockerRuntime.start` and `logs`, and the pure rules behind outcomes and names.
 extension DockerRuntime {
     func createContainer(_ task: RuntimeTask) async throws -> String {
-        var host = DockerCreateContainer.HostConfig()
+        // The operator's confinement first; the task only contributes its resource limits.
+        var host = configuration.containerPolicy.hostConfig
         if task.cpuMillicores > 0 {
             host.nanoCpus = Int64(try await clampedMillicores(task.cpuMillicores)) * 1_000_000
         }

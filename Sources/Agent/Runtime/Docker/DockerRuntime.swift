@@ -29,6 +29,8 @@ public enum RuntimeLabel {
 ///   container that ends with a non-zero code after the kernel killed one of its processes for
 ///   memory is `.oomKilled`.
 /// - `stop` uses Docker's stop with whole seconds: the grace is rounded up.
+/// - Every container is confined by the worker's `TaskContainerPolicy` (no new privileges, a
+///   process limit, a capped json-file log, `NET_RAW` dropped); a task spec cannot loosen it.
 ///
 /// Call `shutdown()` before dropping the runtime.
 public final class DockerRuntime: TaskRuntime, Sendable {
@@ -43,15 +45,18 @@ public final class DockerRuntime: TaskRuntime, Sendable {
         public var pullTimeout: Duration
         /// Connections to dockerd at most: every `wait` holds one for as long as the task runs.
         public var maxConnections: Int
+        /// What every task container is confined by; the operator's, never the task's.
+        public var containerPolicy: TaskContainerPolicy
 
         public init(socketPath: String = "/var/run/docker.sock", apiVersion: String = "v1.41",
                     requestTimeout: Duration = .seconds(30), pullTimeout: Duration = .seconds(300),
-                    maxConnections: Int = 512) {
+                    maxConnections: Int = 512, containerPolicy: TaskContainerPolicy = TaskContainerPolicy()) {
             self.socketPath = socketPath
             self.apiVersion = apiVersion
             self.requestTimeout = requestTimeout
             self.pullTimeout = pullTimeout
             self.maxConnections = maxConnections
+            self.containerPolicy = containerPolicy
         }
     }
 

@@ -19,17 +19,22 @@ struct ServeCommand: EnvironmentConfigurable {
     var dev = false
     @Option(help: "This master's name; must appear in --peers.") var id = "m1"
     @Option(help: "Where the Raft log lives.") var dataDir = "./data"
-    @Option(help: "REST API address.") var apiAddr: String?
-    @Option(help: "Raft and worker-protocol address.") var rpcAddr: String?
-    @Option(help: "etcd v3 gRPC API of the built-in store (default 0.0.0.0:2379, 127.0.0.1:2379 with --dev); 'off' serves none.")
+    @Option(help: "REST API address (default 127.0.0.1:8080; beyond loopback see --insecure).") var apiAddr: String?
+    @Option(help: "Raft and worker-protocol address (default 127.0.0.1:9090).") var rpcAddr: String?
+    @Option(help: "etcd v3 gRPC API of the built-in store (default 127.0.0.1:2379); 'off' serves none.")
     var etcdAddr: String?
     @Option(help: "Every master: NAME=HOST:PORT,... (the same list, in the same order, on each). Default: this master alone.")
     var peers: String?
     @Option(help: "raft (built-in) or etcd.") var store = "raft"
     @Option(help: "With --store etcd: http://HOST:2379,...") var etcdEndpoints = ""
     @Option(help: "Default scheduling algorithm: binpacking, roundrobin or spread.") var scheduler = "binpacking"
-    @Option(help: "Workers must present this token to join.") var joinToken: String?
-    @Option(help: "REST clients must send 'Authorization: Bearer <token>'.") var apiToken: String?
+    @Option(help: "Workers must present this token to join (visible in ps: prefer --join-token-file or ORCH_JOIN_TOKEN).")
+    var joinToken: String?
+    @Option(help: "A file holding the join token (one trailing newline is ignored).") var joinTokenFile: String?
+    @Option(help: "REST clients must send 'Authorization: Bearer <token>' (prefer --api-token-file or ORCH_API_TOKEN).")
+    var apiToken: String?
+    @Option(help: "A file holding the API token (one trailing newline is ignored).") var apiTokenFile: String?
+    @Flag(help: "Listen beyond loopback without TLS or tokens (warns for each exposed listener).") var insecure = false
     @Option(help: "Seconds without a heartbeat before a node is not ready.") var nodeNotReadyAfter: Double = 5
     @Option(help: "Seconds without a heartbeat before a node is down and its tasks rescheduled.") var nodeDownAfter: Double = 15
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
@@ -37,9 +42,9 @@ struct ServeCommand: EnvironmentConfigurable {
     var historyRevisions: Int64 = 10_000
 
     static let valueFlags = ["id", "data-dir", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
-                             "scheduler", "join-token", "api-token", "node-not-ready-after", "node-down-after", "log-level", "history-revisions"]
+                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "log-level", "history-revisions"]
 
-    static let switchFlags = ["dev"]
+    static let switchFlags = ["dev", "insecure"]
 
     mutating func run() async throws {
         Self.bootstrapLogging(level: logLevel)
@@ -49,6 +54,11 @@ struct ServeCommand: EnvironmentConfigurable {
             config = try makeConfig()
         } catch {
             throw ValidationError("\(error)")
+        }
+        // TLS: pass the TLS flags' state here once they exist.
+        switch ListenerPolicy.decide(Self.listeners(config), tlsEnabled: false, insecure: insecure) {
+        case .refuse(let message): throw ValidationError(message)
+        case .start(let warnings): for warning in warnings { logger.warning("\(warning)") }
         }
         let server = try MasterServer(config: config, logger: logger)
         logger.notice("master starting", metadata: ["id": "\(config.id)", "api": "\(config.apiAddress)", "rpc": "\(config.rpcAddress)",
@@ -63,20 +73,15 @@ struct ServeCommand: EnvironmentConfigurable {
         let lock = try DataDirectoryLock.acquire(dataDir: workerDir)
         defer { withExtendedLifetime(lock) {} }
         let id = try WorkerAgent.loadOrCreateNodeID(dataDir: workerDir, hostname: ProcessInfo.processInfo.hostName)
-        let (runtime, kind) = try await RuntimeKind.auto.make(owner: id, dataDir: workerDir, dockerSocket: "/var/run/docker.sock", logger: logger)
-        if kind == .process {
-            logger.warning("""
-                no Docker engine answers on /var/run/docker.sock: the embedded worker runs tasks as PROCESSES ON THIS HOST, \
-                with the task's image and its cpu/memory limits ignored (start dockerd to run them as containers)
-                """)
-        }
+        // `make` logs the choice; without Docker it warns that tasks run as processes on this host.
+        let (runtime, choice) = try await RuntimeKind.auto.make(owner: id, dataDir: workerDir, docker: .init(), dev: true, logger: logger)
         let detected = MachineCapacity.detect()
         let workerConfig = WorkerConfig(
             masters: [HostPort(host: "127.0.0.1", port: config.rpcAddress.port)], joinToken: config.joinToken ?? "", dataDir: workerDir,
-            capacity: Resources(cpu: detected.cpu, memory: detected.memory), labels: ["dev": "true"],
+            capacity: Resources(cpu: detected.cpu, memory: detected.memory), labels: ["dev": "true", NodeLabels.runtime: choice.kind.rawValue],
             listenAddress: HostPort(host: "127.0.0.1", port: 0))
         let agent = WorkerAgent(config: workerConfig, runtime: runtime, logger: Logger(label: "worker"))
-        logger.notice("embedded worker", metadata: ["node": "\(id)", "runtime": "\(kind.rawValue)"])
+        logger.notice("embedded worker", metadata: ["node": "\(id)", "runtime": "\(choice.kind.rawValue)"])
         var failure: (any Error)?
         do { try await server.run(additional: [{ try await agent.run() }], stopWhen: stopSignal) } catch { failure = error }
         try? await runtime.shutdown()
@@ -84,7 +89,11 @@ struct ServeCommand: EnvironmentConfigurable {
     }
 
     func makeConfig() throws -> MasterConfig {
-        let loopback = dev ? "127.0.0.1" : "0.0.0.0"
+        // TLS: pass the TLS flags' state here once they exist.
+        let tlsEnabled = false
+        let loopback = ListenerPolicy.defaultHost(tlsEnabled: tlsEnabled)
+        let joinToken = try TokenFlags.resolve(flag: "join-token", value: self.joinToken, file: joinTokenFile)
+        let apiToken = try TokenFlags.resolve(flag: "api-token", value: self.apiToken, file: apiTokenFile)
         func address(_ text: String?, _ flag: String, default port: Int) throws -> HostPort {
             guard let text else { return HostPort(host: loopback, port: port) }
             guard let parsed = HostPort(parsing: text) else { throw MasterConfigError.invalid("--\(flag): \"\(text)\" is not HOST:PORT") }
@@ -116,6 +125,20 @@ struct ServeCommand: EnvironmentConfigurable {
         withHistory.historyRevisions = historyRevisions
         try withHistory.validate()
         return withHistory
+    }
+
+    /// The master's listeners as the bind policy sees them.
+    static func listeners(_ config: MasterConfig) -> [ListenerPolicy.Listener] {
+        var list = [
+            ListenerPolicy.Listener(flag: "api-addr", host: config.apiAddress.host, port: config.apiAddress.port,
+                                    guarded: .apiToken, tokenSet: !(config.apiToken ?? "").isEmpty),
+            ListenerPolicy.Listener(flag: "rpc-addr", host: config.rpcAddress.host, port: config.rpcAddress.port,
+                                    guarded: .joinToken, tokenSet: !(config.joinToken ?? "").isEmpty),
+        ]
+        if let etcd = config.etcdAddress, config.store == .raft {
+            list.append(.init(flag: "etcd-addr", host: etcd.host, port: etcd.port, guarded: .tlsOnly, tokenSet: false))
+        }
+        return list
     }
 }
 

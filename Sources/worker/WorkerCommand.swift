@@ -14,23 +14,32 @@ struct WorkerCommand: EnvironmentConfigurable {
         discussion: "Every flag can also be set as ORCH_<FLAG> in the environment (e.g. ORCH_MASTERS).")
 
     @Option(help: "Masters' rpc addresses: HOST:PORT,...") var masters = "127.0.0.1:9090"
-    @Option(help: "The cluster's join token (master --join-token).") var joinToken = ""
-    @Option(help: "docker, process, or auto (docker when its socket answers).") var runtime = "docker"
+    @Option(help: "The cluster's join token (visible in ps: prefer --join-token-file or ORCH_JOIN_TOKEN).") var joinToken: String?
+    @Option(help: "A file holding the join token (one trailing newline is ignored).") var joinTokenFile: String?
+    @Option(help: "docker, process (tasks run unisolated on this host), or auto (docker; fails when no engine answers).")
+    var runtime = "docker"
     @Option(help: "Keeps the node id and the process runtime's files.") var dataDir = "./worker-data"
     @Option(help: "Docker Engine API socket.") var dockerSocket = "/var/run/docker.sock"
     @Option(help: "Millicores offered (default: with Docker, the Docker host's CPUs; else the machine's or its cgroup's).")
     var cpu: Int?
     @Option(help: "Megabytes offered (default: with Docker, the Docker host's memory; else the machine's or its cgroup's).")
     var memory: Int?
-    @Option(help: "Node labels: k=v,...") var labels = ""
-    @Option(help: "Where masters fetch task logs from this worker (port 0: a free port, advertised as bound).")
-    var listenAddr = "0.0.0.0:0"
+    @Option(help: "Node labels: k=v,... (keys starting with orchestrator. are reserved).") var labels = ""
+    @Option(help: "Where masters fetch task logs from this worker (default 127.0.0.1:0; port 0: a free port, advertised as bound).")
+    var listenAddr: String?
     @Option(help: "The address masters use to reach --listen-addr (default: it, with 0.0.0.0 replaced by the host name and port 0 by the bound port).")
     var advertiseAddr: String?
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
+    @Option(help: "Processes each task container may hold (Docker runtime).") var taskPidsLimit: Int64 = 1024
+    @Option(help: "Size of one log file of a task container before it rotates: 10m, 500k, 1g (Docker runtime).")
+    var taskLogMaxSize = "10m"
+    @Option(help: "Log files kept per task container (Docker runtime).") var taskLogMaxFiles = 3
+    @Flag(help: "Let --listen-addr bind beyond loopback without TLS (warns).") var insecure = false
 
-    static let valueFlags = ["masters", "join-token", "runtime", "data-dir", "docker-socket", "cpu", "memory", "labels",
-                             "listen-addr", "advertise-addr", "log-level"]
+    static let valueFlags = ["masters", "join-token", "join-token-file", "runtime", "data-dir", "docker-socket", "cpu", "memory", "labels",
+                             "listen-addr", "advertise-addr", "log-level", "task-pids-limit", "task-log-max-size", "task-log-max-files"]
+
+    static let switchFlags = ["insecure"]
 
     static func main() async { await mainMergingEnvironment() }
 
@@ -41,6 +50,16 @@ struct WorkerCommand: EnvironmentConfigurable {
         guard let kind = RuntimeKind(rawValue: runtime) else {
             throw ValidationError("--runtime: \"\(runtime)\" is not docker, process or auto")
         }
+        let policy = TaskContainerPolicy(pidsLimit: taskPidsLimit, logMaxSize: taskLogMaxSize, logMaxFiles: taskLogMaxFiles)
+        do { try policy.validate() } catch { throw ValidationError("\(error)") }
+        // TLS: pass the TLS flags' state here once they exist. The log service checks no token,
+        // so only TLS (or loopback) protects it.
+        let listener = ListenerPolicy.Listener(flag: "listen-addr", host: config.listenAddress.host, port: config.listenAddress.port,
+                                               guarded: .tlsOnly, tokenSet: false)
+        switch ListenerPolicy.decide([listener], tlsEnabled: false, insecure: insecure) {
+        case .refuse(let message): throw ValidationError(message)
+        case .start(let warnings): for warning in warnings { logger.warning("\(warning)") }
+        }
         // Held until the process ends: a second worker in this directory would be the same node.
         let lock: DataDirectoryLock
         do {
@@ -50,7 +69,15 @@ struct WorkerCommand: EnvironmentConfigurable {
         }
         defer { withExtendedLifetime(lock) {} }
         let id = try WorkerAgent.loadOrCreateNodeID(dataDir: config.dataDir, hostname: config.hostname)
-        let (taskRuntime, chosen) = try await kind.make(owner: id, dataDir: config.dataDir, dockerSocket: dockerSocket, logger: logger)
+        let made: (any TaskRuntime, RuntimeChoice)
+        do {
+            made = try await kind.make(owner: id, dataDir: config.dataDir,
+                                       docker: .init(socketPath: dockerSocket, containerPolicy: policy), logger: logger)
+        } catch let error as RuntimeSelectionError {
+            throw ValidationError("\(error)")
+        }
+        let (taskRuntime, chosen) = made
+        config.labels[NodeLabels.runtime] = chosen.kind.rawValue
         // Tasks run as containers on the Docker host, which may be bigger than this worker's own
         // cgroup (a worker in a container starts sibling containers): offer the host's capacity.
         if let docker = taskRuntime as? DockerRuntime, cpu == nil || memory == nil {
@@ -61,7 +88,7 @@ struct WorkerCommand: EnvironmentConfigurable {
                 logger.warning("cannot read the Docker host's capacity (\(error)); offering this machine's")
             }
         }
-        logger.notice("worker starting", metadata: ["node": "\(id)", "runtime": "\(chosen.rawValue)", "masters": "\(masters)",
+        logger.notice("worker starting", metadata: ["node": "\(id)", "runtime": "\(chosen.kind.rawValue)", "masters": "\(masters)",
                                                     "cpu": "\(config.capacity.cpu)", "memory": "\(config.capacity.memory)"])
         let agent = WorkerAgent(config: config, runtime: taskRuntime, logger: logger)
         let stopSignal = await StopSignals.trap()
@@ -92,12 +119,16 @@ struct WorkerCommand: EnvironmentConfigurable {
         let list = masters.split(separator: ",").map(String.init)
         let parsed = list.compactMap(HostPort.init(parsing:))
         guard !parsed.isEmpty, parsed.count == list.count else { throw ValidationError("--masters: \"\(masters)\" is not HOST:PORT,...") }
-        guard let listen = HostPort(parsing: listenAddr) else { throw ValidationError("--listen-addr: \"\(listenAddr)\" is not HOST:PORT") }
-        var labelMap: [String: String] = [:]
-        for item in labels.split(separator: ",") {
-            let kv = item.split(separator: "=", maxSplits: 1)
-            guard kv.count == 2, !kv[0].isEmpty else { throw ValidationError("--labels: \"\(item)\" is not KEY=VALUE") }
-            labelMap[String(kv[0])] = String(kv[1])
+        // TLS: the default turns public once TLS is on.
+        let listenText = listenAddr ?? "\(ListenerPolicy.defaultHost(tlsEnabled: false)):0"
+        guard let listen = HostPort(parsing: listenText) else { throw ValidationError("--listen-addr: \"\(listenText)\" is not HOST:PORT") }
+        let labelMap: [String: String]
+        let token: String?
+        do {
+            labelMap = try NodeLabels.parse(labels)
+            token = try TokenFlags.resolve(flag: "join-token", value: joinToken, file: joinTokenFile)
+        } catch {
+            throw ValidationError("\(error)")
         }
         let detected = MachineCapacity.detect()
         let capacity = Resources(cpu: cpu ?? detected.cpu, memory: memory ?? detected.memory)
@@ -110,7 +141,7 @@ struct WorkerCommand: EnvironmentConfigurable {
         } else {
             advertise = listen.host == "0.0.0.0" ? HostPort(host: hostname, port: listen.port) : listen
         }
-        return WorkerConfig(masters: parsed, joinToken: joinToken, dataDir: dataDir, capacity: capacity, labels: labelMap,
+        return WorkerConfig(masters: parsed, joinToken: token ?? "", dataDir: dataDir, capacity: capacity, labels: labelMap,
                             listenAddress: listen, advertiseAddress: advertise, hostname: hostname)
     }
 }

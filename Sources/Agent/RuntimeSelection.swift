@@ -52,12 +52,14 @@ extension RuntimeKind {
             guard dockerReachable == true else { throw .dockerUnreachable(requested: .docker, socket: socket, detail: detail) }
             return RuntimeChoice(kind: .docker, reason: "--runtime docker: the engine answers on \(socket)")
         case .auto:
+            // The embedded worker of `master --dev` uses auto without the operator asking for it.
+            let asked = dev ? "master --dev" : "--runtime auto"
             if dockerReachable == true {
-                return RuntimeChoice(kind: .docker, reason: "--runtime auto: a Docker engine answers on \(socket)")
+                return RuntimeChoice(kind: .docker, reason: "\(asked): a Docker engine answers on \(socket)")
             }
             guard dev else { throw .dockerUnreachable(requested: .auto, socket: socket, detail: detail) }
             return RuntimeChoice(kind: .process, reason: """
-                --dev and no Docker engine answers on \(socket) (\(detail)): the embedded worker runs tasks as PROCESSES ON \
+                master --dev and no Docker engine answers on \(socket) (\(detail)): the embedded worker runs tasks as PROCESSES ON \
                 THIS HOST, with the task's image and its cpu/memory limits ignored (start dockerd to run them as containers)
                 """)
         }

@@ -21,7 +21,7 @@ import Testing
             let choice = try flag.choose(dockerReachable: reachable, dev: dev, socket: "/var/run/docker.sock")
             #expect(choice.kind == expected)
             #expect(choice.unisolated == (choice.kind == .process))
-            #expect(choice.reason.contains("--runtime \(flag.rawValue)") || (dev && flag == .auto))
+            #expect(choice.reason.hasPrefix(dev && flag == .auto ? "master --dev" : "--runtime \(flag.rawValue)"), "\(choice.reason)")
         } catch {
             #expect(expected == nil, "\(error)")
             #expect(error == .dockerUnreachable(requested: flag, socket: "/var/run/docker.sock", detail: "no answer"))

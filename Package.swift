@@ -121,7 +121,7 @@ let package = Package(
             name: "master", dependencies: ["Orchestrator", "Agent", "ClusterModel", "CommandLineSupport", "ClusterSecurity", argumentParser]
         ),
         /// `worker`: joins the masters and runs tasks.
-        .executableTarget(name: "worker", dependencies: ["Agent", "ClusterModel", "CommandLineSupport", argumentParser]),
+        .executableTarget(name: "worker", dependencies: ["Agent", "ClusterModel", "ClusterSecurity", "CommandLineSupport", argumentParser]),
 
         // MARK: - Benchmarks (Benchmarks/)
 
@@ -197,8 +197,8 @@ let package = Package(
         .testTarget(
             name: "OrchestratorIntegrationTests",
             dependencies: [
-                "master", "worker", "RaftTestSupport", "TestGate", "ClusterProto",
-                asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1,
+                "master", "worker", "RaftTestSupport", "TestGate", "ClusterProto", "ClusterSecurity",
+                asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, nioSSL,
             ],
             path: "IntegrationTests/OrchestratorIntegrationTests"
         ),

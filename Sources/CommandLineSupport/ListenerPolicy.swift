@@ -50,11 +50,12 @@ public enum ListenerPolicy {
         case refuse(String)
     }
 
-    /// The host a listen flag defaults to. Loopback until TLS is on: a token alone travels in
-    /// clear text, so it does not make a public default safe.
-    // TLS: once `--tls-*` exist, the commands pass `tlsEnabled: true` and public defaults return.
-    public static func defaultHost(tlsEnabled: Bool) -> String {
-        tlsEnabled ? "0.0.0.0" : "127.0.0.1"
+    /// The host a listen flag defaults to: every interface when the listener has what it needs
+    /// to face the network (TLS, and its token where one applies), loopback otherwise. A token
+    /// alone travels in clear text, so it does not make a public default safe.
+    public static func defaultHost(_ guarded: Guard, tokenSet: Bool, tlsEnabled: Bool) -> String {
+        let probe = Listener(flag: "", host: "0.0.0.0", port: 0, guarded: guarded, tokenSet: tokenSet)
+        return missing(probe, tlsEnabled: tlsEnabled).isEmpty ? "0.0.0.0" : "127.0.0.1"
     }
 
     /// Whether `host` only accepts connections from this machine: `127.0.0.0/8`, `::1`,
@@ -67,13 +68,16 @@ public enum ListenerPolicy {
     }
 
     /// What is missing for `listener` to face the network, as flags to set (empty: nothing).
+    ///
+    /// With TLS the internal port needs no join token: every caller there presents a certificate
+    /// from the cluster CA (a worker's admits it as the token would). The REST API still needs
+    /// its token, since HTTPS authenticates the server, not its callers.
     public static func missing(_ listener: Listener, tlsEnabled: Bool) -> [String] {
         var missing: [String] = []
-        // TLS: the TLS wiring names its flags here (`--tls-cert`, `--tls-key`, `--tls-ca`).
-        if !tlsEnabled { missing.append("TLS") }
+        if !tlsEnabled { missing.append("TLS (--tls-ca, --tls-cert, --tls-key)") }
         switch listener.guarded {
         case .apiToken where !listener.tokenSet: missing.append("--api-token-file (or ORCH_API_TOKEN)")
-        case .joinToken where !listener.tokenSet: missing.append("--join-token-file (or ORCH_JOIN_TOKEN)")
+        case .joinToken where !listener.tokenSet && !tlsEnabled: missing.append("--join-token-file (or ORCH_JOIN_TOKEN)")
         default: break
         }
         return missing

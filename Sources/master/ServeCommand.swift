@@ -1,6 +1,7 @@
 import Agent
 import ArgumentParser
 import ClusterModel
+import ClusterSecurity
 import CommandLineSupport
 import Foundation
 import Logging
@@ -35,6 +36,10 @@ struct ServeCommand: EnvironmentConfigurable {
     var apiToken: String?
     @Option(help: "A file holding the API token (one trailing newline is ignored).") var apiTokenFile: String?
     @Flag(help: "Listen beyond loopback without TLS or tokens (warns for each exposed listener).") var insecure = false
+    @Option(help: "The cluster CA's certificate (PEM): with --tls-cert and --tls-key, every port speaks TLS, internal ones mutual TLS.")
+    var tlsCa: String?
+    @Option(help: "This master's certificate (PEM), from `master tls init`; it must name the hosts in --peers.") var tlsCert: String?
+    @Option(help: "This master's private key (PEM).") var tlsKey: String?
     @Option(help: "Seconds without a heartbeat before a node is not ready.") var nodeNotReadyAfter: Double = 5
     @Option(help: "Seconds without a heartbeat before a node is down and its tasks rescheduled.") var nodeDownAfter: Double = 15
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
@@ -42,7 +47,8 @@ struct ServeCommand: EnvironmentConfigurable {
     var historyRevisions: Int64 = 10_000
 
     static let valueFlags = ["id", "data-dir", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
-                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "log-level", "history-revisions"]
+                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "log-level", "history-revisions",
+                             "tls-ca", "tls-cert", "tls-key"]
 
     static let switchFlags = ["dev", "insecure"]
 
@@ -55,8 +61,7 @@ struct ServeCommand: EnvironmentConfigurable {
         } catch {
             throw ValidationError("\(error)")
         }
-        // TLS: pass the TLS flags' state here once they exist.
-        switch ListenerPolicy.decide(Self.listeners(config), tlsEnabled: false, insecure: insecure) {
+        switch ListenerPolicy.decide(Self.listeners(config), tlsEnabled: config.tls != nil, insecure: insecure) {
         case .refuse(let message): throw ValidationError(message)
         case .start(let warnings): for warning in warnings { logger.warning("\(warning)") }
         }
@@ -89,13 +94,18 @@ struct ServeCommand: EnvironmentConfigurable {
     }
 
     func makeConfig() throws -> MasterConfig {
-        // TLS: pass the TLS flags' state here once they exist.
-        let tlsEnabled = false
-        let loopback = ListenerPolicy.defaultHost(tlsEnabled: tlsEnabled)
+        let tls = try TLSFlags.load(ca: tlsCa, certificate: tlsCert, key: tlsKey)
+        if tls != nil, dev { throw MasterConfigError.invalid("--dev runs without TLS on loopback: drop --tls-ca, --tls-cert and --tls-key") }
         let joinToken = try TokenFlags.resolve(flag: "join-token", value: self.joinToken, file: joinTokenFile)
         let apiToken = try TokenFlags.resolve(flag: "api-token", value: self.apiToken, file: apiTokenFile)
+        let guards: [String: (ListenerPolicy.Guard, Bool)] = [
+            "api-addr": (.apiToken, !(apiToken ?? "").isEmpty), "rpc-addr": (.joinToken, !(joinToken ?? "").isEmpty), "etcd-addr": (.tlsOnly, false),
+        ]
         func address(_ text: String?, _ flag: String, default port: Int) throws -> HostPort {
-            guard let text else { return HostPort(host: loopback, port: port) }
+            guard let text else {
+                let (guarded, tokenSet) = guards[flag]!
+                return HostPort(host: ListenerPolicy.defaultHost(guarded, tokenSet: tokenSet, tlsEnabled: tls != nil), port: port)
+            }
             guard let parsed = HostPort(parsing: text) else { throw MasterConfigError.invalid("--\(flag): \"\(text)\" is not HOST:PORT") }
             return parsed
         }
@@ -123,6 +133,7 @@ struct ServeCommand: EnvironmentConfigurable {
         guard historyRevisions > 0 else { throw MasterConfigError.invalid("--history-revisions must be positive") }
         var withHistory = config
         withHistory.historyRevisions = historyRevisions
+        withHistory.tls = tls
         try withHistory.validate()
         return withHistory
     }

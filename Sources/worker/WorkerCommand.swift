@@ -1,6 +1,7 @@
 import Agent
 import ArgumentParser
 import ClusterModel
+import ClusterSecurity
 import CommandLineSupport
 import Foundation
 import Logging
@@ -35,9 +36,15 @@ struct WorkerCommand: EnvironmentConfigurable {
     var taskLogMaxSize = "10m"
     @Option(help: "Log files kept per task container (Docker runtime).") var taskLogMaxFiles = 3
     @Flag(help: "Let --listen-addr bind beyond loopback without TLS (warns).") var insecure = false
+    @Option(help: "The cluster CA's certificate (PEM): with --tls-cert and --tls-key, mutual TLS to the masters and on --listen-addr.")
+    var tlsCa: String?
+    @Option(help: "This worker's certificate (PEM), from `master tls init --worker NAME`: it admits the worker without a join token.")
+    var tlsCert: String?
+    @Option(help: "This worker's private key (PEM).") var tlsKey: String?
 
     static let valueFlags = ["masters", "join-token", "join-token-file", "runtime", "data-dir", "docker-socket", "cpu", "memory", "labels",
-                             "listen-addr", "advertise-addr", "log-level", "task-pids-limit", "task-log-max-size", "task-log-max-files"]
+                             "listen-addr", "advertise-addr", "log-level", "task-pids-limit", "task-log-max-size", "task-log-max-files",
+                             "tls-ca", "tls-cert", "tls-key"]
 
     static let switchFlags = ["insecure"]
 
@@ -52,11 +59,10 @@ struct WorkerCommand: EnvironmentConfigurable {
         }
         let policy = TaskContainerPolicy(pidsLimit: taskPidsLimit, logMaxSize: taskLogMaxSize, logMaxFiles: taskLogMaxFiles)
         do { try policy.validate() } catch { throw ValidationError("\(error)") }
-        // TLS: pass the TLS flags' state here once they exist. The log service checks no token,
-        // so only TLS (or loopback) protects it.
+        // The log service checks no token, so only TLS (or loopback) protects it.
         let listener = ListenerPolicy.Listener(flag: "listen-addr", host: config.listenAddress.host, port: config.listenAddress.port,
                                                guarded: .tlsOnly, tokenSet: false)
-        switch ListenerPolicy.decide([listener], tlsEnabled: false, insecure: insecure) {
+        switch ListenerPolicy.decide([listener], tlsEnabled: config.tls != nil, insecure: insecure) {
         case .refuse(let message): throw ValidationError(message)
         case .start(let warnings): for warning in warnings { logger.warning("\(warning)") }
         }
@@ -119,8 +125,13 @@ struct WorkerCommand: EnvironmentConfigurable {
         let list = masters.split(separator: ",").map(String.init)
         let parsed = list.compactMap(HostPort.init(parsing:))
         guard !parsed.isEmpty, parsed.count == list.count else { throw ValidationError("--masters: \"\(masters)\" is not HOST:PORT,...") }
-        // TLS: the default turns public once TLS is on.
-        let listenText = listenAddr ?? "\(ListenerPolicy.defaultHost(tlsEnabled: false)):0"
+        let tls: TLSMaterial?
+        do {
+            tls = try TLSFlags.load(ca: tlsCa, certificate: tlsCert, key: tlsKey)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let listenText = listenAddr ?? "\(ListenerPolicy.defaultHost(.tlsOnly, tokenSet: false, tlsEnabled: tls != nil)):0"
         guard let listen = HostPort(parsing: listenText) else { throw ValidationError("--listen-addr: \"\(listenText)\" is not HOST:PORT") }
         let labelMap: [String: String]
         let token: String?
@@ -141,7 +152,9 @@ struct WorkerCommand: EnvironmentConfigurable {
         } else {
             advertise = listen.host == "0.0.0.0" ? HostPort(host: hostname, port: listen.port) : listen
         }
-        return WorkerConfig(masters: parsed, joinToken: token ?? "", dataDir: dataDir, capacity: capacity, labels: labelMap,
-                            listenAddress: listen, advertiseAddress: advertise, hostname: hostname)
+        var config = WorkerConfig(masters: parsed, joinToken: token ?? "", dataDir: dataDir, capacity: capacity, labels: labelMap,
+                                  listenAddress: listen, advertiseAddress: advertise, hostname: hostname)
+        config.tls = tls
+        return config
     }
 }

@@ -11,10 +11,18 @@ import Testing
         #expect(ListenerPolicy.isLoopback(host) == expected)
     }
 
-    @Test("defaults are loopback until TLS is on")
-    func defaults() {
-        #expect(ListenerPolicy.defaultHost(tlsEnabled: false) == "127.0.0.1")
-        #expect(ListenerPolicy.defaultHost(tlsEnabled: true) == "0.0.0.0")
+    @Test("a listener defaults to every interface exactly when it may face the network", arguments: [
+        (ListenerPolicy.Guard.apiToken, false, false, "127.0.0.1"),
+        (.apiToken, true, false, "127.0.0.1"),   // a token in clear text is not enough
+        (.apiToken, false, true, "127.0.0.1"),   // HTTPS without the token: anyone could call
+        (.apiToken, true, true, "0.0.0.0"),
+        (.joinToken, true, false, "127.0.0.1"),
+        (.joinToken, false, true, "0.0.0.0"),    // certificates admit workers
+        (.tlsOnly, false, false, "127.0.0.1"),
+        (.tlsOnly, false, true, "0.0.0.0"),
+    ])
+    func defaults(guarded: ListenerPolicy.Guard, token: Bool, tls: Bool, expected: String) {
+        #expect(ListenerPolicy.defaultHost(guarded, tokenSet: token, tlsEnabled: tls) == expected)
     }
 
     static func api(_ host: String, token: Bool) -> ListenerPolicy.Listener {
@@ -35,7 +43,7 @@ import Testing
         ([api("0.0.0.0", token: true)], true, false, false, 0),
         ([api("0.0.0.0", token: false)], true, false, true, 0),          // TLS without the token
         ([rpc("10.0.0.1", token: true)], true, false, false, 0),
-        ([rpc("10.0.0.1", token: false)], true, false, true, 0),
+        ([rpc("10.0.0.1", token: false)], true, false, false, 0),        // with TLS, certificates admit workers
         ([etcd("::")], true, false, false, 0),
         ([etcd("::")], false, false, true, 0),
         ([api("0.0.0.0", token: false), rpc("0.0.0.0", token: false), etcd("127.0.0.1")], false, true, false, 2),
@@ -62,9 +70,10 @@ import Testing
             Issue.record("\(decision)")
             return
         }
-        #expect(message.contains("--api-addr 0.0.0.0:8080 lacks TLS and --api-token-file"))
-        #expect(message.contains("--rpc-addr 0.0.0.0:9090 lacks TLS;"))
-        #expect(message.contains("--etcd-addr [::]:2379 lacks TLS"))
+        let tls = "TLS (--tls-ca, --tls-cert, --tls-key)"
+        #expect(message.contains("--api-addr 0.0.0.0:8080 lacks \(tls) and --api-token-file"))
+        #expect(message.contains("--rpc-addr 0.0.0.0:9090 lacks \(tls);"))
+        #expect(message.contains("--etcd-addr [::]:2379 lacks \(tls)"))
         #expect(message.contains("bind 127.0.0.1"))
     }
 }

@@ -66,14 +66,22 @@ final class ManagedProcess: Sendable {
 
 /// Masters and workers as real processes on 127.0.0.1, with a REST client for the tests.
 final class ClusterHarness: Sendable {
+    /// Clusters run with TLS unless a test asks otherwise; `ORCH_TEST_TLS=0` runs the suite in
+    /// plain text.
+    static let tlsByDefault = ProcessInfo.processInfo.environment["ORCH_TEST_TLS"] != "0"
+
     let root: String
     let masters: [ManagedProcess]
     let apiPorts: [Int]
     let rpcPorts: [Int]
     let etcdPorts: [Int]
     let workers = Mutex<[ManagedProcess]>([])
-    /// The shared client: it needs no shutdown, so a harness can be dropped at any point of a failing test.
-    let http = HTTPClient.shared
+    /// The shared client (HTTPS with the test CA when `tls`): it needs no shutdown, so a harness
+    /// can be dropped at any point of a failing test.
+    let http: HTTPClient
+    /// Whether the cluster runs with TLS (`TestTLS`): the REST API is then HTTPS.
+    let tls: Bool
+    var scheme: String { tls ? "https" : "http" }
     let masterBinary: URL
     let workerBinary: URL
     let joinToken = "integration-token"
@@ -95,8 +103,12 @@ final class ClusterHarness: Sendable {
     /// - Parameters:
     ///   - masterArgs: extra flags for every master (health timings, say).
     ///   - runAs: run masters and workers as this user (its data directories are given to it).
-    init(masters count: Int, masterArgs: [String] = [], runAs: TestUser? = nil) throws {
+    ///   - tls: run with the test CA's certificates (the production setting); false for plain text.
+    init(masters count: Int, masterArgs: [String] = [], runAs: TestUser? = nil, tls: Bool = ClusterHarness.tlsByDefault) throws {
         self.runAs = runAs
+        self.tls = tls
+        self.http = tls ? TestTLS.http : HTTPClient.shared
+        if tls, let runAs { try TestTLS.share(with: runAs) }
         guard let master = RaftProcessCluster.locateBinary(named: "master") else { throw HarnessError.missingBinary("master") }
         guard let worker = RaftProcessCluster.locateBinary(named: "worker") else { throw HarnessError.missingBinary("worker") }
         masterBinary = master
@@ -117,7 +129,7 @@ final class ClusterHarness: Sendable {
                 "--api-addr", "127.0.0.1:\(base + i)", "--rpc-addr", "127.0.0.1:\(base + 100 + i)",
                 "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers, "--join-token", "integration-token",
                 "--log-level", "info",
-            ] + masterArgs, as: runAs)
+            ] + (tls ? TestTLS.masterFlags(i) : []) + masterArgs, as: runAs)
             return ManagedProcess(name: "m\(i + 1)", binary: binary, arguments: arguments, logPath: "\(root)/m\(i + 1).log")
         }
     }
@@ -143,11 +155,24 @@ final class ClusterHarness: Sendable {
         var args = ["--masters", mastersList, "--join-token", joinToken, "--runtime", runtime, "--data-dir", "\(root)/\(name)",
                     "--cpu", "\(cpu)", "--memory", "\(memory)", "--listen-addr", "127.0.0.1:\(port)", "--log-level", "info"]
         if !labels.isEmpty { args += ["--labels", labels] }
+        if tls { args += TestTLS.workerFlags }
         let (binary, arguments) = Self.command(workerBinary, args, as: runAs)
         let w = ManagedProcess(name: name, binary: binary, arguments: arguments, logPath: "\(root)/\(name).log")
         try w.start()
         workers.withLock { $0.append(w) }
         return w
+    }
+
+    /// What a worker started by a test needs to reach this cluster (empty in plain text).
+    var workerTLSFlags: [String] { tls ? TestTLS.workerFlags : [] }
+
+    /// etcdctl's flags for the masters' etcd API: with TLS, the CA and the test client's
+    /// certificate (the API requires one, as etcd's --client-cert-auth does).
+    var etcdctlTLSFlags: [String] {
+        guard tls else { return [] }
+        let client = TestTLS.clientIdentity
+        return ["--cacert", TestTLS.directory.caCertificate, "--cert", TestTLS.directory.certificate(client),
+                "--key", TestTLS.directory.key(client)]
     }
 
     /// The node id a worker keeps in its data directory.
@@ -176,7 +201,7 @@ final class ClusterHarness: Sendable {
     }
 
     func request(_ method: HTTPMethod, master: Int, _ path: String, body: String? = nil, timeout: TimeAmount = .seconds(15)) async throws -> Reply {
-        var req = HTTPClientRequest(url: "http://127.0.0.1:\(apiPorts[master])\(path)")
+        var req = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(apiPorts[master])\(path)")
         req.method = method
         if let body {
             req.headers.add(name: "Content-Type", value: "application/json")

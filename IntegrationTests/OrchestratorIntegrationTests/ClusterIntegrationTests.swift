@@ -140,7 +140,7 @@ import TestGate
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    @Test("etcdctl works against the masters' etcd v3 API: member list, put through a follower, get elsewhere, endpoint status and health")
+    @Test("etcdctl works against the masters' etcd v3 API: member list, put through a follower, get elsewhere, endpoint status and health; with TLS only with a client certificate from the cluster CA")
     func etcdctlAgainstMasters() async throws {
         let cluster = try ClusterHarness(masters: 3)
         try cluster.start()
@@ -149,18 +149,29 @@ import TestGate
             let leader = try await cluster.leaderIndex()
             let endpoints = cluster.etcdPorts.map { "127.0.0.1:\($0)" }
             let follower = endpoints[(leader + 1) % 3], other = endpoints[(leader + 2) % 3]
-            let members = try Self.etcdctl(["--endpoints", endpoints.joined(separator: ","), "member", "list"])
+            let tls = cluster.etcdctlTLSFlags
+            let members = try Self.etcdctl(tls + ["--endpoints", endpoints.joined(separator: ","), "member", "list"])
             #expect(members.status == 0 && members.output.split(separator: "\n").count == 3, "\(members.output)")
             #expect(["m1", "m2", "m3"].allSatisfy { members.output.contains(", \($0), ") }, "\(members.output)")
-            let put = try Self.etcdctl(["--endpoints", follower, "put", "/etcdctl/k", "v1"])
+            let put = try Self.etcdctl(tls + ["--endpoints", follower, "put", "/etcdctl/k", "v1"])
             #expect(put.status == 0 && put.output.contains("OK"), "\(put.output)")
-            let get = try Self.etcdctl(["--endpoints", other, "get", "/etcdctl/k", "--print-value-only"])
+            let get = try Self.etcdctl(tls + ["--endpoints", other, "get", "/etcdctl/k", "--print-value-only"])
             #expect(get.output == "v1\n", "\(get.output)")
-            let status = try Self.etcdctl(["--endpoints", endpoints.joined(separator: ","), "endpoint", "status"])
+            let status = try Self.etcdctl(tls + ["--endpoints", endpoints.joined(separator: ","), "endpoint", "status"])
             #expect(status.status == 0 && status.output.split(separator: "\n").count == 3, "\(status.output)")
             #expect(status.output.contains("true"), "one of them is the leader: \(status.output)")
-            let health = try Self.etcdctl(["--endpoints", endpoints.joined(separator: ","), "endpoint", "health"])
+            let health = try Self.etcdctl(tls + ["--endpoints", endpoints.joined(separator: ","), "endpoint", "health"])
             #expect(health.status == 0 && health.output.components(separatedBy: "is healthy").count == 4, "\(health.output)")
+            guard cluster.tls else { return }
+            // Without a client certificate, in plain text, or trusting only the CA: refused, and
+            // nothing is written.
+            let ca = ["--cacert", TestTLS.directory.caCertificate]
+            for attempt in [[], ca] {
+                let refused = try Self.etcdctl(attempt + ["--endpoints", follower, "--command-timeout", "3s", "put", "/etcdctl/k", "forged"])
+                #expect(refused.status != 0, "\(attempt): \(refused.output)")
+            }
+            let after = try Self.etcdctl(tls + ["--endpoints", other, "get", "/etcdctl/k", "--print-value-only"])
+            #expect(after.output == "v1\n", "\(after.output)")
         } catch {
             Issue.record("\(error)\n\(cluster.logs)")
             throw error

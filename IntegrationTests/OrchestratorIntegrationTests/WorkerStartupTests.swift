@@ -18,7 +18,7 @@ import TestGate
                 let w = ManagedProcess(name: name, binary: cluster.workerBinary, arguments: [
                     "--masters", "127.0.0.1:\(cluster.rpcPorts[0])", "--join-token", cluster.joinToken, "--runtime", "process",
                     "--data-dir", "\(cluster.root)/\(dir)", "--log-level", "info",
-                ], logPath: "\(cluster.root)/\(name).log")
+                ] + cluster.workerTLSFlags, logPath: "\(cluster.root)/\(name).log")
                 try w.start()
                 started.append(w)
                 return w

@@ -21,8 +21,8 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         public init() {}
     }
 
-    // Members without `private` are internal only because RaftNode+Reads.swift and
-    // RaftNode+Snapshot.swift use them; nothing else should.
+    // Members without `private` are internal only because RaftNode+Reads.swift,
+    // RaftNode+Requests.swift and RaftNode+Snapshot.swift use them; nothing else should.
     var raw: RawNode
     let storage: any LogStorage
     let machine: any RaftStateMachine
@@ -67,7 +67,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private let mailbox = Mutex(Mailbox())
     private var running = false
 
-    private var proposals = ProposalTracker<CheckedContinuation<[UInt8], any Error>>()
+    var proposals = ProposalTracker<CheckedContinuation<[UInt8], any Error>>()
     /// ReadIndex requests by their context, with the index to wait for once the leader confirmed it.
     var reads: [[UInt8]: PendingRead] = [:]
     var nextReadID: UInt64 = 0
@@ -75,9 +75,9 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     var transfers: [PendingTransfer] = []
     /// Ticks since the node started: the clock of request deadlines.
     var ticks = 0
-    private var lastContact: [NodeID: C.Instant] = [:]
-    private var syncs: UInt64 = 0
-    private var entriesPersisted: UInt64 = 0
+    var lastContact: [NodeID: C.Instant] = [:]
+    var syncs: UInt64 = 0
+    var entriesPersisted: UInt64 = 0
     /// Whether a snapshot image is being encoded off the loop (one at a time).
     var encodingSnapshot = false
     /// A failure found outside `processReady` (saving a snapshot) that must stop the node.
@@ -176,70 +176,6 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         wakeUp?.resume()
     }
 
-    // MARK: - Public requests
-
-    /// Replicates `command` and returns the state machine's result once it is committed and applied.
-    /// On a follower it fails at once with `.notLeader` naming the leader.
-    public nonisolated func propose(_ command: [UInt8]) async throws -> [UInt8] {
-        try await withCheckedThrowingContinuation { enqueue(.request(.propose(command, $0))) }
-    }
-
-    /// Waits until this node's state machine reflects every write committed before the call
-    /// (ReadIndex, thesis §6.4); then a local read is linearizable. Works on followers too.
-    public nonisolated func linearizableRead() async throws {
-        try await withCheckedThrowingContinuation { enqueue(.request(.read($0))) }
-    }
-
-    /// Hands leadership to `target` and returns once it leads (or fails with `.timeout`).
-    public nonisolated func transferLeadership(to target: NodeID) async throws {
-        try await withCheckedThrowingContinuation { enqueue(.request(.transfer(target, $0))) }
-    }
-
-    /// Proposes a membership change; returns once it is applied here.
-    public nonisolated func changeMembership(_ change: ConfChange) async throws {
-        _ = try await withCheckedThrowingContinuation { enqueue(.request(.confChange(change, $0))) }
-    }
-
-    /// Adds `node` as a learner, waits until it has caught up with the leader's log, then promotes it
-    /// to voter (thesis §4.2.1), so that a new, empty server never stalls commitment.
-    public func addVoter(_ node: NodeID, context: [UInt8] = [], catchUpWithin: Duration = .seconds(30)) async throws {
-        try await changeMembership(ConfChange(kind: .addLearner, node: node, context: context))
-        let deadline = clock.now.advanced(by: catchUpWithin)
-        while true {
-            let s = status()
-            guard s.role == .leader else { throw RaftNodeError.notLeader(leader: s.leader) }
-            if let m = s.match[node], s.lastIndex - m <= 16 { break }
-            if clock.now >= deadline { throw RaftNodeError.timeout }
-            try await clock.sleep(for: options.tickInterval)
-        }
-        try await changeMembership(ConfChange(kind: .promote, node: node, context: context))
-    }
-
-    /// Starts an election at once (tests, manual recovery).
-    public func campaign() {
-        enqueue(.request(.campaign))
-    }
-
-    /// The node's Raft state.
-    public func status() -> RaftStatus {
-        let r = raw.raft
-        let now = clock.now
-        var contact: [NodeID: Double?] = [:]
-        for node in r.confState.members where node != r.id {
-            contact[node] = lastContact[node].map { seconds($0.duration(to: now)) }
-        }
-        return RaftStatus(
-            id: r.id, role: r.role, term: r.term, leader: r.leader, commitIndex: r.commitIndex,
-            appliedIndex: r.appliedIndex, lastIndex: r.lastIndex, snapshotIndex: r.firstIndex - 1,
-            confState: r.confState, lastContact: contact,
-            match: r.replicationStatus.mapValues(\.match), syncs: syncs, entriesPersisted: entriesPersisted)
-    }
-
-    private func seconds(_ d: Duration) -> Double {
-        let c = d.components
-        return Double(c.seconds) + Double(c.attoseconds) / 1e18
-    }
-
     // MARK: - Event handling
 
     private func handle(_ event: Event) {
@@ -271,40 +207,6 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         }
     }
 
-    private func handle(_ request: Request) {
-        let deadline = ticks + options.requestTimeoutTicks
-        switch request {
-        case .propose(let command, let cont):
-            // Consecutive proposals in the inbox end up in one Ready; the core batches them per append.
-            do {
-                let index = try raw.propose([command])
-                proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: cont)
-            } catch {
-                cont.resume(throwing: RaftNodeError(error))
-            }
-        case .confChange(let change, let cont):
-            do {
-                let index = try raw.proposeConfChange(change)
-                proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: cont)
-            } catch {
-                cont.resume(throwing: RaftNodeError(error))
-            }
-        case .read(let cont):
-            startRead(cont, deadline: deadline)
-        case .transfer(let target, let cont):
-            startTransfer(to: target, cont, deadline: deadline)
-        case .campaign:
-            raw.campaign()
-        }
-    }
-
-    private nonisolated func fail(_ request: Request, _ error: RaftNodeError) {
-        switch request {
-        case .propose(_, let c), .confChange(_, let c): c.resume(throwing: error)
-        case .read(let c), .transfer(_, let c): c.resume(throwing: error)
-        case .campaign: break
-        }
-    }
 
     private func expireRequests() {
         for waiter in proposals.expire(now: ticks) {

@@ -58,6 +58,11 @@ public final class KVStateMachine: RaftStateMachine {
         onRestore(store.revision)
     }
 
+    /// Decodes the image as `restore` would, and drops it.
+    public func validateSnapshot(_ data: [UInt8]) throws {
+        _ = try KeyValueStore(snapshot: data)
+    }
+
     /// Runs a read against the current state (serializable read: as of the last applied entry).
     public func read<T: Sendable, E: Error>(_ body: (borrowing KeyValueStore) throws(E) -> T) throws(E) -> T {
         try state.withLock { (state) throws(E) -> T in try body(state.store) }

@@ -57,7 +57,8 @@ extension RaftNode {
             id: r.id, role: r.role, term: r.term, leader: r.leader, commitIndex: r.commitIndex,
             appliedIndex: r.appliedIndex, lastIndex: r.lastIndex, snapshotIndex: r.firstIndex - 1,
             confState: r.confState, lastContact: contact,
-            match: r.replicationStatus.mapValues(\.match), syncs: syncs, entriesPersisted: entriesPersisted)
+            match: r.replicationStatus.mapValues(\.match), syncs: syncs, entriesPersisted: entriesPersisted,
+            snapshotsRefused: snapshotsRefused)
     }
 
     private func seconds(_ d: Duration) -> Double {

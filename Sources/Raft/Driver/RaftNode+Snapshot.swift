@@ -37,4 +37,34 @@ extension RaftNode {
         }
         logger.debug("compacted log", metadata: ["index": "\(snap.metadata.index)", "bytes": "\(data.count)"])
     }
+
+    /// Why a snapshot message from a peer must not reach the core, or nil to step it.
+    ///
+    /// The core persists an accepted snapshot in the next Ready and the state machine restores it
+    /// only after (thesis §5.3: the follower saves the snapshot, then resets its state machine
+    /// from it), so an image `restore` refuses would be on disk already and refused again at every
+    /// start. It is checked here, before the core sees it: the metadata must describe a real
+    /// position and membership, and the state machine must be able to decode the image. A refused
+    /// snapshot is dropped like a lost message (the sender retries; the term is not adopted from it).
+    /// One the core would ignore anyway (not past our commit index) is not decoded.
+    func refusal(of message: Message) -> String? {
+        guard let snap = message.snapshot else { return "no snapshot attached" }
+        let meta = snap.metadata
+        guard meta.index > raw.raft.commitIndex else { return nil }
+        if meta.index == 0 || meta.term == 0 { return "index and term must be positive" }
+        if meta.term > message.term { return "snapshot term \(meta.term) is past the message's term \(message.term)" }
+        let voters = meta.confState.voters, learners = meta.confState.learners
+        if voters.isEmpty { return "no voters" }
+        if voters.contains(noNode) || learners.contains(noNode) { return "a member with id 0" }
+        if Set(voters).count != voters.count || Set(learners).count != learners.count
+            || !Set(voters).isDisjoint(with: learners) {
+            return "a member listed twice"
+        }
+        do {
+            try machine.validateSnapshot(snap.data)
+        } catch {
+            return "the state machine cannot restore it: \(error)"
+        }
+        return nil
+    }
 }

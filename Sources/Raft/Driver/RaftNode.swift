@@ -80,6 +80,8 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     var entriesPersisted: UInt64 = 0
     /// Whether a snapshot image is being encoded off the loop (one at a time).
     var encodingSnapshot = false
+    /// Snapshots from peers refused before being saved (see `refusal(of:)`).
+    var snapshotsRefused: UInt64 = 0
     /// A failure found outside `processReady` (saving a snapshot) that must stop the node.
     var storageFailure: RaftNodeError?
 
@@ -93,7 +95,14 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     ) throws {
         let persisted = try storage.load()
         if !persisted.snapshot.isEmpty {
-            try machine.restore(persisted.snapshot.data, index: persisted.snapshot.metadata.index)
+            do {
+                try machine.restore(persisted.snapshot.data, index: persisted.snapshot.metadata.index)
+            } catch {
+                // Snapshots are validated before they are saved, so this is damage on disk: the
+                // log before it is gone, and starting without its state would serve a wrong one.
+                throw RaftNodeError.storage(
+                    "the saved snapshot at index \(persisted.snapshot.metadata.index) cannot be restored: \(error)")
+            }
         }
         raw = RawNode(config: config, persisted: persisted, bootstrap: bootstrap)
         self.storage = storage
@@ -188,6 +197,12 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             let now = clock.now
             for m in batch {
                 lastContact[m.from] = now
+                if m.kind == .snapshot, let why = refusal(of: m) {
+                    snapshotsRefused += 1
+                    logger.error("refused a snapshot before saving it", metadata: [
+                        "from": "\(m.from)", "index": "\(m.snapshot?.metadata.index ?? 0)", "reason": "\(why)"])
+                    continue
+                }
                 do {
                     try raw.step(m)
                 } catch {

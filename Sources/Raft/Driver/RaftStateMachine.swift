@@ -14,9 +14,16 @@ public protocol RaftStateMachine: AnyObject, Sendable {
     /// state is encoded without stalling replication; the capture itself must be cheap (a
     /// copy-on-write value) and must not see later applies.
     func snapshotImage() -> @Sendable () -> [UInt8]
+    /// Throws unless `restore` would accept `data`; changes nothing. The node calls it before a
+    /// snapshot received from a peer is persisted: one saved first and refused by `restore` after
+    /// left a node that failed the same restore on every start.
+    func validateSnapshot(_ data: [UInt8]) throws
 }
 
 extension RaftStateMachine {
+    /// Accepts every image: for state machines whose `restore` cannot fail.
+    public func validateSnapshot(_ data: [UInt8]) throws {}
+
     /// Serializes at once (fine for small states).
     public func snapshotImage() -> @Sendable () -> [UInt8] {
         let bytes = snapshot()
@@ -82,4 +89,7 @@ public struct RaftStatus: Sendable, Equatable {
     /// Disk syncs done so far, and entries persisted by them (entries per sync = batching).
     public var syncs: UInt64
     public var entriesPersisted: UInt64
+    /// Snapshots received from peers and refused before being saved (inconsistent metadata, or an
+    /// image the state machine cannot restore).
+    public var snapshotsRefused: UInt64
 }

@@ -21,6 +21,19 @@ import Synchronization
 /// window as the service consumes its messages, so a client can never have more than one window
 /// of unread messages buffered per stream.
 ///
+/// Limits, so that a flood of connections, streams or partial messages keeps memory bounded
+/// before any authentication: at most `maxConnections` connections (more are closed as they are
+/// accepted), `maxConcurrentStreams` streams each (swift-nio-http2 refuses more), one partial
+/// message of at most `maxRequestMessageBytes` per stream (larger is refused at its length
+/// prefix), at most `maxBufferedBytesPerConnection` of partial messages per connection and
+/// `maxBufferedBytes` of large partial messages (over 1 MiB) on the whole server. What happens when
+/// one is reached:
+/// - a stream's own limit, or the server's budget (which other connections may hold): the call
+///   ends with RESOURCE_EXHAUSTED and the stream is reset; the connection carries on.
+/// - the connection's budget: GOAWAY with ENHANCE_YOUR_CALM and the connection closes, since it
+///   is that client alone which holds too much at once.
+/// ``statistics`` counts each of them.
+///
 /// Stopping never crashes on open connections (no async channel can be deinited unfinished):
 /// cancelling `listen` closes the listener, sends GOAWAY on every connection, lets calls in flight
 /// end for `gracePeriod`, then closes what remains.
@@ -31,8 +44,26 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
     public struct Configuration: Sendable {
         /// Requests with a larger message are refused with `resourceExhausted`.
         public var maxRequestMessageBytes = 4 * 1024 * 1024
-        /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients.
+        /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients; swift-nio-http2 refuses streams
+        /// beyond it. Each stream may hold up to one stream window of request bytes.
         public var maxConcurrentStreams = 1024
+        /// Open connections; one accepted beyond it is closed at once (and counted in
+        /// `Statistics.refusedConnections`).
+        public var maxConnections = 1024
+        /// Bytes of partially received request messages one connection may hold, over all its
+        /// streams; beyond it the connection gets GOAWAY (ENHANCE_YOUR_CALM) and is closed. At
+        /// least `maxRequestMessageBytes` + 5, or a largest message could never arrive.
+        public var maxBufferedBytesPerConnection = 64 << 20
+        /// Bytes of large partial request messages (over 1 MiB each) the whole server may hold;
+        /// the stream whose message would pass it ends with RESOURCE_EXHAUSTED. Only large messages
+        /// count, so the small ones that make a server's load cost no shared counter.
+        public var maxBufferedBytes = 256 << 20
+        /// Resolves each connection's authenticated identity (say, the peer certificate of a TLS
+        /// handshake that `connectionInitializer` set up) once, before its first call is dispatched:
+        /// frames that arrive meanwhile wait. The value is every call's
+        /// `ServerContext.transportSpecific` and is handed to sink methods; a failed future closes
+        /// the connection. Nil: no identity, and calls are dispatched at once.
+        public var peerIdentity: (@Sendable (any Channel) -> EventLoopFuture<(any ServerContext.TransportSpecific)?>)?
         /// Each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE). Larger than the largest
         /// request, so a unary call never waits for a WINDOW_UPDATE.
         public var streamWindowBytes = 8 * 1024 * 1024
@@ -89,6 +120,33 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
     /// Open connections right now (tests).
     public var openConnections: Int { registry.openConnections }
 
+    /// What the limits did so far, for tests and metrics.
+    public struct Statistics: Sendable, Hashable {
+        /// Connections open now.
+        public var openConnections: Int
+        /// Connections closed as they were accepted, because `maxConnections` were open.
+        public var refusedConnections: Int
+        /// Streams ended with RESOURCE_EXHAUSTED by a buffer limit or a sink method's
+        /// per-connection limit.
+        public var refusedStreams: Int
+        /// Connections closed with GOAWAY (ENHANCE_YOUR_CALM) for holding more than
+        /// `maxBufferedBytesPerConnection`.
+        public var calmedConnections: Int
+        /// Bytes of large partial request messages held now (see `maxBufferedBytes`).
+        public var bufferedBytes: Int
+    }
+
+    /// Counters since the transport was created; each read is a few atomic loads.
+    public var statistics: Statistics {
+        let counters = registry.counters
+        return Statistics(
+            openConnections: registry.openConnections,
+            refusedConnections: counters.refusedConnections.load(ordering: .relaxed),
+            refusedStreams: counters.refusedStreams.load(ordering: .relaxed),
+            calmedConnections: counters.calmedConnections.load(ordering: .relaxed),
+            bufferedBytes: counters.bufferedBytes.load(ordering: .relaxed))
+    }
+
     public func listen(
         streamHandler: @escaping @Sendable (_ stream: RPCStream<Inbound, Outbound>, _ context: ServerContext) async -> Void
     ) async throws {
@@ -107,8 +165,10 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = GRPCFrameHandler(configuration: configuration, streamHandler: streamHandler)
-                    try registry.accept(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                    let handler = GRPCFrameHandler(configuration: configuration, counters: registry.counters,
+                                                   streamHandler: streamHandler)
+                    try registry.accept(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop),
+                                        limit: configuration.maxConnections)
                     try configuration.connectionInitializer?(channel)
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(NIOHTTP2Handler(mode: .server, initialSettings: settings))
@@ -161,12 +221,21 @@ public struct GRPCUnaryMethod: Sendable {
 /// A client-streaming method served straight from the transport, on the connection's event loop
 /// (see `DirectHTTP2ServerTransport.Configuration.sinkMethods`).
 public struct GRPCSinkMethod: Sendable {
-    /// Opens a call from its request metadata and the client's address (`ipv4:HOST:PORT`); an
-    /// `RPCError` it throws refuses the call with that status.
-    public var open: @Sendable (_ metadata: Metadata, _ remotePeer: String) throws -> GRPCSinkCall
+    /// Opens a call from its request metadata, the client's address (`ipv4:HOST:PORT`) and the
+    /// connection's identity (from `Configuration.peerIdentity`, nil without one); an `RPCError`
+    /// it throws refuses the call with that status.
+    public var open: @Sendable (_ metadata: Metadata, _ remotePeer: String,
+                                _ identity: (any ServerContext.TransportSpecific)?) throws -> GRPCSinkCall
+    /// Calls of this method one connection may have open at once; more are refused with
+    /// RESOURCE_EXHAUSTED before `open` runs. A sink re-opens its window as bytes arrive, so each
+    /// call may hold a whole partial message: this bounds how many one client can hold.
+    public var maxCallsPerConnection: Int
 
-    public init(open: @escaping @Sendable (_ metadata: Metadata, _ remotePeer: String) throws -> GRPCSinkCall) {
+    public init(maxCallsPerConnection: Int = .max,
+                open: @escaping @Sendable (_ metadata: Metadata, _ remotePeer: String,
+                                           _ identity: (any ServerContext.TransportSpecific)?) throws -> GRPCSinkCall) {
         self.open = open
+        self.maxCallsPerConnection = maxCallsPerConnection
     }
 }
 
@@ -188,8 +257,19 @@ public struct GRPCSinkCall: Sendable {
     }
 }
 
+/// The transport's counters: atomics touched only on rare events (a refusal, a large message),
+/// never per frame of an ordinary call.
+final class TransportCounters: Sendable {
+    let refusedConnections = Atomic<Int>(0)
+    let refusedStreams = Atomic<Int>(0)
+    let calmedConnections = Atomic<Int>(0)
+    let bufferedBytes = Atomic<Int>(0)
+}
+
 /// The listener and every open connection of one transport.
 final class ConnectionRegistry: Sendable {
+    let counters = TransportCounters()
+
     private struct State {
         var listener: (any Channel)?
         var bindResult: Result<Int, any Error>?
@@ -207,11 +287,20 @@ final class ConnectionRegistry: Sendable {
         var description: String { "the server is shutting down" }
     }
 
-    /// Records a new connection, or refuses it while the transport stops.
-    func accept(_ channel: any Channel, handler: NIOLoopBound<GRPCFrameHandler>) throws {
+    struct TooManyConnections: Error, CustomStringConvertible {
+        var limit: Int
+        var description: String { "\(limit) connections are open, the most allowed" }
+    }
+
+    /// Records a new connection, or refuses it while the transport stops or when `limit` are open.
+    func accept(_ channel: any Channel, handler: NIOLoopBound<GRPCFrameHandler>, limit: Int) throws {
         let id = ObjectIdentifier(channel)
         try state.withLock { state in
             if state.draining { throw Refused() }
+            if state.connections.count >= limit {
+                counters.refusedConnections.add(1, ordering: .relaxed)
+                throw TooManyConnections(limit: limit)
+            }
             state.connections[id] = (channel, handler)
         }
         channel.closeFuture.whenComplete { _ in

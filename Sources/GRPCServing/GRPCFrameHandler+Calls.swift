@@ -54,14 +54,15 @@ extension GRPCFrameHandler {
             wrapping: CountingParts(base: parts, counter: consumed))
         let outbound = RPCWriter<RPCResponsePart<[UInt8]>>.Closable(
             wrapping: StreamWriter(streamID: id, outbox: outbox, backpressure: backpressure))
-        let (handler, peers, descriptor) = (streamHandler, peers, request.method)
+        let (handler, peers, descriptor, identity) = (streamHandler, peers, request.method, identity)
         Task {
             // The handle must be the task-local one, which `withRPCCancellationHandler` in
             // services reads; the slot hands our cancellations (resets, closes) to it.
             await withServerContextRPCCancellationHandle { handle in
                 cancellation.attach(handle)
-                let context = ServerContext(descriptor: descriptor, remotePeer: peers.remote, localPeer: peers.local,
+                var context = ServerContext(descriptor: descriptor, remotePeer: peers.remote, localPeer: peers.local,
                                             cancellation: handle)
+                context.transportSpecific = identity
                 await handler(RPCStream(descriptor: descriptor, inbound: inbound, outbound: outbound), context)
             }
         }
@@ -71,9 +72,15 @@ extension GRPCFrameHandler {
     /// headers and greeting at once and stays open until the client ends it.
     func openSink(_ id: HTTP2StreamID, method: GRPCSinkMethod, request: GRPCRequestHead, endStream: Bool,
                           cancellation: CancellationSlot) {
+        let path = request.path
         let call: GRPCSinkCall
         do {
-            call = try method.open(request.metadata, peers.remote)
+            if sinkCalls[path, default: 0] >= method.maxCallsPerConnection {
+                counters.refusedStreams.add(1, ordering: .relaxed)
+                throw RPCError(code: .resourceExhausted, message:
+                    "at most \(method.maxCallsPerConnection) calls of \(path) may be open on one connection")
+            }
+            call = try method.open(request.metadata, peers.remote, identity)
         } catch {
             let rpcError = error as? RPCError ?? RPCError(code: .unknown, message: "\(error)")
             let status = Status(code: Status.Code(rpcError.code), message: rpcError.message)
@@ -81,7 +88,10 @@ extension GRPCFrameHandler {
                 headers: GRPCResponseHeaders.trailers(status, rpcError.metadata, trailersOnly: true), endStream: true))))
             return
         }
-        streams[id] = Stream(receiver: .sink(call), cancellation: cancellation, descriptor: request.method)
+        var stream = Stream(receiver: .sink(call), cancellation: cancellation, descriptor: request.method)
+        stream.sinkPath = path
+        sinkCalls[path, default: 0] += 1
+        streams[id] = stream
         respond(id, with: .metadata([:]))
         for message in call.greeting { respond(id, with: .message(message)) }
         if endStream { endOfRequest(id) }
@@ -112,14 +122,16 @@ extension GRPCFrameHandler {
                                         message: "a unary call takes exactly one request message, got \(messages.count)"))
                 return
             }
-            let (request, peers, descriptor, cancellation) = (messages[0], peers, stream.descriptor, stream.cancellation)
+            let (request, peers, descriptor, cancellation, identity) =
+                (messages[0], peers, stream.descriptor, stream.cancellation, identity)
             let task = Task {
                 let answer: Outbox.Answer
                 do {
                     answer = .response(try await withServerContextRPCCancellationHandle { handle in
                         cancellation.attach(handle)
-                        let context = ServerContext(descriptor: descriptor, remotePeer: peers.remote, localPeer: peers.local,
+                        var context = ServerContext(descriptor: descriptor, remotePeer: peers.remote, localPeer: peers.local,
                                                     cancellation: handle)
+                        context.transportSpecific = identity
                         return try await method.handle(request, context)
                     })
                 } catch let error as RPCError {

@@ -33,5 +33,11 @@ extension GRPCFrameHandler {
         var sinkEnded = false
         /// Streaming calls: what their writer has queued and the socket has not yet taken.
         var backpressure: WriteBackpressure?
+        /// Bytes of the reader's partial message counted in the connection's `buffered`.
+        var held = 0
+        /// Bytes counted in the server's `TransportCounters.bufferedBytes` (only large messages).
+        var charged = 0
+        /// Sink calls: the method's `:path`, whose per-connection slot the call holds.
+        var sinkPath: String?
     }
 }

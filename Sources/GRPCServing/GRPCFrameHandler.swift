@@ -17,9 +17,10 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         RPCStream<DirectHTTP2ServerTransport.Inbound, DirectHTTP2ServerTransport.Outbound>, ServerContext
     ) async -> Void
 
-    // Members without `private` are internal only because GRPCFrameHandler+Calls.swift and
-    // GRPCFrameHandler+Outbound.swift use them; nothing else should.
+    // Members without `private` are internal only because the GRPCFrameHandler+*.swift
+    // extensions use them; nothing else should.
     let configuration: DirectHTTP2ServerTransport.Configuration
+    let counters: TransportCounters
     let streamHandler: StreamHandler
     var streams: [HTTP2StreamID: Stream] = [:]
     var context: ChannelHandlerContext?
@@ -34,9 +35,23 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
     /// every DATA frame meanwhile asked for another update, and enough of them overflowed the
     /// client's window (a FLOW_CONTROL_ERROR that closed the connection, seen once in CI).
     var connectionWindow = 65_535
+    /// The connection's identity from `Configuration.peerIdentity`, once resolved.
+    var identity: (any ServerContext.TransportSpecific)?
+    /// Frames that arrived while the identity was being resolved (nil once it is, or without a
+    /// hook). Bounded without a limit of its own: the connection window (65,535 bytes until our
+    /// first WINDOW_UPDATE, which only processing a DATA frame sends) and the streams allowed.
+    var framesAwaitingIdentity: [HTTP2Frame]?
+    /// Bytes of partial messages held by this connection's streams (`Stream.held` summed).
+    var buffered = 0
+    /// Open calls of each sink method, by `:path` (see `GRPCSinkMethod.maxCallsPerConnection`).
+    var sinkCalls: [String: Int] = [:]
+    /// Whether the connection was told to calm down and is closing.
+    var calmed = false
 
-    init(configuration: DirectHTTP2ServerTransport.Configuration, streamHandler: @escaping StreamHandler) {
+    init(configuration: DirectHTTP2ServerTransport.Configuration, counters: TransportCounters,
+         streamHandler: @escaping StreamHandler) {
         self.configuration = configuration
+        self.counters = counters
         self.streamHandler = streamHandler
     }
 
@@ -46,6 +61,13 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         self.context = context
         outbox = Outbox(handler: NIOLoopBound(self, eventLoop: context.eventLoop), eventLoop: context.eventLoop)
         peers = (Self.describe(context.channel.remoteAddress), Self.describe(context.channel.localAddress))
+        if let resolve = configuration.peerIdentity {
+            framesAwaitingIdentity = []
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            resolve(context.channel).hop(to: context.eventLoop).whenComplete { result in
+                handler.value.identityResolved(result)
+            }
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -63,7 +85,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         outbox = nil
         let open = streams
         streams = [:]
-        for stream in open.values {
+        for var stream in open.values {
+            release(&stream)
             stream.deadline?.cancel()
             stream.cancellation.cancel()
             stream.backpressure?.close()
@@ -89,6 +112,14 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        if framesAwaitingIdentity != nil {
+            framesAwaitingIdentity!.append(frame)
+            return
+        }
+        read(frame, context: context)
+    }
+
+    func read(_ frame: HTTP2Frame, context: ChannelHandlerContext) {
         switch frame.payload {
         case .headers(let headers):
             if streams[frame.streamID] == nil {
@@ -126,7 +157,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let closed = event as? StreamClosedEvent {
-            if let stream = streams.removeValue(forKey: closed.streamID) {
+            if var stream = streams.removeValue(forKey: closed.streamID) {
+                release(&stream)
                 stream.deadline?.cancel()
                 stream.backpressure?.close()
                 if case .sink(let call) = stream.receiver, !stream.sinkEnded {
@@ -185,6 +217,19 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                     call.receive(message)
                 }
             }
+            switch account(&stream) {
+            case .within:
+                break
+            case .overServerBudget(let total):
+                streams[id] = stream
+                refuse(id, with: RPCError(code: .resourceExhausted, message:
+                    "the server holds \(total) bytes of large partial messages, over its limit of \(configuration.maxBufferedBytes)"))
+                return
+            case .overConnectionBudget:
+                streams[id] = stream
+                calm()
+                return
+            }
             if endStream && stream.reader.hasPartialMessage {
                 throw RPCError(code: .internalError, message: "the request ended inside a message")
             }
@@ -223,6 +268,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         respond(id, with: .status(Status(code: Status.Code(error.code), message: error.message), [:]))
         guard var stream = streams[id] else { return }
         stream.closedRemotely = true  // nothing more is read from it
+        dropBuffer(&stream)
         streams[id] = stream
         stream.cancellation.cancel()
         stream.backpressure?.close()

@@ -179,6 +179,9 @@ struct GRPCMessageReader {
 
     /// Whether bytes of an unfinished message are waiting.
     var hasPartialMessage: Bool { (buffer?.readableBytes ?? 0) > 0 }
+
+    /// Bytes received and not yet returned as messages.
+    var bufferedBytes: Int { buffer?.readableBytes ?? 0 }
 }
 
 /// Standard base64 (padded) for `-bin` metadata; decoding also takes unpadded input, as gRPC allows.

@@ -43,8 +43,20 @@ public final class GRPCRaftTransport: RaftTransport {
         public var maxBatchMessages = 1024
         /// Most bytes (estimated) coalesced into one batch; a bigger message travels alone.
         public var maxBatchBytes = 1 << 20
-        /// Largest single message accepted for sending and on receipt (snapshots are the big ones).
+        /// Largest single message accepted for sending and on receipt (snapshots are the big ones:
+        /// a snapshot travels as one message).
         public var maxMessageBytes = 64 << 20
+        /// Connections the listen port accepts at once: the other masters (a stream and a
+        /// forwarding client each), and the workers when the master serves its worker protocol on
+        /// the same port. More are closed as they are accepted.
+        public var maxConnections = 512
+        /// Streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). A peer's Raft traffic is one
+        /// stream; a master's forwarded writes and a worker's calls are a few more each.
+        public var maxConcurrentStreams = 128
+        /// Large partial messages (over 1 MiB: snapshots) the port holds at once, over all
+        /// connections. Two snapshots in flight: one from the leader, one from a leader that was
+        /// deposed mid-transfer. A client holding it makes later snapshots wait and be re-sent.
+        public var maxBufferedSnapshotBytes = 2 * (64 << 20) + (4 << 20)
         /// Delay between attempts to reopen a stream.
         public var backoff = BackoffPolicy.raftDefault
         /// Seed of the jitter generator; nil derives one from the node id (distinct per node,
@@ -156,6 +168,15 @@ public final class GRPCRaftTransport: RaftTransport {
         // is generous but leave headroom so an honest peer is never refused.
         transportConfiguration.maxRequestMessageBytes =
             max(configuration.maxMessageBytes, configuration.maxBatchBytes) + (1 << 20)
+        // Before any authentication, a client can then make this port hold: per connection one
+        // partial message (one sink each) up to the message limit, and over all connections the
+        // snapshot budget of large partial messages; whole messages waiting for a routed service
+        // stay within each stream's window (the service re-opens it as it reads).
+        transportConfiguration.maxConnections = configuration.maxConnections
+        transportConfiguration.maxConcurrentStreams = configuration.maxConcurrentStreams
+        transportConfiguration.maxBufferedBytesPerConnection = transportConfiguration.maxRequestMessageBytes + (1 << 20)
+        transportConfiguration.maxBufferedBytes = max(configuration.maxBufferedSnapshotBytes,
+                                                      transportConfiguration.maxRequestMessageBytes)
         transportConfiguration.sinkMethods = [
             "/" + Raft_V1_RaftTransport.Method.Stream.descriptor.fullyQualifiedMethod: service.sinkMethod()
         ]
@@ -334,6 +355,11 @@ public final class GRPCRaftTransport: RaftTransport {
         get async throws {
             try await serverTransport.listeningPort
         }
+    }
+
+    /// The listen port's limits (connections and streams refused, bytes held), for metrics.
+    public var serverStatistics: DirectHTTP2ServerTransport.Statistics {
+        serverTransport.statistics
     }
 
     /// Counters since creation.

@@ -35,9 +35,13 @@ struct InboundService: Sendable {
 
     /// The Raft stream as a sink: the peer's hello answered at once, then each batch decoded,
     /// validated and handed to the node on the connection's event loop, in the order sent.
+    ///
+    /// One per connection: a peer sends on one stream (`PeerLink`), and a sink may hold a whole
+    /// partial message (a snapshot, up to `maxMessageBytes`), so more streams on one connection
+    /// would only multiply what one client can make us buffer.
     func sinkMethod() -> GRPCSinkMethod {
         let (id, counters, slot, baseLogger) = (self.id, self.counters, self.handlers, self.logger)
-        return GRPCSinkMethod { metadata, remotePeer in
+        return GRPCSinkMethod(maxCallsPerConnection: 1) { metadata, remotePeer, _ in
             var streamLogger = baseLogger
             streamLogger[metadataKey: "remote"] = "\(remotePeer)"
             let from = metadata[stringValues: "raft-from"].first(where: { _ in true })

@@ -74,7 +74,7 @@ private final class Fixture: Sendable {
         }
         let sink = self.sink
         // Greets with [1, 2, 3]; refuses calls whose metadata has "refuse".
-        config.sinkMethods["/test.Sink/Collect"] = GRPCSinkMethod { metadata, _ in
+        config.sinkMethods["/test.Sink/Collect"] = GRPCSinkMethod { metadata, _, _ in
             if metadata[stringValues: "refuse"].first(where: { _ in true }) != nil {
                 throw RPCError(code: .permissionDenied, message: "refused by the test")
             }

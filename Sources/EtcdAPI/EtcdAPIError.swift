@@ -22,6 +22,8 @@ public enum EtcdAPIError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidSortOption
     /// A watch id the client chose is already in use on its stream.
     case duplicateWatchID(Int64)
+    /// The stream's or the member's limit of open watches is reached (`why` says which).
+    case tooManyWatches(String)
     /// The cluster cannot serve the request now (no leader, timeout, stopping); `reason` is etcd's
     /// wording. A write that fails so may or may not have been applied, as with etcd.
     case unavailable(reason: String)
@@ -70,6 +72,7 @@ public enum EtcdAPIError: Error, Sendable, Hashable, CustomStringConvertible {
              .duplicateWatchID:
             .invalidArgument
         case .unavailable: .unavailable
+        case .tooManyWatches: .resourceExhausted
         case .unimplemented: .unimplemented
         case .internalError: .internalError
         }
@@ -99,6 +102,7 @@ public enum EtcdAPIError: Error, Sendable, Hashable, CustomStringConvertible {
         case .invalidSortOption: "etcdserver: invalid sort option"
         case .duplicateWatchID(let id): "etcdserver: duplicate watch ID \(id) provided on the watch stream"
         case .unavailable(let reason): reason
+        case .tooManyWatches(let why): "etcdserver: too many watches: \(why); cancel some or use another stream or member"
         case .unimplemented(let method, let reason): "etcdserver: \(method) is not implemented by this server: \(reason)"
         case .internalError(let reason): reason
         }

@@ -32,6 +32,18 @@ public final class EtcdAPIServer: Sendable {
         /// cluster changes; past it the stream's watches pause and then catch up from history
         /// (`WatchSession.relay`), so a slow client costs a member bounded memory.
         public var watchBacklogBytes = 16 << 20
+        /// Watches one stream may have open; a create beyond it is answered created-and-canceled
+        /// with "too many watches". clientv3 puts all of a client's watches on one stream.
+        public var maxWatchesPerStream = 4096
+        /// Watches open on this member over all streams. Each may hold `watchBacklogBytes` for a
+        /// slow client and costs a store watch per event, so the total is bounded too.
+        public var maxWatches = 16_384
+        /// Connections served at once (`DirectHTTP2ServerTransport.Configuration.maxConnections`);
+        /// more are closed as they are accepted.
+        public var maxConnections = 1024
+        /// Streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS): clientv3 multiplexes every
+        /// call of a client on one connection, so this stays high.
+        public var maxConcurrentStreams = 1024
         /// Answer HTTP/2 PINGs ahead of swift-nio-http2 (`HTTP2PingResponder`), so grpc-go
         /// clients are not disconnected every 200 calls. Turned off only by the test that shows
         /// the problem it solves.
@@ -46,6 +58,11 @@ public final class EtcdAPIServer: Sendable {
         public var connectionsAccepted: Int
         /// HTTP/2 PINGs answered by `HTTP2PingResponder`.
         public var pingsAnswered: Int
+        /// Watches open now over all streams, and creates refused by a watch limit.
+        public var openWatches: Int
+        public var refusedWatches: Int
+        /// The transport's limits: connections refused, streams reset, bytes held.
+        public var transport: DirectHTTP2ServerTransport.Statistics
     }
 
     private let core: ServerCore
@@ -68,6 +85,8 @@ public final class EtcdAPIServer: Sendable {
         // grpc-swift's per-call stream channels cost most of the leader's CPU under small puts).
         var transportConfig = DirectHTTP2ServerTransport.Configuration()
         transportConfig.maxRequestMessageBytes = configuration.maxRequestPayloadSize
+        transportConfig.maxConnections = configuration.maxConnections
+        transportConfig.maxConcurrentStreams = configuration.maxConcurrentStreams
         let answerPings = configuration.answerPingsAheadOfHTTP2
         transportConfig.connectionInitializer = { channel in
             connections.increment()
@@ -136,7 +155,10 @@ public final class EtcdAPIServer: Sendable {
 
     /// Counters since creation.
     public var statistics: Statistics {
-        Statistics(connectionsAccepted: connections.value, pingsAnswered: pings.value)
+        Statistics(connectionsAccepted: connections.value, pingsAnswered: pings.value,
+                   openWatches: core.openWatches.load(ordering: .relaxed),
+                   refusedWatches: core.refusedWatches.load(ordering: .relaxed),
+                   transport: transport.statistics)
     }
 
     /// Keeps the Raft term in response headers fresh, until cancelled.

@@ -16,6 +16,10 @@ final class ServerCore: Sendable {
     private let term = Atomic<UInt64>(0)
     /// Open watches that asked for periodic progress notifications, on every stream of this server.
     let progressWatches = Atomic<Int>(0)
+    /// Open watches on every stream of this server (`Configuration.maxWatches`), and creates
+    /// refused by a watch limit.
+    let openWatches = Atomic<Int>(0)
+    let refusedWatches = Atomic<Int>(0)
 
     init(store: any ClusterStore, info: any EtcdClusterInfo, logger: Logger, configuration: EtcdAPIServer.Configuration) {
         self.store = store

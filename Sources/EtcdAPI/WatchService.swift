@@ -85,6 +85,7 @@ final class WatchSession: Sendable {
     private func close() {
         let tasks = state.withLock { s in
             defer { s.watches = [:] }
+            core.openWatches.subtract(s.watches.count, ordering: .relaxed)
             return s.watches.values.map { w in
                 if w.progressNotify { core.progressWatches.subtract(1, ordering: .relaxed) }
                 return w.task
@@ -114,14 +115,23 @@ final class WatchSession: Sendable {
         } catch {
             return refuseCreate(EtcdAPIError(error).description)
         }
-        let id: Int64? = state.withLock { s in
+        let configuration = core.configuration
+        let outcome: Result<Int64, EtcdAPIError> = state.withLock { s in
             var id = create.watchID
+            if s.watches.count >= configuration.maxWatchesPerStream {
+                return .failure(.tooManyWatches("\(configuration.maxWatchesPerStream) watches are open on this stream"))
+            }
             if id != 0 {
-                if s.watches[id] != nil { return nil }
+                if s.watches[id] != nil { return .failure(.duplicateWatchID(create.watchID)) }
             } else {
                 while s.watches[s.nextID] != nil { s.nextID += 1 }
                 id = s.nextID
                 s.nextID += 1
+            }
+            // Each watch holds a store watch and up to a backlog of events: bounded per member too.
+            if core.openWatches.add(1, ordering: .relaxed).newValue > configuration.maxWatches {
+                core.openWatches.subtract(1, ordering: .relaxed)
+                return .failure(.tooManyWatches("\(configuration.maxWatches) watches are open on this member"))
             }
             s.watches[id] = Watch(progressNotify: create.progressNotify)
             if create.progressNotify { core.progressWatches.add(1, ordering: .relaxed) }
@@ -130,9 +140,15 @@ final class WatchSession: Sendable {
             created.watchID = id
             created.created = true
             outboxInput.yield(created)
-            return id
+            return .success(id)
         }
-        guard let id else { return refuseCreate(EtcdAPIError.duplicateWatchID(create.watchID).description) }
+        let id: Int64
+        switch outcome {
+        case .success(let value): id = value
+        case .failure(let error):
+            if case .tooManyWatches = error { core.refusedWatches.add(1, ordering: .relaxed) }
+            return refuseCreate(error.description)
+        }
         let from = create.startRevision > 0 ? create.startRevision : current + 1
         let store = core.store, prevKV = create.prevKv
         let open: @Sendable (Int64) -> AsyncThrowingStream<WatchResponse, any Error> = { from in
@@ -166,6 +182,7 @@ final class WatchSession: Sendable {
         let revision = (try? await core.currentRevision()) ?? 0
         let task: Task<Void, Never>?? = state.withLock { s in
             guard let w = s.watches.removeValue(forKey: id) else { return nil }
+            core.openWatches.subtract(1, ordering: .relaxed)
             if w.progressNotify { core.progressWatches.subtract(1, ordering: .relaxed) }
             var canceled = Etcdserverpb_WatchResponse()
             canceled.header = core.header(revision: revision)
@@ -268,6 +285,7 @@ final class WatchSession: Sendable {
         message.cancelReason = reason
         state.withLock { s in
             guard let w = s.watches.removeValue(forKey: id) else { return }
+            core.openWatches.subtract(1, ordering: .relaxed)
             if w.progressNotify { core.progressWatches.subtract(1, ordering: .relaxed) }
             outboxInput.yield(message)
         }

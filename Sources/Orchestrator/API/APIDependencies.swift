@@ -137,6 +137,13 @@ public struct APIConfiguration: Sendable {
     /// catches up from the store's history: the master's memory stays bounded and the client
     /// misses nothing (unless that history is compacted meanwhile: then `event: error`).
     public var eventStreamBacklogBytes = 8 << 20
+    /// Event streams open at once on this master; one more is answered 503
+    /// `too_many_event_streams` with `Retry-After`. Each may hold `eventStreamBacklogBytes`.
+    public var maxEventStreams = 256
+    /// A connection with no request in progress for this long is closed (an open event stream is
+    /// a request in progress, and its keepalives flow more often): a client cannot hold sockets
+    /// open for free.
+    public var idleTimeout: Duration = .seconds(60)
     /// Log bytes returned when the request does not say (`limit_bytes`), and the most it may ask.
     public var defaultLogBytes = 1 << 20
     public var maxLogBytes = 16 << 20

@@ -28,6 +28,7 @@ public final class MetricsRegistry: Sendable {
     }
 
     private let families = Mutex([String: Family]())
+    private let collectors = Mutex([@Sendable () -> [Gauge]]())
 
     public init() {}
 
@@ -65,29 +66,39 @@ public final class MetricsRegistry: Sendable {
         families.withLock { $0[name]?.values[Self.labelText(labels)] }
     }
 
-    /// A gauge family computed at scrape time (such as tasks by state), rendered with the registry.
+    /// A family computed at scrape time (such as tasks by state), rendered with the registry; a
+    /// counter when it is one kept elsewhere (a transport's refusals).
     public struct Gauge: Sendable {
         public var name: String
         public var help: String
+        public var kind: Kind
         public var samples: [(labels: [String: String], value: Double)]
 
-        public init(_ name: String, help: String, samples: [(labels: [String: String], value: Double)]) {
+        public init(_ name: String, help: String, kind: Kind = .gauge, samples: [(labels: [String: String], value: Double)]) {
             self.name = name
             self.help = help
+            self.kind = kind
             self.samples = samples
         }
 
-        public init(_ name: String, help: String, value: Double) {
-            self.init(name, help: help, samples: [(labels: [:], value: value)])
+        public init(_ name: String, help: String, kind: Kind = .gauge, value: Double) {
+            self.init(name, help: help, kind: kind, samples: [(labels: [:], value: value)])
         }
+    }
+
+    /// Adds families computed at every scrape, for numbers kept by their owner (a server's
+    /// connection and stream counters) rather than pushed here.
+    public func addCollector(_ collect: @escaping @Sendable () -> [Gauge]) {
+        collectors.withLock { $0.append(collect) }
     }
 
     /// The text exposition of everything registered plus `snapshot`, families sorted by name so
     /// the output is stable.
     public func render(snapshot: [Gauge] = []) -> String {
         var all = families.withLock { $0 }
-        for s in snapshot {
-            var family = Family(kind: .gauge, help: s.help)
+        let collected = collectors.withLock { $0 }.flatMap { $0() }
+        for s in collected + snapshot {
+            var family = all[s.name].flatMap { $0.kind == s.kind ? $0 : nil } ?? Family(kind: s.kind, help: s.help)
             for sample in s.samples { family.values[Self.labelText(sample.labels)] = sample.value }
             all[s.name] = family
         }

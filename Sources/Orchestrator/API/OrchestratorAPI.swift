@@ -51,10 +51,15 @@ public struct OrchestratorAPI: Sendable {
 
     /// An HTTP/1.1 server application serving `buildRouter()` on `address`, over TLS when `tls`
     /// is given (HTTPS with the cluster's material; a client certificate is optional there, as
-    /// REST callers authenticate with the API token).
+    /// REST callers authenticate with the API token). Connections idle for
+    /// `configuration.idleTimeout` are closed.
     public func makeApplication(address: BindAddress, tls: TLSConfiguration? = nil, logger: Logger? = nil) throws -> some ApplicationProtocol {
-        Application(router: buildRouter(),
-                    server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
+        let idle = configuration.idleTimeout.components
+        let idleNanoseconds = idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000
+        return Application(router: buildRouter(),
+                    server: try tls.map { try .tls(.http1(configuration: .init(idleTimeout: .nanoseconds(idleNanoseconds))),
+                                                   tlsConfiguration: $0) }
+                        ?? .http1(configuration: .init(idleTimeout: .nanoseconds(idleNanoseconds))),
                     configuration: ApplicationConfiguration(address: address, serverName: "orchestrator"),
                     logger: logger ?? Logger(label: "orchestrator.api"))
     }

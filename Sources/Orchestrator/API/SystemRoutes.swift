@@ -48,6 +48,8 @@ extension OrchestratorAPI {
             Gauge("orchestrator_is_leader", help: "1 on the leader, 0 elsewhere.", value: status.leaderID == status.nodeID ? 1 : 0),
             Gauge("orchestrator_ready", help: "1 when /readyz answers 200.", value: ready ? 1 : 0),
             Gauge("orchestrator_event_streams", help: "Open event streams (GET /api/v1/events).", value: Double(streams.count)),
+            Gauge("orchestrator_event_streams_refused_total", help: "Event streams refused at maxEventStreams (503).",
+                  kind: .counter, value: Double(streams.refusedCount)),
         ]
         if let term = status.term { snapshot.append(Gauge("orchestrator_raft_term", help: "Current Raft term.", value: Double(term))) }
         if let commit = status.commitIndex {

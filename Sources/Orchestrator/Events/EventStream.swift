@@ -105,13 +105,18 @@ final class EventStreamRegistry: Sendable {
 
     private let state = Mutex(State())
 
-    func register(_ continuation: AsyncStream<Item>.Continuation) -> UInt64 {
+    /// Registers a stream, or returns nil when `limit` are open.
+    func register(_ continuation: AsyncStream<Item>.Continuation, limit: Int) -> UInt64? {
         state.withLock { s in
+            guard s.streams.count < limit else { return nil }
             defer { s.next += 1 }
             s.streams[s.next] = continuation
             return s.next
         }
     }
+
+    /// Refused streams since the start (`orchestrator_event_streams_refused_total`).
+    let refused = Atomic<Int>(0)
 
     func unregister(_ id: UInt64) {
         _ = state.withLock { $0.streams.removeValue(forKey: id) }
@@ -129,9 +134,16 @@ final class EventStreamRegistry: Sendable {
     }
 
     var count: Int { state.withLock { $0.streams.count } }
+    var refusedCount: Int { refused.load(ordering: .relaxed) }
 }
 
 extension OrchestratorAPI {
+    /// The answer when `maxEventStreams` are open: 503, with `Retry-After` when it is the response.
+    static func tooManyEventStreams(_ limit: Int) -> APIError {
+        APIError.unavailable("too_many_event_streams",
+                             "\(limit) event streams are open on this master, the most it serves; retry later or use another master")
+    }
+
     /// `GET /api/v1/events?since=R&type=a,b` (or `Last-Event-ID: R`): Server-Sent Events of every
     /// change after the cursor, then live. History already compacted is refused with 410 before the
     /// stream starts; if the store loses history mid-stream, an `event: error` ends it.
@@ -153,6 +165,14 @@ extension OrchestratorAPI {
             cursor = try EventCursor(parsing: header, field: "Last-Event-ID")
         } else if let since = request.query("since") {
             cursor = try EventCursor(parsing: since, field: "since")
+        }
+        // Checked here for a plain 503; the body checks again as it registers (streams opened
+        // side by side may both pass here), and ends the stream with an `event: error` if full.
+        let maxStreams = configuration.maxEventStreams
+        if streams.count >= maxStreams {
+            streams.refused.add(1, ordering: .relaxed)
+            // Returned rather than thrown: the error path sets no Retry-After.
+            return Self.tooManyEventStreams(maxStreams).response(headers: [.retryAfter: "5"])
         }
         let store = repository.store
         let now = try await currentRevision()
@@ -178,7 +198,12 @@ extension OrchestratorAPI {
             // Registered only once the body is being written: a response that is never sent holds nothing.
             let (items, continuation) = AsyncStream<EventStreamRegistry.Item>.makeStream()
             let backlog = WatchBacklog()
-            let registration = streams.register(continuation)
+            guard let registration = streams.register(continuation, limit: maxStreams) else {
+                streams.refused.add(1, ordering: .relaxed)
+                try await writer.write(ByteBuffer(string: EventStreamEncoder.errorMessage(Self.tooManyEventStreams(maxStreams))))
+                try await writer.finish(nil)
+                return
+            }
             defer { streams.unregister(registration) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {

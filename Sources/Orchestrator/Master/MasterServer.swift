@@ -180,11 +180,14 @@ public final class MasterServer: Sendable {
                 group.addTask { try await raft.node.run() }
                 group.addTask { await LeaseExpirer(store: raft.store, now: self.now).run() }
                 group.addTask { [config] in await HistoryCompactor(store: raft.store, retain: config.historyRevisions).run() }
+                var etcdAPI: EtcdAPIServer?
                 if let etcdAddress = config.etcdAddress {
                     let info = MasterEtcdInfo(server: self, store: raft.store, names: raft.names)
-                    let etcdAPI = EtcdAPIServer(store: raft.store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger)
-                    group.addTask { try await Self.naming("--etcd-addr", etcdAddress) { try await etcdAPI.run() } }
+                    let server = EtcdAPIServer(store: raft.store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger)
+                    etcdAPI = server
+                    group.addTask { try await Self.naming("--etcd-addr", etcdAddress) { try await server.run() } }
                 }
+                collectServerMetrics(raft: raft, etcd: etcdAPI)
             case .etcd(let store, let election, let server):
                 group.addTask { try await Self.naming("--rpc-addr", self.config.rpcAddress) { try await server.run() } }
                 group.addTask { await election.run() }

@@ -21,15 +21,22 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     /// With TLS, only worker certificates may call; a worker certificate also admits a new node
     /// without the join token (as the token would).
     let authorization: CallerAuthorization
+    /// Open assignment streams, against `maxAssignmentStreams`.
+    public let assignmentStreams: StreamSlots
 
+    /// - Parameter maxAssignmentStreams: assignment streams served at once (each holds a store
+    ///   watch and a worker's task set); one more is refused with RESOURCE_EXHAUSTED. A worker
+    ///   keeps one, so this is a few times the largest expected cluster.
     public init(repository: ClusterRepository, joinToken: String?, heartbeatInterval: Duration = .seconds(1),
-                authorization: CallerAuthorization = .unauthenticated, now: @escaping @Sendable () -> Int64, logger: Logger) {
+                authorization: CallerAuthorization = .unauthenticated, now: @escaping @Sendable () -> Int64, logger: Logger,
+                maxAssignmentStreams: Int = 4096) {
         self.repository = repository
         self.authorization = authorization
         self.joinToken = joinToken
         self.heartbeatInterval = heartbeatInterval
         self.now = now
         self.logger = logger
+        self.assignmentStreams = StreamSlots(limit: maxAssignmentStreams)
     }
 
     public func join(request: Orchestrator_V1_JoinRequest, context: ServerContext) async throws -> Orchestrator_V1_JoinResponse {
@@ -95,6 +102,13 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     public func assignments(request: Orchestrator_V1_AssignmentsRequest, response: RPCWriter<Orchestrator_V1_AssignmentSet>, context: ServerContext) async throws {
         try authorization.caller(context, mustBe: [.worker])
         let nodeID = request.nodeID
+        // The slot is taken before the store is read: streams that fail authorization still
+        // cost a read each, and only `limit` of them can be under way at once.
+        guard assignmentStreams.take() else {
+            throw RPCError(code: .resourceExhausted,
+                           message: "this master serves \(assignmentStreams.limit) assignment streams, the most it may; retry on another master")
+        }
+        defer { assignmentStreams.give() }
         let node = try await mapStoreErrors { try await repository.node(nodeID, consistency: .linearizable) }
         try authorize(node: node, credential: request.nodeCredential)
         // A fresh read, then the changes after it; a compacted watch (we fell too far behind)
@@ -197,4 +211,35 @@ final class CredentialCache: Sendable {
     func remember(nodeID: String, digest: String?) {
         digests.withLock { $0[nodeID] = digest }
     }
+}
+
+/// A count of open streams against a limit, shared by the tasks that serve them.
+public final class StreamSlots: Sendable {
+    /// Streams allowed at once.
+    public let limit: Int
+    private let open = Atomic<Int>(0)
+    private let refusedCount = Atomic<Int>(0)
+
+    public init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Takes a slot; false (and counted as refused) when all are taken.
+    func take() -> Bool {
+        if open.add(1, ordering: .relaxed).newValue > limit {
+            open.subtract(1, ordering: .relaxed)
+            refusedCount.add(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func give() {
+        open.subtract(1, ordering: .relaxed)
+    }
+
+    /// Streams open now.
+    public var count: Int { open.load(ordering: .relaxed) }
+    /// Streams refused since the start.
+    public var refused: Int { refusedCount.load(ordering: .relaxed) }
 }

@@ -1,0 +1,55 @@
+import EtcdAPI
+import GRPCServing
+import RaftGRPC
+
+extension MetricsRegistry {
+    /// The limits of one `DirectHTTP2ServerTransport` as families labelled `server="<name>"`:
+    /// what a flood of connections, streams or partial messages ran into.
+    static func transportFamilies(_ s: DirectHTTP2ServerTransport.Statistics, server: String) -> [Gauge] {
+        let labels = ["server": server]
+        return [
+            Gauge("orchestrator_grpc_connections", help: "Open connections of a gRPC server.",
+                  samples: [(labels, Double(s.openConnections))]),
+            Gauge("orchestrator_grpc_connections_refused_total",
+                  help: "Connections closed at accept because the server's connection limit was reached.",
+                  kind: .counter, samples: [(labels, Double(s.refusedConnections))]),
+            Gauge("orchestrator_grpc_streams_refused_total",
+                  help: "Streams ended with RESOURCE_EXHAUSTED by a buffer limit or a one-sink-per-connection limit.",
+                  kind: .counter, samples: [(labels, Double(s.refusedStreams))]),
+            Gauge("orchestrator_grpc_connections_calmed_total",
+                  help: "Connections closed with GOAWAY (ENHANCE_YOUR_CALM) for holding too many partial messages.",
+                  kind: .counter, samples: [(labels, Double(s.calmedConnections))]),
+            Gauge("orchestrator_grpc_buffered_bytes", help: "Bytes of large partial request messages a gRPC server holds.",
+                  samples: [(labels, Double(s.bufferedBytes))]),
+        ]
+    }
+}
+
+extension MasterServer {
+    /// Puts the counters of the servers `run` starts into `/metrics`: `--rpc-addr` (Raft, write
+    /// forwarding, workers), `--etcd-addr` when served, and the assignment streams.
+    func collectServerMetrics(raft: RaftParts, etcd: EtcdAPIServer?) {
+        let transport = raft.transport
+        let workers = raft.rpcServices.lazy.compactMap { $0 as? WorkerService }.first
+        metrics.addCollector {
+            var families = MetricsRegistry.transportFamilies(transport.serverStatistics, server: "rpc")
+            if let etcd {
+                let stats = etcd.statistics
+                families += MetricsRegistry.transportFamilies(stats.transport, server: "etcd")
+                families.append(Gauge("orchestrator_etcd_watches", help: "Open etcd API watches.", value: Double(stats.openWatches)))
+                families.append(Gauge("orchestrator_etcd_watches_refused_total", help: "etcd API watch creates refused by a watch limit.",
+                                      kind: .counter, value: Double(stats.refusedWatches)))
+            }
+            if let workers {
+                families.append(Gauge("orchestrator_assignment_streams", help: "Open worker assignment streams.",
+                                      value: Double(workers.assignmentStreams.count)))
+                families.append(Gauge("orchestrator_assignment_streams_refused_total",
+                                      help: "Worker assignment streams refused at the limit.",
+                                      kind: .counter, value: Double(workers.assignmentStreams.refused)))
+            }
+            return families
+        }
+    }
+}
+
+private typealias Gauge = MetricsRegistry.Gauge

@@ -69,7 +69,7 @@ let package = Package(
         /// and `HTTP2PingResponder` (answers grpc-go's PINGs, on servers and clients).
         .target(name: "GRPCServing", dependencies: [grpcCore, grpcHTTP2, nioCore, nioPosix, nioHTTP2, nioHPACK]),
         /// The gRPC transport between Raft servers (generated code: scripts/generate-protos.sh).
-        .target(name: "RaftGRPC", dependencies: ["Raft", "GRPCServing", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging]),
+        .target(name: "RaftGRPC", dependencies: ["Raft", "GRPCServing", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, nioCore, logging]),
         /// The replicated key-value state machine with etcd semantics (revisions, txn, leases, watches).
         .target(name: "Store", dependencies: ["Raft"]),
         /// etcd's v3 wire types and gRPC stubs (generated code: scripts/generate-protos.sh) and their
@@ -111,7 +111,7 @@ let package = Package(
         /// key files into NIOSSL and grpc-swift-nio-transport configurations for mutual TLS.
         .target(
             name: "ClusterSecurity",
-            dependencies: [nioSSL, x509, crypto, swiftASN1, nioCore, grpcCore, grpcHTTP2]
+            dependencies: ["GRPCServing", nioSSL, nioTLS, x509, crypto, swiftASN1, nioCore, grpcCore, grpcHTTP2]
         ),
         /// What `master` and `worker` share as processes: flags from `ORCH_` variables, SIGTERM and
         /// SIGINT as a graceful stop.

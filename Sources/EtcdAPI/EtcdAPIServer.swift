@@ -48,6 +48,9 @@ public final class EtcdAPIServer: Sendable {
         /// clients are not disconnected every 200 calls. Turned off only by the test that shows
         /// the problem it solves.
         public var answerPingsAheadOfHTTP2 = true
+        /// Mutual TLS: clients must present a certificate from the cluster CA, as etcd's
+        /// `--client-cert-auth` requires (etcdctl `--cacert --cert --key`). Nil: plain text.
+        public var security: ConnectionSecurity?
 
         public init() {}
     }
@@ -90,11 +93,13 @@ public final class EtcdAPIServer: Sendable {
         let answerPings = configuration.answerPingsAheadOfHTTP2
         transportConfig.connectionInitializer = { channel in
             connections.increment()
-            // First in the pipeline: it must see the bytes before the HTTP/2 handler.
+            // Right before the HTTP/2 handler (after TLS, when there is TLS): it must see the
+            // HTTP/2 bytes first.
             if answerPings {
-                try channel.pipeline.syncOperations.addHandler(HTTP2PingResponder(side: .server, counter: pings), position: .first)
+                try channel.pipeline.syncOperations.addHandler(HTTP2PingResponder(side: .server, counter: pings))
             }
         }
+        if let security = configuration.security { transportConfig.secure(with: security) }
         transportConfig.unaryMethods = Self.fastKVMethods(KVService(core: core))
         transport = DirectHTTP2ServerTransport(host: listen.host == "localhost" ? "127.0.0.1" : listen.host,
                                                port: listen.port, configuration: transportConfig)

@@ -61,7 +61,7 @@ extension GRPCRaftTransport {
         do {
             let transport = try HTTP2ClientTransport.Posix(
                 target: Self.target(for: link.address),
-                transportSecurity: .plaintext,
+                transportSecurity: configuration.security?.client ?? .plaintext,
                 config: .defaults { config in
                     config.connection.keepalive = .init(
                         time: configuration.keepaliveInterval,

@@ -67,8 +67,29 @@ public final class GRPCRaftTransport: RaftTransport {
         /// vanished without closing its sockets (power loss, partition).
         public var keepaliveInterval: Duration = .seconds(10)
         public var keepaliveTimeout: Duration = .seconds(5)
+        /// Mutual TLS on the port and to the peers; nil: plain text, and a stream's sender is
+        /// what its header says.
+        public var security: Security?
 
         public init() {}
+    }
+
+    /// Mutual TLS, and who each member is (ClusterSecurity builds it from the cluster's
+    /// material; this module stays free of certificates).
+    public struct Security: Sendable {
+        /// How the listen port authenticates its connections.
+        public var server: ConnectionSecurity
+        /// The Raft member an authenticated peer is; nil refuses its Raft stream.
+        public var member: @Sendable (any ServerContext.TransportSpecific) -> NodeID?
+        /// How this server connects to its peers (mutual TLS with its own certificate).
+        public var client: HTTP2ClientTransport.Posix.TransportSecurity
+
+        public init(server: ConnectionSecurity, member: @escaping @Sendable (any ServerContext.TransportSpecific) -> NodeID?,
+                    client: HTTP2ClientTransport.Posix.TransportSecurity) {
+            self.server = server
+            self.member = member
+            self.client = client
+        }
     }
 
     /// Counters, for tests and metrics.
@@ -159,7 +180,7 @@ public final class GRPCRaftTransport: RaftTransport {
             listenError = error
         }
 
-        service = InboundService(id: id, logger: logger, counters: counters)
+        service = InboundService(id: id, logger: logger, counters: counters, member: configuration.security?.member)
         // Raft's stream is served on the connection's event loop (a sink: each batch is decoded
         // and handed to the node there, with no task, async sequence or executor per call, which
         // were most of a follower's CPU under load); the other services through grpc-swift's router.
@@ -177,6 +198,7 @@ public final class GRPCRaftTransport: RaftTransport {
         transportConfiguration.maxBufferedBytesPerConnection = transportConfiguration.maxRequestMessageBytes + (1 << 20)
         transportConfiguration.maxBufferedBytes = max(configuration.maxBufferedSnapshotBytes,
                                                       transportConfiguration.maxRequestMessageBytes)
+        if let security = configuration.security { transportConfiguration.secure(with: security.server) }
         transportConfiguration.sinkMethods = [
             "/" + Raft_V1_RaftTransport.Method.Stream.descriptor.fullyQualifiedMethod: service.sinkMethod()
         ]

@@ -21,12 +21,17 @@ struct InboundService: Sendable {
     let id: NodeID
     let logger: Logger
     let counters: InboundCounters
+    /// With TLS: the member an authenticated connection is (nil: not a member). Nil without TLS,
+    /// where a stream's sender is what its header says.
+    let member: (@Sendable (any ServerContext.TransportSpecific) -> NodeID?)?
     private let handlers = HandlerSlot()
 
-    init(id: NodeID, logger: Logger, counters: InboundCounters) {
+    init(id: NodeID, logger: Logger, counters: InboundCounters,
+         member: (@Sendable (any ServerContext.TransportSpecific) -> NodeID?)? = nil) {
         self.id = id
         self.logger = logger
         self.counters = counters
+        self.member = member
     }
 
     func install(_ handlers: GRPCRaftTransport.Handlers) {
@@ -40,13 +45,34 @@ struct InboundService: Sendable {
     /// partial message (a snapshot, up to `maxMessageBytes`), so more streams on one connection
     /// would only multiply what one client can make us buffer.
     func sinkMethod() -> GRPCSinkMethod {
-        let (id, counters, slot, baseLogger) = (self.id, self.counters, self.handlers, self.logger)
-        return GRPCSinkMethod(maxCallsPerConnection: 1) { metadata, remotePeer, _ in
+        let (id, counters, slot, baseLogger, member) = (self.id, self.counters, self.handlers, self.logger, self.member)
+        return GRPCSinkMethod(maxCallsPerConnection: 1) { metadata, remotePeer, identity in
             var streamLogger = baseLogger
             streamLogger[metadataKey: "remote"] = "\(remotePeer)"
             let from = metadata[stringValues: "raft-from"].first(where: { _ in true })
             if let from { streamLogger[metadataKey: "peer"] = "\(from)" }
-            let sender = from.flatMap { NodeID($0) }
+            let claimed = from.flatMap { NodeID($0) }
+            // With TLS the sender is the member the certificate names, and every message on the
+            // stream must come from it: otherwise one member (or a stolen member certificate)
+            // could raise terms, append or install snapshots in another's name, or fake another's
+            // stream closing to trigger elections.
+            let authenticated: NodeID?
+            if let member {
+                guard let identity, let who = member(identity) else {
+                    counters.rejected.add(1, ordering: .relaxed)
+                    streamLogger.warning("raft stream refused: the peer's certificate is not a member's", metadata: ["identity": "\(identity.map { "\($0)" } ?? "none")"])
+                    throw RPCError(code: .permissionDenied, message: "only the cluster's masters may open a raft stream")
+                }
+                guard claimed == nil || claimed == who else {
+                    counters.rejected.add(1, ordering: .relaxed)
+                    streamLogger.warning("raft stream refused: member \(who) claims to be \(from ?? "?")")
+                    throw RPCError(code: .permissionDenied, message: "member \(who) may not open a raft stream as \(from ?? "?")")
+                }
+                authenticated = who
+            } else {
+                authenticated = nil
+            }
+            let sender = authenticated ?? claimed
             guard let handlers = slot.value.withLock({ $0 }) else {
                 throw RPCError(code: .unavailable, message: "raft transport is not running")
             }
@@ -68,13 +94,13 @@ struct InboundService: Sendable {
                         logger.warning("raft batch dropped: undecodable", metadata: ["error": "\(error)"])
                         return
                     }
-                    let (messages, errors) = WireCodec.decode(batch: batch, recipient: id)
+                    let (messages, errors) = WireCodec.decode(batch: batch, recipient: id, sender: authenticated)
                     for error in errors {
                         counters.rejected.add(1, ordering: .relaxed)
                         // The first few in full, then a sample: a broken peer must not flood the log.
                         let count = rejected.add(1, ordering: .relaxed).newValue
                         if count <= 10 || count.isMultiple(of: 1000) {
-                            logger.warning("raft message dropped: malformed",
+                            logger.warning("raft message dropped: malformed or forged",
                                            metadata: ["error": "\(error)", "rejectedOnStream": "\(count)"])
                         }
                     }

@@ -19,6 +19,9 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
     case missingNode(field: String)
     /// The message was addressed to another server (stale address after a membership change).
     case wrongRecipient(expected: NodeID, got: NodeID)
+    /// The message claims a sender other than the member the connection authenticated as (TLS):
+    /// a member must not speak for another.
+    case wrongSender(authenticated: NodeID, claimed: NodeID)
     /// An append's entries must be the indexes `index + 1, index + 2, ...` in order.
     case entriesNotContiguous(position: Int, expectedIndex: UInt64, got: UInt64)
     /// An append's entry terms must not decrease, not precede `logTerm`, nor exceed the leader's term.
@@ -36,6 +39,7 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownEntryKind(let position, let raw): "entry \(position) has unknown kind \(raw)"
         case .missingNode(let field): "message has no '\(field)' node"
         case .wrongRecipient(let expected, let got): "message for node \(got) arrived at node \(expected)"
+        case .wrongSender(let authenticated, let claimed): "message from node \(claimed) arrived on node \(authenticated)'s authenticated stream"
         case .entriesNotContiguous(let position, let expected, let got):
             "entry \(position) has index \(got), expected \(expected)"
         case .entryTermOutOfOrder(let position, let term): "entry \(position) has out-of-order term \(term)"
@@ -112,7 +116,7 @@ public enum WireCodec {
     ///
     /// - Parameter recipient: when given, a message addressed to any other node is refused.
     /// - Throws: ``WireError`` describing the first problem found.
-    public static func decode(_ proto: Raft_V1_Message, recipient: NodeID? = nil) throws(WireError) -> Message {
+    public static func decode(_ proto: Raft_V1_Message, recipient: NodeID? = nil, sender: NodeID? = nil) throws(WireError) -> Message {
         let rawKind = proto.kind.rawValue
         guard rawKind > 0, rawKind <= Int(UInt8.max), let kind = MessageKind(rawValue: UInt8(rawKind)) else {
             throw .unknownMessageKind(rawKind)
@@ -121,6 +125,9 @@ public enum WireCodec {
         guard proto.to != noNode else { throw .missingNode(field: "to") }
         if let recipient, proto.to != recipient {
             throw .wrongRecipient(expected: recipient, got: proto.to)
+        }
+        if let sender, proto.from != sender {
+            throw .wrongSender(authenticated: sender, claimed: proto.from)
         }
 
         var entries: [Entry] = []
@@ -156,14 +163,14 @@ public enum WireCodec {
     /// Decodes a batch, splitting it into the valid messages and the errors of the refused ones,
     /// so that one bad message does not cost the others.
     public static func decode(
-        batch: Raft_V1_MessageBatch, recipient: NodeID? = nil
+        batch: Raft_V1_MessageBatch, recipient: NodeID? = nil, sender: NodeID? = nil
     ) -> (messages: [Message], errors: [WireError]) {
         var messages: [Message] = []
         messages.reserveCapacity(batch.messages.count)
         var errors: [WireError] = []
         for proto in batch.messages {
             do {
-                messages.append(try decode(proto, recipient: recipient))
+                messages.append(try decode(proto, recipient: recipient, sender: sender))
             } catch {
                 errors.append(error)
             }

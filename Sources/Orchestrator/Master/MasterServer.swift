@@ -107,9 +107,23 @@ public final class MasterServer: Sendable {
             }
             let storage = try SQLiteLogStorage(path: config.dataDir + "/raft.sqlite")
             let (machine, hub) = RaftStore.makeStateMachine()
+            var transportConfiguration = GRPCRaftTransport.Configuration()
+            if let tls = config.tls {
+                // A peer's Raft stream is accepted only from the master its certificate names,
+                // and carries only that master's messages. Masters are reached at the --peers
+                // hosts, which their certificates name (hostnames verified).
+                let members = Dictionary(uniqueKeysWithValues: names.map { ($1, $0) })
+                transportConfiguration.security = GRPCRaftTransport.Security(
+                    server: try .mutualTLS(tls),
+                    member: { peer in
+                        guard let peer = peer as? AuthenticatedPeer, peer.identity.role == .master else { return nil }
+                        return members[peer.identity.name]
+                    },
+                    client: tls.grpcClientSecurity())
+            }
             let transport = GRPCRaftTransport(
                 id: selfID, listen: (config.rpcAddress.host, config.rpcAddress.port), peers: ids, logger: logger,
-                servesPort: false)
+                configuration: transportConfiguration, servesPort: false)
             var raftConfig = RaftConfig(id: selfID)
             raftConfig.electionTick = config.electionTicks
             var options = RaftNode<ContinuousClock>.Options()
@@ -183,7 +197,10 @@ public final class MasterServer: Sendable {
                 var etcdAPI: EtcdAPIServer?
                 if let etcdAddress = config.etcdAddress {
                     let info = MasterEtcdInfo(server: self, store: raft.store, names: raft.names)
-                    let server = EtcdAPIServer(store: raft.store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger)
+                    var etcdConfiguration = EtcdAPIServer.Configuration()
+                    etcdConfiguration.security = try config.tls.map { try ConnectionSecurity.mutualTLS($0) }
+                    let server = EtcdAPIServer(store: raft.store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger,
+                                               configuration: etcdConfiguration)
                     etcdAPI = server
                     group.addTask { try await Self.naming("--etcd-addr", etcdAddress) { try await server.run() } }
                 }

@@ -168,7 +168,7 @@ let package = Package(
         /// The Raft core (simulated clusters with seeded faults), storage and driver; SQLite crash tests.
         .testTarget(name: "RaftTests", dependencies: ["Raft", "raft-storage-probe", "TestGate"]),
         /// The gRPC Raft transport and the HTTP/2 serving stack.
-        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "GRPCServing", "TestGate", nioCore, nioPosix, nioHTTP2, nioHPACK]),
+        .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "GRPCServing", "ClusterSecurity", "TestGate", nioCore, nioPosix, nioHTTP2, nioHPACK]),
         /// The key-value state machine, and one conformance suite over the memory, Raft and etcd stores.
         .testTarget(name: "StoreTests", dependencies: ["Store", "EtcdBackend", "EtcdProto", "Raft", "TestGate", "RaftTestSupport"]),
         /// The etcd v3 gRPC API, with etcdctl and grpc-go clients against `local-etcd`.

@@ -94,6 +94,20 @@ struct WireCodecTests {
         #expect(errors == [.unknownMessageKind(0), .wrongRecipient(expected: 3, got: 4)])
     }
 
+    @Test("on an authenticated stream, a message from any other member is refused and the rest of the batch kept")
+    func forgedSender() {
+        let honest = (1...4).map { Message(kind: .heartbeat, from: 2, to: 1, term: 5, commit: UInt64($0)) }
+        var batch = WireCodec.encode(batch: honest)
+        var forged = WireCodec.encode(Message(kind: .append, from: 3, to: 1, term: 9, commit: 99))
+        forged.index = 0
+        batch.messages.insert(forged, at: 2)
+        let (messages, errors) = WireCodec.decode(batch: batch, recipient: 1, sender: 2)
+        #expect(messages == honest)
+        #expect(errors == [.wrongSender(authenticated: 2, claimed: 3)])
+        // Without an authenticated sender (plain text), the header is all there is.
+        #expect(WireCodec.decode(batch: batch, recipient: 1).messages.count == 5)
+    }
+
     // MARK: Malformed input
 
     static func valid(_ kind: MessageKind = .append) -> Raft_V1_Message {

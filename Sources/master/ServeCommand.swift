@@ -68,7 +68,12 @@ struct ServeCommand: EnvironmentConfigurable {
         let server = try MasterServer(config: config, logger: logger)
         logger.notice("master starting", metadata: ["id": "\(config.id)", "api": "\(config.apiAddress)", "rpc": "\(config.rpcAddress)",
                                                     "etcd-api": "\(config.etcdAddress?.description ?? "off")", "store": "\(config.store.rawValue)"])
-        let stopSignal = await StopSignals.trap()
+        let signal = await StopSignals.trap()
+        // Docker kills at 10 s; the graceful steps take at most about 4 s.
+        let stopSignal: @Sendable () async -> Void = {
+            await signal()
+            StopSignals.exitIfStuck(after: .seconds(8)) { logger.warning("\($0)") }
+        }
         guard dev else {
             try await server.run(stopWhen: stopSignal)
             return

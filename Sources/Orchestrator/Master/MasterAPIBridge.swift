@@ -41,7 +41,7 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
         guard let address = HostPort(parsing: node.address) else {
             throw LogFetchError(apiError: APIError(status: 502, code: "logs_unavailable", message: "node \(node.info.id) has no reachable address"))
         }
-        let stub = Orchestrator_V1_Worker.Client(wrapping: try server.clients.client(for: address))
+        let stub = Orchestrator_V1_Worker.Client(wrapping: try server.workerClients.client(for: address))
         var options = CallOptions.defaults
         options.timeout = .seconds(5)
         do {

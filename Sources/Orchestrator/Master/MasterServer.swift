@@ -45,9 +45,12 @@ public final class MasterServer: Sendable {
     public let repository: ClusterRepository
     public let leaderLoop: LeaderLoop
     let logger: Logger
-    /// gRPC clients to other masters (forwarding) and to workers (logs), with this master's
-    /// certificate when TLS is on.
-    let clients: PeerClients
+    /// gRPC clients to other masters (forwarding), with this master's certificate when TLS is
+    /// on; the other master's certificate must name the host it is reached at (`--peers`).
+    let masterClients: PeerClients
+    /// gRPC clients to workers (logs). A worker's address is not known when its certificate is
+    /// issued, so only the chain to the cluster CA is checked, not the host name.
+    let workerClients: PeerClients
     let masterDirectory = MasterDirectory()
     /// Counters and gauges for `/metrics`.
     public let metrics = MetricsRegistry()
@@ -82,10 +85,8 @@ public final class MasterServer: Sendable {
         try config.validate()
         self.config = config
         self.logger = logger
-        // Masters are reached at the addresses their certificates name (`tls init --master`);
-        // workers' addresses are not known when their certificate is issued, so the hostname is
-        // not checked there: the chain to the cluster CA is.
-        self.clients = PeerClients(security: config.tls?.grpcClientSecurity(verifyHostname: false) ?? .plaintext)
+        self.masterClients = PeerClients(security: config.tls?.grpcClientSecurity() ?? .plaintext)
+        self.workerClients = PeerClients(security: config.tls?.grpcClientSecurity(verifyHostname: false) ?? .plaintext)
         let authorization: CallerAuthorization = config.tls == nil ? .unauthenticated : .mutualTLS
         let now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
         self.now = now
@@ -130,7 +131,7 @@ public final class MasterServer: Sendable {
             options.tickInterval = config.tickInterval
             let node = try RaftNode(config: raftConfig, storage: storage, machine: machine, transport: transport,
                                     bootstrap: ids.keys.sorted(), clock: ContinuousClock(), options: options, logger: logger)
-            let forwardClient = ForwardClient(clients: clients, addresses: addresses)
+            let forwardClient = ForwardClient(clients: masterClients, addresses: addresses)
             let store = RaftStore(node: node, machine: machine, hub: hub, now: now,
                                   forward: { leader, command in try await forwardClient.forward(to: leader, command) })
             repository = ClusterRepository(store: store)
@@ -185,7 +186,10 @@ public final class MasterServer: Sendable {
     ///   cancelled.
     public func run(additional: [@Sendable () async throws -> Void] = [],
                     stopWhen: (@Sendable () async -> Void)? = nil) async throws {
-        defer { clients.shutdown() }
+        defer {
+            masterClients.shutdown()
+            workerClients.shutdown()
+        }
         let api = try makeAPI()
         try await withThrowingTaskGroup(of: Void.self) { group in
             switch parts {

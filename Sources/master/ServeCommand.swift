@@ -103,18 +103,15 @@ struct ServeCommand: EnvironmentConfigurable {
         if tls != nil, dev { throw MasterConfigError.invalid("--dev runs without TLS on loopback: drop --tls-ca, --tls-cert and --tls-key") }
         let joinToken = try TokenFlags.resolve(flag: "join-token", value: self.joinToken, file: joinTokenFile)
         let apiToken = try TokenFlags.resolve(flag: "api-token", value: self.apiToken, file: apiTokenFile)
-        let guards: [String: (ListenerPolicy.Guard, Bool)] = [
-            "api-addr": (.apiToken, !(apiToken ?? "").isEmpty), "rpc-addr": (.joinToken, !(joinToken ?? "").isEmpty), "etcd-addr": (.tlsOnly, false),
-        ]
-        func address(_ text: String?, _ flag: String, default port: Int) throws -> HostPort {
+        /// The flag's address, or its default: public exactly when `guarded` is satisfied.
+        func address(_ text: String?, _ flag: String, default port: Int, _ guarded: ListenerPolicy.Guard, tokenSet: Bool = false) throws -> HostPort {
             guard let text else {
-                let (guarded, tokenSet) = guards[flag]!
                 return HostPort(host: ListenerPolicy.defaultHost(guarded, tokenSet: tokenSet, tlsEnabled: tls != nil), port: port)
             }
             guard let parsed = HostPort(parsing: text) else { throw MasterConfigError.invalid("--\(flag): \"\(text)\" is not HOST:PORT") }
             return parsed
         }
-        let rpc = try address(rpcAddr, "rpc-addr", default: 9090)
+        let rpc = try address(rpcAddr, "rpc-addr", default: 9090, .joinToken, tokenSet: !(joinToken ?? "").isEmpty)
         guard let kind = MasterConfig.StoreKind(rawValue: store) else {
             throw MasterConfigError.invalid("--store: \"\(store)\" is not raft or etcd")
         }
@@ -131,8 +128,8 @@ struct ServeCommand: EnvironmentConfigurable {
         health.downAfter = Int64(nodeDownAfter * 1000)
         health.leaderGrace = health.downAfter
         let config = MasterConfig(
-            id: id, dataDir: dataDir, apiAddress: try address(apiAddr, "api-addr", default: 8080), rpcAddress: rpc,
-            etcdAddress: etcdAddr?.lowercased() == "off" ? nil : try address(etcdAddr, "etcd-addr", default: 2379), peers: peerList, store: kind,
+            id: id, dataDir: dataDir, apiAddress: try address(apiAddr, "api-addr", default: 8080, .apiToken, tokenSet: !(apiToken ?? "").isEmpty), rpcAddress: rpc,
+            etcdAddress: etcdAddr?.lowercased() == "off" ? nil : try address(etcdAddr, "etcd-addr", default: 2379, .tlsOnly), peers: peerList, store: kind,
             etcdEndpoints: etcdEndpoints.split(separator: ",").map(String.init), scheduler: algorithm,
             joinToken: joinToken, apiToken: apiToken, health: health)
         guard historyRevisions > 0 else { throw MasterConfigError.invalid("--history-revisions must be positive") }

@@ -131,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "bench",
             dependencies: [
-                "BenchSupport", "Raft", "Orchestrator", "ClusterModel", "ClusterProto", "EtcdAPI", "EtcdProto",
+                "BenchSupport", "Raft", "Orchestrator", "ClusterModel", "ClusterProto", "ClusterSecurity", "EtcdAPI", "EtcdProto",
                 "RaftTestSupport", "EtcdAPITestSupport",
                 argumentParser, asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, logging,
             ],
@@ -142,7 +142,7 @@ let package = Package(
 
         /// A standalone Raft server (SQLite log, gRPC transport, stdin/stdout control) for the
         /// multi-process tests and `bench raft`.
-        .executableTarget(name: "raft-node", dependencies: ["Raft", "RaftGRPC", "BenchSupport", logging], path: "Tools/raft-node"),
+        .executableTarget(name: "raft-node", dependencies: ["Raft", "RaftGRPC", "BenchSupport", "ClusterSecurity", logging], path: "Tools/raft-node"),
         /// Appends through SQLiteLogStorage and prints what is durable; SIGKILLed by the crash tests.
         .executableTarget(name: "raft-storage-probe", dependencies: ["Raft"], path: "Tools/raft-storage-probe"),
         /// Our 3-replica store serving the etcd API on loopback in a process of its own (the etcd API tests).

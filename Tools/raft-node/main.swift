@@ -2,7 +2,10 @@
 // and a line protocol on stdin/stdout for the harness that drives it.
 //
 // Usage: raft-node --id N --data-dir DIR --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,... [--tick-ms 100]
-//                  [--election-ticks 10] [--snapshot-every 10000]
+//                  [--election-ticks 10] [--snapshot-every 10000] [--tls-dir DIR]
+//
+// --tls-dir: mutual TLS between the nodes, from a `master tls init DIR --master m1 --master m2 ...`
+// directory (node N is master `mN`), as the masters' Raft port runs it (`bench raft --tls`).
 //
 // Commands (one per line on stdin; answers on stdout, each starting with the command's tag):
 //   propose TAG TEXT     -> "ok TAG INDEX" | "err TAG MESSAGE"   (TEXT is stored, see `has`)
@@ -15,6 +18,7 @@
 // It prints "ready" once it serves.
 
 import BenchSupport
+import ClusterSecurity
 import Foundation
 import Logging
 import Raft
@@ -122,7 +126,30 @@ do {
     fail("cannot open \(dataDir)/raft.sqlite: \(error)")
 }
 let machine = DemoMachine()
-let transport = GRPCRaftTransport(id: id, listen: ("127.0.0.1", me.port), peers: peers, logger: logger)
+var transportConfiguration = GRPCRaftTransport.Configuration()
+if let tlsDir = options["tls-dir"] {
+    do {
+        let directory = TLSDirectory(path: tlsDir)
+        let identity = try ClusterIdentity(role: .master, name: "m\(id)")
+        let members = Set(peers.keys)
+        let tls = try TLSMaterial(caFile: directory.caCertificate, certificateFile: directory.certificate(identity),
+                                  keyFile: directory.key(identity))
+        transportConfiguration.security = GRPCRaftTransport.Security(
+            server: try .mutualTLS(tls),
+            member: { peer in
+                // Only master `mN` may speak for node N.
+                guard let peer = peer as? AuthenticatedPeer, peer.identity.role == .master,
+                      peer.identity.name.hasPrefix("m"), let node = UInt64(peer.identity.name.dropFirst()),
+                      members.contains(node) else { return nil }
+                return node
+            },
+            client: tls.grpcClientSecurity())
+    } catch {
+        fail("--tls-dir \(tlsDir): \(error)")
+    }
+}
+let transport = GRPCRaftTransport(id: id, listen: ("127.0.0.1", me.port), peers: peers, logger: logger,
+                                  configuration: transportConfiguration)
 var config = RaftConfig(id: id, seed: UInt64(UInt32.random(in: 1...UInt32.max)))
 config.electionTick = electionTicks
 var nodeOptions = RaftNode<ContinuousClock>.Options()

@@ -1,7 +1,7 @@
 // bench etcd: the same etcd v3 workload against a real 3-member etcd and our 3-replica built-in
 // store, side by side (BENCHMARKS.md).
 //
-//   bench etcd [--runs 3] [--seconds 5] [--ours HOST:PORT,... | --in-process] [--no-check-perf]
+//   bench etcd [--runs 3] [--seconds 5] [--ours HOST:PORT,... | --in-process] [--no-check-perf] [--tls]
 //
 // Ours is, by default, three `master` processes of the same build (the binary next to this one),
 // one replica each, like etcd's three members; `--in-process` runs the three replicas inside the
@@ -12,8 +12,14 @@
 // (etcd) from swift-nio-http2 used to fail after ~200 calls per connection (etcd probes bandwidth
 // with PINGs); the client installs `HTTP2PingResponder`, as our server does, so gRPC works both
 // ways and no HTTP/JSON gateway is needed.
+//
+// `--tls` runs both sides the way a secured cluster runs: etcd with `--client-cert-auth` and peer
+// TLS, our masters with `--tls-*` (mutual TLS between them, a client certificate required on the
+// etcd API), and the load generator presenting a client certificate to both, all from one CA
+// written by `TLSInit` (what `master tls init` does).
 import ArgumentParser
 import BenchSupport
+import ClusterSecurity
 import EtcdAPI
 import EtcdAPITestSupport
 import Foundation
@@ -39,6 +45,12 @@ struct EtcdBench: AsyncParsableCommand {
     var only: String?
     @Option(help: "Only the scenarios whose name contains this (e.g. \"put, 64\").")
     var scenario: String?
+    @Flag(help: "Both clusters and the clients with mutual TLS (not with --ours or --in-process).")
+    var tls = false
+
+    func validate() throws {
+        if tls && (ours != nil || inProcess) { throw ValidationError("--tls starts both clusters itself: drop --ours and --in-process") }
+    }
 
     func run() async throws {
         let runs = max(1, runs), seconds = max(1, seconds)
@@ -49,8 +61,11 @@ struct EtcdBench: AsyncParsableCommand {
             return handler
         }
 
-        say("starting a 3-member etcd (/usr/bin/etcd) and our 3-master cluster on loopback…")
-        let etcd = try ProcessCluster.etcd()
+        let material = try tls ? BenchTLS.make() : nil
+        defer { if let material { try? FileManager.default.removeItem(atPath: material.directory.path) } }
+        let security = material?.client.grpcClientSecurity() ?? .plaintext
+        say("starting a 3-member etcd (/usr/bin/etcd) and our 3-master cluster on loopback\(tls ? ", mutual TLS everywhere" : "")…")
+        let etcd = try ProcessCluster.etcd(tls: material?.directory)
         var local: LocalEtcdCluster?
         var masters: ProcessCluster?
         do {
@@ -63,13 +78,14 @@ struct EtcdBench: AsyncParsableCommand {
                 oursEndpoints = cluster.endpoints
             } else {
                 let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-                let cluster = try ProcessCluster.masters(binary: here.appendingPathComponent("master").path)
+                let cluster = try ProcessCluster.masters(binary: here.appendingPathComponent("master").path, tls: material?.directory)
                 masters = cluster
                 oursEndpoints = cluster.endpoints
             }
-            let etcdLeader = try await Workload.leaderEndpoint(etcd.endpoints)
-            let oursLeader = try await Workload.leaderEndpoint(oursEndpoints)
-            let targets = [try Workload(name: "etcd", endpoint: etcdLeader), try Workload(name: "ours", endpoint: oursLeader)]
+            let etcdLeader = try await Workload.leaderEndpoint(etcd.endpoints, security: security)
+            let oursLeader = try await Workload.leaderEndpoint(oursEndpoints, security: security)
+            let targets = [try Workload(name: "etcd", endpoint: etcdLeader, security: security),
+                           try Workload(name: "ours", endpoint: oursLeader, security: security)]
             for target in targets { try await target.prepare() }
 
             // results[scenario][target] = one Measurement per run
@@ -85,7 +101,7 @@ struct EtcdBench: AsyncParsableCommand {
             }
             for target in targets { await target.close() }
 
-            say("\nmedians of \(runs) runs, \(seconds) s each (after 1 s warm-up), 256-byte values, leader endpoint:\n")
+            say("\nmedians of \(runs) runs, \(seconds) s each (after 1 s warm-up), 256-byte values, leader endpoint\(tls ? ", mutual TLS" : ""):\n")
             say("| scenario | etcd ops/s | etcd p50 ms | etcd p99 ms | ours ops/s | ours p50 ms | ours p99 ms | ours/etcd ops/s | ours/etcd p99 |")
             say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
             for (s, scenario) in Scenario.all.enumerated() {
@@ -100,8 +116,8 @@ struct EtcdBench: AsyncParsableCommand {
 
             if checkPerf {
                 say("\netcdctl check perf --load=s (60 s each):")
-                if only.contains("etcd") { say("etcd: \(await Self.checkPerf(etcd.endpoints))") }
-                if only.contains("ours") { say("ours: \(await Self.checkPerf(oursEndpoints))") }
+                if only.contains("etcd") { say("etcd: \(await Self.checkPerf(etcd.endpoints, tls: material))") }
+                if only.contains("ours") { say("ours: \(await Self.checkPerf(oursEndpoints, tls: material))") }
             }
         } catch {
             say("bench etcd failed: \(error)")
@@ -116,10 +132,11 @@ struct EtcdBench: AsyncParsableCommand {
     }
 
     /// Runs `etcdctl check perf --load=s` against `endpoints` and returns its verdict lines.
-    static func checkPerf(_ endpoints: [String]) async -> String {
+    static func checkPerf(_ endpoints: [String], tls: BenchTLS?) async -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
         process.arguments = ["--endpoints=" + endpoints.joined(separator: ","), "check", "perf", "--load=s"]
+        process.arguments! += tls?.etcdctlFlags ?? []
         process.environment = ProcessInfo.processInfo.environment.merging(["ETCDCTL_API": "3"]) { $1 }
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -141,3 +158,32 @@ func say(_ line: String) {
 
 /// `value` with `digits` decimals.
 func fmt(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
+
+/// The TLS material of `bench etcd --tls`: one CA, certificates for our masters m0-m2 and etcd's
+/// members e0-e2 (master certificates carry 127.0.0.1), and the load generator's client
+/// certificate, in a fresh temporary directory.
+struct BenchTLS {
+    let directory: TLSDirectory
+    let clientIdentity: ClusterIdentity
+    /// The load generator's material: it presents its client certificate to both clusters.
+    let client: TLSMaterial
+
+    static func make() throws -> BenchTLS {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bench-etcd-tls-\(UUID().uuidString)").path
+        let clientIdentity = try ClusterIdentity(role: .client, name: "bench")
+        let members = try (0..<3).flatMap { i in
+            [CertificateRequest(identity: try ClusterIdentity(role: .master, name: "m\(i)")),
+             CertificateRequest(identity: try ClusterIdentity(role: .master, name: "e\(i)"))]
+        }
+        _ = try TLSInit(directory: path, requests: members + [CertificateRequest(identity: clientIdentity)]).run()
+        let directory = TLSDirectory(path: path)
+        let client = try TLSMaterial(caFile: directory.caCertificate, certificateFile: directory.certificate(clientIdentity),
+                                     keyFile: directory.key(clientIdentity))
+        return BenchTLS(directory: directory, clientIdentity: clientIdentity, client: client)
+    }
+
+    /// `etcdctl`'s flags for the same client certificate.
+    var etcdctlFlags: [String] {
+        ["--cacert", directory.caCertificate, "--cert", directory.certificate(clientIdentity), "--key", directory.key(clientIdentity)]
+    }
+}

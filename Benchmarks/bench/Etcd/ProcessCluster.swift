@@ -1,3 +1,4 @@
+import ClusterSecurity
 import EtcdAPITestSupport
 import Foundation
 #if canImport(Glibc)
@@ -20,16 +21,25 @@ final class ProcessCluster: @unchecked Sendable {
         self.directory = directory
     }
 
-    /// A real etcd cluster.
-    static func etcd(binary: String = "/usr/bin/etcd", size: Int = 3) throws -> ProcessCluster {
+    /// A real etcd cluster; with `tls`, clients and peers use TLS with client certificates
+    /// (`--client-cert-auth`, `--peer-client-cert-auth`), member `eN` holding master `eN`'s
+    /// certificate from that directory.
+    static func etcd(binary: String = "/usr/bin/etcd", size: Int = 3, tls: TLSDirectory? = nil) throws -> ProcessCluster {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw LocalClusterError("etcd not found at \(binary) (apt-get install etcd-server)")
         }
         let (clientPorts, peerPorts) = (try (0..<size).map { _ in try FreePort.find() }, try (0..<size).map { _ in try FreePort.find() })
-        let initial = (0..<size).map { "e\($0)=http://127.0.0.1:\(peerPorts[$0])" }.joined(separator: ",")
+        let scheme = tls == nil ? "http" : "https"
+        let initial = (0..<size).map { "e\($0)=\(scheme)://127.0.0.1:\(peerPorts[$0])" }.joined(separator: ",")
         return try launch(binary: binary, name: "etcd", endpoints: clientPorts.map { "127.0.0.1:\($0)" }) { i, dir in
-            let client = "http://127.0.0.1:\(clientPorts[i])", peer = "http://127.0.0.1:\(peerPorts[i])"
-            return [
+            let client = "\(scheme)://127.0.0.1:\(clientPorts[i])", peer = "\(scheme)://127.0.0.1:\(peerPorts[i])"
+            var security: [String] = []
+            if let tls, let identity = try? ClusterIdentity(role: .master, name: "e\(i)") {
+                let (ca, cert, key) = (tls.caCertificate, tls.certificate(identity), tls.key(identity))
+                security = ["--trusted-ca-file", ca, "--cert-file", cert, "--key-file", key, "--client-cert-auth",
+                            "--peer-trusted-ca-file", ca, "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth"]
+            }
+            return security + [
                 "--name", "e\(i)", "--data-dir", dir.path,
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -39,8 +49,10 @@ final class ProcessCluster: @unchecked Sendable {
         }
     }
 
-    /// Our masters with the built-in store, each serving the etcd API (`--etcd-addr`).
-    static func masters(binary: String, size: Int = 3) throws -> ProcessCluster {
+    /// Our masters with the built-in store, each serving the etcd API (`--etcd-addr`); with
+    /// `tls`, master `mN` runs with its certificate from that directory (mutual TLS on the Raft
+    /// port and a client certificate required on the etcd API).
+    static func masters(binary: String, size: Int = 3, tls: TLSDirectory? = nil) throws -> ProcessCluster {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw LocalClusterError("master not found at \(binary): build it with `swift build -c release --product master`")
         }
@@ -49,8 +61,14 @@ final class ProcessCluster: @unchecked Sendable {
         return try launch(binary: binary, name: "master", endpoints: ports.map { "127.0.0.1:\($0.etcd)" }) { i, dir in
             ["--id", "m\(i)", "--data-dir", dir.path, "--api-addr", "127.0.0.1:\(ports[i].api)",
              "--rpc-addr", "127.0.0.1:\(ports[i].rpc)", "--etcd-addr", "127.0.0.1:\(ports[i].etcd)",
-             "--peers", peers, "--log-level", "warning"]
+             "--peers", peers, "--log-level", "warning"] + Self.tlsFlags(tls, master: "m\(i)")
         }
+    }
+
+    /// `--tls-ca --tls-cert --tls-key` for master `name`, or nothing without TLS.
+    private static func tlsFlags(_ tls: TLSDirectory?, master name: String) -> [String] {
+        guard let tls, let identity = try? ClusterIdentity(role: .master, name: name) else { return [] }
+        return ["--tls-ca", tls.caCertificate, "--tls-cert", tls.certificate(identity), "--tls-key", tls.key(identity)]
     }
 
     private static func launch(binary: String, name: String, endpoints: [String],

@@ -3,6 +3,7 @@ import EtcdAPI
 import EtcdProto
 import EtcdAPITestSupport
 import Foundation
+import GRPCNIOTransportHTTP2
 
 /// One measured scenario.
 struct Scenario: Sendable {
@@ -49,10 +50,11 @@ final class Workload: Sendable {
     static let valueSize = 256
     static let keySpace = 10_000
 
-    init(name: String, endpoint: String, connectionCount: Int = 8) throws {
+    init(name: String, endpoint: String, connectionCount: Int = 8,
+         security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext) throws {
         self.name = name
         self.endpoint = endpoint
-        connections = try (0..<connectionCount).map { _ in try EtcdGRPCConnection(endpoint: endpoint) }
+        connections = try (0..<connectionCount).map { _ in try EtcdGRPCConnection(endpoint: endpoint, security: security) }
     }
 
     func close() async {
@@ -134,16 +136,17 @@ final class Workload: Sendable {
 
     /// The endpoint among `endpoints` whose member leads (asked over Maintenance/Status), polled
     /// until the cluster has a leader.
-    static func leaderEndpoint(_ endpoints: [String], timeout: Duration = .seconds(30)) async throws -> String {
+    static func leaderEndpoint(_ endpoints: [String], security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext,
+                               timeout: Duration = .seconds(30)) async throws -> String {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             for endpoint in endpoints {
-                let connection = try EtcdGRPCConnection(endpoint: endpoint)
+                let connection = try EtcdGRPCConnection(endpoint: endpoint, security: security)
                 let status = try? await connection.maintenance.status(Etcdserverpb_StatusRequest())
                 await connection.close()
                 if let status, status.leader != 0, status.leader == status.header.memberID {
                     // Ready means it also serves a linearizable read.
-                    let probe = try EtcdGRPCConnection(endpoint: endpoint)
+                    let probe = try EtcdGRPCConnection(endpoint: endpoint, security: security)
                     var get = Etcdserverpb_RangeRequest()
                     get.key = Data("health".utf8)
                     let ok = (try? await probe.kv.range(get)) != nil

@@ -1,7 +1,7 @@
 // Benchmarks of 3 `raft-node` processes on loopback over gRPC with SQLite logs.
 //
 // Usage (release build): for p in raft-node bench; do swift build -c release --product $p; done
-//                        .build/release/bench raft [throughput|failover|all] [--runs N] [--trials N]
+//                        .build/release/bench raft [throughput|failover|all] [--runs N] [--trials N] [--tls]
 //
 // throughput: 64 concurrent proposers of 256-byte entries, then 1 proposer; committed entries/s,
 //             p50/p99 latency, entries per disk sync; median over runs.
@@ -9,6 +9,7 @@
 //             (100 ms ticks, election timeout 10 ticks), over several trials.
 import ArgumentParser
 import BenchSupport
+import ClusterSecurity
 import Foundation
 import RaftTestSupport
 
@@ -28,12 +29,25 @@ struct RaftBench: AsyncParsableCommand {
     var runs = 3
     @Option(help: "Failover trials.")
     var trials = 10
+    @Flag(help: "Mutual TLS between the nodes, as between masters.")
+    var tls = false
 
-    func run() async throws {
+    /// `raft-node` arguments shared by every cluster of this invocation (the TLS directory).
+    private var nodeArguments: [String] = []
+
+    mutating func run() async throws {
         guard let binary = RaftProcessCluster.locateBinary() else {
             print("raft-node not found next to bench; build it: swift build -c release --product raft-node")
             throw ExitCode(2)
         }
+        if tls {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bench-raft-tls-\(UUID().uuidString)").path
+            let masters = try (1...3).map { CertificateRequest(identity: try ClusterIdentity(role: .master, name: "m\($0)")) }
+            _ = try TLSInit(directory: directory, requests: masters).run()
+            nodeArguments = ["--tls-dir", directory]
+            print("== mutual TLS between the nodes (material in \(directory))")
+        }
+        defer { if let directory = nodeArguments.last, tls { try? FileManager.default.removeItem(atPath: directory) } }
         if mode == .throughput || mode == .all { try await throughput(binary: binary) }
         if mode == .failover || mode == .all { try await failover(binary: binary) }
     }
@@ -53,7 +67,7 @@ struct RaftBench: AsyncParsableCommand {
         for (clients, perClient) in [(64, 400), (1, 2000)] {
             var results: [[String: Double]] = []
             for run in 1...runs {
-                let cluster = try RaftProcessCluster(binary: binary)
+                let cluster = try RaftProcessCluster(binary: binary, extraArgs: nodeArguments)
                 defer { cluster.stop() }
                 try cluster.start()
                 let leader = try await cluster.waitForLeader()
@@ -73,7 +87,7 @@ struct RaftBench: AsyncParsableCommand {
     func failover(binary: URL) async throws {
         print("== failover: kill -9 the leader, time until a survivor commits (default timings: 100 ms tick, election 10 ticks)")
         var times: [Double] = []
-        let cluster = try RaftProcessCluster(binary: binary)
+        let cluster = try RaftProcessCluster(binary: binary, extraArgs: nodeArguments)
         defer { cluster.stop() }
         try cluster.start()
         for trial in 1...trials {

@@ -14,12 +14,15 @@ public final class EtcdGRPCConnection: Sendable {
     public let client: GRPCClient<HTTP2ClientTransport.Posix>
     private let connections: Task<Void, Never>
 
-    /// - Parameter endpoint: `HOST:PORT` with an IPv4 host.
-    public init(endpoint: String, answerPings: Bool = true) throws {
+    /// - Parameters:
+    ///   - endpoint: `HOST:PORT` with an IPv4 host.
+    ///   - security: plain text, or TLS with a client certificate (`bench etcd --tls`).
+    public init(endpoint: String, answerPings: Bool = true,
+                security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext) throws {
         let parts = endpoint.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw LocalClusterError("bad endpoint \(endpoint): expected HOST:PORT") }
         let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: String(parts[0]), port: port), transportSecurity: .plaintext,
+            target: .ipv4(address: String(parts[0]), port: port), transportSecurity: security,
             config: .defaults { config in
                 if answerPings {
                     config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in

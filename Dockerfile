@@ -43,7 +43,8 @@ RUN export DEBIAN_FRONTEND=noninteractive \
 RUN groupadd --gid 10001 orch \
  && useradd --uid 10001 --gid orch --home-dir /var/lib/orchestrator --no-create-home \
         --shell /usr/sbin/nologin orch \
- && install -d -o orch -g orch -m 0750 /var/lib/orchestrator
+ && install -d -o orch -g orch -m 0750 /var/lib/orchestrator \
+ && install -d -o orch -g orch -m 0700 /etc/orchestrator/tls
 COPY --from=build /out/master /out/worker /usr/local/bin/
 
 LABEL org.opencontainers.image.title="orchestrator" \
@@ -53,7 +54,9 @@ WORKDIR /var/lib/orchestrator
 USER orch
 # REST API, Raft and worker protocol (gRPC), etcd v3 API of the built-in store.
 EXPOSE 8080 9090 2379
+# With TLS (ORCH_TLS_CA set, as in the compose files) the API is HTTPS, checked against the CA.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+    CMD if [ -n "$ORCH_TLS_CA" ]; then curl -fsS --cacert "$ORCH_TLS_CA" https://127.0.0.1:8080/readyz; \
+        else curl -fsS http://127.0.0.1:8080/readyz; fi || exit 1
 # `docker run IMAGE master ...` and `docker run IMAGE worker ...` (flags or ORCH_* variables).
 CMD ["master"]

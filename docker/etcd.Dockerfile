@@ -10,10 +10,13 @@ RUN export DEBIAN_FRONTEND=noninteractive \
  && (getent group etcd >/dev/null || groupadd --gid 10002 etcd) \
  && (getent passwd etcd >/dev/null || useradd --uid 10002 --gid etcd --home-dir /var/lib/etcd \
         --no-create-home --shell /usr/sbin/nologin etcd) \
- && install -d -o etcd -g etcd -m 0700 /var/lib/etcd
+ && install -d -o etcd -g etcd -m 0700 /var/lib/etcd \
+ && install -d -o etcd -g etcd -m 0700 /etc/etcd/tls
 WORKDIR /var/lib/etcd
 USER etcd
 EXPOSE 2379 2380
+# /health on a loopback-only plain listener: the client port may require TLS client certificates.
+ENV ETCD_LISTEN_METRICS_URLS=http://127.0.0.1:2381
 HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:2379/health || exit 1
+    CMD curl -fsS http://127.0.0.1:2381/health || exit 1
 ENTRYPOINT ["/usr/bin/etcd"]

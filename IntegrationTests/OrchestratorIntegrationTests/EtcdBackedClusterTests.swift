@@ -13,17 +13,20 @@ import TestGate
         let ports: [Int]
         let process: ManagedProcess
 
-        init(root: String) throws {
+        /// - Parameter tls: serve clients and peers over TLS, requiring a certificate from the
+        ///   test CA (`--client-cert-auth`), as a secured deployment does.
+        init(root: String, tls: Bool) throws {
             // Below the ephemeral range and checked free (`PortBlock`): a random port in
             // 30000-50000 could be taken by any client socket of the suites running alongside,
             // and etcd then exits at once with "address already in use".
             let base = try PortBlock.reserve(offsets: [0, 1])
-            clientURL = "http://127.0.0.1:\(base)"
-            let peer = "http://127.0.0.1:\(base + 1)"
+            let scheme = tls ? "https" : "http"
+            clientURL = "\(scheme)://127.0.0.1:\(base)"
+            let peer = "\(scheme)://127.0.0.1:\(base + 1)"
             process = ManagedProcess(name: "etcd", binary: URL(fileURLWithPath: ProcessInfo.processInfo.environment["ETCD_BINARY"] ?? "/usr/bin/etcd"), arguments: [
                 "--name", "e", "--data-dir", root + "/etcd", "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "e=\(peer)",
-            ], logPath: root + "/etcd.log")
+            ] + (tls ? TestTLS.etcdFlags : []), logPath: root + "/etcd.log")
             ports = [base, base + 1]
             try process.start()
         }
@@ -45,7 +48,8 @@ import TestGate
     func etcdBackedFailover() async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("orch-etcd-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let etcd = try Etcd(root: root)
+        // With the harness's TLS (the default), etcd requires the masters' certificates.
+        let etcd = try Etcd(root: root, tls: ClusterHarness.tlsByDefault)
         defer { etcd.process.kill9() }
         // The harness picks its masters' ports among the ones free when it is made: etcd's must be
         // bound by then, or a master could be given one of them.

@@ -4,7 +4,8 @@ import Foundation
 import NIOSSL
 
 /// The TLS material every cluster of this test process uses, made once with the same code as
-/// `master tls init`: one CA, masters m1...m5 on 127.0.0.1, one worker and one client identity.
+/// `master tls init`: one CA, masters m1...m5 on 127.0.0.1, one worker, one client identity and
+/// one etcd member (`e`, on 127.0.0.1) for the `--store etcd` tests.
 /// Harnesses run with TLS by default (the production setting), so the integration suite as a
 /// whole shows the cluster works with it.
 enum TestTLS {
@@ -15,6 +16,7 @@ enum TestTLS {
         var requests = try! (1...masterCount).map { CertificateRequest(identity: try ClusterIdentity(role: .master, name: "m\($0)"), hosts: ["127.0.0.1"]) }
         requests.append(CertificateRequest(identity: try! ClusterIdentity(role: .worker, name: "worker")))
         requests.append(CertificateRequest(identity: try! ClusterIdentity(role: .client, name: "tests")))
+        requests.append(CertificateRequest(identity: etcdIdentity, hosts: ["127.0.0.1"]))
         var tool = TLSInit(directory: path, requests: requests)
         tool.force = true
         _ = try! tool.run()
@@ -28,6 +30,11 @@ enum TestTLS {
     static func masterFlags(_ index: Int) -> [String] { flags(try! ClusterIdentity(role: .master, name: "m\(index + 1)")) }
     static var workerFlags: [String] { flags(try! ClusterIdentity(role: .worker, name: "worker")) }
     static var clientIdentity: ClusterIdentity { try! ClusterIdentity(role: .client, name: "tests") }
+    static var etcdIdentity: ClusterIdentity { try! ClusterIdentity(role: .etcd, name: "e") }
+
+    /// etcd's flags for TLS to its clients and peers, a client certificate from the CA required,
+    /// as `master tls init --etcd` prints them.
+    static var etcdFlags: [String] { directory.flags(etcdIdentity).split(separator: " ").map(String.init) }
 
     /// The client's material (for etcdctl's --cacert/--cert/--key, or a gRPC client).
     static var clientMaterial: TLSMaterial {

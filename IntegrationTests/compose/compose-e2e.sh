@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end test of the container deployment: docker-compose.yml (3 masters on the built-in
 # Raft store, 3 workers) through a leader kill and a graceful leader stop under write load, then a
-# shorter pass over docker-compose.etcd.yml (3 etcd members, 3 masters, a worker).
+# shorter pass over docker-compose.etcd.yml (3 etcd members, 3 masters, a worker). Both run as
+# shipped, with TLS: the script reads the CA, the admin client certificate and the API token that
+# the tls-init service wrote, and checks that plain HTTP, a missing token and a missing client
+# certificate are refused.
 #
 # Needs: docker with a running dockerd, docker-compose (1.29 or v2 via COMPOSE="docker compose"),
 # curl, jq, and the images of scripts/build-images.sh (orchestrator:latest,
@@ -65,7 +68,7 @@ remember_nodes() {
     # Worker node ids, to find this run's task containers (label orchestrator.owner) later.
     local port
     for port in "$P1" "$P2" "$P3"; do
-        curl -fsS --max-time 2 "http://127.0.0.1:$port/api/v1/nodes" 2>/dev/null \
+        api -fsS --max-time 2 "https://127.0.0.1:$port/api/v1/nodes" 2>/dev/null \
             | jq -r '.nodes[].id' >>"$work/nodes" 2>/dev/null || true
     done
     sort -u -o "$work/nodes" "$work/nodes"
@@ -118,8 +121,55 @@ wait_for() {
         sleep 0.5
     done
 }
-http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$1$2" 2>/dev/null || true; }
-get_json() { curl -fsS --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
+# The REST API as an operator reaches it: HTTPS checked against the cluster's CA, with the token.
+api() {
+    [[ -s "$work/ca.pem" ]] || return 1
+    curl --cacert "$work/ca.pem" -H "Authorization: Bearer $(cat "$work/api-token")" "$@"
+}
+http_code() { api -s -o /dev/null -w '%{http_code}' --max-time 3 "https://127.0.0.1:$1$2" 2>/dev/null || true; }
+get_json() { api -fsS --max-time 5 "https://127.0.0.1:$1$2" 2>/dev/null; }
+# fetch_credentials: copies what tls-init wrote into the tls volume (through master1's mount):
+# ca.pem, the admin client's certificate and key, and the API token.
+credentials_ready() {
+    local c f
+    c="$(container_of master1)"
+    [[ -n "$c" ]] || return 1
+    for f in ca.pem client-admin.pem client-admin-key.pem api-token; do
+        docker cp "$c:/etc/orchestrator/tls/$f" "$work/$f" >/dev/null 2>&1 || return 1
+    done
+}
+fetch_credentials() {
+    rm -f "$work"/ca.pem "$work"/client-admin*.pem "$work"/api-token
+    wait_for "$TIMEOUT" "the TLS material and API token of tls-init in master1's /etc/orchestrator/tls" credentials_ready
+}
+# check_refusals PORT: without TLS, without the token or with a wrong one, the API answers nothing
+# useful; health stays open for load balancers.
+check_refusals() {
+    local code
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$1/api/v1/nodes" 2>/dev/null || true)"
+    [[ "$code" != 2* ]] || fail "plain HTTP to the REST API answered $code"
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$work/ca.pem" "https://127.0.0.1:$1/api/v1/nodes" || true)"
+    [[ "$code" == 401 ]] || fail "HTTPS without the API token answered $code, not 401"
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$work/ca.pem" -H 'Authorization: Bearer wrong' \
+        "https://127.0.0.1:$1/api/v1/nodes" || true)"
+    [[ "$code" == 401 ]] || fail "HTTPS with a wrong API token answered $code, not 401"
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$work/ca.pem" "https://127.0.0.1:$1/readyz" || true)"
+    [[ "$code" == 200 ]] || fail "/readyz without the token answered $code, not 200"
+    ok "REST: plain HTTP refused, 401 without the token or with a wrong one, /readyz open, server certificate verified against the CA"
+}
+# check_etcd_api PORT: the etcd v3 API on PORT (master1's own, or etcd1's) serves etcdctl with the
+# admin client certificate and refuses it without one.
+check_etcd_api() {
+    command -v etcdctl >/dev/null 2>&1 || { log "  (etcdctl not installed: etcd API check skipped)"; return 0; }
+    local tls=(--endpoints "https://127.0.0.1:$1" --cacert "$work/ca.pem" --dial-timeout 3s --command-timeout 5s)
+    ETCDCTL_API=3 etcdctl "${tls[@]}" --cert "$work/client-admin.pem" --key "$work/client-admin-key.pem" \
+        put compose-e2e/probe ok >/dev/null 2>"$work/etcdctl.err" \
+        || fail "etcdctl with the admin certificate could not put on port $1: $(tr '\n' ' ' <"$work/etcdctl.err")"
+    if ETCDCTL_API=3 etcdctl "${tls[@]}" get compose-e2e/probe >/dev/null 2>&1; then
+        fail "etcdctl without a client certificate could read through port $1"
+    fi
+    ok "etcd API on $1: etcdctl with the admin client certificate works, without one it is refused"
+}
 leader_seen_by() {
     # The leader's id as this master sees it ("" when none or no answer).
     get_json "$1" /api/v1/cluster | jq -r '.leader_id // .leader // empty' 2>/dev/null || true
@@ -144,7 +194,7 @@ has_ready_nodes() { (($(ready_nodes "$1") >= $2)); }
 # submit PORT: POSTs the seed task; prints its id.
 submit() {
     local out code
-    out="$(curl -sS --max-time 10 -w '\n%{http_code}' -X POST "http://127.0.0.1:$1/api/v1/tasks" \
+    out="$(api -sS --max-time 10 -w '\n%{http_code}' -X POST "https://127.0.0.1:$1/api/v1/tasks" \
         -H 'Content-Type: application/json' -d "$SEED_TASK" 2>&1)" || return 1
     code="${out##*$'\n'}"
     [[ "$code" == 2* ]] || { echo "HTTP $code: ${out%$'\n'*}" >&2; return 1; }
@@ -156,7 +206,7 @@ task_done() {
     local state
     state="$(get_json "$1" "/api/v1/tasks/$2" | jq -r '.state // empty' 2>/dev/null || true)"
     case "$state" in
-        completed) curl -fsS --max-time 5 "http://127.0.0.1:$1/api/v1/tasks/$2/logs" 2>/dev/null | grep -q 'hello world' ;;
+        completed) api -fsS --max-time 5 "https://127.0.0.1:$1/api/v1/tasks/$2/logs" 2>/dev/null | grep -q 'hello world' ;;
         failed|cancelled) fail "task $2 ended $state: $(get_json "$1" "/api/v1/tasks/$2")" ;;
         *) return 1 ;;
     esac
@@ -241,7 +291,7 @@ for image in "${images[@]}"; do
         || { echo "compose-e2e: FAIL: image $image is missing (build the images first: scripts/build-images.sh)" >&2; exit 1; }
 done
 for port in "$P1" "$P2" "$P3" "$ETCD_PORT"; do
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "compose-e2e: FAIL: host port $port is in use (set ORCH_E2E_PORT1..3 / ORCH_E2E_ETCD_PORT)" >&2; exit 1
     fi
 done
@@ -254,12 +304,15 @@ log "[$pass_name] project $project, REST on $P1 $P2 $P3, etcd API on $ETCD_PORT"
 
 phase "up -d"
 compose up -d --no-build >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "docker-compose up -d failed"; }
-phase_done "up -d"
+fetch_credentials
+phase_done "up -d, TLS material and API token made by tls-init"
 
 phase "waiting for a leader and /readyz 200 on all three masters"
 wait_for "$TIMEOUT" "a leader named by all three masters, each answering 200 on /readyz" all_agree_on_leader "${MASTERS[@]}"
 phase_done "leader $leader elected, all ready"
 ok "leader $leader, /readyz 200 on master1..3"
+check_refusals "$P1"
+check_etcd_api "$ETCD_PORT"
 
 phase "up -d --scale worker=3"
 compose up -d --no-build --scale worker=3 >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "up --scale worker=3 failed"; }
@@ -312,8 +365,8 @@ writer() {
     local i=0 code port
     while [[ ! -e "$work/writer.stop" ]]; do
         port="${writers[$((i % 2))]}"
-        code="$(curl -s -o "$work/writer.body" -w '%{http_code}' --max-time 10 -X POST \
-            "http://127.0.0.1:$port/api/v1/tasks" -H 'Content-Type: application/json' -d "$SEED_TASK" 2>/dev/null)" || code="curl-error"
+        code="$(api -s -o "$work/writer.body" -w '%{http_code}' --max-time 10 -X POST \
+            "https://127.0.0.1:$port/api/v1/tasks" -H 'Content-Type: application/json' -d "$SEED_TASK" 2>/dev/null)" || code="curl-error"
         if [[ "$code" == 2* ]]; then
             echo "$port" >>"$work/writes.ok"
         else
@@ -379,7 +432,8 @@ log "[$pass_name] project $project"
 
 phase "up -d"
 compose up -d --no-build >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "docker-compose -f docker-compose.etcd.yml up -d failed"; }
-phase_done "up -d"
+fetch_credentials
+phase_done "up -d, TLS material and API token made by tls-init"
 
 phase "waiting for a leader, /readyz 200 on all three masters and a ready worker"
 wait_for "$TIMEOUT" "a leader named by all three masters, each answering 200 on /readyz" all_agree_on_leader "${MASTERS[@]}"
@@ -387,6 +441,8 @@ wait_for "$TIMEOUT" "a ready node" has_ready_nodes "$P1" 1
 remember_nodes
 phase_done "leader $leader, ready"
 ok "leader $leader, /readyz 200 on master1..3, a ready worker"
+check_refusals "$P1"
+check_etcd_api "$ETCD_PORT"
 
 phase "the seed task through master1"
 id="$(submit "$P1")" || fail "POST /api/v1/tasks through master1 was refused"

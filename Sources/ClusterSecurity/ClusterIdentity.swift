@@ -9,8 +9,11 @@ public enum ClusterRole: String, Sendable, Hashable, CaseIterable, CustomStringC
     case worker
     /// A client of the masters' APIs (operators, tools); never a server.
     case client
+    /// A member of the external etcd cluster behind `--store etcd`: serves the etcd API to the
+    /// masters and talks to its peers; never authorized for any call of ours.
+    case etcd
 
-    /// The role's name as written in identities (`master`, `worker`, `client`).
+    /// The role's name as written in identities (`master`, `worker`, `client`, `etcd`).
     public var description: String { rawValue }
 }
 

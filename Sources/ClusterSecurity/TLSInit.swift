@@ -56,7 +56,7 @@ public enum TLSToolError: Error, Equatable, CustomStringConvertible {
         case .certificateExists(let path): return "\(path) exists (--force replaces it)"
         case .invalidSpec(let role, let spec, let reason): return "--\(role) \(spec): \(reason)"
         case .duplicateIdentity(let identity): return "\(identity) is given twice"
-        case .notExactlyOneIdentity(let count): return "give exactly one of --master, --worker, --client (got \(count))"
+        case .notExactlyOneIdentity(let count): return "give exactly one of --master, --worker, --client, --etcd (got \(count))"
         }
     }
 }
@@ -95,7 +95,13 @@ public struct TLSDirectory: Sendable {
     public func key(_ identity: ClusterIdentity) -> String { path + "/\(identity.fileStem)-key.pem" }
     /// The flags a process with `identity` starts with.
     public func flags(_ identity: ClusterIdentity) -> String {
-        "--tls-ca \(caCertificate) --tls-cert \(certificate(identity)) --tls-key \(key(identity))"
+        if identity.role == .etcd {
+            // etcd's own flags: TLS for its clients (the masters) and its peers, both requiring
+            // a certificate from this CA.
+            return "--trusted-ca-file \(caCertificate) --cert-file \(certificate(identity)) --key-file \(key(identity)) --client-cert-auth "
+                + "--peer-trusted-ca-file \(caCertificate) --peer-cert-file \(certificate(identity)) --peer-key-file \(key(identity)) --peer-client-cert-auth"
+        }
+        return "--tls-ca \(caCertificate) --tls-cert \(certificate(identity)) --tls-key \(key(identity))"
     }
 }
 

@@ -162,7 +162,7 @@ extension EtcdStore {
             let authority = url.dropFirst(secure ? "https://".count : "http://".count)
             let target = try Self.target(String(authority), original: url)
             let transport = try HTTP2ClientTransport.Posix(
-                target: target, transportSecurity: secure ? .tls : .plaintext,
+                target: target, transportSecurity: secure ? configuration.tls : .plaintext,
                 config: .defaults { config in
                     config.backoff.initial = .milliseconds(100)
                     config.backoff.max = configuration.maxReconnectBackoff

@@ -69,6 +69,10 @@ public final class EtcdStore: ClusterStore {
         /// The longest wait between two attempts to reconnect to an endpoint that is down. Short,
         /// so that an etcd that restarts is used again soon (grpc-swift's default is 2 minutes).
         public var maxReconnectBackoff: Duration = .seconds(2)
+        /// How `https://` endpoints are reached: by default TLS with the system's trust roots and
+        /// no client certificate; a master with `--tls-*` passes mutual TLS with its own material
+        /// (an etcd run with `--client-cert-auth`). `http://` endpoints are always plain text.
+        public var tls: HTTP2ClientTransport.Posix.TransportSecurity = .tls
 
         public init() {}
     }

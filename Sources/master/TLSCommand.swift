@@ -10,11 +10,11 @@ struct TLSCommand: ParsableCommand {
         subcommands: [TLSInitCommand.self, TLSIssueCommand.self])
 }
 
-/// `master tls init DIR --master m1=HOST,... [--worker NAME]... [--client NAME]... [--days N]`.
+/// `master tls init DIR --master m1=HOST,... [--worker NAME]... [--client NAME]... [--etcd e1=HOST]... [--days N]`.
 struct TLSInitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Create a CA in DIR and a certificate and key for each master, worker and client.",
+        abstract: "Create a CA in DIR and a certificate and key for each master, worker, client and etcd member.",
         discussion: """
             Writes DIR/ca.pem, DIR/ca-key.pem (keep it off the servers) and DIR/<role>-<name>.pem with \
             DIR/<role>-<name>-key.pem for each identity; keys are 0600. Masters also get 127.0.0.1 and \
@@ -27,6 +27,8 @@ struct TLSInitCommand: ParsableCommand {
     @Option(name: .customLong("worker"), help: "A worker: NAME, or NAME=HOST[,HOST...] if masters reach it by name.")
     var workers: [String] = []
     @Option(name: .customLong("client"), help: "A client of the APIs: NAME.") var clients: [String] = []
+    @Option(name: .customLong("etcd"), help: "A member of the external etcd of --store etcd: NAME=HOST[,HOST...].")
+    var etcdMembers: [String] = []
     @Option(help: "Validity of the certificates, in days.") var days = CertificateAuthority.defaultLeafDays
     @Option(help: "Validity of the CA, in days.") var caDays = CertificateAuthority.defaultDays
     @Flag(help: "Do not add 127.0.0.1 and localhost to the masters' certificates.") var noLoopback = false
@@ -34,7 +36,8 @@ struct TLSInitCommand: ParsableCommand {
 
     /// The plan the flags describe.
     func makePlan() throws -> TLSInit {
-        var plan = TLSInit(directory: directory, requests: try requests(masters, .master) + requests(workers, .worker) + requests(clients, .client))
+        var plan = TLSInit(directory: directory, requests: try requests(masters, .master) + requests(workers, .worker) + requests(clients, .client)
+                                                 + requests(etcdMembers, .etcd))
         plan.days = days
         plan.caDays = caDays
         plan.loopback = !noLoopback
@@ -47,6 +50,9 @@ struct TLSInitCommand: ParsableCommand {
         for master in masters where !master.contains("=") {
             throw ValidationError("--master \(master): a master needs its hosts, NAME=HOST[,HOST...]")
         }
+        for member in etcdMembers where !member.contains("=") {
+            throw ValidationError("--etcd \(member): an etcd member needs its hosts, NAME=HOST[,HOST...]")
+        }
         do { _ = try makePlan() } catch { throw ValidationError("\(error)") }
     }
 
@@ -55,7 +61,7 @@ struct TLSInitCommand: ParsableCommand {
     }
 }
 
-/// `master tls issue DIR --worker NAME|--client NAME|--master NAME=HOST,...`.
+/// `master tls issue DIR --worker NAME|--client NAME|--master NAME=HOST,...|--etcd NAME=HOST,...`.
 struct TLSIssueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "issue",
@@ -65,6 +71,7 @@ struct TLSIssueCommand: ParsableCommand {
     @Option(name: .customLong("master"), help: "A master: NAME=HOST[,HOST...].") var master: String?
     @Option(name: .customLong("worker"), help: "A worker: NAME or NAME=HOST[,HOST...].") var worker: String?
     @Option(name: .customLong("client"), help: "A client: NAME.") var client: String?
+    @Option(name: .customLong("etcd"), help: "A member of the external etcd: NAME=HOST[,HOST...].") var etcdMember: String?
     @Option(help: "Validity, in days.") var days = CertificateAuthority.defaultLeafDays
     @Flag(help: "Do not add 127.0.0.1 and localhost to a master's certificate.") var noLoopback = false
     @Flag(help: "Replace an existing certificate of the same identity.") var force = false
@@ -72,7 +79,7 @@ struct TLSIssueCommand: ParsableCommand {
     /// The plan the flags describe.
     func makePlan() throws -> TLSIssue {
         let given = try requests(master.map { [$0] } ?? [], .master) + requests(worker.map { [$0] } ?? [], .worker)
-            + requests(client.map { [$0] } ?? [], .client)
+            + requests(client.map { [$0] } ?? [], .client) + requests(etcdMember.map { [$0] } ?? [], .etcd)
         guard given.count == 1 else { throw TLSToolError.notExactlyOneIdentity(given.count) }
         var plan = TLSIssue(directory: directory, request: given[0])
         plan.days = days
@@ -84,6 +91,7 @@ struct TLSIssueCommand: ParsableCommand {
     func validate() throws {
         guard days > 0 else { throw ValidationError("--days must be positive") }
         if let master, !master.contains("=") { throw ValidationError("--master \(master): a master needs its hosts, NAME=HOST[,HOST...]") }
+        if let etcdMember, !etcdMember.contains("=") { throw ValidationError("--etcd \(etcdMember): an etcd member needs its hosts, NAME=HOST[,HOST...]") }
         do { _ = try makePlan() } catch { throw ValidationError("\(error)") }
     }
 

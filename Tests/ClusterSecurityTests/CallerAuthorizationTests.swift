@@ -27,6 +27,7 @@ import Testing
         let master = try ClusterIdentity(role: .master, name: "m1")
         let worker = try ClusterIdentity(role: .worker, name: "w")
         let client = try ClusterIdentity(role: .client, name: "admin")
+        let etcd = try ClusterIdentity(role: .etcd, name: "etcd1")
         let tls = CallerAuthorization.mutualTLS
         #expect(try tls.caller(Self.context(master), mustBe: [.master]) == master)
         #expect(try tls.caller(Self.context(worker), mustBe: [.worker, .master]) == worker)
@@ -34,6 +35,9 @@ import Testing
         #expect(Self.code { try tls.caller(Self.context(client), mustBe: [.master]) } == .permissionDenied)
         #expect(Self.code { try tls.caller(Self.context(client), mustBe: [.worker]) } == .permissionDenied)
         #expect(Self.code { try tls.caller(Self.context(nil), mustBe: [.master]) } == .unauthenticated)
+        // An etcd member's certificate is for etcd's ports: it makes no call of ours.
+        #expect(Self.code { try tls.caller(Self.context(etcd), mustBe: [.master]) } == .permissionDenied)
+        #expect(Self.code { try tls.caller(Self.context(etcd), mustBe: [.worker]) } == .permissionDenied)
     }
 
     @Test("without TLS there is nothing to check: every caller passes, with no identity")

@@ -8,7 +8,7 @@ import Testing
     func tlsInit() throws {
         let command = try MasterCommand.parseCommand(
             ["tls", "init", "/tmp/x", "--master", "m1=10.0.0.1,m1.example", "--master", "m2=10.0.0.2", "--worker", "w1", "--client", "ops",
-             "--days", "30", "--no-loopback"],
+             "--etcd", "etcd1=etcd1", "--days", "30", "--no-loopback"],
             environment: ["ORCH_PEERS": "m1=a:1"])
         let parsed = try #require(command as? TLSInitCommand)
         let plan = try parsed.makePlan()
@@ -18,6 +18,7 @@ import Testing
             CertificateRequest(identity: try ClusterIdentity(role: .master, name: "m2"), hosts: ["10.0.0.2"]),
             CertificateRequest(identity: try ClusterIdentity(role: .worker, name: "w1")),
             CertificateRequest(identity: try ClusterIdentity(role: .client, name: "ops")),
+            CertificateRequest(identity: try ClusterIdentity(role: .etcd, name: "etcd1"), hosts: ["etcd1"]),
         ])
         #expect(plan.days == 30)
         #expect(!plan.loopback)
@@ -26,6 +27,8 @@ import Testing
 
     @Test("master tls init refuses bad values", arguments: [
         ["tls", "init", "/tmp/x", "--master", "m1"],
+        ["tls", "init", "/tmp/x", "--etcd", "etcd1"],
+        ["tls", "issue", "/tmp/x", "--etcd", "etcd1"],
         ["tls", "init", "/tmp/x", "--master", "m1=not a host"],
         ["tls", "init", "/tmp/x", "--worker", "W1"],
         ["tls", "init", "/tmp/x", "--days", "0"],

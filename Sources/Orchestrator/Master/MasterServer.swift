@@ -142,7 +142,12 @@ public final class MasterServer: Sendable {
                                     rpcServices: [ForwardService(authorization: authorization, handle: { try await store.handleForwarded($0) }), workers],
                                     names: names))
         case .etcd:
-            let store = try EtcdStore(endpoints: config.etcdEndpoints)
+            var etcdConfiguration = EtcdStore.Configuration()
+            // With the cluster's TLS material, https:// endpoints get the master's certificate:
+            // an etcd run with --client-cert-auth and a certificate from the same CA
+            // (`master tls init --etcd NAME=HOST`).
+            if let tls = config.tls { etcdConfiguration.tls = tls.grpcClientSecurity() }
+            let store = try EtcdStore(endpoints: config.etcdEndpoints, configuration: etcdConfiguration)
             repository = ClusterRepository(store: store)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
                                         heartbeatInterval: config.heartbeatInterval, authorization: authorization, now: now, logger: logger)

@@ -268,20 +268,7 @@ extension Command {
     public func encoded() -> [UInt8] {
         var w = ByteWriter()
         w.u8(codecVersion)
-        switch self {
-        case .put(let r): w.u8(0); w.put(r)
-        case .deleteRange(let r): w.u8(1); w.delete(r)
-        case .txn(let t):
-            w.u8(2)
-            w.uvarint(UInt64(t.compares.count)); for c in t.compares { w.compare(c) }
-            w.uvarint(UInt64(t.success.count)); for o in t.success { w.op(o) }
-            w.uvarint(UInt64(t.failure.count)); for o in t.failure { w.op(o) }
-        case .compact(let rev): w.u8(3); w.int(rev)
-        case .leaseGrant(let id, let ttl, let now): w.u8(4); w.int(id); w.int(ttl); w.int(now)
-        case .leaseRevoke(let id): w.u8(5); w.int(id)
-        case .leaseKeepAlive(let id, let now): w.u8(6); w.int(id); w.int(now)
-        case .leaseRenewAll(let now): w.u8(7); w.int(now)
-        }
+        w.command(self)
         return w.bytes
     }
 
@@ -289,22 +276,71 @@ extension Command {
     public init(decoding bytes: [UInt8]) throws(StoreError) {
         var r = ByteReader(bytes)
         try r.version()
-        switch try r.u8() {
-        case 0: self = .put(try r.put())
-        case 1: self = .deleteRange(try r.delete())
+        self = try r.command(allowIdentified: true)
+        try r.finish()
+    }
+}
+
+extension ByteWriter {
+    mutating func command(_ command: Command) {
+        switch command {
+        case .put(let r): u8(0); put(r)
+        case .deleteRange(let r): u8(1); delete(r)
+        case .txn(let t):
+            u8(2)
+            uvarint(UInt64(t.compares.count)); for c in t.compares { compare(c) }
+            uvarint(UInt64(t.success.count)); for o in t.success { op(o) }
+            uvarint(UInt64(t.failure.count)); for o in t.failure { op(o) }
+        case .compact(let rev): u8(3); int(rev)
+        case .leaseGrant(let id, let ttl, let now): u8(4); int(id); int(ttl); int(now)
+        case .leaseRevoke(let id): u8(5); int(id)
+        case .leaseKeepAlive(let id, let now): u8(6); int(id); int(now)
+        case .leaseRenewAll(let now): u8(7); int(now)
+        case .identified(let id, let inner): u8(8); requestID(id); self.command(inner)
+        }
+    }
+
+    /// Fixed 16 bytes, big-endian: ids are random, so a varint would only grow them.
+    mutating func requestID(_ id: RequestID) {
+        u64(id.high)
+        u64(id.low)
+    }
+
+    mutating func u64(_ v: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) { u8(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
+    }
+}
+
+extension ByteReader {
+    mutating func command(allowIdentified: Bool) throws(StoreError) -> Command {
+        switch try u8() {
+        case 0: return .put(try put())
+        case 1: return .deleteRange(try delete())
         case 2:
-            let compares = try r.list { (r: inout ByteReader) throws(StoreError) in try r.compare() }
-            let success = try r.list { (r: inout ByteReader) throws(StoreError) in try r.op() }
-            let failure = try r.list { (r: inout ByteReader) throws(StoreError) in try r.op() }
-            self = .txn(TxnRequest(compares: compares, success: success, failure: failure))
-        case 3: self = .compact(revision: try r.int())
-        case 4: self = .leaseGrant(id: try r.int(), ttl: try r.int(), now: try r.int())
-        case 5: self = .leaseRevoke(id: try r.int())
-        case 6: self = .leaseKeepAlive(id: try r.int(), now: try r.int())
-        case 7: self = .leaseRenewAll(now: try r.int())
+            let compares = try list { (r: inout ByteReader) throws(StoreError) in try r.compare() }
+            let success = try list { (r: inout ByteReader) throws(StoreError) in try r.op() }
+            let failure = try list { (r: inout ByteReader) throws(StoreError) in try r.op() }
+            return .txn(TxnRequest(compares: compares, success: success, failure: failure))
+        case 3: return .compact(revision: try int())
+        case 4: return .leaseGrant(id: try int(), ttl: try int(), now: try int())
+        case 5: return .leaseRevoke(id: try int())
+        case 6: return .leaseKeepAlive(id: try int(), now: try int())
+        case 7: return .leaseRenewAll(now: try int())
+        case 8 where allowIdentified:
+            let id = try requestID()
+            return .identified(id, try command(allowIdentified: false))
         case let t: throw .malformed("unknown command \(t)")
         }
-        try r.finish()
+    }
+
+    mutating func requestID() throws(StoreError) -> RequestID {
+        RequestID(high: try u64(), low: try u64())
+    }
+
+    mutating func u64() throws(StoreError) -> UInt64 {
+        var v: UInt64 = 0
+        for _ in 0..<8 { v = v << 8 | UInt64(try u8()) }
+        return v
     }
 }
 

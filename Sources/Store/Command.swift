@@ -14,6 +14,15 @@ public enum Command: Sendable, Hashable {
     case leaseKeepAlive(id: LeaseID, now: Int64)
     /// Proposed by a new leader before it revokes anything: every lease gets a full TTL from `now`.
     case leaseRenewAll(now: Int64)
+    /// A client's write with its request id: applied once, however often it is proposed (a
+    /// duplicate gets the first application's response). Never nested.
+    indirect case identified(RequestID, Command)
+
+    /// The command without its request id.
+    public var unidentified: Command {
+        if case .identified(_, let inner) = self { return inner }
+        return self
+    }
 }
 
 /// The result of applying a `Command`, with etcd's response fields.
@@ -42,6 +51,20 @@ extension KeyValueStore {
     /// Applies one command. Never throws: a rejected command yields `.failure` and changes nothing, so
     /// every replica stays in step whatever the proposer sent.
     public mutating func apply(_ command: Command) -> Applied {
+        if case .identified(let id, let inner) = command {
+            if let first = appliedRequests.response(for: id) {
+                // Already applied: answer as the first time, change nothing.
+                let response = (try? Response(decoding: first)) ?? .failure(.malformed("undecodable remembered response"))
+                return Applied(response: response, events: [])
+            }
+            let applied = apply(inner)
+            // A rejected command changed nothing: running its duplicate again cannot apply it
+            // twice, so only writes that took effect are remembered (and a bad request leaves
+            // the store exactly as it was).
+            if case .failure = applied.response { return applied }
+            appliedRequests.record(id, response: applied.response.encoded())
+            return applied
+        }
         let logged = log.count
         let response: Response
         do throws(StoreError) {
@@ -62,6 +85,8 @@ extension KeyValueStore {
             case .leaseRenewAll(let now):
                 renewAllLeases(now: now)
                 response = .leaseRenewAll(revision: revision)
+            case .identified:
+                throw StoreError.malformed("a request id inside a request id")
             }
         } catch {
             return Applied(response: .failure(error), events: [])

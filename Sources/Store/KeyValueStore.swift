@@ -34,6 +34,8 @@ public struct KeyValueStore: Sendable, Equatable {
     var leases: [LeaseID: Lease] = [:]
     /// The id handed out by a grant that asks for id 0; deterministic so replicas agree.
     var nextLeaseID: LeaseID = 1
+    /// The responses of recently applied identified requests, so a duplicate is not applied twice.
+    public internal(set) var appliedRequests = AppliedRequests()
 
     /// An empty store at revision 1.
     public init() {}

@@ -7,7 +7,11 @@ import Synchronization
 /// - Writes encode a `Command`, propose it and decode the state machine's `Response`. On a follower
 ///   they go to the leader through the injected `forward` closure (in process for tests, gRPC
 ///   between masters), and through an election they are retried until `Options.writeTimeout`, so a
-///   client is held for a moment rather than told to go elsewhere (DESIGN.md).
+///   client is held for a moment rather than told to go elsewhere (DESIGN.md). Each write carries a
+///   `RequestID` drawn once per call, and every retry carries the same one, so a retry of a write
+///   that did reach the log (a forwarding call broken after the leader proposed it, a leader that
+///   stopped with the entry replicated) is answered with the first application's response instead
+///   of being applied twice.
 /// - Linearizable reads wait for ReadIndex, then read the local state machine; serializable reads
 ///   read it at once.
 /// - Watches are served by this replica's `WatchHub`, fed by its `KVStateMachine`.
@@ -42,6 +46,8 @@ public final class RaftStore: ClusterStore {
     /// deadlines and pauses too: `startTimer()` returns a function giving the time since.
     private let startTimer: @Sendable () -> @Sendable () -> Duration
     private let pause: @Sendable (Duration) async throws -> Void
+    /// Draws the id of each write (random in production; a seeded sequence in tests).
+    private let requestID: @Sendable () -> RequestID
 
     /// A state machine wired to a new hub: pass both to the `RaftNode` and to `init`.
     public static func makeStateMachine(store: KeyValueStore = KeyValueStore()) -> (machine: KVStateMachine, hub: WatchHub) {
@@ -57,10 +63,13 @@ public final class RaftStore: ClusterStore {
     ///   - now: the lease clock in milliseconds; only the leader's is used to stamp lease commands.
     ///   - forward: how writes reach the leader when this replica does not lead; nil makes a
     ///     follower answer writes with `RaftNodeError.notLeader`.
+    ///   - requestID: draws each write's request id; 128 random bits by default.
     public init<C: Clock>(
         node: RaftNode<C>, machine: KVStateMachine, hub: WatchHub, now: @escaping @Sendable () -> Int64,
-        forward: Forward? = nil, options: Options = Options()
+        forward: Forward? = nil, options: Options = Options(),
+        requestID: @escaping @Sendable () -> RequestID = RaftStore.randomRequestID
     ) where C.Duration == Duration {
+        self.requestID = requestID
         self.machine = machine
         self.hub = hub
         self.now = now
@@ -79,10 +88,18 @@ public final class RaftStore: ClusterStore {
 
     // MARK: Writes
 
+    /// 128 bits from the system's generator.
+    public static let randomRequestID: @Sendable () -> RequestID = {
+        var generator = SystemRandomNumberGenerator()
+        return RequestID.random(using: &generator)
+    }
+
     /// Proposes `command` here if this replica leads, else forwards it to the leader, retrying
-    /// through leader changes until the deadline. Only retries that cannot have applied the command
-    /// (not leader, proposal dropped) are made: a timed-out proposal may still commit, so it fails.
+    /// through leader changes until the deadline, always under one request id, so a retry of a write
+    /// that did reach the log is not applied again. A proposal that timed out here may still commit
+    /// later: it fails (the caller cannot know), and a client's own retry is a new request.
     func execute(_ command: Command) async throws -> Response {
+        let command: Command = if case .identified = command { command } else { .identified(requestID(), command) }
         let elapsed = startTimer()
         let timeout = options.requestTimeout
         while true {
@@ -116,13 +133,18 @@ public final class RaftStore: ClusterStore {
     }
 
     private func propose(_ command: Command) async throws -> Response {
-        let stamped: Command = switch command {
+        try Response(decoding: try await proposeBytes(stamped(command).encoded()))
+    }
+
+    /// `command` with its lease times taken from this replica's clock.
+    private func stamped(_ command: Command) -> Command {
+        switch command {
+        case .identified(let id, let inner): .identified(id, stamped(inner))
         case .leaseGrant(let id, let ttl, _): .leaseGrant(id: id, ttl: ttl, now: now())
         case .leaseKeepAlive(let id, _): .leaseKeepAlive(id: id, now: now())
         case .leaseRenewAll: .leaseRenewAll(now: now())
         default: command
         }
-        return try Response(decoding: try await proposeBytes(stamped.encoded()))
     }
 
     // MARK: Reads

@@ -1,13 +1,17 @@
 /// Serialization of a whole `KeyValueStore` for Raft snapshots.
 ///
 /// The image holds everything a replica needs to answer exactly as the original: revision, compact
-/// revision, every key's retained history, the watch event log, the leases and the next lease id.
-/// Maps are written in sorted order, so equal stores give equal bytes.
+/// revision, every key's retained history, the watch event log, the leases, the next lease id and
+/// (from format 2) the recently applied request ids with their responses, in apply order. Maps are
+/// written in sorted order, so equal stores give equal bytes.
 extension KeyValueStore {
+    /// Format 1 had no applied requests; images of format 1 still load (with none).
+    static let snapshotFormat: UInt8 = 2
+
     /// The store's snapshot image.
     public func snapshotBytes() -> [UInt8] {
         var w = ByteWriter()
-        w.u8(codecVersion)
+        w.u8(Self.snapshotFormat)
         w.int(revision)
         w.int(compactRevision)
         w.int(nextLeaseID)
@@ -32,6 +36,12 @@ extension KeyValueStore {
             w.uvarint(UInt64(keys.count))
             for key in keys { w.data(key) }
         }
+        let requests = appliedRequests.entries
+        w.uvarint(UInt64(requests.count))
+        for (id, response) in requests {
+            w.requestID(id)
+            w.data(response)
+        }
         return w.bytes
     }
 
@@ -39,7 +49,8 @@ extension KeyValueStore {
     /// (keys out of order, duplicate leases), since a bad snapshot must not become a divergent replica.
     public init(snapshot bytes: [UInt8]) throws(StoreError) {
         var r = ByteReader(bytes)
-        try r.version()
+        let format = try r.u8()
+        guard format == 1 || format == Self.snapshotFormat else { throw .malformed("unknown snapshot format \(format)") }
         var store = KeyValueStore()
         store.revision = try r.int()
         store.compactRevision = try r.int()
@@ -65,6 +76,15 @@ extension KeyValueStore {
             let keys = try r.list { (r: inout ByteReader) throws(StoreError) in try r.data() }
             if store.leases[id] != nil { throw .malformed("duplicate lease \(id) in snapshot") }
             store.leases[id] = Lease(id: id, ttl: ttl, expiry: expiry, keys: Set(keys))
+        }
+        if format >= 2 {
+            let requestCount = try r.count()
+            for _ in 0..<requestCount {
+                let id = try r.requestID()
+                let response = try r.data()
+                if store.appliedRequests.response(for: id) != nil { throw .malformed("duplicate request \(id) in snapshot") }
+                store.appliedRequests.record(id, response: response)
+            }
         }
         try r.finish()
         self = store

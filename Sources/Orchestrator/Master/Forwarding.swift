@@ -74,8 +74,10 @@ struct ForwardClient: Sendable {
             if let code = error.metadata[stringValues: "raft-error"].first(where: { _ in true }), let known = ForwardErrorCode(rawValue: code) {
                 throw known.error(message: error.message)
             }
-            // The leader could not be reached. A refused connection never carried the command;
-            // either way the caller (RaftStore) looks for the current leader and tries again.
+            // The leader could not be reached, or the call broke after it was sent. Either way the
+            // caller (RaftStore) finds the current leader and sends the command again under the
+            // same request id: if the first one reached the log, the retry gets its response
+            // instead of applying it twice.
             if error.code == .unavailable { throw RaftNodeError.notLeader(leader: noNode) }
             throw RaftNodeError.timeout
         }

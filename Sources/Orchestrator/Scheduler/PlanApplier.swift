@@ -31,7 +31,7 @@ struct PlanApplier {
     /// Commits `planned`, re-planning through `planner` what conflicts.
     mutating func apply(_ planned: [Placement], planner: inout PlacementPlanner, scheduler: inout Scheduler) async throws {
         if try await commit(planned) { return }
-        var batch = await replan(planned, rereadingTasks: false, planner: &planner, scheduler: &scheduler)
+        let batch = await replan(planned, rereadingTasks: false, planner: &planner, scheduler: &scheduler)
         if batch.isEmpty { return }
         if try await commit(batch) { return }
         for placement in batch {

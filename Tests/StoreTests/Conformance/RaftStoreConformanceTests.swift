@@ -19,7 +19,16 @@ final class RaftStoreCluster: Sendable {
         let stores = Mutex<[NodeID: RaftStore]>([:])
     }
 
-    init() throws {
+    /// Breaks the next `count` forwarded calls AFTER the leader ran them: the reply is lost, as when
+    /// the connection drops mid-flight, and the follower sees "unavailable" (ForwardClient maps it to
+    /// `notLeader`, which `RaftStore` retries).
+    final class LostReplies: Sendable {
+        let remaining = Mutex(0)
+        func lose(next count: Int) { remaining.withLock { $0 = count } }
+        func take() -> Bool { remaining.withLock { if $0 > 0 { $0 -= 1; return true }; return false } }
+    }
+
+    init(lostReplies: LostReplies? = nil) throws {
         let registry = Registry()
         var nodes: [NodeID: RaftNode<ContinuousClock>] = [:]
         var stores: [NodeID: RaftStore] = [:]
@@ -36,7 +45,9 @@ final class RaftStoreCluster: Sendable {
                 guard let target = registry.stores.withLock({ $0[leader] }) else {
                     throw RaftNodeError.notLeader(leader: noNode)
                 }
-                return try await target.handleForwarded(command)
+                let response = try await target.handleForwarded(command)
+                if lostReplies?.take() == true { throw RaftNodeError.notLeader(leader: noNode) }
+                return response
             })
         }
         registry.stores.withLock { $0 = stores }

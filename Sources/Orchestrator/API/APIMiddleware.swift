@@ -22,7 +22,7 @@ struct APIMiddleware: RouterMiddleware {
             }
             response = try await next(request, context)
         } catch {
-            response = await errorResponse(error, path: path, context: context)
+            response = await errorResponse(error, path: path, route: route, context: context)
         }
         if route?.isLiveness != true, response.headers[.orchestratorIndex] == nil,
            let revision = try? await withDeadline(min(api.configuration.requestTimeout, .seconds(1)), { [store = api.repository.store] in
@@ -78,7 +78,7 @@ struct APIMiddleware: RouterMiddleware {
         }
     }
 
-    func errorResponse(_ error: any Error, path: String, context: Context) async -> Response {
+    func errorResponse(_ error: any Error, path: String, route: Route?, context: Context) async -> Response {
         if let http = error as? HTTPError, http.status == .notFound, context.endpointPath == "NotFound" {
             // Hummingbird's router found no handler for this method and path.
             let methods = Route.methods(at: path)
@@ -94,11 +94,15 @@ struct APIMiddleware: RouterMiddleware {
         }
         if error is DeadlineExceeded {
             let limit = api.configuration.requestTimeout
+            // A POST of a task is safe to retry only with the key that names it.
+            let retry = route == .createTask
+                ? "retry with the same Idempotency-Key header, so a task the first attempt created is returned instead of a second one"
+                : "retry"
             if await api.status.status().leaderID == nil {
-                return APIError.unavailable("no_leader", "no leader was elected within \(limit); a write may or may not have been applied; retry")
+                return APIError.unavailable("no_leader", "no leader was elected within \(limit); a write may or may not have been applied; \(retry)")
                     .response()
             }
-            return APIError.unavailable("store_timeout", "the cluster store did not answer within \(limit); a write may or may not have been applied; retry")
+            return APIError.unavailable("store_timeout", "the cluster store did not answer within \(limit); a write may or may not have been applied; \(retry)")
                 .response()
         }
         let apiError = APIError.from(error)

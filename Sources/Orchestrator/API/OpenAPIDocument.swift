@@ -46,10 +46,13 @@ public struct OpenAPIDocument: Sendable {
             "/api/v1/tasks": [
                 "post": operation(
                     "createTask", "Submit a task", tag: "tasks",
-                    description: "Unspecified resources default to cpu 1000 millicores and memory 512 MB. Bodies over \(limits.maxBodyBytes) bytes are refused with 413.",
+                    description: "Unspecified resources default to cpu 1000 millicores and memory 512 MB. Bodies over \(limits.maxBodyBytes) bytes are refused with 413. With an Idempotency-Key header, the same request sent again within 24 h answers 201 with the task the first one created (and Idempotent-Replayed: true) instead of creating another; the key with a different body is 422.",
+                    parameters: [["name": "Idempotency-Key", "in": "header", "required": false,
+                                  "description": "Names this submission so that retries return its task (1-255 printable ASCII characters)",
+                                  "schema": ["type": "string", "minLength": 1, "maxLength": 255]]],
                     body: ref("TaskSubmission"),
                     responses: ["201": json("The stored task (Location: /api/v1/tasks/{id})", ref("Task"))],
-                    errors: [400, 413]),
+                    errors: [400, 413, 422]),
                 "get": operation(
                     "listTasks", "List tasks in submission order", tag: "tasks",
                     description: "Paged with limit and continue; every page of a listing reads at the revision of its first page. A continue token whose revision was compacted is refused with 410 continue_expired.",
@@ -160,6 +163,7 @@ public struct OpenAPIDocument: Sendable {
         409: "Conflicting state (e.g. logs of a task never placed), or a record that kept changing",
         410: "The revision asked for has been compacted",
         413: "Body over 1 MiB",
+        422: "An Idempotency-Key reused with a different request body",
         502: "The worker did not return the logs",
         503: "No leader within the timeout, store unavailable, or not ready",
         504: "min_revision not reached within the timeout",

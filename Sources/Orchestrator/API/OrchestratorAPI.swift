@@ -114,6 +114,10 @@ extension HTTPFields.Element.Name {
     public static let lastEventID = Self("Last-Event-ID")!
     /// Asks proxies (nginx) not to buffer an event stream.
     static let accelBuffering = Self("X-Accel-Buffering")!
+    /// Names a task submission so that a retry returns the first attempt's task (as Stripe's API).
+    public static let idempotencyKey = Self("Idempotency-Key")!
+    /// Set on a response that replays an earlier request with the same `Idempotency-Key`.
+    public static let idempotentReplayed = Self("Idempotent-Replayed")!
 }
 
 /// A JSON response; `revision` becomes `X-Orchestrator-Index`.
@@ -148,6 +152,9 @@ extension APIError {
             case .corrupt(let what): return APIError(status: 500, code: "corrupt_record", message: what)
             case .invalidTransition(let what): return APIError(status: 500, code: "invalid_transition", message: what)
             case .permissionDenied(let what): return APIError(status: 403, code: "permission_denied", message: what)
+            case .idempotencyKeyReused(let key):
+                return APIError(status: 422, code: "idempotency_key_reused",
+                                message: "Idempotency-Key \"\(key)\" was used for a different request body; use a new key for a new task")
             }
         case let e as StoreError:
             switch e {

@@ -37,15 +37,36 @@ struct ContinueToken: Equatable {
 }
 
 extension OrchestratorAPI {
-    /// `POST /api/v1/tasks`: 201 with the stored task and `Location`.
+    /// `POST /api/v1/tasks`: 201 with the stored task and `Location`. With an `Idempotency-Key`
+    /// header, a repeat of the same request (same key, same body) within 24 h answers 201 with the
+    /// task the first one created and `Idempotent-Replayed: true`; the key with another body is 422.
     func createTask(_ request: Request) async throws -> Response {
         let body = try await request.readBody(limit: configuration.limits.maxBodyBytes)
+        let idempotent = try request.headers[.idempotencyKey].map { (key) throws(APIError) in
+            do {
+                return try IdempotentRequest(key: key, body: body)
+            } catch {
+                throw APIError.invalid("Idempotency-Key", "must be 1-\(IdempotentRequest.maxKeyBytes) printable ASCII characters")
+            }
+        }
         let spec = try parser.parse(body)
         let record = TaskRecord(id: configuration.makeID(), spec: spec, now: configuration.now())
         let repository = self.repository
-        let stored = try await bounded { try await repository.create(record) }
-        return jsonResponse(TaskView(stored), status: .created, revision: stored.revision,
-                            headers: [.location: "/api/v1/tasks/\(stored.id)"])
+        let stored: TaskRecord
+        var extra: HTTPFields = [:]
+        if let idempotent {
+            let nowMs = configuration.now()
+            switch try await bounded({ try await repository.create(record, idempotent: idempotent, nowMs: nowMs) }) {
+            case .created(let task): stored = task
+            case .replayed(let task):
+                stored = task
+                extra[.idempotentReplayed] = "true"
+            }
+        } else {
+            stored = try await bounded { try await repository.create(record) }
+        }
+        extra[.location] = "/api/v1/tasks/\(stored.id)"
+        return jsonResponse(TaskView(stored), status: .created, revision: stored.revision, headers: extra)
     }
 
     /// `GET /api/v1/tasks?state=a,b&node=n&limit=k&continue=t`: in id order (submission order).

@@ -14,6 +14,8 @@ public enum RepositoryError: Error, Sendable, Hashable {
     case invalidTransition(String)
     /// The caller may not do this (a worker joining as a node whose credential it lacks).
     case permissionDenied(String)
+    /// An `Idempotency-Key` came back with a different request than the one it created a task for.
+    case idempotencyKeyReused(String)
 }
 
 /// The orchestrator's records in a `ClusterStore`, with compare-and-swap on every update so that

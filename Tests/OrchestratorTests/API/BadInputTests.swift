@@ -125,6 +125,8 @@ import Testing
             #expect(r.status == .serviceUnavailable)
             #expect(r.errorCode == "no_leader")
             #expect(r.errorMessage?.contains("may or may not") == true)
+            // A task submission is told how to retry safely.
+            #expect(r.errorMessage?.contains("Idempotency-Key") == true)
             // The timeout is 150 ms; the bound leaves room for a busy test process (the suites
             // starting together hold the pool for seconds) and is still far below the hang.
             #expect(ContinuousClock.now - started < .seconds(60))

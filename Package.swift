@@ -17,6 +17,7 @@ let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-h
 let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
 let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
 let hummingbirdTLS = Target.Dependency.product(name: "HummingbirdTLS", package: "hummingbird")
+let hummingbirdCore = Target.Dependency.product(name: "HummingbirdCore", package: "hummingbird")
 let hummingbirdTesting = Target.Dependency.product(name: "HummingbirdTesting", package: "hummingbird")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
@@ -97,7 +98,7 @@ let package = Package(
             name: "Orchestrator",
             dependencies: [
                 "ClusterModel", "ClusterProto", "ClusterSecurity", "Store", "Raft", "RaftGRPC", "EtcdAPI", "EtcdBackend", "GRPCServing",
-                hummingbird, hummingbirdTLS, nioSSL, grpcCore, grpcHTTP2, logging, serviceLifecycle, crypto,
+                hummingbird, hummingbirdCore, hummingbirdTLS, nioSSL, grpcCore, grpcHTTP2, logging, serviceLifecycle, crypto,
             ]
         ),
         /// The worker: joins a master, heartbeats, runs assignments through a TaskRuntime

@@ -106,6 +106,13 @@ func waitUntilConnected(_ node: TestNode, _ peer: TestNode, probe: inout Int) as
         try await Task.sleep(for: .milliseconds(20))
         return peer.inbox.received(from: node.id).count > before
     }
+    // Probes sent before the one that arrived may still be in flight (queued while connecting)
+    // and would land after the caller's baseline. A last probe, sent now, arrives after every
+    // earlier one that will ever arrive (a stream keeps order), so once it is in, nothing is.
+    let fence = UInt64(probe)
+    node.send(to: peer.id, probe..<(probe + 1))
+    probe += 1
+    try await eventually("\(node.id) -> \(peer.id) fence probe") { peer.inbox.received(from: node.id).last == fence }
 }
 
 @Suite("GRPCRaftTransport over 127.0.0.1", .serialized, .heavy, .timeLimit(.minutes(2)))

@@ -144,6 +144,9 @@ public struct APIConfiguration: Sendable {
     /// a request in progress, and its keepalives flow more often): a client cannot hold sockets
     /// open for free.
     public var idleTimeout: Duration = .seconds(60)
+    /// REST connections served at once; past it new ones wait to be accepted until one closes
+    /// (with the idle timeout above, a client holding sockets open only delays others briefly).
+    public var maxConnections = 4_096
     /// Log bytes returned when the request does not say (`limit_bytes`), and the most it may ask.
     public var defaultLogBytes = 1 << 20
     public var maxLogBytes = 16 << 20

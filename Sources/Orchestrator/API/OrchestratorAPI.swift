@@ -1,6 +1,7 @@
 import Hummingbird
 import HummingbirdTLS
 import Logging
+import NIOCore
 import Store
 
 /// The REST API of a master, as a library: built from injected collaborators, so the master mounts
@@ -20,6 +21,8 @@ public struct OrchestratorAPI: Sendable {
     public let metrics: MetricsRegistry
     let parser: TaskSpecParser
     let streams: EventStreamRegistry
+    /// Open REST connections against `configuration.maxConnections`.
+    public let connections: ConnectionLimit
     /// The OpenAPI document for this configuration, encoded once.
     let openAPI: [UInt8]
 
@@ -32,6 +35,7 @@ public struct OrchestratorAPI: Sendable {
         self.metrics = metrics
         self.parser = TaskSpecParser(limits: configuration.limits)
         self.streams = EventStreamRegistry()
+        self.connections = ConnectionLimit(limit: configuration.maxConnections)
         self.openAPI = OpenAPIDocument(configuration: configuration).json
     }
 
@@ -52,15 +56,21 @@ public struct OrchestratorAPI: Sendable {
     /// An HTTP/1.1 server application serving `buildRouter()` on `address`, over TLS when `tls`
     /// is given (HTTPS with the cluster's material; a client certificate is optional there, as
     /// REST callers authenticate with the API token). Connections idle for
-    /// `configuration.idleTimeout` are closed.
-    public func makeApplication(address: BindAddress, tls: TLSConfiguration? = nil, logger: Logger? = nil) throws -> some ApplicationProtocol {
+    /// `configuration.idleTimeout` are closed, and at most `configuration.maxConnections` are served
+    /// at once.
+    /// `onServerRunning` gets the listening channel (its local address holds the port bound for
+    /// port 0).
+    public func makeApplication(address: BindAddress, tls: TLSConfiguration? = nil, logger: Logger? = nil,
+                                onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let idle = configuration.idleTimeout.components
         let idleNanoseconds = idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000
         return Application(router: buildRouter(),
                     server: try tls.map { try .tls(.http1(configuration: .init(idleTimeout: .nanoseconds(idleNanoseconds))),
                                                    tlsConfiguration: $0) }
                         ?? .http1(configuration: .init(idleTimeout: .nanoseconds(idleNanoseconds))),
-                    configuration: ApplicationConfiguration(address: address, serverName: "orchestrator"),
+                    configuration: ApplicationConfiguration(address: address, serverName: "orchestrator",
+                                                            availableConnectionsDelegate: connections.delegate),
+                    onServerRunning: onServerRunning,
                     logger: logger ?? Logger(label: "orchestrator.api"))
     }
 

@@ -50,6 +50,9 @@ extension OrchestratorAPI {
             Gauge("orchestrator_event_streams", help: "Open event streams (GET /api/v1/events).", value: Double(streams.count)),
             Gauge("orchestrator_event_streams_refused_total", help: "Event streams refused at maxEventStreams (503).",
                   kind: .counter, value: Double(streams.refusedCount)),
+            Gauge("orchestrator_http_connections", help: "Open REST connections; at orchestrator_http_connections_limit new ones wait.",
+                  value: Double(connections.openConnections)),
+            Gauge("orchestrator_http_connections_limit", help: "The most REST connections served at once.", value: Double(connections.limit)),
         ]
         if let term = status.term { snapshot.append(Gauge("orchestrator_raft_term", help: "Current Raft term.", value: Double(term))) }
         if let commit = status.commitIndex {

@@ -24,11 +24,11 @@ import Glibc
             try third.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             // Not accepted, so nothing comes back while the two others stay open (without the cap
             // the answer takes about a millisecond; 300 ms is a generous window to notice it).
-            #expect(third.receive(timeoutMs: 300).isEmpty, "the third connection was served past the cap")
+            #expect(await third.receive(within: .milliseconds(300)).isEmpty, "the third connection was served past the cap")
             #expect(f.api.connections.openConnections == 2)
 
             first.close()
-            let answer = third.receive(timeoutMs: 10_000)
+            let answer = await third.receive(within: .seconds(10))
             #expect(answer.hasPrefix("HTTP/1.1 200"), "the third connection is served once one closes: \(answer)")
         }
     }
@@ -42,11 +42,26 @@ import Glibc
             try scrape.send("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
             var text = ""
             try await Self.poll("the metrics") {
-                text += scrape.receive(timeoutMs: 100)
+                text += scrape.receive(waitingMs: 0)
                 return text.contains("orchestrator_http_connections_limit")
             }
             #expect(text.contains("orchestrator_http_connections_limit 7"))
             #expect(text.contains("orchestrator_http_connections 1"), "the scrape's own connection")
+        }
+    }
+
+    @Test("a connection with no request in progress is closed after the idle timeout")
+    func idleConnectionsClose() async throws {
+        let f = APIFixture { $0.idleTimeout = .milliseconds(200) }
+        try await Self.serving(f) { port in
+            let idle = try RawConnection(port: port)
+            defer { idle.close() }
+            try await Self.poll("the server to close the idle connection") { idle.closedByPeer() }
+            // A connection in use is answered (and then idles out the same way).
+            let busy = try RawConnection(port: port)
+            defer { busy.close() }
+            try busy.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(await busy.receive(within: .seconds(10)).hasPrefix("HTTP/1.1 200"))
         }
     }
 
@@ -96,13 +111,33 @@ private final class RawConnection {
         guard Glibc.send(fd, bytes, bytes.count, 0) == bytes.count else { throw POSIXError(.EIO) }
     }
 
-    /// What arrives within `timeoutMs` (empty if nothing).
-    func receive(timeoutMs: Int) -> String {
+    /// What has arrived (empty if nothing). Never blocks: the server's handlers run on the same
+    /// cooperative threads as the test, and a blocking wait here would starve them.
+    func receive(waitingMs: Int = 0) -> String {
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&poller, 1, Int32(timeoutMs)) > 0 else { return "" }
+        guard poll(&poller, 1, Int32(waitingMs)) > 0 else { return "" }
         var buffer = [UInt8](repeating: 0, count: 4096)
         let n = recv(fd, &buffer, buffer.count, 0)
         return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : ""
+    }
+
+    /// What arrives within `duration`, polling without blocking a thread.
+    func receive(within duration: Duration) async -> String {
+        let deadline = ContinuousClock.now + duration
+        while ContinuousClock.now < deadline {
+            let text = receive()
+            if !text.isEmpty { return text }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return ""
+    }
+
+    /// Whether the server has closed the connection (EOF), without waiting.
+    func closedByPeer() -> Bool {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, 0) > 0 else { return false }
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK)) == 0
     }
 
     func close() { _ = Glibc.close(fd) }

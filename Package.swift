@@ -163,6 +163,10 @@ let package = Package(
             dependencies: ["EtcdAPI", "EtcdProto", "GRPCServing", "Store", "Raft", "RaftGRPC", "RaftTestSupport", grpcCore, grpcHTTP2, nioCore, logging],
             path: "Tests/Support/EtcdAPITestSupport"
         ),
+        /// A linearizability checker (Wing & Gong's search with Lowe's memoisation, split per key as
+        /// porcupine does) for register histories of an etcd-style store: put, get, compare-and-set,
+        /// operations that timed out. Pure: no clock, no randomness, no I/O; standard library only.
+        .target(name: "Linearizability", path: "Tests/Support/Linearizability"),
 
         // MARK: - Tests (Tests/, IntegrationTests/)
 

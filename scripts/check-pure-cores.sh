@@ -13,6 +13,7 @@ CORES=(
     Sources/Orchestrator/Health
     Sources/Orchestrator/Reconciler/Reconciler.swift
     Sources/Agent/Supervisor.swift
+    Tests/Support/Linearizability
 )
 # Clocks, sleeps, and generators that are not passed in.
 FORBIDDEN='Date\(\)|Date\.now|DispatchTime\.now|ContinuousClock|SuspendingClock|clock_gettime|gettimeofday|Task\.sleep|SystemRandomNumberGenerator|arc4random'

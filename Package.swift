@@ -192,6 +192,8 @@ let package = Package(
             name: "ClusterSecurityTests",
             dependencies: ["ClusterSecurity", "master", nioSSL, nioTLS, x509, crypto, swiftASN1, nioCore, nioPosix, grpcCore, grpcHTTP2, argumentParser]
         ),
+        /// The linearizability checker on hand-made and seeded simulated histories.
+        .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
         /// The shared records: node ids.
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),
         /// Token files, the listener policy, flags from the environment.

@@ -205,6 +205,7 @@ let package = Package(
             name: "OrchestratorIntegrationTests",
             dependencies: [
                 "master", "worker", "RaftTestSupport", "TestGate", "ClusterProto", "ClusterSecurity",
+                "EtcdAPITestSupport", "EtcdProto", "Linearizability",
                 asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, nioSSL,
             ],
             path: "IntegrationTests/OrchestratorIntegrationTests"

@@ -199,7 +199,7 @@ let package = Package(
         /// Token files, the listener policy, flags from the environment.
         .testTarget(name: "CommandLineSupportTests", dependencies: ["CommandLineSupport"]),
         /// The worker: supervisor, runtimes (process, Docker), joining.
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "ClusterModel", "TestGate"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "ClusterModel", "TestGate", logging]),
         /// 3 masters and 3 workers as processes on loopback: failover, lost workers, drains.
         .testTarget(
             name: "OrchestratorIntegrationTests",

@@ -145,10 +145,10 @@ final class ClusterHarness: Sendable {
         for m in masters { try m.start() }
     }
 
-    /// Starts a worker (process runtime) joined through the given masters.
+    /// Starts a worker (process runtime) joined through the given masters, with `extraArgs` last.
     @discardableResult
     func addWorker(name: String, cpu: Int = 4000, memory: Int = 8192, labels: String = "", through: [Int]? = nil,
-                   runtime: String = "process") throws -> ManagedProcess {
+                   runtime: String = "process", extraArgs: [String] = []) throws -> ManagedProcess {
         let index = workers.withLock { $0.count }
         let port = rpcPorts[0] + 300 + index
         let mastersList = (through ?? Array(0..<masters.count)).map { "127.0.0.1:\(rpcPorts[$0])" }.joined(separator: ",")
@@ -156,6 +156,7 @@ final class ClusterHarness: Sendable {
                     "--cpu", "\(cpu)", "--memory", "\(memory)", "--listen-addr", "127.0.0.1:\(port)", "--log-level", "info"]
         if !labels.isEmpty { args += ["--labels", labels] }
         if tls { args += TestTLS.workerFlags }
+        args += extraArgs
         let (binary, arguments) = Self.command(workerBinary, args, as: runAs)
         let w = ManagedProcess(name: name, binary: binary, arguments: arguments, logPath: "\(root)/\(name).log")
         try w.start()

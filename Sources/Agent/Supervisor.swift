@@ -23,6 +23,9 @@ public enum SupervisorAction: Sendable, Hashable {
     case start(AssignedTask)
     /// Stop the copy of `taskID` running under `epoch` (withdrawn or replaced).
     case stop(taskID: String, epoch: UInt64)
+    /// Stop the copy at once, within what is left of the lease (`LeaseFence`): the worker is cut
+    /// off from the masters, which will soon start the task elsewhere.
+    case fence(taskID: String, epoch: UInt64)
     /// Tell the masters; retried until a master acknowledges it.
     case report(taskID: String, epoch: UInt64, TaskReport)
     /// Delete what is left of a finished copy.
@@ -42,6 +45,15 @@ public enum SupervisorAction: Sendable, Hashable {
 /// - A newer epoch of a task that still runs here replaces it: stop the old copy, start the new
 ///   one once the old one has ended, so one task never runs twice on a node.
 /// - Every ending of a copy that was still wanted is reported exactly once per copy.
+/// - A start that finishes after its copy was stopped is stopped again: the first stop found
+///   nothing to stop (the runtime had not created the copy yet).
+/// - Fenced (no master acknowledged a heartbeat for longer than the lease, `LeaseFence`): every
+///   copy is stopped, each that was wanted is reported as failed with `fencedReason` (unless it
+///   ended by itself first), and nothing starts, whatever a stream still says, until `unfenced()`.
+///   Assignment sets that arrive while fenced are dropped: the shell takes a fresh set from a new
+///   session once a master answers again, so nothing from before the fence is started late.
+/// - An epoch whose ending was recorded before a restart of the worker (`recovered`) is never
+///   started again.
 public struct Supervisor: Sendable {
     enum Phase: Sendable, Hashable {
         case starting, running, stopping
@@ -52,7 +64,13 @@ public struct Supervisor: Sendable {
         var phase: Phase
         /// Still in the latest assignment set: its ending is reported.
         var wanted: Bool
+        /// Stopped by the fence: its ending is reported as `fencedReason`.
+        var fenced = false
     }
+
+    /// What a copy stopped by the fence is reported as (a failure: the restart policy decides, as
+    /// it does for a task lost with its node).
+    public static let fencedReason = "stopped: lost contact with the masters"
 
     /// The copies that exist on this node (at most one per task).
     private(set) var copies: [String: Copy] = [:]
@@ -60,6 +78,8 @@ public struct Supervisor: Sendable {
     private(set) var seenEpoch: [String: UInt64] = [:]
     /// Assignments waiting for an older copy of the same task to end.
     private(set) var queued: [String: AssignedTask] = [:]
+    /// Cut off from the masters past the lease: nothing starts.
+    public private(set) var fenced = false
 
     public init() {}
 
@@ -75,15 +95,24 @@ public struct Supervisor: Sendable {
         seenEpoch[taskID] = max(seenEpoch[taskID] ?? 0, epoch)
     }
 
+    /// A copy that ended before a restart of the worker, whose report was persisted and is still
+    /// to be delivered: that epoch never runs again here.
+    public mutating func recovered(taskID: String, epoch: UInt64) {
+        seenEpoch[taskID] = max(seenEpoch[taskID] ?? 0, epoch)
+    }
+
     /// The complete set of this node's assignments arrived.
     public mutating func assignments(_ set: [AssignedTask]) -> [SupervisorAction] {
+        guard !fenced else { return [] }
         var actions: [SupervisorAction] = []
         var wantedIDs: Set<String> = []
         for a in set {
             // Older than one seen: never. The same epoch with no copy here: it already ran and
             // ended (its report may not have reached the masters yet, so a new master's stream
             // still lists it): never twice.
-            if let seen = seenEpoch[a.taskID], a.epoch < seen || (a.epoch == seen && copies[a.taskID] == nil) { continue }
+            // (A queued epoch with no copy has not run: its predecessor ended while fenced.)
+            if let seen = seenEpoch[a.taskID],
+               a.epoch < seen || (a.epoch == seen && copies[a.taskID] == nil && queued[a.taskID]?.epoch != a.epoch) { continue }
             wantedIDs.insert(a.taskID)
             seenEpoch[a.taskID] = a.epoch
             if var copy = copies[a.taskID] {
@@ -100,6 +129,7 @@ public struct Supervisor: Sendable {
                     }
                 }
             } else {
+                queued[a.taskID] = nil
                 copies[a.taskID] = Copy(epoch: a.epoch, phase: .starting, wanted: true)
                 actions.append(.start(a))
             }
@@ -116,7 +146,12 @@ public struct Supervisor: Sendable {
 
     /// The runtime has the copy running.
     public mutating func started(taskID: String, epoch: UInt64) -> [SupervisorAction] {
-        guard var copy = copies[taskID], copy.epoch == epoch, copy.phase == .starting else { return [] }
+        guard var copy = copies[taskID], copy.epoch == epoch else { return [] }
+        if copy.phase == .stopping {
+            // Stopped while the runtime was still creating it: that stop found nothing.
+            return [copy.fenced ? .fence(taskID: taskID, epoch: epoch) : .stop(taskID: taskID, epoch: epoch)]
+        }
+        guard copy.phase == .starting else { return [] }
         copy.phase = .running
         copies[taskID] = copy
         return copy.wanted ? [.report(taskID: taskID, epoch: epoch, .running)] : []
@@ -127,8 +162,12 @@ public struct Supervisor: Sendable {
         guard let copy = copies[taskID], copy.epoch == epoch else { return [] }
         copies[taskID] = nil
         var actions: [SupervisorAction] = [.remove(taskID: taskID)]
-        if copy.wanted { actions.append(.report(taskID: taskID, epoch: epoch, Self.report(for: outcome))) }
-        if let next = queued.removeValue(forKey: taskID) {
+        if copy.wanted {
+            // `.cancelled` is the runtime's word for "ended by a stop": here, the fence's.
+            let report: TaskReport = copy.fenced && outcome == .cancelled ? .failed(exitCode: nil, reason: Self.fencedReason) : Self.report(for: outcome)
+            actions.append(.report(taskID: taskID, epoch: epoch, report))
+        }
+        if !fenced, let next = queued.removeValue(forKey: taskID) {
             copies[taskID] = Copy(epoch: next.epoch, phase: .starting, wanted: true)
             actions.append(.start(next))
         }
@@ -142,6 +181,28 @@ public struct Supervisor: Sendable {
         copy.wanted = false
         copies[taskID] = copy
         return [.stop(taskID: taskID, epoch: epoch)]
+    }
+
+    /// The lease ran out: stop every copy (the ones already stopping too, since their stop may
+    /// take the full grace) and start nothing until `unfenced()`. What waits to start stays
+    /// queued: the first set after the fence starts it if the masters still want it here.
+    public mutating func fence() -> [SupervisorAction] {
+        guard !fenced else { return [] }
+        fenced = true
+        var actions: [SupervisorAction] = []
+        for (id, var copy) in copies {
+            copy.fenced = true
+            copy.phase = .stopping
+            copies[id] = copy
+            actions.append(.fence(taskID: id, epoch: copy.epoch))
+        }
+        return actions.sorted { "\($0)" < "\($1)" }
+    }
+
+    /// A master acknowledged a heartbeat again: assignment sets count from now on. The copies
+    /// the fence stopped are still reported as fenced when they end.
+    public mutating func unfenced() {
+        fenced = false
     }
 
     static func report(for outcome: TaskOutcome) -> TaskReport {

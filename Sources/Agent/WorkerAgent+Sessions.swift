@@ -17,6 +17,10 @@ extension WorkerAgent {
                 try await session(with: master)
             } catch let error as WorkerError {
                 throw error
+            } catch SessionEnded.fenceLifted {
+                // That master answers: join it again at once for a fresh assignment set.
+                attempt = 0
+                continue
             } catch {
                 if !Task.isCancelled {
                     logger.warning("master \(master) failed: \(error); trying the next one")
@@ -39,6 +43,7 @@ extension WorkerAgent {
         var options = CallOptions.defaults
         options.timeout = .seconds(10)
         let joined: Orchestrator_V1_JoinResponse
+        let sent = ContinuousClock.now
         do {
             joined = try await stub.join(.with {
                 $0.joinToken = config.joinToken
@@ -63,6 +68,9 @@ extension WorkerAgent {
         let credential = nodeCredential
         let id = joined.nodeID
         let interval = Duration.milliseconds(max(100, joined.heartbeatIntervalMs))
+        // The join recorded a heartbeat: it renews the lease (and lifts a fence).
+        told(leaseMs: joined.leaseMs, heartbeatInterval: interval)
+        _ = acknowledged(sentAt: sent, rejoined: true)
         logger.notice("joined", metadata: ["node": "\(id)", "master": "\(master)"])
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.heartbeats(stub: stub, nodeID: id, credential: credential, interval: interval) }
@@ -78,17 +86,24 @@ extension WorkerAgent {
         options.timeout = .seconds(5)
         while !Task.isCancelled {
             let running = supervisor.running
+            // The lease counts from the send, which precedes the master's stamp (`LeaseFence`).
+            let sent = ContinuousClock.now
             let reply = try await stub.heartbeat(.with {
                 $0.nodeID = nodeID
                 $0.nodeCredential = credential
                 $0.running = running.map { r in .with { $0.taskID = r.taskID; $0.epoch = r.epoch } }
             }, options: options)
             guard reply.known else { throw SessionEnded.unknownNode }
+            if acknowledged(sentAt: sent, rejoined: false) { throw SessionEnded.fenceLifted }
             try await Task.sleep(for: interval)
         }
     }
 
-    enum SessionEnded: Error { case unknownNode, streamEnded }
+    enum SessionEnded: Error {
+        case unknownNode, streamEnded
+        /// A master answered a fenced worker: start over with a join and a fresh assignment set.
+        case fenceLifted
+    }
 
     func followAssignments(stub: Orchestrator_V1_Workers.Client<HTTP2ClientTransport.Posix>, nodeID: String, credential: String) async throws {
         try await stub.assignments(.with { $0.nodeID = nodeID; $0.nodeCredential = credential }) { response in
@@ -150,6 +165,7 @@ extension WorkerAgent {
             if let first = pendingReports.first, first.taskID == next.taskID, first.epoch == next.epoch {
                 pendingReports.removeFirst()
             }
+            acknowledgedReport(next)
             if !ack.current { perform(supervisor.withdrawn(taskID: next.taskID, epoch: next.epoch)) }
         }
     }

@@ -2,23 +2,26 @@ import Foundation
 import Logging
 
 /// Carrying out the supervisor's actions: starts and removals chained per task, stops at once,
-/// reports queued for the session's reporter.
+/// reports saved and queued for the session's reporter.
 extension WorkerAgent {
     func perform(_ actions: [SupervisorAction]) {
+        // Reports first: a final report is on disk before the removal of its copy is even
+        // scheduled (a removal may begin at once, off this actor), so a crash in between can
+        // neither lose the ending nor let the copy run again.
+        var keep: Set<String> = []
+        for case .report(let taskID, let epoch, let report) in actions {
+            if !queue(report, taskID: taskID, epoch: epoch) { keep.insert(taskID) }
+        }
         for action in actions {
             switch action {
             case .start(let task):
                 chain(task.taskID) { await self.start(task) }
             case .stop(let taskID, let epoch):
-                // Not chained behind a start still in progress: a stop must not wait for an image
-                // pull. The runtime stops whatever copy of the task exists.
-                Task {
-                    do {
-                        try await self.runtime.stop(taskID: taskID, grace: self.config.stopGrace)
-                    } catch {
-                        self.logger.warning("stopping task \(taskID) (epoch \(epoch)) failed: \(error)")
-                    }
-                }
+                stop(taskID: taskID, epoch: epoch, grace: config.stopGrace)
+            case .fence(let taskID, let epoch):
+                stop(taskID: taskID, epoch: epoch, grace: fenceGrace)
+            case .remove(let taskID) where keep.contains(taskID):
+                logger.warning("keeping what is left of task \(taskID) until a master acknowledges its report, which could not be saved")
             case .remove(let taskID):
                 chain(taskID) {
                     // Keep the output of finished tasks (GET /api/v1/tasks/{id}/logs) after their
@@ -28,10 +31,21 @@ extension WorkerAgent {
                     }
                     try? await self.runtime.remove(taskID: taskID)
                 }
-            case .report(let taskID, let epoch, let report):
-                pendingReports.append((taskID, epoch, report))
-                reportWaiter?.resume()
-                reportWaiter = nil
+            case .report:
+                break  // queued above
+            }
+        }
+    }
+
+    /// Not chained behind a start still in progress: a stop must not wait for an image pull. The
+    /// runtime stops whatever copy of the task exists; a copy it does not have yet is stopped
+    /// again when its start completes (`Supervisor.started`).
+    func stop(taskID: String, epoch: UInt64, grace: Duration) {
+        Task {
+            do {
+                try await self.runtime.stop(taskID: taskID, grace: grace)
+            } catch {
+                self.logger.warning("stopping task \(taskID) (epoch \(epoch)) failed: \(error)")
             }
         }
     }

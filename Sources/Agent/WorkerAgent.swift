@@ -9,8 +9,10 @@ import Logging
 /// The worker: joins any master, heartbeats, follows its assignment stream and runs tasks through
 /// a `TaskRuntime`. The decisions are `Supervisor`'s (pure); this actor performs them.
 ///
-/// Tasks never depend on a master connection: when every master is unreachable the worker keeps
-/// its tasks running, keeps their endings as reports, and delivers them once a master answers.
+/// Tasks outlive a short loss of the masters: the worker keeps its tasks running, keeps their
+/// endings as reports (on disk: `ReportStore`), and delivers them once a master answers. A loss
+/// longer than the lease (`LeaseFence`) fences the worker: it stops every task before the masters
+/// may start them elsewhere, and reports them as stopped when a master answers again.
 public actor WorkerAgent {
     let config: WorkerConfig
     let runtime: any TaskRuntime
@@ -22,8 +24,20 @@ public actor WorkerAgent {
     /// The credential the masters issued to `nodeID` (empty before the first join), kept in
     /// `dataDir/node-credential`: every call for this node carries it.
     var nodeCredential = ""
-    /// Reports not yet acknowledged by a master, oldest first.
-    var pendingReports: [(taskID: String, epoch: UInt64, report: TaskReport)] = []
+    /// Reports not yet acknowledged by a master, oldest first. The final ones are also on disk.
+    var pendingReports: [PendingReport] = []
+    /// Where final reports are kept until acknowledged; nil when `dataDir/reports` cannot be
+    /// created (then ended copies are removed only once their report is acknowledged).
+    var reportStore: ReportStore?
+    var reportSequence: UInt64 = 0
+    /// Copies whose report could not be saved: kept in the runtime until a master acknowledges
+    /// the report, so a crash before that still finds them (task id to epoch).
+    var removeAfterAck: [String: UInt64] = [:]
+    /// When the worker sent the last heartbeat (or join) a master acknowledged; the start of the
+    /// process before any. Monotonic: the lease never depends on the wall clock.
+    var lastAcknowledgedSend = ContinuousClock.now
+    /// The lease the last joined master gave (`JoinResponse.lease_ms`); nil before any did.
+    var toldLease: Duration?
     /// How long the runtime took to start each running copy, sent with its `running` report.
     var startDurations: [String: Int64] = [:]
     var reportWaiter: CheckedContinuation<Void, Never>?
@@ -82,7 +96,9 @@ public actor WorkerAgent {
         nodeID = try Self.loadOrCreateNodeID(dataDir: config.dataDir, hostname: config.hostname)
         nodeCredential = (try? String(contentsOfFile: nodeCredentialPath, encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        loadPendingReports()
         try await adopt()
+        lastAcknowledgedSend = .now
         defer { clients.shutdown() }
         let logServer = makeLogServer()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -96,11 +112,14 @@ public actor WorkerAgent {
             logger.notice("serving task logs", metadata: ["listen": "\(config.listenAddress.host):\(bound.ipv4?.port ?? bound.ipv6?.port ?? 0)",
                                                           "advertised": "\(advertised)"])
             group.addTask { try await self.sessions() }
+            group.addTask { try await self.watchLease() }
             try await group.next()
         }
     }
 
-    /// Picks up the copies a previous run of this worker left running (found by label).
+    /// Picks up the copies a previous run of this worker left running (found by label). A copy
+    /// that ended and whose report was saved before the restart is only removed: its report is
+    /// already waiting in `pendingReports`.
     func adopt() async throws {
         let found: [RuntimeTaskInfo]
         do {
@@ -109,7 +128,12 @@ public actor WorkerAgent {
             logger.warning("cannot list the runtime's tasks for adoption: \(error)")
             return
         }
+        let saved = Set(pendingReports.map { "\($0.epoch)/\($0.taskID)" })
         for info in found {
+            if !info.running, saved.contains("\(info.epoch)/\(info.taskID)") {
+                perform([.remove(taskID: info.taskID)])
+                continue
+            }
             supervisor.adopted(taskID: info.taskID, epoch: info.epoch)
             if info.running {
                 logger.notice("adopted running task", metadata: ["task": "\(info.taskID)", "epoch": "\(info.epoch)"])

@@ -18,6 +18,9 @@ public struct WorkerConfig: Sendable {
     public var hostname: String
     /// How long a stopped task gets between SIGTERM and SIGKILL.
     public var stopGrace: Duration = .seconds(10)
+    /// `--lease-ms`: shortens the lease the masters give (`LeaseFence`); nil: theirs. When no
+    /// master has acknowledged a heartbeat for this long, every task has been stopped.
+    public var lease: Duration?
     /// Reconnection backoff across masters.
     public var backoffInitial: Duration = .milliseconds(50)
     public var backoffMax: Duration = .seconds(2)

@@ -35,6 +35,8 @@ struct WorkerCommand: EnvironmentConfigurable {
     @Option(help: "Size of one log file of a task container before it rotates: 10m, 500k, 1g (Docker runtime).")
     var taskLogMaxSize = "10m"
     @Option(help: "Log files kept per task container (Docker runtime).") var taskLogMaxFiles = 3
+    @Option(help: "Milliseconds without an acknowledged heartbeat by which every task has been stopped (SIGTERM a fifth of it earlier, at most 10 s); only shortens the masters' lease (--node-down-after minus two heartbeat intervals).")
+    var leaseMs: Int64?
     @Flag(help: "Let --listen-addr bind beyond loopback without TLS (warns).") var insecure = false
     @Option(help: "The cluster CA's certificate (PEM): with --tls-cert and --tls-key, mutual TLS to the masters and on --listen-addr.")
     var tlsCa: String?
@@ -43,7 +45,7 @@ struct WorkerCommand: EnvironmentConfigurable {
     @Option(help: "This worker's private key (PEM).") var tlsKey: String?
 
     static let valueFlags = ["masters", "join-token", "join-token-file", "runtime", "data-dir", "docker-socket", "cpu", "memory", "labels",
-                             "listen-addr", "advertise-addr", "log-level", "task-pids-limit", "task-log-max-size", "task-log-max-files",
+                             "listen-addr", "advertise-addr", "log-level", "task-pids-limit", "task-log-max-size", "task-log-max-files", "lease-ms",
                              "tls-ca", "tls-cert", "tls-key"]
 
     static let switchFlags = ["insecure"]
@@ -155,6 +157,11 @@ struct WorkerCommand: EnvironmentConfigurable {
         var config = WorkerConfig(masters: parsed, joinToken: token ?? "", dataDir: dataDir, capacity: capacity, labels: labelMap,
                                   listenAddress: listen, advertiseAddress: advertise, hostname: hostname)
         config.tls = tls
+        if let leaseMs {
+            // Below a few hundred ms a healthy worker would stop its tasks between two heartbeats.
+            guard leaseMs >= 500 else { throw ValidationError("--lease-ms must be at least 500 (got \(leaseMs))") }
+            config.lease = .milliseconds(leaseMs)
+        }
         return config
     }
 }

@@ -83,4 +83,52 @@ import Testing
         // A new epoch (a restart by policy) does run.
         #expect(s.assignments([Self.task("a", epoch: 2)]) == [.start(Self.task("a", epoch: 2))])
     }
+
+    @Test("a copy stopped while the runtime was still starting it is stopped again once it has started")
+    func stopDuringStart() {
+        var s = Supervisor()
+        _ = s.assignments([Self.task("a", epoch: 1)])
+        #expect(s.assignments([]) == [.stop(taskID: "a", epoch: 1)])
+        // That stop found nothing to stop; the copy now exists and must not be left running.
+        #expect(s.started(taskID: "a", epoch: 1) == [.stop(taskID: "a", epoch: 1)])
+        #expect(s.ended(taskID: "a", epoch: 1, outcome: .cancelled) == [.remove(taskID: "a")])
+    }
+
+    @Test("the fence stops every copy (stopping ones too), reports the wanted ones as lost contact, and starts nothing until unfenced")
+    func fence() {
+        var s = Supervisor()
+        _ = s.assignments([Self.task("a", epoch: 1), Self.task("b", epoch: 1), Self.task("c", epoch: 1)])
+        _ = s.started(taskID: "a", epoch: 1)
+        _ = s.started(taskID: "b", epoch: 1)
+        // c is still starting; b is being replaced by epoch 2 (stop under way, 2 queued).
+        #expect(s.assignments([Self.task("a", epoch: 1), Self.task("b", epoch: 2), Self.task("c", epoch: 1)]) == [.stop(taskID: "b", epoch: 1)])
+        #expect(s.fence() == [.fence(taskID: "a", epoch: 1), .fence(taskID: "b", epoch: 1), .fence(taskID: "c", epoch: 1)])
+        #expect(s.fenced)
+        #expect(s.fence() == [], "fencing twice does nothing")
+        #expect(s.running.isEmpty, "heartbeats no longer list them")
+        // Stopped by the fence: a failure saying why.
+        #expect(s.ended(taskID: "a", epoch: 1, outcome: .cancelled)
+                == [.remove(taskID: "a"), .report(taskID: "a", epoch: 1, .failed(exitCode: nil, reason: Supervisor.fencedReason))])
+        // The replaced copy was not wanted: no report, and its successor does not start.
+        #expect(s.ended(taskID: "b", epoch: 1, outcome: .cancelled) == [.remove(taskID: "b")])
+        // The copy that was starting is fenced again once it exists.
+        #expect(s.started(taskID: "c", epoch: 1) == [.fence(taskID: "c", epoch: 1)])
+        // Sets that arrive while fenced are dropped: nothing starts, nothing is stopped.
+        #expect(s.assignments([Self.task("b", epoch: 2), Self.task("d", epoch: 1)]) == [])
+        s.unfenced()
+        // c ended by itself before the fence reached it: how it really ended is reported.
+        #expect(s.ended(taskID: "c", epoch: 1, outcome: .exited(code: 0)) == [.remove(taskID: "c"), .report(taskID: "c", epoch: 1, .completed)])
+        // A fresh set after the fence: fenced epochs never run again here; new ones start.
+        #expect(s.assignments([Self.task("a", epoch: 1), Self.task("b", epoch: 2), Self.task("d", epoch: 1)])
+                == [.start(Self.task("b", epoch: 2)), .start(Self.task("d", epoch: 1))])
+    }
+
+    @Test("an epoch whose ending was saved before a restart is not started again by a stream that still lists it")
+    func recovered() {
+        var s = Supervisor()
+        s.recovered(taskID: "a", epoch: 4)
+        #expect(s.assignments([Self.task("a", epoch: 4)]) == [])
+        #expect(s.assignments([Self.task("a", epoch: 3)]) == [])
+        #expect(s.assignments([Self.task("a", epoch: 5)]) == [.start(Self.task("a", epoch: 5))])
+    }
 }

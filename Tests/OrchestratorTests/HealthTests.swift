@@ -35,6 +35,46 @@ import Testing
         #expect(policy.state(of: n, now: 1_014_999, leaderSince: 1_000_000) == .notReady)  // grace counts as a heartbeat at 1,000,000
         #expect(policy.state(of: n, now: 1_015_000, leaderSince: 1_000_000) == .down)
     }
+
+    // (--node-down-after ms, heartbeat interval ms, worker lease ms): the interval is 1 s or a
+    // tenth of down-after when shorter (100 ms at least); the lease is down-after minus two
+    // intervals.
+    static let leases: [(Int64, Int64, Int64)] = [
+        (15_000, 1_000, 13_000),   // the defaults: 15 - 2 x 1
+        (12_000, 1_000, 10_000),
+        (60_000, 1_000, 58_000),
+        (3_000, 300, 2_400),       // short test timings: 3 - 2 x 0.3
+        (1_000, 100, 800),
+        (500, 100, 300),           // floor of 100 ms heartbeats
+    ]
+
+    @Test("workers heartbeat every second (a tenth of down-after when shorter) and get a lease of down-after minus two heartbeats",
+          arguments: 0..<leases.count)
+    func workerLease(_ i: Int) {
+        let (downAfter, interval, lease) = Self.leases[i]
+        var policy = HealthPolicy()
+        policy.downAfter = downAfter
+        #expect(policy.heartbeatInterval == interval)
+        #expect(policy.workerLease(heartbeatInterval: policy.heartbeatInterval) == lease)
+        let config = MasterConfig(id: "m1", dataDir: "/tmp/unused", apiAddress: HostPort(host: "127.0.0.1", port: 8080),
+                                  rpcAddress: HostPort(host: "127.0.0.1", port: 9090), peers: [], health: policy)
+        #expect(config.heartbeatInterval == .milliseconds(interval))
+        #expect(config.workerLease == .milliseconds(lease))
+    }
+
+    @Test("for every down-after from 1 s to 5 min the lease ends a margin of two heartbeats before the node can be down, and spans at least 8 heartbeats")
+    func leaseIsSafeAndLive() {
+        for downAfter in stride(from: Int64(1_000), through: 300_000, by: 250) {
+            var policy = HealthPolicy()
+            policy.downAfter = downAfter
+            let interval = policy.heartbeatInterval
+            let lease = policy.workerLease(heartbeatInterval: interval)
+            // The worker counts from its send; the master from its receipt, which is later: the
+            // node is down no earlier than send + downAfter.
+            #expect(lease + 2 * interval <= downAfter, "down-after \(downAfter)")
+            #expect(lease >= 8 * interval, "down-after \(downAfter): a healthy worker must not outlive its lease between heartbeats")
+        }
+    }
 }
 
 @Suite struct RestartPolicyTests {

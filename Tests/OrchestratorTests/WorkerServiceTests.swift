@@ -38,6 +38,16 @@ import Testing
         #expect(try await repo.nodes().isEmpty)
     }
 
+    @Test("a join tells the worker its heartbeat interval and its lease")
+    func joinTellsTheLease() async throws {
+        let repo = ClusterRepository(store: MemoryStore())
+        let service = WorkerService(repository: repo, joinToken: "secret", heartbeatInterval: .milliseconds(300), lease: .milliseconds(2_400),
+                                    now: { 1_000 }, logger: Logger(label: "test"))
+        let joined = try await service.join(request: Self.request(token: "secret", id: "w-8"), context: .testing)
+        #expect(joined.heartbeatIntervalMs == 300)
+        #expect(joined.leaseMs == 2_400)
+    }
+
     @Test("the right token joins; a new id comes from the host name; the worker's own id is kept; bad ids and addresses are refused")
     func joins() async throws {
         let (service, repo) = Self.service(token: "secret")
@@ -45,6 +55,7 @@ import Testing
         #expect(fresh.nodeID.hasPrefix("host-1-example-"))
         let kept = try await service.join(request: Self.request(token: "secret", id: "w-7"), context: .testing)
         #expect(kept.nodeID == "w-7" && kept.heartbeatIntervalMs == 1000)
+        #expect(kept.leaseMs == 0, "no lease unless the master is given one")
         #expect(try await repo.node("w-7").info.capacity == Resources(cpu: 2000, memory: 4096))
         #expect(try await repo.heartbeats()["w-7"] == 1_000)
         await #expect(throws: RPCError.self) {

@@ -145,6 +145,13 @@ public nonisolated struct Orchestrator_V1_JoinResponse: Sendable {
   /// (mode 0600) beside its node id; the masters store only its SHA-256.
   public var nodeCredential: String = String()
 
+  /// The worker's lease: when no master has acknowledged a heartbeat of this worker for this long,
+  /// measured from the moment the worker sent the last acknowledged one, every task it runs must
+  /// already be stopped (the worker fences itself), because by then the masters may declare the
+  /// node down and start its tasks elsewhere. Derived from --node-down-after with a margin
+  /// (HealthPolicy.workerLease). 0: this master gives none (the worker keeps what it had).
+  public var leaseMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -450,7 +457,7 @@ nonisolated extension Orchestrator_V1_JoinRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Orchestrator_V1_JoinResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JoinResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}heartbeat_interval_ms\0\u{3}node_credential\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}heartbeat_interval_ms\0\u{3}node_credential\0\u{3}lease_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -461,6 +468,7 @@ nonisolated extension Orchestrator_V1_JoinResponse: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.heartbeatIntervalMs) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.nodeCredential) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.leaseMs) }()
       default: break
       }
     }
@@ -476,6 +484,9 @@ nonisolated extension Orchestrator_V1_JoinResponse: SwiftProtobuf.Message, Swift
     if !self.nodeCredential.isEmpty {
       try visitor.visitSingularStringField(value: self.nodeCredential, fieldNumber: 3)
     }
+    if self.leaseMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.leaseMs, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -483,6 +494,7 @@ nonisolated extension Orchestrator_V1_JoinResponse: SwiftProtobuf.Message, Swift
     if lhs.nodeID != rhs.nodeID {return false}
     if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
     if lhs.nodeCredential != rhs.nodeCredential {return false}
+    if lhs.leaseMs != rhs.leaseMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -12,6 +12,27 @@ public struct HealthPolicy: Sendable, Hashable {
 
     public init() {}
 
+    /// How often workers heartbeat, in milliseconds: every second, or a tenth of `downAfter` when
+    /// that is shorter (short timings in tests), so that `workerLease` always spans at least eight
+    /// heartbeats and a healthy worker never outlives its lease between two of them.
+    public var heartbeatInterval: Int64 { min(1_000, max(100, downAfter / 10)) }
+
+    /// The lease the masters give a worker that heartbeats every `heartbeatInterval` ms: by this
+    /// long after it *sent* its last acknowledged heartbeat, the worker has stopped all its tasks
+    /// (it fences itself), so they never run beside the copies started once its node is down.
+    ///
+    /// Why `downAfter - 2 × heartbeatInterval` (13 s for the default 15 s): the master stamps a
+    /// heartbeat on arrival and acknowledges it only once the store has it, so it stamps a time at
+    /// or after the worker's send time, and the node is down no earlier than that stamp plus
+    /// `downAfter` (later still with the reconcile pass's period and a new leader's grace). A lease
+    /// of `downAfter` would do with perfect clocks; the two intervals (2 s by default, 600 ms for
+    /// a 3 s `downAfter`) absorb what that ignores: the worker's lease timer firing late on a busy
+    /// machine and the runtime's SIGKILL and reap (a Docker API call), and skew between masters'
+    /// wall clocks (a follower stamps the heartbeat, the leader judges it with its own clock).
+    public func workerLease(heartbeatInterval: Int64) -> Int64 {
+        max(0, downAfter - 2 * heartbeatInterval)
+    }
+
     /// The state a node should be in at `now`, given when it last heartbeat and when this master
     /// became leader. Draining is an operator's choice and survives until the node goes down.
     public func state(of node: NodeRecord, now: Int64, leaderSince: Int64) -> NodeState {

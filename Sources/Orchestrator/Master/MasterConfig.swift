@@ -33,6 +33,7 @@ public struct MasterConfig: Sendable {
     /// Raft timing: one tick, and the election timeout in ticks.
     public var tickInterval: Duration
     public var electionTicks: Int
+    /// How often workers heartbeat (told on join): by default `health.heartbeatInterval`.
     public var heartbeatInterval: Duration
     /// Built-in store only: revisions of history kept behind the current one (`HistoryCompactor`).
     public var historyRevisions: Int64 = 10_000
@@ -41,7 +42,7 @@ public struct MasterConfig: Sendable {
                 peers: [(name: String, address: HostPort)], store: StoreKind = .raft, etcdEndpoints: [String] = [],
                 scheduler: SchedulingAlgorithm = .binPacking, joinToken: String? = nil, apiToken: String? = nil,
                 health: HealthPolicy = HealthPolicy(), taskLimits: TaskLimits = TaskLimits(),
-                tickInterval: Duration = .milliseconds(100), electionTicks: Int = 10, heartbeatInterval: Duration = .seconds(1)) {
+                tickInterval: Duration = .milliseconds(100), electionTicks: Int = 10, heartbeatInterval: Duration? = nil) {
         self.id = id
         self.dataDir = dataDir
         self.apiAddress = apiAddress
@@ -57,7 +58,13 @@ public struct MasterConfig: Sendable {
         self.taskLimits = taskLimits
         self.tickInterval = tickInterval
         self.electionTicks = electionTicks
-        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatInterval = heartbeatInterval ?? .milliseconds(health.heartbeatInterval)
+    }
+
+    /// The lease workers are given on join (`HealthPolicy.workerLease` for `heartbeatInterval`).
+    public var workerLease: Duration {
+        let interval = heartbeatInterval.components
+        return .milliseconds(health.workerLease(heartbeatInterval: interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000))
     }
 
     /// Parses `m1=host:9090,m2=host:9090`; the error names the bad item.

@@ -136,7 +136,8 @@ public final class MasterServer: Sendable {
                                   forward: { leader, command in try await forwardClient.forward(to: leader, command) })
             repository = ClusterRepository(store: store)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
-                                        heartbeatInterval: config.heartbeatInterval, authorization: authorization, now: now, logger: logger)
+                                        heartbeatInterval: config.heartbeatInterval, lease: config.workerLease,
+                                        authorization: authorization, now: now, logger: logger)
             leadership = RaftLeadership(store: store)
             parts = .raft(RaftParts(node: node, store: store, transport: transport,
                                     rpcServices: [ForwardService(authorization: authorization, handle: { try await store.handleForwarded($0) }), workers],
@@ -150,7 +151,8 @@ public final class MasterServer: Sendable {
             let store = try EtcdStore(endpoints: config.etcdEndpoints, configuration: etcdConfiguration)
             repository = ClusterRepository(store: store)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
-                                        heartbeatInterval: config.heartbeatInterval, authorization: authorization, now: now, logger: logger)
+                                        heartbeatInterval: config.heartbeatInterval, lease: config.workerLease,
+                                        authorization: authorization, now: now, logger: logger)
             let election = EtcdLeadership(store: store, masterID: config.id, logger: logger)
             leadership = election
             let tracker = ConnectionTracker()

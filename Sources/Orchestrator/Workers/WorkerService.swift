@@ -15,6 +15,8 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     /// Nil or empty: any worker may join (`master --dev`).
     let joinToken: String?
     let heartbeatInterval: Duration
+    /// Sent to each worker on join (`JoinResponse.lease_ms`); zero: none.
+    let lease: Duration
     let now: @Sendable () -> Int64
     let logger: Logger
     let credentials = CredentialCache()
@@ -27,10 +29,13 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     /// - Parameter maxAssignmentStreams: assignment streams served at once (each holds a store
     ///   watch and a worker's task set); one more is refused with RESOURCE_EXHAUSTED. A worker
     ///   keeps one, so this is a few times the largest expected cluster.
-    public init(repository: ClusterRepository, joinToken: String?, heartbeatInterval: Duration = .seconds(1),
+    /// - Parameter lease: the worker lease (`HealthPolicy.workerLease`): a worker that no master
+    ///   has answered for this long has stopped its tasks. Zero: no lease is given.
+    public init(repository: ClusterRepository, joinToken: String?, heartbeatInterval: Duration = .seconds(1), lease: Duration = .zero,
                 authorization: CallerAuthorization = .unauthenticated, now: @escaping @Sendable () -> Int64, logger: Logger,
                 maxAssignmentStreams: Int = 4096) {
         self.repository = repository
+        self.lease = lease
         self.authorization = authorization
         self.joinToken = joinToken
         self.heartbeatInterval = heartbeatInterval
@@ -65,7 +70,8 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
                                                 "credential": "\(issued == nil ? "kept" : "issued")"])
         return .with {
             $0.nodeID = id
-            $0.heartbeatIntervalMs = Int64(heartbeatInterval.components.seconds * 1000 + heartbeatInterval.components.attoseconds / 1_000_000_000_000_000)
+            $0.heartbeatIntervalMs = Self.milliseconds(heartbeatInterval)
+            $0.leaseMs = Self.milliseconds(lease)
             $0.nodeCredential = issued?.secret ?? request.nodeCredential
         }
     }
@@ -167,6 +173,10 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     }
 
     // MARK: Helpers
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
 
     static func signature(_ tasks: [String: TaskRecord]) -> [String: UInt64] {
         tasks.mapValues(\.epoch)

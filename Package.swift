@@ -205,7 +205,7 @@ let package = Package(
             name: "OrchestratorIntegrationTests",
             dependencies: [
                 "master", "worker", "RaftTestSupport", "TestGate", "ClusterProto", "ClusterSecurity",
-                "EtcdAPITestSupport", "EtcdProto", "Linearizability",
+                "EtcdAPITestSupport", "EtcdProto", "Linearizability", "Raft",
                 asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, nioSSL,
             ],
             path: "IntegrationTests/OrchestratorIntegrationTests"

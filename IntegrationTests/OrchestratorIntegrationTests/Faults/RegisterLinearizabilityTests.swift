@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Linearizability
+import Raft
 import Synchronization
 import Testing
 import TestGate
@@ -77,7 +78,8 @@ final class RegisterWorkload: Sendable {
         return try await withThrowingTaskGroup(of: [KeyValueOperation].self) { group in
             for client in 0..<clients {
                 group.addTask { [self] in
-                    var random = SeededGenerator(seed: seed &+ UInt64(client) &* 0x9E37_79B9_7F4A_7C15)
+                    // SplitMix64: the workload's choices depend only on the seed.
+                    var random = SplitMix64(seed: seed &+ UInt64(client) &* 0x9E37_79B9_7F4A_7C15)
                     var history: [KeyValueOperation] = []
                     var lastSeen: [String: String?] = [:]
                     var n = 0
@@ -163,18 +165,5 @@ final class RegisterWorkload: Sendable {
         } catch {
             return .compareAndSetTimedOut(client: client, key: key, expected: expected, new: new, call: call)
         }
-    }
-}
-
-/// SplitMix64: the workload's choices depend only on the seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

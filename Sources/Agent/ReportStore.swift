@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import ClusterModel
+import ClusterSecurity
 import Foundation
 
 /// A final report (completed, failed, cancelled) no master has acknowledged yet.
@@ -69,38 +70,17 @@ public struct ReportStore: Sendable {
     public func save(_ pending: PendingReport) throws(ReportStoreError) {
         guard let record = Record(pending) else { throw .notFinal(taskID: pending.taskID) }
         let target = path(taskID: pending.taskID, epoch: pending.epoch)
-        let temporary = target + ".tmp"
         guard let encoded = try? JSONEncoder().encode(record), !encoded.isEmpty else {
             throw .io(operation: "encode", path: target, message: "the report does not encode as JSON")
         }
-        let bytes = Array(encoded)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .io(operation: "open", path: temporary, message: Self.describe(errno)) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let error = errno
-                close(fd)
-                unlink(temporary)
-                throw .io(operation: "write", path: temporary, message: Self.describe(error))
-            }
-            written += n
+        do {
+            // Fsynced before the rename, and the directory after it: a crash loses nothing.
+            try SecureFiles.writeFile(Array(encoded), to: target, mode: 0o600, durable: true)
+        } catch let error as SecureFileError {
+            throw .io(operation: "write", path: error.path, message: error.reason)
+        } catch {
+            throw .io(operation: "write", path: target, message: "\(error)")
         }
-        guard fsync(fd) == 0 else {
-            let error = errno
-            close(fd)
-            unlink(temporary)
-            throw .io(operation: "fsync", path: temporary, message: Self.describe(error))
-        }
-        close(fd)
-        guard rename(temporary, target) == 0 else {
-            let error = errno
-            unlink(temporary)
-            throw .io(operation: "rename to", path: target, message: Self.describe(error))
-        }
-        try syncDirectory()
     }
 
     /// Forgets the report of one copy (acknowledged). A missing file is not an error.
@@ -118,7 +98,7 @@ public struct ReportStore: Sendable {
         var unreadable: [String] = []
         for name in names {
             let full = directory + "/" + name
-            if name.hasSuffix(".tmp") {
+            if name.contains(".json.tmp") {  // an interrupted write (`SecureFiles` names them <file>.tmp-<pid>)
                 unlink(full)
                 continue
             }
@@ -131,17 +111,6 @@ public struct ReportStore: Sendable {
             reports.append(pending)
         }
         return (reports.sorted { ($0.sequence, $0.taskID) < ($1.sequence, $1.taskID) }, unreadable)
-    }
-
-    static func describe(_ code: Int32) -> String {
-        "\(String(cString: strerror(code))) (errno \(code))"
-    }
-
-    private func syncDirectory() throws(ReportStoreError) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(operation: "open", path: directory, message: Self.describe(errno)) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw .io(operation: "fsync", path: directory, message: Self.describe(errno)) }
     }
 
     /// The file's JSON: `{"task_id", "epoch", "sequence", "state", "exit_code", "reason"}`.

@@ -1,4 +1,5 @@
 import ClusterModel
+import ClusterSecurity
 import ClusterProto
 import Foundation
 import GRPCCore
@@ -60,14 +61,14 @@ public actor WorkerAgent {
     var nodeIDPath: String { config.dataDir + "/node-id" }
     var nodeCredentialPath: String { config.dataDir + "/node-credential" }
 
-    /// Keeps the node's credential readable by this user only, written whole or not at all.
+    /// Keeps the node's credential readable by this user only, written whole or not at all, and
+    /// durably: the master has recorded its digest, and a worker that lost it in a crash could not
+    /// rejoin as its own node.
     func saveNodeCredential(_ credential: String) throws {
-        let temporary = nodeCredentialPath + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(credential.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw WorkerError.invalidConfiguration("cannot write \(temporary): check --data-dir")
-        }
-        guard rename(temporary, nodeCredentialPath) == 0 else {
-            throw WorkerError.invalidConfiguration("cannot replace \(nodeCredentialPath): check --data-dir")
+        do {
+            try SecureFiles.writeFile(credential, to: nodeCredentialPath, mode: 0o600, durable: true)
+        } catch {
+            throw WorkerError.invalidConfiguration("cannot write \(nodeCredentialPath): \(error); check --data-dir")
         }
         nodeCredential = credential
     }

@@ -45,14 +45,20 @@ public enum SecureFiles {
     /// Writes `contents` to `path` with exactly `mode` (0600 for keys, 0644 for certificates),
     /// replacing an existing file. The data goes to a temporary file created with `mode` in the
     /// same directory, which is then renamed over `path`, so readers never see half a file.
-    public static func writeFile(_ contents: String, to path: String, mode: mode_t) throws {
+    public static func writeFile(_ contents: String, to path: String, mode: mode_t, durable: Bool = false) throws {
+        try writeFile(Array(contents.utf8), to: path, mode: mode, durable: durable)
+    }
+
+    /// The same for bytes. With `durable`, the directory is synced after the rename too, so once
+    /// this returns a crash can lose neither the contents nor the name (the file is fsynced before
+    /// the rename in any case).
+    public static func writeFile(_ bytes: [UInt8], to path: String, mode: mode_t, durable: Bool = false) throws {
         let temporary = path + ".tmp-\(getpid())"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard descriptor >= 0 else { throw SecureFileError(path: path, reason: systemError()) }
         var failure: String?
         // The umask may have removed bits from `mode` (never added any): set it exactly.
         if fchmod(descriptor, mode) != 0 { failure = systemError() }
-        let bytes = Array(contents.utf8)
         var written = 0
         while failure == nil, written < bytes.count {
             let result = bytes.withUnsafeBytes { buffer in
@@ -72,6 +78,16 @@ public enum SecureFiles {
             unlink(temporary)
             throw SecureFileError(path: path, reason: failure)
         }
+        if durable { try syncDirectory(of: path) }
+    }
+
+    /// fsyncs the directory holding `path`, so a rename or creation in it survives a crash.
+    public static func syncDirectory(of path: String) throws {
+        let directory = parentDirectory(of: path)
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw SecureFileError(path: directory, reason: systemError()) }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw SecureFileError(path: directory, reason: systemError()) }
     }
 
     /// The permission bits of `path` (e.g. 0o600), or nil if it cannot be examined.

@@ -28,13 +28,11 @@ public struct IdempotentRequest: Sendable, Hashable {
         guard bytes.count <= Self.maxKeyBytes else { throw .tooLong(bytes.count) }
         guard bytes.allSatisfy({ (0x21...0x7e).contains($0) }) else { throw .notPrintable }
         self.key = key
-        self.bodyDigest = Self.hex(SHA256.hash(data: body))
+        self.bodyDigest = SHA256.hash(data: body).hex
     }
 
     /// Where the key's record lives: its digest, so any key makes a valid store key of fixed length.
-    var recordKey: [UInt8] { ClusterRepository.idempotencyPrefix + Array(Self.hex(SHA256.hash(data: Array(key.utf8))).utf8) }
-
-    static func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
+    var recordKey: [UInt8] { ClusterRepository.idempotencyPrefix + Array(SHA256.hash(data: Array(key.utf8)).hex.utf8) }
 }
 
 /// What the store keeps per key: the task the first request created and that request's digest.

@@ -27,7 +27,7 @@ public struct NodeCredential: Sendable, Hashable {
     public var digest: String { Self.digest(of: secret) }
 
     public static func digest(of secret: String) -> String {
-        SHA256.hash(data: Array(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Array(secret.utf8)).hex
     }
 
     /// Whether `presented` is the secret whose digest is `stored`, in time independent of where
@@ -66,4 +66,9 @@ public enum NodeAdmission: Sendable, Equatable {
             return tokenAccepted ? .admitIssuing : .refuse("join token does not match this cluster's (--join-token)")
         }
     }
+}
+
+extension SHA256.Digest {
+    /// Lowercase hex, as node records and idempotency records store digests.
+    var hex: String { map { String(format: "%02x", $0) }.joined() }
 }

@@ -57,11 +57,9 @@ import Glibc
             let idle = try RawConnection(port: port)
             defer { idle.close() }
             try await Self.poll("the server to close the idle connection") { idle.closedByPeer() }
-            // A connection in use is answered (and then idles out the same way).
-            let busy = try RawConnection(port: port)
-            defer { busy.close() }
-            try busy.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            #expect(await busy.receive(within: .seconds(10)).hasPrefix("HTTP/1.1 200"))
+            // (That a connection in use is served is the cap test's business: with a 200 ms idle
+            // timeout a loaded machine can let the timer fire between the accept and the first
+            // read, which is the timeout working, not a failure.)
         }
     }
 

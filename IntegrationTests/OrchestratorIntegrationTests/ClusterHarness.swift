@@ -14,11 +14,15 @@ final class ManagedProcess: Sendable {
     let logPath: String
     private let process = Mutex<Process?>(nil)
 
-    init(name: String, binary: URL, arguments: [String], logPath: String) {
+    /// Variables added to the test's environment for this process (LD_PRELOAD of a fault library, say).
+    let environment: [String: String]
+
+    init(name: String, binary: URL, arguments: [String], logPath: String, environment: [String: String] = [:]) {
         self.name = name
         self.binary = binary
         self.arguments = arguments
         self.logPath = logPath
+        self.environment = environment
     }
 
     func start() throws {
@@ -26,8 +30,15 @@ final class ManagedProcess: Sendable {
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         let p = Process()
-        p.executableURL = binary
-        p.arguments = arguments
+        if environment.isEmpty {
+            p.executableURL = binary
+            p.arguments = arguments
+        } else {
+            // Through env(1), which execs in place (same pid): the variables reach the binary
+            // exactly as given, on top of the test's own environment.
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + [binary.path] + arguments
+        }
         p.standardOutput = log
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
@@ -104,7 +115,9 @@ final class ClusterHarness: Sendable {
     ///   - masterArgs: extra flags for every master (health timings, say).
     ///   - runAs: run masters and workers as this user (its data directories are given to it).
     ///   - tls: run with the test CA's certificates (the production setting); false for plain text.
-    init(masters count: Int, masterArgs: [String] = [], runAs: TestUser? = nil, tls: Bool = ClusterHarness.tlsByDefault) throws {
+    ///   - masterEnvironment: extra environment variables per master index.
+    init(masters count: Int, masterArgs: [String] = [], runAs: TestUser? = nil, tls: Bool = ClusterHarness.tlsByDefault,
+         masterEnvironment: [Int: [String: String]] = [:]) throws {
         self.runAs = runAs
         self.tls = tls
         self.http = tls ? TestTLS.http : HTTPClient.shared
@@ -130,7 +143,8 @@ final class ClusterHarness: Sendable {
                 "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers, "--join-token", "integration-token",
                 "--log-level", "info",
             ] + (tls ? TestTLS.masterFlags(i) : []) + masterArgs, as: runAs)
-            return ManagedProcess(name: "m\(i + 1)", binary: binary, arguments: arguments, logPath: "\(root)/m\(i + 1).log")
+            return ManagedProcess(name: "m\(i + 1)", binary: binary, arguments: arguments, logPath: "\(root)/m\(i + 1).log",
+                                  environment: masterEnvironment[i] ?? [:])
         }
     }
 

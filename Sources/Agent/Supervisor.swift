@@ -5,11 +5,15 @@ public struct AssignedTask: Sendable, Hashable {
     public var taskID: String
     public var epoch: UInt64
     public var spec: TaskSpec
+    /// The masters want this copy stopped and its end reported (they move the task elsewhere
+    /// once it is confirmed stopped: a drain).
+    public var stop: Bool
 
-    public init(taskID: String, epoch: UInt64, spec: TaskSpec) {
+    public init(taskID: String, epoch: UInt64, spec: TaskSpec, stop: Bool = false) {
         self.taskID = taskID
         self.epoch = epoch
         self.spec = spec
+        self.stop = stop
     }
 
     var runtimeTask: RuntimeTask {
@@ -41,7 +45,11 @@ public enum SupervisorAction: Sendable, Hashable {
 ///   runs at most once: a copy that ended is not started again when a stream lists it again
 ///   before its ending was recorded.
 /// - A task that disappears from the assignment set is stopped and not reported: the masters
-///   withdrew it (cancelled, or moved elsewhere) and already recorded why.
+///   withdrew it (cancelled, or its node declared down) and already recorded why.
+/// - An assignment marked `stop` (a drain moving the task) stops its copy and reports the end,
+///   which is what lets the masters start the task elsewhere; with no copy of that epoch here
+///   (never started, or still queued behind an older copy), it is reported cancelled as soon as
+///   nothing of the task runs here, so a move never waits on a copy that does not exist.
 /// - A newer epoch of a task that still runs here replaces it: stop the old copy, start the new
 ///   one once the old one has ended, so one task never runs twice on a node.
 /// - Every ending of a copy that was still wanted is reported exactly once per copy.
@@ -114,6 +122,10 @@ public struct Supervisor: Sendable {
             if let seen = seenEpoch[a.taskID],
                a.epoch < seen || (a.epoch == seen && copies[a.taskID] == nil && queued[a.taskID]?.epoch != a.epoch) { continue }
             wantedIDs.insert(a.taskID)
+            if a.stop {
+                actions += stopToMove(a)
+                continue
+            }
             seenEpoch[a.taskID] = a.epoch
             if var copy = copies[a.taskID] {
                 if copy.epoch == a.epoch {
@@ -144,6 +156,32 @@ public struct Supervisor: Sendable {
         return actions.sorted { "\($0)" < "\($1)" }
     }
 
+    /// An assignment marked `stop`: the copy of that epoch is stopped and its end reported.
+    private mutating func stopToMove(_ a: AssignedTask) -> [SupervisorAction] {
+        seenEpoch[a.taskID] = a.epoch
+        if var copy = copies[a.taskID], copy.epoch == a.epoch {
+            let stopped = copy.phase == .stopping
+            copy.phase = .stopping
+            copy.wanted = true
+            copies[a.taskID] = copy
+            return stopped ? [] : [.stop(taskID: a.taskID, epoch: a.epoch)]
+        }
+        if var copy = copies[a.taskID] {
+            // An older copy is still on its way out: this epoch never ran, and is confirmed
+            // stopped once that copy has ended (`ended`).
+            queued[a.taskID] = a
+            guard copy.phase != .stopping else { return [] }
+            copy.phase = .stopping
+            copy.wanted = false
+            copies[a.taskID] = copy
+            return [.stop(taskID: a.taskID, epoch: copy.epoch)]
+        }
+        // No copy here, and the epoch is new or was only queued (`assignments` skips an epoch that
+        // ran and ended: its report is on its way): it never ran, say so now.
+        queued[a.taskID] = nil
+        return [.report(taskID: a.taskID, epoch: a.epoch, .cancelled(reason: "stopped before it started"))]
+    }
+
     /// The runtime has the copy running.
     public mutating func started(taskID: String, epoch: UInt64) -> [SupervisorAction] {
         guard var copy = copies[taskID], copy.epoch == epoch else { return [] }
@@ -167,7 +205,11 @@ public struct Supervisor: Sendable {
             let report: TaskReport = copy.fenced && outcome == .cancelled ? .failed(exitCode: nil, reason: Self.fencedReason) : Self.report(for: outcome)
             actions.append(.report(taskID: taskID, epoch: epoch, report))
         }
-        if !fenced, let next = queued.removeValue(forKey: taskID) {
+        if let next = queued[taskID], next.stop {
+            // Asked to move before it ever started: nothing of the task runs here any more.
+            queued[taskID] = nil
+            actions.append(.report(taskID: taskID, epoch: next.epoch, .cancelled(reason: "stopped before it started")))
+        } else if !fenced, let next = queued.removeValue(forKey: taskID) {
             copies[taskID] = Copy(epoch: next.epoch, phase: .starting, wanted: true)
             actions.append(.start(next))
         }

@@ -114,7 +114,7 @@ extension WorkerAgent {
                         self.logger.error("undecodable spec for task \(a.taskID); skipping it")
                         continue
                     }
-                    assigned.append(AssignedTask(taskID: a.taskID, epoch: a.epoch, spec: spec))
+                    assigned.append(AssignedTask(taskID: a.taskID, epoch: a.epoch, spec: spec, stop: a.stop))
                 }
                 await self.received(assigned)
             }

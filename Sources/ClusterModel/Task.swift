@@ -21,8 +21,8 @@ public enum TaskState: String, Sendable, Hashable, Codable, CaseIterable {
         case (.running, .completed), (.running, .failed), (.running, .cancelled), (.running, .lost):
             return true
         case (.running, .pending):
-            // A drain hands a running task to another node (the worker stops the old copy when
-            // its assignment is withdrawn).
+            // A drain hands a running task to another node, once the worker confirmed that the
+            // old copy stopped.
             return true
         case (.lost, .pending), (.failed, .pending), (.completed, .pending):
             // Rescheduled by the restart policy (on-failure: lost or failed; always: any ending).

@@ -126,7 +126,6 @@ struct ServeCommand: EnvironmentConfigurable {
         var health = HealthPolicy()
         health.notReadyAfter = Int64(nodeNotReadyAfter * 1000)
         health.downAfter = Int64(nodeDownAfter * 1000)
-        health.leaderGrace = health.downAfter
         let config = MasterConfig(
             id: id, dataDir: dataDir, apiAddress: try address(apiAddr, "api-addr", default: 8080, .apiToken, tokenSet: !(apiToken ?? "").isEmpty), rpcAddress: rpc,
             etcdAddress: etcdAddr?.lowercased() == "off" ? nil : try address(etcdAddr, "etcd-addr", default: 2379, .tlsOnly), peers: peerList, store: kind,

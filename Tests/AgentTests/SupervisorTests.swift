@@ -131,4 +131,61 @@ import Testing
         #expect(s.assignments([Self.task("a", epoch: 3)]) == [])
         #expect(s.assignments([Self.task("a", epoch: 5)]) == [.start(Self.task("a", epoch: 5))])
     }
+
+    static func stop(_ id: String, epoch: UInt64) -> AssignedTask {
+        var t = task(id, epoch: epoch)
+        t.stop = true
+        return t
+    }
+
+    @Test("a stop request (a drain) stops the copy once and reports its end, which lets the masters move the task")
+    func stopToMove() {
+        var s = Supervisor()
+        _ = s.assignments([Self.task("a", epoch: 1)])
+        _ = s.started(taskID: "a", epoch: 1)
+        #expect(s.assignments([Self.stop("a", epoch: 1)]) == [.stop(taskID: "a", epoch: 1)])
+        #expect(s.assignments([Self.stop("a", epoch: 1)]) == [], "a repeated set stops nothing twice")
+        #expect(s.running.isEmpty)
+        #expect(s.ended(taskID: "a", epoch: 1, outcome: .cancelled)
+                == [.remove(taskID: "a"), .report(taskID: "a", epoch: 1, .cancelled(reason: "stopped on the worker"))])
+        // The masters may list it once more before the report lands: nothing starts, nothing more is said.
+        #expect(s.assignments([Self.stop("a", epoch: 1)]) == [])
+    }
+
+    @Test("a stop request for a copy this worker never started is confirmed at once; one still starting is stopped when it has started")
+    func stopWithoutCopy() {
+        var s = Supervisor()
+        #expect(s.assignments([Self.stop("a", epoch: 1)]) == [.report(taskID: "a", epoch: 1, .cancelled(reason: "stopped before it started"))])
+        #expect(s.assignments([Self.stop("a", epoch: 1)]) == [])
+        #expect(s.assignments([Self.task("a", epoch: 1)]) == [], "that epoch never starts afterwards")
+
+        _ = s.assignments([Self.task("b", epoch: 1)])
+        #expect(s.assignments([Self.stop("b", epoch: 1)]) == [.stop(taskID: "b", epoch: 1)])
+        #expect(s.started(taskID: "b", epoch: 1) == [.stop(taskID: "b", epoch: 1)])
+        #expect(s.ended(taskID: "b", epoch: 1, outcome: .cancelled)
+                == [.remove(taskID: "b"), .report(taskID: "b", epoch: 1, .cancelled(reason: "stopped on the worker"))])
+    }
+
+    @Test("a stop request for an epoch queued behind an older copy is confirmed only once that copy has ended")
+    func stopQueued() {
+        var s = Supervisor()
+        _ = s.assignments([Self.task("a", epoch: 1)])
+        _ = s.started(taskID: "a", epoch: 1)
+        #expect(s.assignments([Self.task("a", epoch: 2)]) == [.stop(taskID: "a", epoch: 1)])
+        #expect(s.assignments([Self.stop("a", epoch: 2)]) == [], "the old copy is already stopping")
+        #expect(s.ended(taskID: "a", epoch: 1, outcome: .cancelled)
+                == [.remove(taskID: "a"), .report(taskID: "a", epoch: 2, .cancelled(reason: "stopped before it started"))])
+        #expect(s.assignments([Self.stop("a", epoch: 2)]) == [])
+    }
+
+    @Test("a stop request while fenced is dropped like any set; the fence's own report covers the copy")
+    func stopWhileFenced() {
+        var s = Supervisor()
+        _ = s.assignments([Self.task("a", epoch: 1)])
+        _ = s.started(taskID: "a", epoch: 1)
+        _ = s.fence()
+        #expect(s.assignments([Self.stop("a", epoch: 1)]) == [])
+        #expect(s.ended(taskID: "a", epoch: 1, outcome: .cancelled)
+                == [.remove(taskID: "a"), .report(taskID: "a", epoch: 1, .failed(exitCode: nil, reason: Supervisor.fencedReason))])
+    }
 }

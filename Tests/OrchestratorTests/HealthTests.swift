@@ -8,32 +8,61 @@ import Testing
                    address: "", lastHeartbeat: lastHeartbeat)
     }
 
-    // Leader since t = 0, grace 15 s, so from t = 15 s on only heartbeats count.
-    static let cases: [(Int64, Int64, NodeState, NodeState)] = [
-        // (last heartbeat, now, stored state, expected)
-        (100_000, 104_999, .ready, .ready),       // 4.999 s of silence
-        (100_000, 105_000, .ready, .notReady),    // 5 s: not ready
-        (100_000, 114_999, .ready, .notReady),
-        (100_000, 115_000, .ready, .down),        // 15 s: down
-        (100_000, 101_000, .draining, .draining), // draining stays draining
-        (100_000, 115_000, .draining, .down),     // ... until it goes down
-        (100_000, 101_000, .down, .ready),        // a heartbeat brings a down node back
+    static let cases: [(Int64, NodeState, NodeState)] = [
+        // (silence ms, stored state, expected)
+        (4_999, .ready, .ready),
+        (5_000, .ready, .notReady),    // 5 s: not ready
+        (14_999, .ready, .notReady),
+        (15_000, .ready, .down),       // 15 s: down
+        (1_000, .draining, .draining), // draining stays draining
+        (15_000, .draining, .down),    // ... until it goes down
+        (1_000, .down, .ready),        // a heartbeat brings a down node back
     ]
 
     @Test("not ready after 5 s of silence, down after 15 s", arguments: 0..<cases.count)
     func thresholds(_ i: Int) {
-        let (last, now, stored, expected) = Self.cases[i]
-        #expect(HealthPolicy().state(of: Self.node(lastHeartbeat: last, state: stored), now: now, leaderSince: 0) == expected)
+        let (silence, stored, expected) = Self.cases[i]
+        #expect(HealthPolicy().state(of: Self.node(lastHeartbeat: 0, state: stored), silence: silence) == expected)
     }
 
-    @Test("after a leader change every node gets a grace period")
-    func leaderGrace() {
+    @Test("silence is timed on the leader's monotonic clock from the last change it saw; wall-clock values only tell that a heartbeat came")
+    func observations() {
+        var seen = HeartbeatObservations()
+        let n = Self.node(lastHeartbeat: 50)
+        // First sight (a new leader, or a new node): just heard from, whatever the stored values say.
+        #expect(seen.observe(nodes: [n], heartbeats: ["n": 1_000], at: 7_000) == ["n": 0])
+        #expect(seen.observe(nodes: [n], heartbeats: ["n": 1_000], at: 12_000) == ["n": 5_000])
+        // A new heartbeat stamped an hour in the future (a follower's clock stepped forward) is a
+        // sign of life, not a reason to think the others are an hour late.
+        #expect(seen.observe(nodes: [n], heartbeats: ["n": 3_601_000], at: 13_000) == ["n": 0])
+        // ... and one stamped before the previous value (the clock stepped back) is one too.
+        #expect(seen.observe(nodes: [n], heartbeats: ["n": 2_000], at: 14_000) == ["n": 0])
+        #expect(seen.observe(nodes: [n], heartbeats: ["n": 2_000], at: 29_000) == ["n": 15_000])
+        // A re-join rewrites the node record's time: also a sign of life.
+        var rejoined = n
+        rejoined.lastHeartbeat = 60
+        #expect(seen.observe(nodes: [rejoined], heartbeats: ["n": 2_000], at: 30_000) == ["n": 0])
+        // A node that left is forgotten, and counts afresh if it comes back.
+        #expect(seen.observe(nodes: [], heartbeats: [:], at: 31_000) == [:])
+        #expect(seen.observe(nodes: [rejoined], heartbeats: ["n": 2_000], at: 40_000) == ["n": 0])
+    }
+
+    @Test("a master's wall clock stepped by an hour marks no healthy node down")
+    func wallClockStep() {
         let policy = HealthPolicy()
-        // The new leader (since t = 1,000,000) never saw this node's heartbeats: last recorded long ago.
-        let n = Self.node(lastHeartbeat: 0)
-        #expect(policy.state(of: n, now: 1_000_000, leaderSince: 1_000_000) == .ready)
-        #expect(policy.state(of: n, now: 1_014_999, leaderSince: 1_000_000) == .notReady)  // grace counts as a heartbeat at 1,000,000
-        #expect(policy.state(of: n, now: 1_015_000, leaderSince: 1_000_000) == .down)
+        var seen = HeartbeatObservations()
+        let nodes = (0..<100).map { NodeRecord(info: NodeInfo(id: "n\($0)", capacity: Resources(cpu: 1000, memory: 1000)), address: "", lastHeartbeat: 0) }
+        var wall: Int64 = 1_000_000
+        for second in 0..<60 {
+            // At second 20 the master that receives heartbeats jumps an hour ahead; at second 40,
+            // back. The leader's monotonic clock ticks on regardless.
+            if second == 20 { wall += 3_600_000 }
+            if second == 40 { wall -= 3_600_000 }
+            wall += 1_000
+            let beats = Dictionary(uniqueKeysWithValues: nodes.map { ($0.info.id, wall) })
+            let silences = seen.observe(nodes: nodes, heartbeats: beats, at: Int64(second) * 1_000)
+            #expect(nodes.allSatisfy { policy.state(of: $0, silence: silences[$0.info.id] ?? 0) == .ready }, "second \(second)")
+        }
     }
 
     // (--node-down-after ms, heartbeat interval ms, worker lease ms): the interval is 1 s or a

@@ -3,7 +3,7 @@ import Raft
 import Testing
 @testable import Orchestrator
 
-/// The self-healing rules with no store: node states from heartbeats, down-node handling, the
+/// The self-healing rules with no store: node states from observed silences, down-node handling, the
 /// drain hand-off, the restart budget and its backoff.
 @Suite struct ReconcilerTests {
     static func node(_ id: String, state: NodeState = .ready, lastHeartbeat: Int64) -> NodeRecord {
@@ -21,28 +21,26 @@ import Testing
     }
 
     struct NodeCase: Sendable, CustomTestStringConvertible {
-        var stored: NodeState, recorded: Int64, heartbeat: Int64?, now: Int64, leaderSince: Int64
+        var stored: NodeState, silence: Int64?
         var expected: ReconcileAction?
-        var testDescription: String { "\(stored), recorded \(recorded), heartbeat \(heartbeat.map(String.init) ?? "none"), now \(now): \(String(describing: expected))" }
+        var testDescription: String { "\(stored), silent \(silence.map { "\($0) ms" } ?? "unknown"): \(String(describing: expected))" }
     }
 
     static let nodeCases: [NodeCase] = [
-        NodeCase(stored: .ready, recorded: 100_000, heartbeat: nil, now: 104_999, leaderSince: 0, expected: nil),
-        NodeCase(stored: .ready, recorded: 100_000, heartbeat: nil, now: 105_000, leaderSince: 0, expected: .markNode(id: "n1", state: .notReady)),
-        // The heartbeat key is newer than the record: it counts.
-        NodeCase(stored: .ready, recorded: 0, heartbeat: 100_000, now: 105_000, leaderSince: 0, expected: .markNode(id: "n1", state: .notReady)),
-        NodeCase(stored: .notReady, recorded: 100_000, heartbeat: nil, now: 115_000, leaderSince: 0, expected: .markNode(id: "n1", state: .down)),
-        NodeCase(stored: .down, recorded: 100_000, heartbeat: 120_000, now: 120_500, leaderSince: 0, expected: .markNode(id: "n1", state: .ready)),
-        NodeCase(stored: .draining, recorded: 100_000, heartbeat: nil, now: 101_000, leaderSince: 0, expected: nil),
-        // A new leader never saw the heartbeats that went to the old one: grace, not a mass death.
-        NodeCase(stored: .ready, recorded: 0, heartbeat: nil, now: 1_000_000, leaderSince: 1_000_000, expected: nil),
+        NodeCase(stored: .ready, silence: 4_999, expected: nil),
+        NodeCase(stored: .ready, silence: 5_000, expected: .markNode(id: "n1", state: .notReady)),
+        NodeCase(stored: .notReady, silence: 15_000, expected: .markNode(id: "n1", state: .down)),
+        NodeCase(stored: .down, silence: 0, expected: .markNode(id: "n1", state: .ready)),
+        NodeCase(stored: .draining, silence: 1_000, expected: nil),
+        NodeCase(stored: .draining, silence: 15_000, expected: .markNode(id: "n1", state: .down)),
+        // Not observed yet (a new leader's first pass): just heard from, not a mass death.
+        NodeCase(stored: .ready, silence: nil, expected: nil),
     ]
 
-    @Test("node states follow heartbeats, with a grace period after a leader change", arguments: nodeCases)
+    @Test("node states follow the silence the leader observed", arguments: nodeCases)
     func nodeStates(_ c: NodeCase) {
-        let actions = Reconciler().plan(nodes: [Self.node("n1", state: c.stored, lastHeartbeat: c.recorded)],
-                                        heartbeats: c.heartbeat.map { ["n1": $0] } ?? [:], tasks: [], now: c.now,
-                                        leaderSince: c.leaderSince, jitter: { 0 })
+        let actions = Reconciler().plan(nodes: [Self.node("n1", state: c.stored, lastHeartbeat: 0)],
+                                        silences: c.silence.map { ["n1": $0] } ?? [:], tasks: [], jitter: { 0 })
         #expect(actions == (c.expected.map { [$0] } ?? []))
     }
 
@@ -51,7 +49,7 @@ import Testing
         let nodes = [Self.node("n1", lastHeartbeat: 0), Self.node("n2", lastHeartbeat: 100_000)]
         let tasks = [Self.task("a", .running, on: "n1"), Self.task("b", .assigned, on: "n1", retries: 2),
                      Self.task("c", .running, on: "n2"), Self.task("d", .pending)]
-        let actions = Reconciler().plan(nodes: nodes, heartbeats: [:], tasks: tasks, now: 100_000, leaderSince: 0, jitter: { 0 })
+        let actions = Reconciler().plan(nodes: nodes, silences: ["n1": 100_000, "n2": 0], tasks: tasks, jitter: { 0 })
         #expect(actions == [
             .markNode(id: "n1", state: .down),
             .evacuate(taskID: "a", node: "n1", to: .lost, reason: "node n1 down"),
@@ -62,14 +60,28 @@ import Testing
         ])
     }
 
-    @Test("a draining node hands its tasks over with no restart counted")
+    @Test("a draining node's tasks are asked to stop first, once; they move with no restart counted only when the stop is confirmed")
     func drain() {
+        var moving = Self.task("c", .running, on: "n1")
+        moving.moving = "node n1 draining"
         let nodes = [Self.node("n1", state: .draining, lastHeartbeat: 100_000)]
-        let tasks = [Self.task("a", .running, on: "n1", retries: 3), Self.task("b", .assigned, on: "n1")]
-        let actions = Reconciler().plan(nodes: nodes, heartbeats: [:], tasks: tasks, now: 100_500, leaderSince: 0, jitter: { 0 })
+        let tasks = [Self.task("a", .running, on: "n1", retries: 3), Self.task("b", .assigned, on: "n1"), moving]
+        let actions = Reconciler().plan(nodes: nodes, silences: ["n1": 500], tasks: tasks, jitter: { 0 })
         #expect(actions == [
-            .evacuate(taskID: "a", node: "n1", to: .pending, reason: "node n1 draining; moving"),
-            .evacuate(taskID: "b", node: "n1", to: .pending, reason: "node n1 draining; moving"),
+            .requestMove(taskID: "a", node: "n1", reason: "node n1 draining"),
+            .requestMove(taskID: "b", node: "n1", reason: "node n1 draining"),
+        ])
+    }
+
+    @Test("a task moving off a node that goes down is pending again, not lost: its worker fenced itself")
+    func movingOnDownNode() {
+        var moving = Self.task("a", .running, on: "n1", policy: RestartPolicy(condition: .never))
+        moving.moving = "node n1 draining"
+        let actions = Reconciler().plan(nodes: [Self.node("n1", state: .draining, lastHeartbeat: 0)], silences: ["n1": 15_000],
+                                        tasks: [moving], jitter: { 0 })
+        #expect(actions == [
+            .markNode(id: "n1", state: .down),
+            .evacuate(taskID: "a", node: "n1", to: .pending, reason: "node n1 down while moving"),
         ])
     }
 
@@ -102,7 +114,7 @@ import Testing
 
     @Test("ended tasks: restart budget, backoff with jitter, and why a lost task stays lost", arguments: endingCases)
     func endings(_ c: EndingCase) {
-        let actions = Reconciler().plan(nodes: [], heartbeats: [:], tasks: [c.task], now: 0, leaderSince: 0, jitter: { c.jitter })
+        let actions = Reconciler().plan(nodes: [], silences: [:], tasks: [c.task], jitter: { c.jitter })
         #expect(actions == c.expected)
     }
 
@@ -111,8 +123,7 @@ import Testing
         let tasks = (0..<50).map { Self.task("t\($0)", .failed, retries: $0 % 3, exitCode: 1) }
         func run() -> [ReconcileAction] {
             var random = SplitMix64(seed: 42)
-            return Reconciler().plan(nodes: [], heartbeats: [:], tasks: tasks.shuffled(), now: 0, leaderSince: 0,
-                                     jitter: { Double.random(in: 0..<1, using: &random) })
+            return Reconciler().plan(nodes: [], silences: [:], tasks: tasks.shuffled(), jitter: { Double.random(in: 0..<1, using: &random) })
         }
         let first = run()
         #expect(first.count == 50)

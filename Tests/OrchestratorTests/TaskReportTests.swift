@@ -36,6 +36,30 @@ import Testing
         #expect(failed.state == .failed && failed.exitCode == 3 && failed.reason == "exit code 3")
     }
 
+    @Test("a task moving off a draining node: the confirmed stop makes it pending with no restart; any other ending is an ending")
+    func movingDecisions() {
+        var t = Self.assigned(state: .running)
+        t.moving = "node n1 draining"
+        t.retries = 1
+        guard case .release(let moved) = TaskReport.cancelled(reason: "stopped on the worker").decide(for: t, from: "n1", epoch: 3, now: 20) else {
+            Issue.record("a confirmed stop should release"); return
+        }
+        #expect(moved.state == .pending && moved.node == nil && moved.moving == nil && moved.retries == 1 && moved.placement == nil)
+        #expect(moved.reason == "node n1 draining: stopped on n1, moving")
+        guard case .release(let done) = TaskReport.completed.decide(for: t, from: "n1", epoch: 3, now: 20) else {
+            Issue.record("completed should release"); return
+        }
+        #expect(done.state == .completed && done.moving == nil)
+        // A stop reported for an older copy does not move the current one.
+        #expect(TaskReport.cancelled(reason: "").decide(for: t, from: "n1", epoch: 2, now: 20) == .stale)
+        // The same report for a task not moving is a failure (stopped by someone on the worker).
+        t.moving = nil
+        guard case .release(let failed) = TaskReport.cancelled(reason: "").decide(for: t, from: "n1", epoch: 3, now: 20) else {
+            Issue.record("cancelled should release"); return
+        }
+        #expect(failed.state == .failed)
+    }
+
     @Test("a report through the repository releases the node's resources; a second copy of it is stale")
     func applyReleases() async throws {
         let repo = try await SchedulingRoundTests.cluster(nodes: 1)
@@ -68,13 +92,14 @@ import Testing
         try await repo.recordHeartbeat(nodeID: "n1", now: 1_000)
         try await repo.apply(.failed(exitCode: 1, reason: "exit code 1"), taskID: "task-0000", nodeID: "n1", epoch: 1, now: 1_000)
         try await repo.apply(.completed, taskID: "task-0001", nodeID: "n1", epoch: 1, now: 1_000)
-        let result = try await ReconcileRound(repository: repo).run(now: 1_000, leaderSince: 0, jitter: { 0 })
+        var seen = HeartbeatObservations()
+        let result = try await ReconcileRound(repository: repo).run(now: 1_000, monotonicNow: 0, observations: &seen, jitter: { 0 })
         #expect(result.restarted == 1)
         let restarted = try await repo.task("task-0000")
         // Default policy: on-failure, 3 retries, backoff 1,000 ms doubling; jitter 0 -> exactly 1,000.
         #expect(restarted.state == .pending && restarted.retries == 1 && restarted.notBefore == 2_000)
         #expect(try await repo.task("task-0001").state == .completed)
-        #expect(result.nodeChanges.isEmpty, "a heartbeat at 1,000 keeps n1 ready")
+        #expect(result.nodeChanges.isEmpty, "a node just seen is ready")
     }
 
     @Test("heartbeats are their own keys: recording one does not change the node record's revision")

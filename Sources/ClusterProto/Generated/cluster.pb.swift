@@ -274,6 +274,11 @@ public nonisolated struct Orchestrator_V1_Assignment: Sendable {
   /// The task's spec as the API stores it (JSON of `TaskSpec`).
   public var spec: Data = Data()
 
+  /// Stop this copy and report its end: the masters move the task elsewhere (a drain) and start
+  /// the new copy only once this one is confirmed stopped. A worker without this copy reports
+  /// it cancelled at once, so the move never waits on a copy that does not exist.
+  public var stop: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -742,7 +747,7 @@ nonisolated extension Orchestrator_V1_AssignmentsRequest: SwiftProtobuf.Message,
 
 nonisolated extension Orchestrator_V1_Assignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Assignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}epoch\0\u{1}spec\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}epoch\0\u{1}spec\0\u{1}stop\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -753,6 +758,7 @@ nonisolated extension Orchestrator_V1_Assignment: SwiftProtobuf.Message, SwiftPr
       case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.spec) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.stop) }()
       default: break
       }
     }
@@ -768,6 +774,9 @@ nonisolated extension Orchestrator_V1_Assignment: SwiftProtobuf.Message, SwiftPr
     if !self.spec.isEmpty {
       try visitor.visitSingularBytesField(value: self.spec, fieldNumber: 3)
     }
+    if self.stop != false {
+      try visitor.visitSingularBoolField(value: self.stop, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -775,6 +784,7 @@ nonisolated extension Orchestrator_V1_Assignment: SwiftProtobuf.Message, SwiftPr
     if lhs.taskID != rhs.taskID {return false}
     if lhs.epoch != rhs.epoch {return false}
     if lhs.spec != rhs.spec {return false}
+    if lhs.stop != rhs.stop {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

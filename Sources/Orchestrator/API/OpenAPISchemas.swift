@@ -92,6 +92,8 @@ extension OpenAPIDocument {
                 "node": ["type": "string", "description": "The node it is (or was last) on"],
                 "epoch": integer, "retries": ["type": "integer"],
                 "reason": ["type": "string", "description": "Why it is pending, failed, lost or cancelled"],
+                "moving": ["type": "string",
+                           "description": "Set while its node drains: the copy there is being stopped, and the task moves (pending again) once the worker confirms the stop"],
                 "exit_code": ["type": "integer"], "placement": ref("Placement"),
                 "not_before": ["type": "integer", "format": "int64", "description": "Not scheduled before (ms since 1970)"],
                 "runtime_start_ms": ["type": "integer", "format": "int64",

@@ -1,14 +1,12 @@
 import ClusterModel
 
-/// When a silent worker stops counting as healthy. Times in milliseconds of the master's clock.
+/// When a silent worker stops counting as healthy. Silences are milliseconds of the leader's
+/// monotonic clock (`HeartbeatObservations`), so no master's wall clock decides node health.
 public struct HealthPolicy: Sendable, Hashable {
     /// No heartbeat for this long: not ready (no new tasks; running ones are left alone).
     public var notReadyAfter: Int64 = 5_000
     /// No heartbeat for this long: down (its tasks are lost and rescheduled).
     public var downAfter: Int64 = 15_000
-    /// After a leader change, heartbeats that went to the old leader were never seen here: give
-    /// every node this long before judging it, instead of declaring the whole cluster dead.
-    public var leaderGrace: Int64 = 15_000
 
     public init() {}
 
@@ -21,23 +19,22 @@ public struct HealthPolicy: Sendable, Hashable {
     /// long after it *sent* its last acknowledged heartbeat, the worker has stopped all its tasks
     /// (it fences itself), so they never run beside the copies started once its node is down.
     ///
-    /// Why `downAfter - 2 × heartbeatInterval` (13 s for the default 15 s): the master stamps a
-    /// heartbeat on arrival and acknowledges it only once the store has it, so it stamps a time at
-    /// or after the worker's send time, and the node is down no earlier than that stamp plus
-    /// `downAfter` (later still with the reconcile pass's period and a new leader's grace). A lease
-    /// of `downAfter` would do with perfect clocks; the two intervals (2 s by default, 600 ms for
-    /// a 3 s `downAfter`) absorb what that ignores: the worker's lease timer firing late on a busy
-    /// machine and the runtime's SIGKILL and reap (a Docker API call), and skew between masters'
-    /// wall clocks (a follower stamps the heartbeat, the leader judges it with its own clock).
+    /// Why `downAfter - 2 × heartbeatInterval` (13 s for the default 15 s): a master acknowledges
+    /// a heartbeat only once the store has it, and the leader notices the change at a reconcile
+    /// pass after that, timing it on its own monotonic clock (`HeartbeatObservations`); so the
+    /// leader's silence starts at or after the worker's send time, and the node is down no earlier
+    /// than `downAfter` after the worker sent its last acknowledged heartbeat (later still after a
+    /// leader change, which restarts every node's count). A lease of `downAfter` would do with
+    /// perfect timers; the two intervals (2 s by default, 600 ms for a 3 s `downAfter`) absorb
+    /// the worker's lease timer firing late on a busy machine and the runtime's SIGKILL and reap
+    /// (a Docker API call). Wall clocks play no part, so their skew or steps need no margin.
     public func workerLease(heartbeatInterval: Int64) -> Int64 {
         max(0, downAfter - 2 * heartbeatInterval)
     }
 
-    /// The state a node should be in at `now`, given when it last heartbeat and when this master
-    /// became leader. Draining is an operator's choice and survives until the node goes down.
-    public func state(of node: NodeRecord, now: Int64, leaderSince: Int64) -> NodeState {
-        let lastSeen = max(node.lastHeartbeat, leaderSince + leaderGrace - downAfter)
-        let silence = now - lastSeen
+    /// The state a node should be in after `silence` ms without a heartbeat the leader saw.
+    /// Draining is an operator's choice and survives until the node goes down.
+    public func state(of node: NodeRecord, silence: Int64) -> NodeState {
         if silence >= downAfter { return .down }
         if node.info.state == .draining { return .draining }
         if silence >= notReadyAfter { return .notReady }

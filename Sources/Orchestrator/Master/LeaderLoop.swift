@@ -41,7 +41,11 @@ public final class LeaderLoop: Sendable {
     let masterID: String
     let defaultAlgorithm: SchedulingAlgorithm
     let options: Options
+    /// The wall clock (milliseconds since the epoch), for what records say: update times, backoffs.
     let now: @Sendable () -> Int64
+    /// A monotonic clock (milliseconds), for everything this loop times itself: its periods and
+    /// node health (`HeartbeatObservations`), which no wall-clock step may move.
+    let monotonic: @Sendable () -> Int64
     let logger: Logger
     let dirty = Atomic<Bool>(true)
     let wake = WakeSignal()
@@ -52,15 +56,25 @@ public final class LeaderLoop: Sendable {
     public let rounds = Atomic<Int>(0)
 
     public init(repository: ClusterRepository, leadership: any Leadership, masterID: String, defaultAlgorithm: SchedulingAlgorithm,
-                options: Options = Options(), now: @escaping @Sendable () -> Int64, logger: Logger) {
+                options: Options = Options(), now: @escaping @Sendable () -> Int64,
+                monotonic: @escaping @Sendable () -> Int64 = LeaderLoop.monotonicMilliseconds, logger: Logger) {
         self.repository = repository
         self.leadership = leadership
         self.masterID = masterID
         self.defaultAlgorithm = defaultAlgorithm
         self.options = options
         self.now = now
+        self.monotonic = monotonic
         self.logger = logger
     }
+
+    /// Milliseconds of the system's monotonic clock.
+    public static func monotonicMilliseconds() -> Int64 {
+        let elapsed = ContinuousClock.now - epoch
+        return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    private static let epoch = ContinuousClock.now
 
     /// Runs until the calling task is cancelled.
     public func run() async {
@@ -84,10 +98,10 @@ public final class LeaderLoop: Sendable {
     private func loop() async {
         var scheduler = Scheduler(defaultAlgorithm: defaultAlgorithm)
         var term: UInt64?
-        var leaderSince: Int64 = 0
+        var observations = HeartbeatObservations()
         var lastSchedule: Int64 = .min / 2
         var lastReconcile: Int64 = .min / 2
-        var lastCompaction: Int64 = 0
+        var lastCompaction: Int64 = .min / 2
         let compactionMs = options.compactionInterval.components.seconds * 1000
         var random = SplitMix64(seed: options.jitterSeed)
         let periodMs = options.period.components.seconds * 1000 + options.period.components.attoseconds / 1_000_000_000_000_000
@@ -105,7 +119,7 @@ public final class LeaderLoop: Sendable {
             if term != status.term {
                 term = status.term
                 follower = await startCache(replacing: follower)
-                leaderSince = now()
+                observations = HeartbeatObservations()  // a new leader counts every node's silence afresh
                 scheduler = Scheduler(defaultAlgorithm: defaultAlgorithm)
                 dirty.store(true, ordering: .relaxed)
                 logger.notice("leading", metadata: ["term": "\(status.term)"])
@@ -115,11 +129,11 @@ public final class LeaderLoop: Sendable {
                     logger.warning("could not record the leader: \(error)")
                 }
             }
-            let time = now()
+            let time = monotonic()
             if dirty.exchange(false, ordering: .relaxed) || time - lastSchedule >= periodMs {
                 lastSchedule = time
                 do {
-                    let result = try await SchedulingRound(repository: repository, cache: cache).run(&scheduler, now: time)
+                    let result = try await SchedulingRound(repository: repository, cache: cache).run(&scheduler, now: now())
                     rounds.add(1, ordering: .relaxed)
                     placements.add(result.placed, ordering: .relaxed)
                     if result.conflicts > 0 { dirty.store(true, ordering: .relaxed) }
@@ -131,7 +145,7 @@ public final class LeaderLoop: Sendable {
                 lastReconcile = time
                 do {
                     let result = try await ReconcileRound(repository: repository, policy: options.health, cache: cache)
-                        .run(now: time, leaderSince: leaderSince, jitter: { Double.random(in: 0..<1, using: &random) })
+                        .run(now: now(), monotonicNow: time, observations: &observations, jitter: { Double.random(in: 0..<1, using: &random) })
                     for (node, state) in result.nodeChanges { logger.notice("node \(node) is \(state.rawValue)") }
                     for why in result.refused { logger.error("reconcile action refused: \(why)") }
                 } catch {

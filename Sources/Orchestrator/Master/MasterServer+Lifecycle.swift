@@ -43,6 +43,7 @@ final class MasterAPIServer: Sendable {
 extension MasterServer {
     func makeAPI() throws -> MasterAPIServer {
         var configuration = APIConfiguration()
+        configuration.now = now
         configuration.limits = config.taskLimits
         configuration.defaultScheduler = config.scheduler
         configuration.apiToken = config.apiToken

@@ -88,8 +88,11 @@ public final class MasterServer: Sendable {
         self.masterClients = PeerClients(security: config.tls?.grpcClientSecurity() ?? .plaintext)
         self.workerClients = PeerClients(security: config.tls?.grpcClientSecurity(verifyHostname: false) ?? .plaintext)
         let authorization: CallerAuthorization = config.tls == nil ? .unauthenticated : .mutualTLS
-        let now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+        let now = WallClock.make()
         self.now = now
+        if ProcessInfo.processInfo.environment[WallClock.offsetFileVariable] != nil {
+            logger.warning("fault injection: this master's wall clock follows \(WallClock.offsetFileVariable) (tests only)")
+        }
         let repository: ClusterRepository
         let leadership: any Leadership
         switch config.store {

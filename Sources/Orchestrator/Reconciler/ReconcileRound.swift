@@ -8,6 +8,8 @@ public struct ReconcileResult: Sendable, Hashable {
     public var lost = 0
     /// Tasks made pending again by a drain hand-off, or lost tasks restarted by their policy.
     public var rescheduled = 0
+    /// Tasks on draining nodes whose workers were asked to stop them (`TaskRecord.moving`).
+    public var moving = 0
     /// Tasks that ended (failed, completed) made pending again by their restart policy.
     public var restarted = 0
     public var conflicts = 0
@@ -34,13 +36,17 @@ public struct ReconcileRound: Sendable {
         self.cache = cache
     }
 
-    /// `jitter` supplies numbers in [0, 1) for restart backoff, from a seeded generator.
-    public func run(now: Int64, leaderSince: Int64, jitter: () -> Double) async throws -> ReconcileResult {
+    /// `now` is the wall clock for the records written (restart backoffs, update times);
+    /// `monotonicNow` times heartbeats in `observations`, which the caller keeps from pass to pass
+    /// while it leads. `jitter` supplies numbers in [0, 1) for restart backoff, from a seeded
+    /// generator.
+    public func run(now: Int64, monotonicNow: Int64, observations: inout HeartbeatObservations,
+                    jitter: () -> Double) async throws -> ReconcileResult {
         let heartbeats = try await repository.heartbeats(consistency: .linearizable)
         let nodeList = try await repository.nodes(consistency: .linearizable)
         let taskList = if let cache, cache.isSynced { cache.tasks() } else { try await repository.tasks(consistency: .linearizable).tasks }
-        let actions = Reconciler(policy: policy).plan(nodes: nodeList, heartbeats: heartbeats, tasks: taskList, now: now,
-                                                      leaderSince: leaderSince, jitter: jitter)
+        let silences = observations.observe(nodes: nodeList, heartbeats: heartbeats, at: monotonicNow)
+        let actions = Reconciler(policy: policy).plan(nodes: nodeList, silences: silences, tasks: taskList, jitter: jitter)
         var writer = ActionWriter(repository: repository, now: now,
                                   nodes: Dictionary(nodeList.map { ($0.info.id, $0) }, uniquingKeysWith: { a, _ in a }),
                                   tasks: Dictionary(taskList.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }))
@@ -67,7 +73,7 @@ private struct ActionWriter {
             result.conflicts += 1
             switch action {
             case .markNode(let id, _): refusedNodes.insert(id)
-            case .evacuate(let id, _, _, _), .restart(let id, _, _, _): tasks[id] = nil
+            case .evacuate(let id, _, _, _), .restart(let id, _, _, _), .requestMove(let id, _, _): tasks[id] = nil
             case .explain: break
             }
         } catch RepositoryError.invalidTransition(let why) {
@@ -94,6 +100,15 @@ private struct ActionWriter {
             updated.updatedAt = now
             (tasks[id], nodes[nodeID]) = try await repository.release(task, as: updated, from: node)
             if next == .lost { result.lost += 1 } else { result.rescheduled += 1 }
+
+        case .requestMove(let id, let nodeID, let reason):
+            guard !refusedNodes.contains(nodeID), var task = tasks[id], task.node == nodeID, task.moving == nil,
+                  task.state == .assigned || task.state == .running else { return }
+            task.moving = reason
+            task.reason = "\(reason): stopping here before moving"
+            task.updatedAt = now
+            tasks[id] = try await repository.update(task)
+            result.moving += 1
 
         case .restart(let id, let retry, let delay, let reason):
             guard let task = tasks[id], task.state == .failed || task.state == .completed || task.state == .lost else { return }

@@ -6,10 +6,12 @@ import ClusterModel
 public enum ReconcileAction: Sendable, Hashable {
     /// The node's state follows its heartbeats (`HealthPolicy`).
     case markNode(id: String, state: NodeState)
-    /// Take the task off a down node (as lost, its own write and event before any restart) or off
-    /// a draining node (back to pending, handed over without counting a restart), giving its
-    /// resources back to the node.
+    /// Take the task off a down node, giving its resources back: as lost (its own write and event
+    /// before any restart), or back to pending when it was already moving off a draining node.
     case evacuate(taskID: String, node: String, to: TaskState, reason: String)
+    /// Ask the worker of a draining node to stop the task's copy (`TaskRecord.moving`); the task
+    /// keeps its node and resources until the worker confirms the stop, then goes back to pending.
+    case requestMove(taskID: String, node: String, reason: String)
     /// Make an ended or lost task pending again after `delay` ms, its restart number `retry`.
     case restart(taskID: String, retry: Int, delay: Int64, reason: String)
     /// Say once why a lost task stays lost.
@@ -17,14 +19,15 @@ public enum ReconcileAction: Sendable, Hashable {
 }
 
 /// The leader's self-healing rules as a pure function (the planning half of ``ReconcileRound``):
-/// from the nodes with their latest heartbeats, the tasks, `now`, when this master began to lead
-/// and a seeded jitter source, the changes to write. No store, no clock: the rules are tested as
-/// tables.
+/// from the nodes with their silences (`HeartbeatObservations`), the tasks and a seeded
+/// jitter source, the changes to write. No store, no clock: the rules are tested as tables.
 ///
 /// The rules, in order:
 /// 1. A node's state is what `HealthPolicy` says of its silence (draining survives until down).
-/// 2. Assigned or running tasks on a down node are lost; on a draining node they go back to
-///    pending with no restart counted (the task did nothing wrong).
+/// 2. Assigned or running tasks on a down node are lost (the worker fenced itself before the node
+///    went down: its lease is shorter). On a draining node they are asked to stop, and go back to
+///    pending with no restart counted (the task did nothing wrong) only when the worker confirms
+///    the stop, or its node goes down: a new copy never starts while the old one may still run.
 /// 3. Failed, completed and lost tasks (including the ones rule 2 just lost) restart if their
 ///    policy says so, with the policy's backoff spread by jitter; a lost task that stays lost says
 ///    why, once.
@@ -41,13 +44,13 @@ public struct Reconciler: Sendable {
 
     /// The actions for one pass. `jitter` supplies numbers in [0, 1) from a seeded generator, one
     /// per restart decision, in task order.
-    public func plan(nodes: [NodeRecord], heartbeats: [String: Int64], tasks: [TaskRecord], now: Int64, leaderSince: Int64,
-                     jitter: () -> Double) -> [ReconcileAction] {
+    /// `silences` holds each node's milliseconds without a heartbeat; a node missing from it has
+    /// just been heard from.
+    public func plan(nodes: [NodeRecord], silences: [String: Int64], tasks: [TaskRecord], jitter: () -> Double) -> [ReconcileAction] {
         var actions: [ReconcileAction] = []
         var state: [String: NodeState] = [:]
-        for var node in nodes.sorted(by: { $0.info.id < $1.info.id }) {
-            node.lastHeartbeat = max(node.lastHeartbeat, heartbeats[node.info.id] ?? 0)
-            let next = policy.state(of: node, now: now, leaderSince: leaderSince)
+        for node in nodes.sorted(by: { $0.info.id < $1.info.id }) {
+            let next = policy.state(of: node, silence: silences[node.info.id] ?? 0)
             if next != node.info.state { actions.append(.markNode(id: node.info.id, state: next)) }
             state[node.info.id] = next
         }
@@ -56,12 +59,16 @@ public struct Reconciler: Sendable {
             var reason = task.reason
             if task.state == .assigned || task.state == .running, let nodeID = task.node {
                 switch state[nodeID] {
+                case .down where task.moving != nil:
+                    // Asked to move and its node is gone past the worker's lease: the copy is stopped.
+                    actions.append(.evacuate(taskID: task.id, node: nodeID, to: .pending, reason: "node \(nodeID) down while moving"))
+                    continue
                 case .down:
                     reason = "node \(nodeID) down"
                     actions.append(.evacuate(taskID: task.id, node: nodeID, to: .lost, reason: reason))
                     ended = .lost
-                case .draining:
-                    actions.append(.evacuate(taskID: task.id, node: nodeID, to: .pending, reason: "node \(nodeID) draining; moving"))
+                case .draining where task.moving == nil:
+                    actions.append(.requestMove(taskID: task.id, node: nodeID, reason: "node \(nodeID) draining"))
                     continue
                 default:
                     continue

@@ -239,9 +239,12 @@ public struct ClusterRepository: Sendable {
     }
 
     /// Takes a task off its node atomically: writes `updated` (its new state) and gives the task's
-    /// resources back to the node, only if neither changed since read.
+    /// resources back to the node, only if neither changed since read. The task is off its node,
+    /// so whatever move was under way (`TaskRecord.moving`) is over.
     @discardableResult
-    public func release(_ task: TaskRecord, as updated: TaskRecord, from node: NodeRecord) async throws -> (TaskRecord, NodeRecord) {
+    public func release(_ task: TaskRecord, as released: TaskRecord, from node: NodeRecord) async throws -> (TaskRecord, NodeRecord) {
+        var updated = released
+        updated.moving = nil
         var checked = updated
         checked.storedState = task.storedState
         try Self.checkTransition(checked)

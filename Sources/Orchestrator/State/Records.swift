@@ -47,6 +47,11 @@ public struct TaskRecord: StoredRecord, Hashable {
     public var placement: PlacementRecord?
     /// A pending task waiting out its restart backoff is not scheduled before this time (ms).
     public var notBefore: Int64?
+    /// Why the task is moving off its node (a drain), while its copy there is asked to stop; nil
+    /// otherwise. The task keeps its node and resources until the worker confirms that the copy
+    /// stopped (or the node goes down past the worker's lease), and only then goes back to
+    /// pending: a new copy never starts beside one that may still run.
+    public var moving: String?
     /// How long the worker's runtime took to create and start the current copy (ms), as reported
     /// with `running`: the runtime's share of the time from submission to running.
     public var runtimeStartMs: Int64?
@@ -81,7 +86,7 @@ public struct TaskRecord: StoredRecord, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, spec, state, node, epoch, retries, reason, placement
+        case id, spec, state, node, epoch, retries, reason, placement, moving
         case exitCode = "exit_code"
         case notBefore = "not_before"
         case runtimeStartMs = "runtime_start_ms"

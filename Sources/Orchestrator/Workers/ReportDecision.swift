@@ -11,7 +11,8 @@ public enum ReportDecision: Sendable, Hashable {
     case unchanged
     /// Write the task (still on its node).
     case update(TaskRecord)
-    /// Write the task as ended and give its resources back to the node.
+    /// Write the task off its node (ended, or pending after a move's stop was confirmed) and give
+    /// its resources back to the node.
     case release(TaskRecord)
 }
 
@@ -39,12 +40,20 @@ extension TaskReport {
             t.state = .failed
             t.exitCode = code
             t.reason = reason
+        case .cancelled where task.moving != nil:
+            // The stop the masters asked for, confirmed: the task may now start elsewhere, and
+            // it did nothing wrong, so no restart is counted.
+            t.state = .pending
+            t.exitCode = nil
+            t.reason = "\(task.moving ?? ""): stopped on \(nodeID), moving"
+            t.placement = nil
         case .cancelled(let reason):
             t.state = .failed
             t.exitCode = nil
             t.reason = reason.isEmpty ? "stopped on the worker" : reason
         }
         t.node = nil
+        t.moving = nil
         return .release(t)
     }
 }

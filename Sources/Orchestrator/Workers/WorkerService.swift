@@ -178,8 +178,14 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
-    static func signature(_ tasks: [String: TaskRecord]) -> [String: UInt64] {
-        tasks.mapValues(\.epoch)
+    /// What the worker acts on: a new set is sent only when an epoch or a stop request changed.
+    static func signature(_ tasks: [String: TaskRecord]) -> [String: AssignmentSignature] {
+        tasks.mapValues { AssignmentSignature(epoch: $0.epoch, stop: $0.moving != nil) }
+    }
+
+    struct AssignmentSignature: Hashable {
+        var epoch: UInt64
+        var stop: Bool
     }
 
     static func message(_ tasks: [String: TaskRecord], revision: Int64) -> Orchestrator_V1_AssignmentSet {
@@ -190,6 +196,7 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
                     $0.taskID = t.id
                     $0.epoch = t.epoch
                     $0.spec = Data(ClusterRepository.encode(t.spec))
+                    $0.stop = t.moving != nil
                 }
             }
         }

@@ -215,9 +215,11 @@ final class ClusterHarness: Sendable {
         var json: Any? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) }
     }
 
-    func request(_ method: HTTPMethod, master: Int, _ path: String, body: String? = nil, timeout: TimeAmount = .seconds(15)) async throws -> Reply {
+    func request(_ method: HTTPMethod, master: Int, _ path: String, body: String? = nil, headers: [String: String] = [:],
+                 timeout: TimeAmount = .seconds(15)) async throws -> Reply {
         var req = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(apiPorts[master])\(path)")
         req.method = method
+        for (name, value) in headers { req.headers.add(name: name, value: value) }
         if let body {
             req.headers.add(name: "Content-Type", value: "application/json")
             req.body = .bytes(ByteBuffer(string: body))

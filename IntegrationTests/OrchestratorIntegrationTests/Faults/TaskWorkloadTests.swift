@@ -16,12 +16,23 @@ import TestGate
 /// created twice, no task ever runs twice (each takes a lock only one copy can hold and logs its
 /// start), no stored version of any node is over capacity (every version of every node record,
 /// read back through the etcd API's watch from the first revision), and every event client saw
-/// the same events in the same order with no gap and no duplicate.
+/// the same events in the same order with no gap and no duplicate. Once on the built-in Raft
+/// store, once with `--store etcd` against a real etcd (then the leader is the etcd election's
+/// winner, and node versions are replayed from etcd itself).
 @Suite(.serialized, .heavy) struct TaskWorkloadTests {
-    @Test("tasks through every master with the leader killed: all complete once, no node over capacity, every event stream identical")
-    func leaderKill() async throws {
+    @Test("tasks through every master with the leader killed: all complete once, no node over capacity, every event stream identical",
+          arguments: ["raft", "etcd"])
+    func leaderKill(store: String) async throws {
         let seed = ProcessInfo.processInfo.environment["ORCH_FAULT_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
-        let cluster = try ClusterHarness(masters: 3)
+        var etcd: EtcdBackedClusterTests.Etcd?
+        if store == "etcd" {
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent("orch-tw-etcd-\(UUID().uuidString.prefix(8))").path
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            etcd = try EtcdBackedClusterTests.Etcd(root: root, tls: ClusterHarness.tlsByDefault)
+            try await etcd?.waitForListeners()
+        }
+        defer { etcd?.process.kill9() }
+        let cluster = try ClusterHarness(masters: 3, masterArgs: etcd.map { ["--store", "etcd", "--etcd-endpoints", $0.clientURL] } ?? [])
         let marker = "orch-tw-\(UUID().uuidString.prefix(8))"
         defer {
             cluster.killAll()
@@ -86,9 +97,10 @@ import TestGate
                 #expect(zip(order, order.dropFirst()).allSatisfy { $0 < $1 }, "seed \(seed): follower \(i) saw events out of order or twice")
             }
             #expect(seen[0].filter { $0.type == "task_created" }.count == 121, "seed \(seed): one creation event per task")
-            print("task workload: seed \(seed), \(acknowledged.count) tasks, \(seen[0].count) events per follower, reconnects \(streams.map(\.reconnects))")
+            print("task workload (\(store)): seed \(seed), \(acknowledged.count) tasks, \(seen[0].count) events per follower, reconnects \(streams.map(\.reconnects))")
 
-            try await Self.checkCapacity(cluster, from: firstRevision)
+            let endpoint = etcd.map { String($0.clientURL.split(separator: "/").last ?? "") } ?? "127.0.0.1:\(cluster.etcdPorts[0])"
+            try await Self.checkCapacity(cluster, endpoint: endpoint, from: firstRevision)
         } catch {
             Issue.record("seed \(seed): \(error)\n\(cluster.logs)")
             throw error
@@ -133,9 +145,9 @@ import TestGate
     /// Every version of every node record since `revision`, through the etcd API's watch: none has
     /// more allocated than its capacity, or a negative allocation. A marker key written last (outside
     /// the prefixes the masters read) says when the replay is complete.
-    static func checkCapacity(_ cluster: ClusterHarness, from revision: Int64) async throws {
+    static func checkCapacity(_ cluster: ClusterHarness, endpoint: String, from revision: Int64) async throws {
         let security: HTTP2ClientTransport.Posix.TransportSecurity = cluster.tls ? TestTLS.clientMaterial.grpcClientSecurity() : .plaintext
-        let connection = try EtcdGRPCConnection(endpoint: "127.0.0.1:\(cluster.etcdPorts[0])", security: security)
+        let connection = try EtcdGRPCConnection(endpoint: endpoint, security: security)
         defer { Task { await connection.close() } }
         let nodes = Data("/orchestrator/nodes/".utf8), marker = Data("/orchestrator/zz-test-marker".utf8)
         _ = try await connection.kv.put(.with { $0.key = marker; $0.value = Data("end".utf8) })

@@ -1,4 +1,7 @@
+import EtcdAPITestSupport
+import EtcdProto
 import Foundation
+import GRPCNIOTransportHTTP2
 import Testing
 import TestGate
 
@@ -7,6 +10,7 @@ import TestGate
 /// wall clock follows its own offset file (`WallClock`'s fault hook, `ORCH_FAULT_CLOCK_OFFSET_FILE`:
 /// the machine's clock is shared by every test, so it stays alone); the test steps the leader's
 /// clock an hour ahead and a follower's an hour back, with workers heartbeating to all of them.
+/// An etcd-API lease lives through it too: leases are timed on a steady clock.
 @Suite(.serialized, .heavy) struct ClockStepTests {
     @Test("stepping the leader's wall clock an hour ahead and a follower's an hour back marks no node down and loses no task")
     func wallClockSteps() async throws {
@@ -42,6 +46,13 @@ import TestGate
                 try await cluster.tasks(master: 0).filter { $0["state"] as? String == "running" }.count == 4
             }
 
+            // An etcd-API lease of 60 s: the leader's clock an hour ahead must not expire it.
+            let security: HTTP2ClientTransport.Posix.TransportSecurity = cluster.tls ? TestTLS.clientMaterial.grpcClientSecurity() : .plaintext
+            let etcd = try EtcdGRPCConnection(endpoint: "127.0.0.1:\(cluster.etcdPorts[leader])", security: security)
+            defer { Task { await etcd.close() } }
+            let lease = try await etcd.lease.leaseGrant(.with { $0.ttl = 60 }).id
+            _ = try await etcd.kv.put(.with { $0.key = Data("leased".utf8); $0.value = Data("v".utf8); $0.lease = lease })
+
             try step(leader, milliseconds: 3_600_000)
             try step(follower, milliseconds: -3_600_000)
             // Watch for twice the down timeout: every node stays ready, every task keeps running.
@@ -56,6 +67,9 @@ import TestGate
                 try await Task.sleep(for: .milliseconds(250))  // a sampling interval, not a wait for a condition
             }
             #expect(samples >= 20)
+            let ttl = try await etcd.lease.leaseTimeToLive(.with { $0.id = lease }).ttl
+            #expect(ttl > 30 && ttl <= 60, "the lease keeps its time: \(ttl) s left")
+            #expect(try await etcd.kv.range(.with { $0.key = Data("leased".utf8) }).kvs.count == 1, "its key is still there")
             // The cluster still works: a new task through the stepped follower runs.
             let r = try await cluster.request(.POST, master: follower, "/api/v1/tasks", body: ClusterIntegrationTests.taskBody("after-step", command: "true"))
             #expect(r.status == 201, "\(r.body)")

@@ -55,6 +55,8 @@ public final class MasterServer: Sendable {
     /// Counters and gauges for `/metrics`.
     public let metrics = MetricsRegistry()
     let now: @Sendable () -> Int64
+    /// Times etcd-API leases: steady, so a stepped wall clock neither expires nor extends them.
+    let leaseClock = WallClock.steady()
     let parts: Parts
     /// Fired once a stop has begun: `/readyz` answers 503 so clients and load balancers move on.
     /// (A class, not an `Atomic` field: Swift 6.3's optimizer crashes on a noncopyable stored
@@ -135,7 +137,7 @@ public final class MasterServer: Sendable {
             let node = try RaftNode(config: raftConfig, storage: storage, machine: machine, transport: transport,
                                     bootstrap: ids.keys.sorted(), clock: ContinuousClock(), options: options, logger: logger)
             let forwardClient = ForwardClient(clients: masterClients, addresses: addresses)
-            let store = RaftStore(node: node, machine: machine, hub: hub, now: now,
+            let store = RaftStore(node: node, machine: machine, hub: hub, now: leaseClock,
                                   forward: { leader, command in try await forwardClient.forward(to: leader, command) })
             repository = ClusterRepository(store: store)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
@@ -206,7 +208,7 @@ public final class MasterServer: Sendable {
             case .raft(let raft):
                 group.addTask { try await Self.naming("--rpc-addr", self.config.rpcAddress) { try await raft.transport.serve(with: raft.rpcServices) } }
                 group.addTask { try await raft.node.run() }
-                group.addTask { await LeaseExpirer(store: raft.store, now: self.now).run() }
+                group.addTask { await LeaseExpirer(store: raft.store, now: self.leaseClock).run() }
                 group.addTask { [config] in await HistoryCompactor(store: raft.store, retain: config.historyRevisions).run() }
                 var etcdAPI: EtcdAPIServer?
                 if let etcdAddress = config.etcdAddress {

@@ -21,6 +21,20 @@ public enum WallClock {
         return { system() + offset.current() }
     }
 
+    /// A clock for lease expiry that no wall-clock step moves: milliseconds since 1970 as the
+    /// system clock read when this was made, advanced by the monotonic clock since. Masters'
+    /// readings agree as far as their clocks agreed when they started; only the leader's decides
+    /// expiry, and a new leader renews every lease first (`LeaseExpirer`), so a difference never
+    /// shortens a lease. etcd's lessor likewise times leases on Go's monotonic clock.
+    public static func steady() -> @Sendable () -> Int64 {
+        let origin = system()
+        let start = ContinuousClock.now
+        return {
+            let elapsed = start.duration(to: .now).components
+            return origin + elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
+        }
+    }
+
     /// Milliseconds since 1970 from the system clock.
     public static let system: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
 }

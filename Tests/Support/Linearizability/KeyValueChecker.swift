@@ -20,6 +20,9 @@ public struct KeyViolation: Sendable, CustomStringConvertible {
     /// The operations that could have come next after the prefix (their calls precede the earliest
     /// pending return), none of which the register accepts there.
     public var unlinearizable: [KeyValueOperation]
+    /// A sub-history that fails on its own (`HistoryShrinker`): usually a handful of operations
+    /// where the whole key's history has hundreds.
+    public var smallestFailingHistory: [KeyValueOperation]
     /// A few lines: the key, the size of the prefix, the value it leaves, the operations that do
     /// not fit and the last ones that did.
     public var description: String
@@ -70,6 +73,8 @@ public struct KeyValueLinearizabilityChecker: Sendable {
     /// The most search steps spent on one key before it is reported undecided. A step visits one
     /// event; a thousand well-behaved operations on a key take a few thousand.
     public var stepBudgetPerKey: Int
+    /// The search steps spent shrinking each failing key's history to a small witness.
+    public var shrinkStepBudget = 20_000_000
     /// The values of keys that existed before the history began; the others start absent.
     public var initialValues: [String: String]
 
@@ -105,7 +110,8 @@ public struct KeyValueLinearizabilityChecker: Sendable {
             case .budgetExhausted:
                 report.undecidedKeys.append(key)
             case .notLinearizable:
-                report.violations.append(Self.violation(key: key, operations: operations, result: result))
+                let smallest = HistoryShrinker(stepBudget: shrinkStepBudget).shrink(operations, initialValue: initialValues[key])
+                report.violations.append(Self.violation(key: key, operations: operations, result: result, smallest: smallest))
             }
         }
         if !report.violations.isEmpty {
@@ -120,7 +126,8 @@ public struct KeyValueLinearizabilityChecker: Sendable {
     static let prefixLinesShown = 5
 
     static func violation(
-        key: String, operations: [KeyValueOperation], result: LinearizationSearchResult<KeyValueRegister.State>
+        key: String, operations: [KeyValueOperation], result: LinearizationSearchResult<KeyValueRegister.State>,
+        smallest: [KeyValueOperation]
     ) -> KeyViolation {
         let prefix = result.linearization.map { operations[$0] }
         let stuck = result.stuckOperations.map { operations[$0] }
@@ -136,9 +143,13 @@ public struct KeyValueLinearizabilityChecker: Sendable {
             lines.append(shown.count == prefix.count ? "the prefix:" : "the prefix ends with (last \(shown.count)):")
             lines.append(renderLines(Array(shown), indent: "  "))
         }
+        if smallest.count < operations.count {
+            lines.append("the smallest failing history found (\(counted(smallest.count, "operation")), by call time):")
+            lines.append(renderLines(smallest, indent: "  "))
+        }
         return KeyViolation(
             key: key, operations: operations, longestLinearizablePrefix: prefix, valueAfterPrefix: value,
-            unlinearizable: stuck, description: lines.joined(separator: "\n")
+            unlinearizable: stuck, smallestFailingHistory: smallest, description: lines.joined(separator: "\n")
         )
     }
 }

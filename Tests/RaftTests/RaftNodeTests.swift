@@ -96,6 +96,22 @@ final class NodeCluster: Sendable {
         #expect(cluster.machines[follower]!.values.contains(Array("hello".utf8)))
     }
 
+    @Test("a follower's ReadIndex request that is lost is asked again, so the read completes well within the request timeout")
+    func lostReadIndexIsRetried() async throws {
+        let cluster = try NodeCluster([1, 2, 3])
+        defer { cluster.stopAll() }
+        let leader = try await cluster.waitForLeader()
+        _ = try await cluster.nodes[leader]!.propose(Array("first".utf8))  // an entry of this term committed
+        let follower = [1, 2, 3].first { $0 != leader }!
+        // Requests time out after 50 ticks (500 ms here) with `.timeout`, which this `try` would
+        // throw; the retry comes after 5 ticks.
+        cluster.network.dropNext(.readIndex)
+        try await cluster.nodes[follower]!.linearizableRead()
+        // The leader's answer lost instead: the same.
+        cluster.network.dropNext(.readIndexResponse)
+        try await cluster.nodes[follower]!.linearizableRead()
+    }
+
     @Test("a follower refuses proposals at once and names the leader")
     func followerFailsFast() async throws {
         let cluster = try NodeCluster([1, 2, 3])

@@ -6,6 +6,8 @@ extension RaftNode {
         var index: UInt64?
         /// The tick at which the read times out.
         var deadline: Int
+        /// The tick at which an unanswered request is asked again.
+        var retryAt: Int
         var continuation: CheckedContinuation<Void, any Error>
     }
 
@@ -13,15 +15,39 @@ extension RaftNode {
 
     /// Asks the core for a ReadIndex under a context unique to this read (a counter and the term).
     func startRead(_ cont: CheckedContinuation<Void, any Error>, deadline: Int) {
+        let ctx = nextReadContext()
+        do {
+            try raw.readIndex(context: ctx)
+            reads[ctx] = PendingRead(index: nil, deadline: deadline, retryAt: ticks + options.readRetryTicks, continuation: cont)
+        } catch {
+            cont.resume(throwing: RaftNodeError(error))
+        }
+    }
+
+    private func nextReadContext() -> [UInt8] {
         nextReadID += 1
         var ctx: [UInt8] = []
         withUnsafeBytes(of: nextReadID.littleEndian) { ctx.append(contentsOf: $0) }
         withUnsafeBytes(of: raw.raft.term.littleEndian) { ctx.append(contentsOf: $0) }
-        do {
-            try raw.readIndex(context: ctx)
-            reads[ctx] = PendingRead(index: nil, deadline: deadline, continuation: cont)
-        } catch {
-            cont.resume(throwing: RaftNodeError(error))
+        return ctx
+    }
+
+    /// Asks again, under a fresh context, for the reads no leader has answered in
+    /// `readRetryTicks`. A read index obtained after the call is as good as one obtained at it (it
+    /// is at least the commit index when the read began), so a retry keeps the read linearizable;
+    /// an answer to the old context is ignored. With no leader known the read waits for the next
+    /// retry rather than failing.
+    func retryUnansweredReads() {
+        for (ctx, read) in reads where read.index == nil && read.retryAt <= ticks {
+            var retried = read
+            retried.retryAt = ticks + options.readRetryTicks
+            let fresh = nextReadContext()
+            guard (try? raw.readIndex(context: fresh)) != nil else {
+                reads[ctx] = retried
+                continue
+            }
+            reads[ctx] = nil
+            reads[fresh] = retried
         }
     }
 
@@ -51,6 +77,7 @@ extension RaftNode {
     }
 
     func expireReadsAndTransfers() {
+        retryUnansweredReads()
         for (ctx, r) in reads where r.deadline <= ticks {
             reads[ctx] = nil
             r.continuation.resume(throwing: RaftNodeError.timeout)

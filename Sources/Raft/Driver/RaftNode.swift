@@ -18,6 +18,11 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         public var snapshotThreshold: UInt64 = 50_000
         /// Reads and proposals not answered within this many ticks fail with `.timeout`.
         public var requestTimeoutTicks: Int = 50
+        /// A ReadIndex request the leader has not answered after this many ticks is asked again
+        /// (to whoever leads by then): its message or the leader's answer may have been lost, or
+        /// the leader it went to may have lost office, and it would otherwise wait out the whole
+        /// request timeout. etcd's server retries its ReadIndex every 500 ms likewise.
+        public var readRetryTicks: Int = 5
         public init() {}
     }
 

@@ -6,6 +6,8 @@ public final class InMemoryNetwork: Sendable {
     private struct State {
         var inboxes: [NodeID: AsyncStream<[Message]>.Continuation] = [:]
         var cut: Set<[NodeID]> = []
+        /// Messages of these kinds still to drop, each count decremented per message dropped.
+        var drops: [MessageKind: Int] = [:]
         var unreachableHandlers: [NodeID: @Sendable (NodeID) -> Void] = [:]
     }
 
@@ -32,6 +34,12 @@ public final class InMemoryNetwork: Sendable {
         for (_, handler) in handlers { handler(node) }
     }
 
+    /// Drops the next `count` messages of `kind`, wherever they go: one lost message, as a
+    /// connection reset loses it.
+    public func dropNext(_ kind: MessageKind, count: Int = 1) {
+        state.withLock { $0.drops[kind, default: 0] += count }
+    }
+
     /// Restores every link.
     public func healAll() {
         state.withLock { $0.cut.removeAll() }
@@ -53,9 +61,15 @@ public final class InMemoryNetwork: Sendable {
     }
 
     func deliver(from: NodeID, _ messages: [Message]) {
-        var byTarget: [NodeID: [Message]] = [:]
-        for m in messages { byTarget[m.to, default: []].append(m) }
         state.withLock { s in
+            var byTarget: [NodeID: [Message]] = [:]
+            for m in messages {
+                if let left = s.drops[m.kind], left > 0 {
+                    s.drops[m.kind] = left - 1
+                    continue
+                }
+                byTarget[m.to, default: []].append(m)
+            }
             for (to, batch) in byTarget where !s.cut.contains([min(from, to), max(from, to)]) {
                 s.inboxes[to]?.yield(batch)
             }

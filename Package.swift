@@ -11,6 +11,7 @@ let asyncHTTPClient = Target.Dependency.product(name: "AsyncHTTPClient", package
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let nioFoundationCompat = Target.Dependency.product(name: "NIOFoundationCompat", package: "swift-nio")
 let nioTLS = Target.Dependency.product(name: "NIOTLS", package: "swift-nio")
 let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
 let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
@@ -123,6 +124,11 @@ let package = Package(
         ),
         /// `worker`: joins the masters and runs tasks.
         .executableTarget(name: "worker", dependencies: ["Agent", "ClusterModel", "ClusterSecurity", "CommandLineSupport", argumentParser]),
+        /// orchctl's commands, its HTTP client with failover, config, and output (tables, ages, YAML):
+        /// a client of the REST API only, so it depends on no module of the cluster.
+        .target(name: "OrchctlKit", dependencies: [argumentParser, asyncHTTPClient, nioCore, nioHTTP1, nioSSL, nioFoundationCompat]),
+        /// `orchctl`: the command-line client (commands in OrchctlKit).
+        .executableTarget(name: "orchctl", dependencies: ["OrchctlKit"]),
 
         // MARK: - Benchmarks (Benchmarks/)
 
@@ -198,6 +204,8 @@ let package = Package(
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),
         /// Token files, the listener policy, flags from the environment.
         .testTarget(name: "CommandLineSupportTests", dependencies: ["CommandLineSupport"]),
+        /// orchctl's pure parts: tables, ages, YAML, config and flags, SSE parsing, exit codes.
+        .testTarget(name: "OrchctlTests", dependencies: ["OrchctlKit", argumentParser]),
         /// The worker: supervisor, runtimes (process, Docker), joining.
         .testTarget(name: "AgentTests", dependencies: ["Agent", "ClusterModel", "TestGate", logging]),
         /// 3 masters and 3 workers as processes on loopback: failover, lost workers, drains.

@@ -212,7 +212,7 @@ let package = Package(
         .testTarget(
             name: "OrchestratorIntegrationTests",
             dependencies: [
-                "master", "worker", "RaftTestSupport", "TestGate", "ClusterProto", "ClusterSecurity",
+                "master", "worker", "orchctl", "RaftTestSupport", "TestGate", "ClusterProto", "ClusterSecurity",
                 "EtcdAPITestSupport", "EtcdProto", "Linearizability", "Raft",
                 asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, nioSSL,
             ],

@@ -27,9 +27,11 @@ COPY Benchmarks ./Benchmarks
 # Stripped on install: the debug info is about half of a release binary.
 RUN swift build -c release --static-swift-stdlib --product master \
  && swift build -c release --static-swift-stdlib --product worker \
+ && swift build -c release --static-swift-stdlib --product orchctl \
  && bin="$(swift build -c release --static-swift-stdlib --show-bin-path)" \
  && install -D -s -m 0755 "$bin/master" /out/master \
- && install -D -s -m 0755 "$bin/worker" /out/worker
+ && install -D -s -m 0755 "$bin/worker" /out/worker \
+ && install -D -s -m 0755 "$bin/orchctl" /out/orchctl
 
 # ---- runtime --------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
@@ -45,10 +47,11 @@ RUN groupadd --gid 10001 orch \
         --shell /usr/sbin/nologin orch \
  && install -d -o orch -g orch -m 0750 /var/lib/orchestrator \
  && install -d -o orch -g orch -m 0700 /etc/orchestrator/tls
-COPY --from=build /out/master /out/worker /usr/local/bin/
+# orchctl, the command-line client, ships beside them (`docker exec <master> orchctl task ls`).
+COPY --from=build /out/master /out/worker /out/orchctl /usr/local/bin/
 
 LABEL org.opencontainers.image.title="orchestrator" \
-      org.opencontainers.image.description="Distributed task orchestrator: master and worker" \
+      org.opencontainers.image.description="Distributed task orchestrator: master, worker and orchctl" \
       org.opencontainers.image.licenses="MIT"
 WORKDIR /var/lib/orchestrator
 USER orch

@@ -5,13 +5,13 @@
 #
 #   orchestrator-base:bookworm  Debian bookworm minbase (debootstrap) with libsqlite3-0,
 #                               ca-certificates and curl, imported with `docker import`
-#   orchestrator:latest         master and worker, built on this host (docker/Dockerfile.prebuilt)
+#   orchestrator:latest         master, worker and orchctl, built on this host (docker/Dockerfile.prebuilt)
 #   orchestrator-etcd:3.4       etcd from Debian's etcd-server (docker/etcd.prebuilt.Dockerfile)
 #   alpine                      only when no image `alpine` exists: the local busybox test image
 #                               (scripts/make-test-image.sh), so the README's example task runs
 #
 # Usage: scripts/build-images.sh [--binaries DIR] [--force] [--skip-etcd]
-#   --binaries DIR  take master and worker from DIR (e.g. .build/debug) instead of building them
+#   --binaries DIR  take master, worker and orchctl from DIR (e.g. .build/debug) instead of building them
 #                   with `swift build -c release --static-swift-stdlib`. Binaries linked to the
 #                   Swift runtime get the toolchain's shared libraries they need copied into the
 #                   image (/usr/lib/swift/linux, registered with ldconfig).
@@ -32,6 +32,8 @@ SUITE=bookworm
 # Raise when the base image's content changes, so existing machines rebuild it.
 BASE_VERSION=1
 BASE_PACKAGES=libsqlite3-0,ca-certificates,curl
+# What orchestrator:latest ships: the two processes and the command-line client.
+PRODUCTS="master worker orchctl"
 
 binaries=""
 force=0
@@ -105,33 +107,33 @@ fi
 # --- (b) orchestrator:latest -------------------------------------------------------------------
 if [[ -z "$binaries" ]]; then
     command -v swift >/dev/null 2>&1 || fail "swift is not installed; build with Swift or pass --binaries DIR"
-    begin "swift build -c release --static-swift-stdlib (master, worker)"
-    for product in master worker; do
+    begin "swift build -c release --static-swift-stdlib (master, worker, orchctl)"
+    for product in $PRODUCTS; do
         swift build -c release --static-swift-stdlib --scratch-path .build-release --product "$product" \
             || fail "swift build of $product failed"
     done
     binaries="$(swift build -c release --scratch-path .build-release --show-bin-path)"
     done_step "release build"
 fi
-for product in master worker; do
+for product in $PRODUCTS; do
     [[ -x "$binaries/$product" ]] || fail "$binaries/$product is missing or not executable (build it first: swift build)"
 done
 
-begin "stage master and worker from $binaries"
+begin "stage $PRODUCTS from $binaries"
 ctx="$staging/app"
 mkdir -p "$ctx/bin" "$ctx/lib"
 # Copy now: the build directory may be rebuilt while the image builds.
-cp -L "$binaries/master" "$binaries/worker" "$ctx/bin/"
+for product in $PRODUCTS; do cp -L "$binaries/$product" "$ctx/bin/"; done
 # Release binaries carry their debug info (about half of their 210 MB): the image does without.
 # Debug builds keep it, for backtraces with line numbers.
 if [[ "$binaries" == *release* ]] && command -v strip >/dev/null 2>&1; then
-    strip "$ctx/bin/master" "$ctx/bin/worker"
+    for product in $PRODUCTS; do strip "$ctx/bin/$product"; done
 fi
 # Binaries linked to the Swift runtime: copy the shared libraries that ldd resolves into the
 # toolchain (anything not under /lib, /usr/lib, i.e. not from Debian packages the base image
 # shares with this host), or that it cannot resolve at all (then fail).
 swift_libs=0
-for product in master worker; do
+for product in $PRODUCTS; do
     if ! ldd_out="$(LC_ALL=C ldd "$ctx/bin/$product" 2>&1)"; then
         continue   # "not a dynamic executable": fully static
     fi
@@ -151,7 +153,7 @@ done
 # new dependency to add to BASE_PACKAGES).
 missing_in_base=()
 base_needs=()
-for product in master worker; do
+for product in $PRODUCTS; do
     while read -r lib; do
         case "$lib" in
             /lib/*|/lib64/*|/usr/lib/*|/usr/lib64/*) base_needs+=("$(basename "$lib")") ;;
@@ -176,8 +178,8 @@ done_step "staging ($(du -sh "$ctx" | cut -f1))"
 begin "docker build $APP_IMAGE"
 docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$APP_IMAGE" "$ctx" >"$staging/build.log" 2>&1 \
     || { tail -n 30 "$staging/build.log" >&2; fail "docker build of $APP_IMAGE failed"; }
-# The image must start: both binaries answer --help with the libraries it holds.
-for product in master worker; do
+# The image must start: every binary answers --help with the libraries it holds.
+for product in $PRODUCTS; do
     docker run --rm "$APP_IMAGE" "$product" --help >/dev/null 2>"$staging/run.err" \
         || { cat "$staging/run.err" >&2; fail "$product does not start in $APP_IMAGE"; }
 done

@@ -160,6 +160,14 @@ final class CLIProcess: Sendable {
             for m in ["m1", "m2", "m3"] { #expect(table.contains(m), "\(table)") }
             #expect(table.contains("API ADDRESS") && table.contains("ready"))
 
+            // -w: the lists, then every change (one line per change when stdout is not a terminal).
+            let taskWatch = try env.start(["task", "ls", "-w"] + env.flags())
+            let nodeWatch = try env.start(["node", "ls", "--watch", "-o", "json"] + env.flags())
+            defer {
+                taskWatch.kill()
+                nodeWatch.kill()
+            }
+
             // task run --wait: 0 for success (with --logs), the task's own code for a failure.
             let good = try await env.run(Self.taskArgs("ok", "echo hello-orchctl", ["--wait", "--logs"]))
             #expect(good.status == 0, "\(good)")
@@ -171,6 +179,12 @@ final class CLIProcess: Sendable {
             #expect(bad.status == 3, "\(bad)")
             let badID = bad.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(bad.stderr.contains("failed with exit code 3"), "\(bad)")
+            try await cluster.waitUntil("task ls -w to show both tasks' ends") {
+                let lines = taskWatch.stdout.split(separator: "\n")
+                return lines.contains { $0.hasPrefix(okID) && $0.contains(" completed ") }
+                    && lines.contains { $0.hasPrefix(badID) && $0.contains(" failed ") }
+            }
+            #expect(taskWatch.stdout.hasPrefix("No tasks.\n") || taskWatch.stdout.hasPrefix("ID "), "\(taskWatch.stdout)")
 
             // task run without --wait prints only the id; get shows the placement explanation.
             let sleeperID = try await env.ok(Self.taskArgs("sleeper", "sleep 60")).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -210,6 +224,12 @@ final class CLIProcess: Sendable {
             #expect(node.contains("Address:") && node.contains("Heartbeat:"), "\(node)")
             let cordoned = try await env.json(["node", "cordon", nodeID])
             #expect(cordoned["schedulable"] as? Bool == false)
+            try await cluster.waitUntil("node ls -w to show the cordon") {
+                nodeWatch.stdout.split(separator: "\n").contains { line in
+                    guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return false }
+                    return o["id"] as? String == nodeID && o["schedulable"] as? Bool == false
+                }
+            }
             #expect(try await env.ok(["node", "uncordon", nodeID]).contains("schedulable yes"))
             let drained = try await env.json(["node", "drain", nodeID])
             #expect(drained["state"] as? String == "draining")

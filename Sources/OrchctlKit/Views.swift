@@ -25,6 +25,7 @@ public enum Views {
         ]
         if let reason = t["reason"]?.string, !reason.isEmpty { fields.append(("Reason", Cell(reason))) }
         if let code = t["exit_code"]?.int { fields.append(("Exit code", Cell(String(code)))) }
+        if let moving = t["moving"]?.string, !moving.isEmpty { fields.append(("Moving", Cell(moving, colour: .yellow))) }
         fields.append(("Node", Cell(t["node"]?.string ?? "-")))
         fields.append(("Image", Cell(spec["image"]?.string ?? "")))
         let command = (spec["command"]?.array ?? []).compactMap(\.string)

@@ -24,9 +24,13 @@ struct NodeList: AsyncParsableCommand {
 
         Example:
           orchctl node ls -o yaml
+          orchctl node ls -w
         """,
         aliases: ["list"]
     )
+
+    @Flag(name: [.short, .customLong("watch")], help: "After the list, show every change (redrawn in place on a terminal).")
+    var watch = false
 
     @OptionGroup var options: GlobalOptions
 
@@ -34,6 +38,12 @@ struct NodeList: AsyncParsableCommand {
         try await withClient(options) { client in
             let list = try await client.getJSON("/api/v1/nodes")
             let nodes = list["nodes"]?.array ?? []
+            if watch {
+                let watch = ListWatch(kind: "node", client: client, output: options.output, include: { _ in true },
+                                      table: { Views.nodeTable($0, now: $1) })
+                try await watch.run(initial: nodes, revision: list["revision"]?.int ?? 0)
+                return
+            }
             let now = Age.nowMs
             options.emit(list) { nodes.isEmpty ? "No nodes." : Views.nodeTable(nodes, now: now).render() }
         }

@@ -172,6 +172,7 @@ struct TaskList: AsyncParsableCommand {
         Example:
           orchctl task ls --state running,pending --node worker-1a2b
           orchctl task ls -o json | jq '.tasks[].id'
+          orchctl task ls -w --state running
         """,
         aliases: ["list"]
     )
@@ -181,6 +182,9 @@ struct TaskList: AsyncParsableCommand {
 
     @Option(help: "Only tasks on this node.")
     var node: String?
+
+    @Flag(name: [.short, .customLong("watch")], help: "After the list, show every change (redrawn in place on a terminal).")
+    var watch = false
 
     @OptionGroup var options: GlobalOptions
 
@@ -196,6 +200,15 @@ struct TaskList: AsyncParsableCommand {
                 if revision.isNull { revision = page["revision"] ?? .null }
                 token = page["continue"]?.string.flatMap { $0.isEmpty ? nil : $0 }
             } while token != nil
+            if watch {
+                let states = state.map { Set($0.split(separator: ",").map(String.init)) }
+                let node = node
+                let watch = ListWatch(kind: "task", client: client, output: options.output, include: { task in
+                    (states?.contains(task["state"]?.string ?? "") ?? true) && (node == nil || task["node"]?.string == node)
+                }, table: { Views.taskTable($0, now: $1) })
+                try await watch.run(initial: tasks, revision: revision.int ?? 0)
+                return
+            }
             let now = Age.nowMs
             options.emit(.object(["tasks": .array(tasks), "revision": revision])) {
                 tasks.isEmpty ? "No tasks." : Views.taskTable(tasks, now: now).render()

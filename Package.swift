@@ -212,9 +212,9 @@ let package = Package(
         .testTarget(
             name: "OrchestratorIntegrationTests",
             dependencies: [
-                "master", "worker", "orchctl", "RaftTestSupport", "TestGate", "ClusterProto", "ClusterSecurity",
+                "master", "worker", "orchctl", "OrchctlKit", "RaftTestSupport", "TestGate", "ClusterProto", "ClusterSecurity",
                 "EtcdAPITestSupport", "EtcdProto", "Linearizability", "Raft",
-                asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, nioSSL,
+                asyncHTTPClient, grpcCore, grpcHTTP2, nioCore, nioHTTP1, nioSSL, nioFoundationCompat,
             ],
             path: "IntegrationTests/OrchestratorIntegrationTests"
         ),

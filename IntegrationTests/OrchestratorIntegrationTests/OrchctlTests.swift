@@ -1,4 +1,7 @@
+import AsyncHTTPClient
 import Foundation
+import NIOFoundationCompat
+import OrchctlKit
 import RaftTestSupport
 import Synchronization
 import Testing
@@ -252,6 +255,14 @@ final class CLIProcess: Sendable {
         let cluster = env.cluster
         defer { cluster.killAll() }
         do {
+            // What orchctl calls and reads is all in the live OpenAPI document.
+            var request = HTTPClientRequest(url: "\(cluster.scheme)://127.0.0.1:\(cluster.apiPorts[0])/api/v1/openapi.json")
+            request.headers.add(name: "Authorization", value: "Bearer \(Self.token)")
+            let response = try await cluster.http.execute(request, timeout: .seconds(15))
+            let document = try await response.body.collect(upTo: 8 << 20)
+            let parsed = try #require(JSONValue.parse(Data(buffer: document)))
+            #expect(APIContract.problems(in: parsed) == [])
+
             // Refused: an unknown task, an invalid image, a missing token.
             let missing = try await env.run(["task", "get", "no-such-task"])
             #expect(missing.status == 1 && missing.stdout.isEmpty, "\(missing)")

@@ -250,6 +250,20 @@ import Testing
         }
     }
 
+    @Test("the API contract check names what a document lacks")
+    func contract() {
+        let document = JSONValue.parse(#"""
+        {"paths":{"/api/v1/tasks":{"get":{"parameters":[{"name":"state","in":"query"}]}}},
+         "components":{"schemas":{"Task":{"properties":{"id":{}}}}}}
+        """#)!
+        let problems = APIContract.problems(in: document)
+        #expect(problems.contains("POST /api/v1/tasks is not in the document"))
+        #expect(problems.contains("GET /api/v1/tasks: parameter continue is not declared"))
+        #expect(!problems.contains { $0.contains("parameter state") })
+        #expect(problems.contains("schema Task: property state is not in the document"))
+        #expect(problems.contains("schema Node is not in the document"))
+    }
+
     @Test("query strings percent-encode values and drop absent ones")
     func query() {
         #expect(Query.string([("state", "running,pending"), ("node", nil), ("continue", "a+b/=")]) == "?state=running,pending&continue=a%2Bb%2F%3D")

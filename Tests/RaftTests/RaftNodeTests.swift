@@ -112,6 +112,14 @@ final class NodeCluster: Sendable {
         try await cluster.nodes[follower]!.linearizableRead()
     }
 
+    @Test("read contexts never coincide across nodes: the leader keeps one pending read per context and would drop the other")
+    func readContextsAreUniqueAcrossNodes() {
+        typealias Node = RaftNode<ContinuousClock>
+        #expect(Node.readContext(node: 1, counter: 1, term: 2) != Node.readContext(node: 2, counter: 1, term: 2))
+        #expect(Node.readContext(node: 1, counter: 1, term: 2) != Node.readContext(node: 1, counter: 2, term: 2))
+        #expect(Node.readContext(node: 1, counter: 1, term: 2) != Node.readContext(node: 1, counter: 1, term: 3))
+    }
+
     @Test("a follower refuses proposals at once and names the leader")
     func followerFailsFast() async throws {
         let cluster = try NodeCluster([1, 2, 3])

@@ -13,7 +13,7 @@ extension RaftNode {
 
     typealias PendingTransfer = (target: NodeID, deadline: Int, continuation: CheckedContinuation<Void, any Error>)
 
-    /// Asks the core for a ReadIndex under a context unique to this read (a counter and the term).
+    /// Asks the core for a ReadIndex under a context unique to this read (`nextReadContext`).
     func startRead(_ cont: CheckedContinuation<Void, any Error>, deadline: Int) {
         let ctx = nextReadContext()
         do {
@@ -24,11 +24,20 @@ extension RaftNode {
         }
     }
 
+    /// A context unique in the cluster: this node's id, a counter and the term. The leader keeps
+    /// one pending request per context and drops a second with the same one, so contexts from two
+    /// nodes must never coincide (a counter and the term alone did, and a follower's read was
+    /// then silently dropped until its retry).
     private func nextReadContext() -> [UInt8] {
         nextReadID += 1
+        return Self.readContext(node: raw.raft.id, counter: nextReadID, term: raw.raft.term)
+    }
+
+    static func readContext(node: NodeID, counter: UInt64, term: UInt64) -> [UInt8] {
         var ctx: [UInt8] = []
-        withUnsafeBytes(of: nextReadID.littleEndian) { ctx.append(contentsOf: $0) }
-        withUnsafeBytes(of: raw.raft.term.littleEndian) { ctx.append(contentsOf: $0) }
+        withUnsafeBytes(of: node.littleEndian) { ctx.append(contentsOf: $0) }
+        withUnsafeBytes(of: counter.littleEndian) { ctx.append(contentsOf: $0) }
+        withUnsafeBytes(of: term.littleEndian) { ctx.append(contentsOf: $0) }
         return ctx
     }
 

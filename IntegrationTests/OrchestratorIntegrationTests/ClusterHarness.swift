@@ -48,6 +48,9 @@ final class ManagedProcess: Sendable {
 
     var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
+    /// The process id while it runs.
+    var pid: Int32? { process.withLock { p in p.flatMap { $0.isRunning ? $0.processIdentifier : nil } } }
+
     /// How the process ended; nil while it runs or before it started.
     var termination: (reason: Process.TerminationReason, status: Int32)? {
         process.withLock { p in
@@ -110,14 +113,19 @@ final class ClusterHarness: Sendable {
 
     /// The user every process runs as (through `setpriv`), when not the test's own.
     let runAs: TestUser?
+    /// With `proxied`: the proxy every master reaches the others through (`FaultProxy`).
+    let proxy: FaultProxy?
 
     /// - Parameters:
     ///   - masterArgs: extra flags for every master (health timings, say).
     ///   - runAs: run masters and workers as this user (its data directories are given to it).
     ///   - tls: run with the test CA's certificates (the production setting); false for plain text.
     ///   - masterEnvironment: extra environment variables per master index.
+    ///   - proxied: master i reaches master j through a `FaultProxy` port of its own (its --peers
+    ///     list names the proxy for every other master, its real rpc address for itself), so that
+    ///     a test can cut links between masters; workers and clients still reach masters directly.
     init(masters count: Int, masterArgs: [String] = [], runAs: TestUser? = nil, tls: Bool = ClusterHarness.tlsByDefault,
-         masterEnvironment: [Int: [String: String]] = [:]) throws {
+         masterEnvironment: [Int: [String: String]] = [:], proxied: Bool = false) throws {
         self.runAs = runAs
         self.tls = tls
         self.http = tls ? TestTLS.http : HTTPClient.shared
@@ -131,16 +139,34 @@ final class ClusterHarness: Sendable {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         if let runAs { try runAs.own(root) }
         let workerSlots = 20
-        let base = try PortBlock.reserve(offsets: (0..<count).flatMap { [$0, 100 + $0, 200 + $0] } + (400..<400 + workerSlots))  // workers: rpcPorts[0] + 300 + i
+        // The proxy's port for the link from master i to master j: base + 500 + i * count + j.
+        let proxyOffsets = proxied ? (0..<count).flatMap { i in (0..<count).filter { $0 != i }.map { 500 + i * count + $0 } } : []
+        let base = try PortBlock.reserve(offsets: (0..<count).flatMap { [$0, 100 + $0, 200 + $0] } + (400..<400 + workerSlots)  // workers: rpcPorts[0] + 300 + i
+                                         + proxyOffsets)
         apiPorts = (0..<count).map { base + $0 }
         rpcPorts = (0..<count).map { base + 100 + $0 }
         etcdPorts = (0..<count).map { base + 200 + $0 }
-        let peers = (0..<count).map { "m\($0 + 1)=127.0.0.1:\(base + 100 + $0)" }.joined(separator: ",")
+        if proxied {
+            proxy = try FaultProxy(links: (0..<count).flatMap { i in
+                (0..<count).filter { $0 != i }.map { j in
+                    FaultProxy.Link(from: i, to: j, port: base + 500 + i * count + j, target: base + 100 + j)
+                }
+            })
+        } else {
+            proxy = nil
+        }
+        /// Master i's --peers: the same ids in the same order on every master (Raft's node ids
+        /// are the positions); only the addresses it dials differ when proxied.
+        func peers(of i: Int) -> String {
+            (0..<count).map { j in
+                "m\(j + 1)=127.0.0.1:\(proxied && j != i ? base + 500 + i * count + j : base + 100 + j)"
+            }.joined(separator: ",")
+        }
         masters = (0..<count).map { i in
             let (binary, arguments) = Self.command(master, [
                 "--id", "m\(i + 1)", "--data-dir", "\(root)/m\(i + 1)",
                 "--api-addr", "127.0.0.1:\(base + i)", "--rpc-addr", "127.0.0.1:\(base + 100 + i)",
-                "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers, "--join-token", "integration-token",
+                "--etcd-addr", "127.0.0.1:\(base + 200 + i)", "--peers", peers(of: i), "--join-token", "integration-token",
                 "--log-level", "info",
             ] + (tls ? TestTLS.masterFlags(i) : []) + masterArgs, as: runAs)
             return ManagedProcess(name: "m\(i + 1)", binary: binary, arguments: arguments, logPath: "\(root)/m\(i + 1).log",
@@ -200,6 +226,7 @@ final class ClusterHarness: Sendable {
     func killAll() {
         for m in masters { m.kill9() }
         for w in workers.withLock({ $0 }) { w.kill9() }
+        proxy?.shutdown()
     }
 
     var logs: String {

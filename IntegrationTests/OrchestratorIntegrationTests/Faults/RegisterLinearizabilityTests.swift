@@ -1,169 +1,168 @@
-import EtcdAPITestSupport
-import EtcdProto
 import Foundation
-import GRPCCore
-import GRPCNIOTransportHTTP2
-import Linearizability
-import Raft
-import Synchronization
 import Testing
 import TestGate
 
-/// Issue 15's register workload, short profile: clients put, read (linearizable) and
-/// compare-and-set a few keys through every master's etcd API while the leader is killed with
-/// SIGKILL and restarted; the history, with every call that failed recorded as "may or may not
-/// have happened", must be linearizable (our own Wing & Gong checker, split per key).
+/// Issue 15's register workload under faults, short profile: 6 clients put, read (linearizable)
+/// and compare-and-set 3 keys through every master's etcd API (TLS) while a fault hits the
+/// cluster of 3 real master processes; the history, with every call that failed recorded as "may
+/// or may not have happened", plus one read of every key through every master after healing,
+/// must be linearizable (our own Wing & Gong checker, split per key).
+///
+/// Each test is seeded (`ORCH_FAULT_SEED` replays one; a failure prints it with the fault
+/// schedule, the violations and the masters' logs) and runs its fault in cycles while the
+/// workload runs (`ORCH_FAULT_SECONDS`, a few seconds by default: one cycle). Sleeps in the
+/// schedules are the faults' timing, never waits for a condition: those poll with deadlines.
 @Suite(.serialized, .heavy) struct RegisterLinearizabilityTests {
-    @Test("put, get and compare-and-set through all three masters stay linearizable while the leader is killed and restarted")
+    @Test("register stays linearizable while the leader is killed with SIGKILL and restarted")
     func leaderKill() async throws {
-        let seed = ProcessInfo.processInfo.environment["ORCH_FAULT_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
-        let cluster = try ClusterHarness(masters: 3)
-        defer { cluster.killAll() }
-        try cluster.start()
-        let leader = try await cluster.leaderIndex()
-        let workload = try RegisterWorkload(cluster: cluster, seed: seed)
-        defer { Task { await workload.close() } }
-
-        let run = Task { try await workload.run(clients: 6, keys: 3, for: .seconds(7)) }
-        try await Task.sleep(for: .seconds(2))  // a schedule of faults, not a wait for a condition
-        workload.markDown(leader)
-        cluster.masters[leader].kill9()
-        try await Task.sleep(for: .seconds(2))
-        try cluster.masters[leader].start()
-        try await cluster.waitUntil("the old leader serving again") {
-            try await cluster.request(.GET, master: leader, "/readyz").status == 200
-        }
-        workload.markUp(leader)
-        let history = try await run.value
-
-        let report = KeyValueLinearizabilityChecker().check(history)
-        let completed = history.filter { !$0.timedOut }.count
-        #expect(completed >= 200, "too few operations completed to mean anything (seed \(seed)): \(report.summary)")
-        #expect(report.verdict == .linearizable,
-                "seed \(seed) (replay with ORCH_FAULT_SEED=\(seed)): \(report.summary)\n\(report.violations.map(\.description).joined(separator: "\n"))\n\(cluster.logs)")
-    }
-}
-
-/// Clients of the masters' etcd API doing a seeded mix of register operations on a few keys,
-/// each call recorded with its call and return times (one monotonic clock) or as timed out.
-final class RegisterWorkload: Sendable {
-    private let connections: [EtcdGRPCConnection]
-    private let up: Mutex<Set<Int>>
-    private let seed: UInt64
-    private let clock = ContinuousClock()
-    private let start: ContinuousClock.Instant
-
-    init(cluster: ClusterHarness, seed: UInt64) throws {
-        let security: HTTP2ClientTransport.Posix.TransportSecurity = cluster.tls ? TestTLS.clientMaterial.grpcClientSecurity() : .plaintext
-        connections = try cluster.etcdPorts.map { try EtcdGRPCConnection(endpoint: "127.0.0.1:\($0)", security: security) }
-        up = Mutex(Set(cluster.etcdPorts.indices))
-        self.seed = seed
-        start = clock.now
+        try await runRegisterFaultTest("leader-kill", faults: { run in
+            while run.hasTime(for: .seconds(6)) {
+                try await Task.sleep(for: .seconds(2))  // the fault schedule: the workload warms up
+                let leader = try await run.leader()
+                run.workload.markDown(leader)
+                try await run.kill(leader)
+                run.schedule.fault("SIGKILL m\(leader + 1) (leader)")
+                try await Task.sleep(for: .seconds(2))  // the fault schedule: down for 2 s
+                try run.cluster.masters[leader].start()
+                run.schedule.note("m\(leader + 1) restarted")
+                try await run.waitReady(leader)
+                run.workload.markUp(leader)
+                run.schedule.note("m\(leader + 1) ready")
+            }
+        })
     }
 
-    func close() async { for c in connections { await c.close() } }
-
-    /// Takes a master out of the rotation before it is killed (so calls go only to live masters,
-    /// and the history's uncertain calls are the ones the fault really interrupted).
-    func markDown(_ master: Int) { up.withLock { _ = $0.remove(master) } }
-    func markUp(_ master: Int) { up.withLock { _ = $0.insert(master) } }
-
-    private func now() -> Int64 {
-        let d = start.duration(to: clock.now)
-        return d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
+    @Test("register stays linearizable while a follower is killed with SIGKILL and restarted")
+    func followerKill() async throws {
+        try await runRegisterFaultTest("follower-kill", faults: { run in
+            while run.hasTime(for: .seconds(6)) {
+                try await Task.sleep(for: .seconds(2))  // the fault schedule: the workload warms up
+                let leader = try await run.leader()
+                let follower = run.choose(run.cluster.masters.indices.filter { $0 != leader })
+                run.workload.markDown(follower)
+                try await run.kill(follower)
+                run.schedule.fault("SIGKILL m\(follower + 1) (follower; m\(leader + 1) leads)")
+                try await Task.sleep(for: .seconds(2))  // the fault schedule: down for 2 s
+                try run.cluster.masters[follower].start()
+                run.schedule.note("m\(follower + 1) restarted")
+                try await run.waitReady(follower)
+                run.workload.markUp(follower)
+                run.schedule.note("m\(follower + 1) ready")
+            }
+        })
     }
 
-    func run(clients: Int, keys: Int, for duration: Duration) async throws -> [KeyValueOperation] {
-        let deadline = clock.now + duration
-        return try await withThrowingTaskGroup(of: [KeyValueOperation].self) { group in
-            for client in 0..<clients {
-                group.addTask { [self] in
-                    // SplitMix64: the workload's choices depend only on the seed.
-                    var random = SplitMix64(seed: seed &+ UInt64(client) &* 0x9E37_79B9_7F4A_7C15)
-                    var history: [KeyValueOperation] = []
-                    var lastSeen: [String: String?] = [:]
-                    var n = 0
-                    while clock.now < deadline {
-                        let live = up.withLock { Array($0).sorted() }
-                        guard !live.isEmpty else { try await Task.sleep(for: .milliseconds(10)); continue }
-                        let connection = connections[live[Int(random.next() % UInt64(live.count))]]
-                        let key = "reg/\(random.next() % UInt64(keys))"
-                        n += 1
-                        let value = "c\(client)-\(n)"
-                        let operation: KeyValueOperation
-                        switch random.next() % 3 {
-                        case 0:
-                            operation = await put(connection, client: client, key: key, value: value)
-                        case 1:
-                            operation = await get(connection, client: client, key: key)
-                            if let v = operation.output, case .read(let seen) = v { lastSeen[key] = seen }
-                        default:
-                            operation = await compareAndSet(connection, client: client, key: key, expected: lastSeen[key] ?? nil, new: value)
-                        }
-                        history.append(operation)
-                        // After a failure, pause: a master that is going down should not turn
-                        // into hundreds of uncertain calls.
-                        if operation.timedOut { try await Task.sleep(for: .milliseconds(100)) }
-                    }
-                    return history
+    /// The stopped leader keeps its clients (their calls hang until they time out); when it
+    /// continues it may still believe it leads for a moment, which must not give a stale read.
+    @Test("register stays linearizable while the leader is stopped (SIGSTOP) for twice the election timeout, then continued")
+    func leaderPause() async throws {
+        try await runRegisterFaultTest("leader-pause", faults: { run in
+            while run.hasTime(for: .seconds(7)) {
+                try await Task.sleep(for: .seconds(2))  // the fault schedule: the workload warms up
+                let leader = try await run.leader()
+                run.cluster.masters[leader].signal(SIGSTOP)
+                run.schedule.fault("SIGSTOP m\(leader + 1) (leader)")
+                try await Task.sleep(for: FaultProfile.electionTimeout * 2)  // the fault schedule: stopped for 2 election timeouts
+                // ... and until the others have moved on (a poll, bounded), so that the leader
+                // that continues is a deposed one.
+                let next = try await run.leader(excluding: [leader], timeout: .seconds(8))
+                run.schedule.note("m\(next + 1) leads")
+                run.cluster.masters[leader].signal(SIGCONT)
+                run.schedule.note("SIGCONT m\(leader + 1)")
+                try await run.waitReady(leader)
+                run.schedule.note("m\(leader + 1) ready")
+            }
+        })
+    }
+
+    /// The isolated leader keeps its clients: their calls must fail or time out (a write it
+    /// acknowledged would be one it could not commit; a stale read the checker rejects).
+    @Test("register stays linearizable while the leader is cut off into a minority, and the majority serves writes")
+    func leaderPartition() async throws {
+        try await runRegisterFaultTest("leader-partition", proxied: true, duration: .seconds(9), faults: { run in
+            let proxy = try #require(run.cluster.proxy)
+            while run.hasTime(for: .seconds(8)) {
+                try await Task.sleep(for: .seconds(2))  // the fault schedule: the workload warms up
+                let leader = try await run.leader()
+                proxy.isolate(leader)
+                let from = run.workload.now()
+                let cutAt = ContinuousClock.now
+                run.schedule.fault("m\(leader + 1) (leader) cut off from both others, both ways")
+                let next = try await run.leader(excluding: [leader], timeout: .seconds(4))
+                run.schedule.note("m\(next + 1) leads the majority")
+                try await Task.sleep(until: cutAt + .seconds(5))  // the fault schedule: the partition lasts 5 s
+                let to = run.workload.now()
+                let closed = proxy.heal()
+                run.schedule.note("healed (\(closed) connections that lost bytes closed)")
+                run.partitions.withLock {
+                    $0.append(.init(isolated: leader, majority: Set(run.cluster.masters.indices).subtracting([leader]), from: from, to: to))
                 }
+                try await run.waitReady(leader)
+                run.schedule.note("m\(leader + 1) ready")
             }
-            var all: [KeyValueOperation] = []
-            for try await part in group { all += part }
-            return all
-        }
+        }, checks: FaultRun.partitionChecks)
     }
 
-    private static let callTimeout = Duration.seconds(2)
-
-    private var options: CallOptions {
-        var options = CallOptions.defaults
-        options.timeout = Self.callTimeout
-        return options
-    }
-
-    private func put(_ connection: EtcdGRPCConnection, client: Int, key: String, value: String) async -> KeyValueOperation {
-        let call = now()
-        do {
-            _ = try await connection.kv.put(.with { $0.key = Data(key.utf8); $0.value = Data(value.utf8) }, options: options)
-            return .put(client: client, key: key, value: value, call: call, returned: now())
-        } catch {
-            return .putTimedOut(client: client, key: key, value: value, call: call)
-        }
-    }
-
-    private func get(_ connection: EtcdGRPCConnection, client: Int, key: String) async -> KeyValueOperation {
-        let call = now()
-        do {
-            let reply = try await connection.kv.range(.with { $0.key = Data(key.utf8) }, options: options)
-            let value = reply.kvs.first.map { String(decoding: $0.value, as: UTF8.self) }
-            return .get(client: client, key: key, call: call, returned: now(), value: value)
-        } catch {
-            return .getTimedOut(client: client, key: key, call: call)
-        }
-    }
-
-    private func compareAndSet(_ connection: EtcdGRPCConnection, client: Int, key: String, expected: String?, new: String) async -> KeyValueOperation {
-        let call = now()
-        var txn = Etcdserverpb_TxnRequest()
-        txn.compare = [.with {
-            $0.key = Data(key.utf8)
-            if let expected {
-                $0.target = .value
-                $0.result = .equal
-                $0.value = Data(expected.utf8)
-            } else {
-                $0.target = .create
-                $0.result = .equal
-                $0.createRevision = 0
+    /// Bytes from the leader to the followers are lost, the other way they pass: the followers
+    /// elect a new leader, the old one hears it but cannot answer.
+    @Test("register stays linearizable through a one-way cut of the leader's messages to the followers")
+    func oneWayCut() async throws {
+        try await runRegisterFaultTest("one-way-cut", proxied: true, duration: .seconds(9), faults: { run in
+            let proxy = try #require(run.cluster.proxy)
+            while run.hasTime(for: .seconds(8)) {
+                try await Task.sleep(for: .seconds(2))  // the fault schedule: the workload warms up
+                let leader = try await run.leader()
+                let followers = run.cluster.masters.indices.filter { $0 != leader }
+                for f in followers { proxy.cut(from: leader, to: f) }
+                let from = run.workload.now()
+                let cutAt = ContinuousClock.now
+                run.schedule.fault("m\(leader + 1) (leader) → \(followers.map { "m\($0 + 1)" }.joined(separator: ", ")) cut, the other way passes")
+                let next = try await run.leader(excluding: [leader], timeout: .seconds(4))
+                run.schedule.note("m\(next + 1) leads the followers")
+                try await Task.sleep(until: cutAt + .seconds(5))  // the fault schedule: the cut lasts 5 s
+                let to = run.workload.now()
+                let closed = proxy.heal()
+                run.schedule.note("healed (\(closed) connections that lost bytes closed)")
+                run.partitions.withLock { $0.append(.init(isolated: leader, majority: Set(followers), from: from, to: to)) }
+                try await run.waitReady(leader)
+                run.schedule.note("m\(leader + 1) ready")
             }
-        }]
-        txn.success = [.with { $0.requestPut = .with { $0.key = Data(key.utf8); $0.value = Data(new.utf8) } }]
-        do {
-            let reply = try await connection.kv.txn(txn, options: options)
-            return .compareAndSet(client: client, key: key, expected: expected, new: new, call: call, returned: now(), succeeded: reply.succeeded)
-        } catch {
-            return .compareAndSetTimedOut(client: client, key: key, expected: expected, new: new, call: call)
-        }
+        }, checks: FaultRun.partitionChecks)
+    }
+
+    /// strace attaches to a running master mid-workload and kills it with SIGKILL on entry to its
+    /// Nth `pwrite64` (SQLite writing WAL frames: a transaction torn in the middle) or `fdatasync`
+    /// (frames written, not yet synced), N and the master seeded; it restarts normally and must
+    /// serve the latest acknowledged writes (the final reads through it).
+    @Test("register stays linearizable when a master crashes in the middle of a disk write and restarts")
+    func crashDuringDiskWrite() async throws {
+        try await runRegisterFaultTest("disk-write-crash", faults: { run in
+            while run.hasTime(for: .seconds(6)) {
+                try await Task.sleep(for: .seconds(2))  // the fault schedule: the workload warms up
+                let leader = try await run.leader()
+                let victim = run.choose(Array(run.cluster.masters.indices))
+                let syscall = run.choose(["pwrite64", "fdatasync"])
+                let n = run.choose(Array(1...8))
+                let master = run.cluster.masters[victim]
+                let pid = try #require(master.pid, "m\(victim + 1) is not running")
+                let strace = ManagedProcess(
+                    name: "strace-m\(victim + 1)", binary: URL(fileURLWithPath: "/usr/bin/strace"),
+                    arguments: ["-f", "-qq", "-e", "trace=\(syscall)", "-e", "inject=\(syscall):signal=KILL:when=\(n)", "-p", "\(pid)"],
+                    logPath: "\(run.cluster.root)/strace-m\(victim + 1).log")
+                try strace.start()
+                defer { strace.signal(SIGKILL) }
+                run.schedule.fault("strace on m\(victim + 1) (\(victim == leader ? "leader" : "follower")): SIGKILL on its \(n)th \(syscall) (counted per thread)")
+                try await run.cluster.waitUntil("m\(victim + 1) killed in \(syscall) by strace", timeout: .seconds(5)) { !master.isRunning }
+                run.workload.markDown(victim)
+                run.schedule.note("m\(victim + 1) died: \(master.termination.map { "\($0.reason == .uncaughtSignal ? "signal" : "exit") \($0.status)" } ?? "?")")
+                try await run.cluster.waitUntil("strace to exit", timeout: .seconds(5)) { !strace.isRunning }
+                try await Task.sleep(for: .seconds(1))  // the fault schedule: down for 1 s
+                try master.start()
+                run.schedule.note("m\(victim + 1) restarted")
+                try await run.waitReady(victim)
+                run.workload.markUp(victim)
+                run.schedule.note("m\(victim + 1) ready")
+            }
+        })
     }
 }

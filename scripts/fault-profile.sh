@@ -7,7 +7,7 @@
 #   scripts/fault-profile.sh [--runs N] [--seconds S] [--filter F] [--report FILE] [--skip-build]
 #
 # Defaults: ORCH_FAULT_RUNS or 20 runs, ORCH_FAULT_SECONDS or 60 s of workload per test, the whole
-# suite (`--filter RegisterLinearizabilityTests`), the report in fault-profile-report.md. The log of
+# suite (`--filter RegisterLinearizabilityTests`), the report in docs/fault-profile-report.md. The log of
 # every failing run is kept in fault-profile-logs/ with its seed (replay one test with
 # `ORCH_FAULT_SEED=SEED ORCH_FAULT_SECONDS=S swift test --filter NAME`). Exits non-zero when any
 # run failed.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 runs=${ORCH_FAULT_RUNS:-20}
 seconds=${ORCH_FAULT_SECONDS:-60}
 filter=RegisterLinearizabilityTests
-report=fault-profile-report.md
+report=docs/fault-profile-report.md
 build=1
 while (($#)); do
     case $1 in

@@ -151,7 +151,7 @@ import TestGate
                     logPath: "\(run.cluster.root)/strace-m\(victim + 1).log")
                 try strace.start()
                 defer { strace.signal(SIGKILL) }
-                run.schedule.fault("strace on m\(victim + 1) (\(victim == leader ? "leader" : "follower")): SIGKILL on its \(n)th \(syscall) (counted per thread)")
+                run.schedule.fault("strace on m\(victim + 1) (\(victim == leader ? "leader" : "follower")): SIGKILL on entry to its \(syscall) call #\(n) (counted per thread)")
                 try await run.cluster.waitUntil("m\(victim + 1) killed in \(syscall) by strace", timeout: .seconds(5)) { !master.isRunning }
                 run.workload.markDown(victim)
                 run.schedule.note("m\(victim + 1) died: \(master.termination.map { "\($0.reason == .uncaughtSignal ? "signal" : "exit") \($0.status)" } ?? "?")")

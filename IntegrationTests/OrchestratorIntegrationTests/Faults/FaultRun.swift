@@ -10,7 +10,9 @@ import Testing
 ///   failing run prints it).
 /// - `ORCH_FAULT_SECONDS`: how long each test's workload runs (default: the test's own, a few
 ///   seconds); faults repeat in cycles while it runs (the long profile, `scripts/fault-profile.sh`).
-/// - `ORCH_FAULT_REPORT`: a file to which each run appends one line of results.
+/// - `ORCH_FAULT_REPORT`: a file to which each run appends one line of results (the line is
+///   printed in any case).
+/// - `ORCH_FAULT_VERBOSE`: set, every run prints its fault schedule (a failure always does).
 enum FaultProfile {
     static var seed: UInt64 {
         ProcessInfo.processInfo.environment["ORCH_FAULT_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
@@ -243,9 +245,11 @@ func runRegisterFaultTest(
     let all = (history + finals).map(\.operation)
     let report = KeyValueLinearizabilityChecker().check(all)
     let completed = history.filter { !$0.operation.timedOut }.count
+    if completed < minCompleted { problems.append("only \(completed) operations completed (at least \(minCompleted) expected)") }
     let wall = (ContinuousClock.now - started).components
     let line = "fault-run test=\(name) seed=\(seed) seconds=\(duration.components.seconds) faults=\(timed.schedule.faults) "
         + "operations=\(report.operationsChecked) completed=\(completed) timedout=\(history.count - completed) "
+        + "timedout_by_master=\(cluster.masters.indices.map { i in "m\(i + 1):\(history.filter { $0.master == i && $0.operation.timedOut }.count)" }.joined(separator: ",")) "
         + "violations=\(report.violations.count) verdict=\(report.verdict) problems=\(problems.count) "
         + "wall=\(String(format: "%.1f", Double(wall.seconds) + Double(wall.attoseconds) / 1e18))s"
     print(line)
@@ -258,7 +262,6 @@ func runRegisterFaultTest(
             try? handle.close()
         }
     }
-    if completed < minCompleted { problems.append("only \(completed) operations completed (at least \(minCompleted) expected)") }
     if report.verdict != .linearizable {
         problems.append("\(report.summary)\n\(report.violations.map(\.description).joined(separator: "\n"))")
     }

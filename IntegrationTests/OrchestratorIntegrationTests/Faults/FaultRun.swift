@@ -263,7 +263,13 @@ func runRegisterFaultTest(
         }
     }
     if report.verdict != .linearizable {
-        problems.append("\(report.summary)\n\(report.violations.map(\.description).joined(separator: "\n"))")
+        // The summary has each violation with its smallest failing history; the histories name
+        // clients, so say which master each of those calls went to.
+        let masterOf = Dictionary((history + finals).map { ("\($0.operation.client)@\($0.operation.call)", $0.master) }, uniquingKeysWith: { a, _ in a })
+        let routes = report.violations.flatMap(\.smallestFailingHistory).map { op in
+            "client \(op.client) call \(op.call) went to m\((masterOf["\(op.client)@\(op.call)"] ?? -1) + 1)"
+        }
+        problems.append(report.summary + (routes.isEmpty ? "" : "\n" + routes.joined(separator: "\n")))
     }
     if problems.isEmpty {
         // Passed: nothing to read later (the long profile makes hundreds of these).
@@ -271,7 +277,7 @@ func runRegisterFaultTest(
         try? FileManager.default.removeItem(atPath: cluster.root)
     } else {
         Issue.record("""
-            \(name), seed \(seed) (replay with ORCH_FAULT_SEED=\(seed)): \(report.summary)
+            \(name), seed \(seed) (replay with ORCH_FAULT_SEED=\(seed)), \(report.operationsChecked) operations checked:
             \(problems.joined(separator: "\n"))
             schedule:
             \(timed.schedule.text)

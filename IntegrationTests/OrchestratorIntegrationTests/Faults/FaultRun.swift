@@ -201,6 +201,12 @@ func runRegisterFaultTest(
     defer { Task { [workload = timed.workload] in await workload.close() } }
     try cluster.start()
     let first = try await timed.leader(timeout: .seconds(30))
+    // Every master ready and its etcd API answering through the workload's own connections
+    // before the clock starts: a connection tried before its master listened sits in gRPC's
+    // reconnect backoff and fails calls at once, which would read as a fault.
+    for i in cluster.masters.indices { try await timed.waitReady(i) }
+    let (_, cold) = await timed.workload.finalReads(keys: 1, deadline: .now + .seconds(20))
+    if !cold.isEmpty { throw ClusterHarness.HarnessError.timeout("a first read through \(cold.joined(separator: ", "))") }
     timed.schedule.note("cluster up, m\(first + 1) leads (seed \(seed), \(duration) of workload)")
     let started = ContinuousClock.now
 

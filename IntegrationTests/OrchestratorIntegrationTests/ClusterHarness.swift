@@ -187,11 +187,12 @@ final class ClusterHarness: Sendable {
 
     /// Starts a worker (process runtime) joined through the given masters, with `extraArgs` last.
     @discardableResult
+    /// `masters` replaces the list of master addresses (a fault proxy's ports, say).
     func addWorker(name: String, cpu: Int = 4000, memory: Int = 8192, labels: String = "", through: [Int]? = nil,
-                   runtime: String = "process", extraArgs: [String] = []) throws -> ManagedProcess {
+                   masters addresses: [String]? = nil, runtime: String = "process", extraArgs: [String] = []) throws -> ManagedProcess {
         let index = workers.withLock { $0.count }
         let port = rpcPorts[0] + 300 + index
-        let mastersList = (through ?? Array(0..<masters.count)).map { "127.0.0.1:\(rpcPorts[$0])" }.joined(separator: ",")
+        let mastersList = (addresses ?? (through ?? Array(0..<masters.count)).map { "127.0.0.1:\(rpcPorts[$0])" }).joined(separator: ",")
         var args = ["--masters", mastersList, "--join-token", joinToken, "--runtime", runtime, "--data-dir", "\(root)/\(name)",
                     "--cpu", "\(cpu)", "--memory", "\(memory)", "--listen-addr", "127.0.0.1:\(port)", "--log-level", "info"]
         if !labels.isEmpty { args += ["--labels", labels] }

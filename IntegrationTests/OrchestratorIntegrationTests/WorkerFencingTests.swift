@@ -10,8 +10,8 @@ import TestGate
 /// killed after a task ended but before a master acknowledged it neither runs it again nor
 /// forgets to report it.
 @Suite(.serialized, .heavy) struct WorkerFencingTests {
-    static func create(_ cluster: ClusterHarness, name: String, command: String) async throws -> String {
-        let r = try await cluster.request(.POST, master: 0, "/api/v1/tasks", body: ClusterIntegrationTests.taskBody(name, command: command))
+    static func create(_ cluster: ClusterHarness, name: String, command: String, restart: String = "never") async throws -> String {
+        let r = try await cluster.request(.POST, master: 0, "/api/v1/tasks", body: ClusterIntegrationTests.taskBody(name, command: command, restart: restart))
         guard r.status == 201, let id = (r.json as? [String: Any])?["id"] as? String else { throw ClusterHarness.HarnessError.http(r.status, r.body) }
         return id
     }

@@ -12,11 +12,14 @@ extension WorkerAgent {
 
     /// Watches the lease until cancelled: sleeps until the fence would begin, then checks again
     /// (acknowledged heartbeats have usually moved it on); once it must begin, stops every task.
+    /// The sleep is capped at `leaseRecheck`: the lease in force can shrink meanwhile (the first
+    /// join tells the masters' lease, shorter than the fallback the worker starts with), and a
+    /// sleep planned with the longer one would let the task outlive the real lease.
     func watchLease() async throws {
         while !Task.isCancelled {
             switch leaseFence.decide(now: .now, lastAcknowledgedSend: lastAcknowledgedSend) {
             case .keep(let until):
-                try await Task.sleep(until: until, clock: .continuous)
+                try await Task.sleep(until: min(until, .now + Self.leaseRecheck), clock: .continuous)
             case .stop(let grace):
                 if !supervisor.fenced {
                     let silent = lastAcknowledgedSend.duration(to: .now)
@@ -30,6 +33,9 @@ extension WorkerAgent {
             }
         }
     }
+
+    /// The longest the lease watcher sleeps before deciding again.
+    static let leaseRecheck: Duration = .milliseconds(100)
 
     /// How long a fenced copy may take to stop: what is left of the lease, at most the normal
     /// grace, none once the lease has run out; in whole seconds, rounded down, because Docker

@@ -189,6 +189,14 @@ final class LiveMasters: Sendable {
     func down(_ i: Int) { set.withLock { _ = $0.remove(i) } }
     func up(_ i: Int) { set.withLock { _ = $0.insert(i) } }
     func current() -> [Int] { set.withLock { Array($0).sorted() } }
+
+    /// The live master after `master` (wrapping around), after a short pause: where a client
+    /// whose master went away resumes.
+    func next(after master: Int) async -> Int {
+        try? await Task.sleep(for: .milliseconds(100))  // a reconnect's backoff, not a wait for a condition
+        let masters = current()
+        return masters.first { $0 > master } ?? masters.first ?? master
+    }
 }
 
 /// One client of `/api/v1/events`: follows a master's stream and, when it ends or fails, resumes
@@ -275,9 +283,7 @@ final class EventFollower: Sendable {
             }
             guard !Task.isCancelled else { return }
             reconnectCount.withLock { $0 += 1 }
-            let masters = live.current()
-            master = masters.first { $0 > master } ?? masters.first ?? master
-            try? await Task.sleep(for: .milliseconds(100))
+            master = await live.next(after: master)
         }
     }
 

@@ -146,9 +146,7 @@ final class WatchFollower: Sendable {
             }
             guard !Task.isCancelled else { return }
             reconnectCount.withLock { $0 += 1 }
-            let masters = live.current()
-            master = masters.first { $0 > master } ?? masters.first ?? master
-            try? await Task.sleep(for: .milliseconds(100))
+            master = await live.next(after: master)
         }
     }
 }

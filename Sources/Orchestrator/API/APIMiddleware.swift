@@ -66,16 +66,9 @@ struct APIMiddleware: RouterMiddleware {
         }
     }
 
-    /// Read-your-writes: hold the request until this master's store has applied `revision`, within
-    /// `minRevisionTimeout`, else 504.
+    /// Read-your-writes: hold the request until this master's store has applied `revision`.
     func waitForRevision(_ revision: Int64) async throws {
-        let status = api.status
-        do {
-            try await withDeadline(api.configuration.minRevisionTimeout) { try await status.waitForRevision(revision) }
-        } catch is DeadlineExceeded {
-            throw APIError(status: 504, code: "revision_timeout",
-                           message: "this master did not reach revision \(revision) within \(api.configuration.minRevisionTimeout); retry, or ask another master")
-        }
+        try await api.reachRevision(revision, what: "min_revision")
     }
 
     func errorResponse(_ error: any Error, path: String, route: Route?, context: Context) async -> Response {
@@ -120,6 +113,33 @@ struct APIMiddleware: RouterMiddleware {
         api.metrics.observe("orchestrator_http_request_duration_seconds", seconds,
                             labels: ["route": label, "method": request.method.rawValue],
                             help: "Time to the response head (event streams: to the stream's start), by route pattern and method.")
+    }
+}
+
+extension OrchestratorAPI {
+    /// Holds the request until this master's store has applied `revision`, within
+    /// `minRevisionTimeout`, else 504 `revision_timeout`. A revision beyond the cluster's current one
+    /// (what a linearizable read of the store reports: the leader's) is refused at once with 400
+    /// `future_revision`, as etcd refuses a future revision: no wait would bring it.
+    func reachRevision(_ revision: Int64, what: String) async throws {
+        let status = self.status
+        let store = repository.store
+        let probe = RangeRequest(key: ClusterRepository.leaderKey, countOnly: true)
+        do {
+            try await withDeadline(configuration.minRevisionTimeout) {
+                // Applied here already (or about to be): no round trip to the leader.
+                if (try? await withDeadline(.milliseconds(50), { try await status.waitForRevision(revision) })) != nil { return }
+                let current = try await store.range(probe, consistency: .linearizable).revision
+                guard revision <= current else {
+                    throw APIError(status: 400, code: "future_revision",
+                                   message: "\(what) \(revision) is beyond the cluster's current revision \(current)")
+                }
+                try await status.waitForRevision(revision)
+            }
+        } catch is DeadlineExceeded {
+            throw APIError(status: 504, code: "revision_timeout",
+                           message: "this master did not reach revision \(revision) within \(configuration.minRevisionTimeout); retry, or ask another master")
+        }
     }
 }
 

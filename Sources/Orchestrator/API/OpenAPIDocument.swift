@@ -156,7 +156,7 @@ public struct OpenAPIDocument: Sendable {
     }
 
     static let errorText: [Int: String] = [
-        400: "Malformed JSON, a field of the wrong type or out of range, an unknown parameter value",
+        400: "Malformed JSON, a field of the wrong type or out of range, an unknown parameter value, or a min_revision beyond the cluster's current revision (future_revision)",
         401: "Missing or wrong bearer token",
         404: "No such record",
         405: "Method not allowed on this path",
@@ -166,7 +166,7 @@ public struct OpenAPIDocument: Sendable {
         422: "An Idempotency-Key reused with a different request body",
         502: "The worker did not return the logs",
         503: "No leader within the timeout, store unavailable, or not ready",
-        504: "min_revision not reached within the timeout",
+        504: "A min_revision the cluster has, not applied by this master within the timeout (revision_timeout)",
     ]
 
     func operation(_ id: String, _ summary: String, tag: String, description: String? = nil,
@@ -203,7 +203,7 @@ public struct OpenAPIDocument: Sendable {
     var id: JSONValue { ["name": "id", "in": "path", "required": true, "schema": ["type": "string"]] }
     var consistent: JSONValue { query("consistent", "true: a linearizable read (through the leader)", schema: ["type": "boolean"]) }
     var minRevision: JSONValue {
-        query("min_revision", "Wait (up to \(configuration.minRevisionTimeout), else 504) until this master has applied this revision",
+        query("min_revision", "Wait (up to \(configuration.minRevisionTimeout), else 504 revision_timeout) until this master has applied this revision; a revision beyond the cluster's current one is refused at once with 400 future_revision",
               schema: ["type": "integer", "minimum": 0])
     }
 }

@@ -82,12 +82,7 @@ extension OrchestratorAPI {
 
         if let token {
             // The token may come from another master that was ahead of this one.
-            let status = self.status
-            do {
-                try await withDeadline(configuration.minRevisionTimeout) { try await status.waitForRevision(token.revision) }
-            } catch is DeadlineExceeded {
-                throw APIError(status: 504, code: "revision_timeout", message: "this master has not reached the listing's revision \(token.revision) yet; retry")
-            }
+            try await reachRevision(token.revision, what: "the continue token's revision")
         }
         let repository = self.repository
         let page: TaskPage

@@ -28,7 +28,14 @@ final class FakeStatus: ClusterStatusSource {
 
     func set(_ change: (inout ClusterStatus) -> Void) { current.withLock { change(&$0) } }
 
+    /// Set: this master has applied no revision past it (a lagging follower), so waits for later
+    /// revisions, which the store (the cluster) has, never end.
+    let appliedCap = Mutex<Int64?>(nil)
+
     func waitForRevision(_ revision: Int64) async throws {
+        if let cap = appliedCap.withLock({ $0 }), revision > cap {
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
         try await waitForStoreRevision(store, until: revision)
     }
 }

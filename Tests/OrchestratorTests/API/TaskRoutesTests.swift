@@ -176,15 +176,26 @@ import Testing
         }
     }
 
-    @Test("min_revision waits for the revision; past the bound it is 504")
+    @Test("min_revision waits for a revision the cluster has (504 past the bound); one beyond it is 400 at once")
     func minRevision() async throws {
-        let f = APIFixture { $0.minRevisionTimeout = .milliseconds(200) }
+        let f = APIFixture { $0.minRevisionTimeout = .milliseconds(300) }
         try await f.test { client in
             let id = try await client.createTask()
             let revision = try await f.repository.task(id).revision
             let ok = try await client.send(.get, "/api/v1/tasks/\(id)?min_revision=\(revision)")
             #expect(ok.status == .ok)
-            let late = try await client.send(.get, "/api/v1/tasks/\(id)?min_revision=\(revision + 100)")
+            // Beyond the cluster's revision: refused at once, naming the current revision.
+            let started = ContinuousClock.now
+            let future = try await client.send(.get, "/api/v1/tasks/\(id)?min_revision=\(revision + 100)")
+            #expect(ContinuousClock.now - started < .milliseconds(300))
+            #expect(future.status == .badRequest)
+            #expect(future.errorCode == "future_revision")
+            #expect(future.errorMessage?.contains("current revision \(revision)") == true)
+            let huge = try await client.send(.get, "/api/v1/nodes?min_revision=\(Int64.max)")
+            #expect(huge.errorCode == "future_revision")
+            // A revision the cluster has but this master has not applied: 504 after the bound.
+            f.status.appliedCap.withLock { $0 = revision - 1 }
+            let late = try await client.send(.get, "/api/v1/tasks/\(id)?min_revision=\(revision)")
             #expect(late.status == .gatewayTimeout)
             #expect(late.errorCode == "revision_timeout")
             #expect(try await client.send(.get, "/api/v1/tasks?min_revision=-1").errorCode == "invalid_field")

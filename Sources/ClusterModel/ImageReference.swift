@@ -4,12 +4,12 @@ public enum ImageReference {
     /// Why `image` is not a valid reference (one line naming the fault), or nil when it is.
     public static func problem(with image: String) -> String? {
         guard !image.isEmpty else { return "must not be empty" }
-        guard image.count <= 255 else { return "longer than 255 characters" }
+        guard image.unicodeScalars.count <= 255 else { return "longer than 255 characters" }
         var rest = Substring(image)
         if let at = rest.firstIndex(of: "@") {
             let digest = rest[rest.index(after: at)...]
             guard digest.hasPrefix("sha256:"), digest.count == 71,
-                  digest.dropFirst(7).allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+                  digest.dropFirst(7).allSatisfy({ $0.isASCII && $0.isHexDigit && !$0.isUppercase }) else {
                 return "\"\(image)\" has a malformed digest (expected @sha256:<64 hex digits>)"
             }
             rest = rest[..<at]

@@ -26,6 +26,24 @@ import Testing
         #expect(try parse(#"{"name":"t","image":"alpine","resources":{"cpu":250}}"#).resources == Resources(cpu: 250, memory: 512))
     }
 
+    @Test("what the document states is what the parser enforces: nested nulls refused, lengths in code points, any max_backoff_ms in range")
+    func documentedConstraints() throws {
+        // The document marks only the top-level optional fields nullable.
+        #expect(try parse(#"{"name":"t","image":"alpine","resources":null,"restart_policy":null,"env":null}"#).resources == .taskDefault)
+        for body in [#"{"name":"t","image":"alpine","resources":{"cpu":null}}"#,
+                     #"{"name":"t","image":"alpine","restart_policy":{"max_retries":null}}"#] {
+            #expect(throws: APIError.self) { try parse(body) }
+        }
+        // max_backoff_ms below backoff_ms caps every delay (a schema cannot state a cross-field rule).
+        #expect(try parse(#"{"name":"t","image":"alpine","restart_policy":{"max_backoff_ms":5}}"#).restartPolicy.maxBackoffMs == 5)
+        // maxLength counts code points: 253 of them pass, whatever graphemes they form.
+        let combining = String(repeating: "e\u{301}", count: 127)  // 254 code points, 127 characters
+        #expect(throws: APIError.self) { try parse(#"{"name":"\#(combining)","image":"alpine"}"#) }
+        #expect(try parse(#"{"name":"\#(String(combining.unicodeScalars.dropLast()))","image":"alpine"}"#).name.unicodeScalars.count == 253)
+        // Digests are ASCII hex only.
+        #expect(throws: APIError.self) { try parse(#"{"name":"t","image":"alpine@sha256:\#(String(repeating: "\u{FF41}", count: 64))"}"#) }
+    }
+
     @Test("every optional field parses")
     func fullSpec() throws {
         let spec = try parse(#"""

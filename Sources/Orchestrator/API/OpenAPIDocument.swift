@@ -1,3 +1,5 @@
+import ClusterModel
+
 /// The OpenAPI 3.0 description of the API, served at `GET /api/v1/openapi.json`. Written by hand
 /// (operations, parameters, schemas); a test holds its operations equal to `Route.allCases` and
 /// checks every documented operation against the router. It follows the configuration: limits
@@ -49,7 +51,7 @@ public struct OpenAPIDocument: Sendable {
                     description: "Unspecified resources default to cpu 1000 millicores and memory 512 MB. Bodies over \(limits.maxBodyBytes) bytes are refused with 413. With an Idempotency-Key header, the same request sent again within 24 h answers 201 with the task the first one created (and Idempotent-Replayed: true) instead of creating another; the key with a different body is 422.",
                     parameters: [["name": "Idempotency-Key", "in": "header", "required": false,
                                   "description": "Names this submission so that retries return its task (1-255 printable ASCII characters)",
-                                  "schema": ["type": "string", "minLength": 1, "maxLength": 255]]],
+                                  "schema": ["type": "string", "minLength": 1, "maxLength": 255, "pattern": #"^[!-~]+$"#]]],
                     body: ref("TaskSubmission"),
                     responses: ["201": json("The stored task (Location: /api/v1/tasks/{id})", ref("Task"))],
                     errors: [400, 413, 422]),
@@ -57,7 +59,7 @@ public struct OpenAPIDocument: Sendable {
                     "listTasks", "List tasks in submission order", tag: "tasks",
                     description: "Paged with limit and continue; every page of a listing reads at the revision of its first page. A continue token whose revision was compacted is refused with 410 continue_expired.",
                     parameters: [
-                        query("state", "Comma-separated task states to keep", schema: ["type": "string", "example": "running,pending"]),
+                        list("state", "Comma-separated task states to keep", TaskState.allCases.map(\.rawValue), example: ["running", "pending"]),
                         query("node", "Keep tasks on this node", schema: ["type": "string", "minLength": 1]),
                         query("limit", "Largest page", schema: ["type": "integer", "minimum": 1, "maximum": .int(configuration.maxPageSize)]),
                         query("continue", "Token from the previous page", schema: ["type": "string"]),
@@ -111,10 +113,11 @@ public struct OpenAPIDocument: Sendable {
                         message with an Error body ends the stream. Idle streams get `: keepalive` comments.
                         """,
                     parameters: [
-                        query("since", "Send the events after this event id", schema: ["type": "string", "example": "42"]),
-                        query("type", "Comma-separated event types to keep", schema: ["type": "string", "example": "task_failed,node_down"]),
+                        query("since", "Send the events after this event id", schema: ["type": "string", "pattern": .string(Self.eventIDPattern), "example": "42"]),
+                        list("type", "Comma-separated event types to keep", ClusterEventType.allCases.map(\.rawValue), example: ["task_failed", "node_down"]),
                         ["name": "Last-Event-ID", "in": "header", "required": false,
-                         "description": "Resume after this event id (wins over since)", "schema": ["type": "string"]],
+                         "description": "Resume after this event id (wins over since; empty is ignored)",
+                         "schema": ["type": "string", "pattern": .string("^(?:\(Self.eventIDDigits))?$")]],
                         minRevision,
                     ],
                     responses: ["200": ["description": "The stream",
@@ -200,10 +203,21 @@ public struct OpenAPIDocument: Sendable {
         ["name": .string(name), "in": "query", "required": false, "description": .string(description), "schema": schema]
     }
 
+    /// A comma-separated list of enumerated values (`a,b`): an array in the form style, not exploded.
+    func list(_ name: String, _ description: String, _ values: [String], example: [String]) -> JSONValue {
+        ["name": .string(name), "in": "query", "required": false, "description": .string(description),
+         "style": "form", "explode": false, "example": .array(example.map { .string($0) }),
+         "schema": ["type": "array", "minItems": 1, "items": enumeration(values)]]
+    }
+
+    /// An event id (`EventCursor`): a revision, or `revision:index`.
+    static let eventIDDigits = "[0-9]{1,18}(?::[0-9]{1,9})?"
+    static let eventIDPattern = "^\(eventIDDigits)$"
+
     var id: JSONValue { ["name": "id", "in": "path", "required": true, "schema": ["type": "string"]] }
     var consistent: JSONValue { query("consistent", "true: a linearizable read (through the leader)", schema: ["type": "boolean"]) }
     var minRevision: JSONValue {
         query("min_revision", "Wait (up to \(configuration.minRevisionTimeout), else 504 revision_timeout) until this master has applied this revision; a revision beyond the cluster's current one is refused at once with 400 future_revision",
-              schema: ["type": "integer", "minimum": 0])
+              schema: ["type": "integer", "format": "int64", "minimum": 0, "maximum": .int(Int(Int64.max))])
     }
 }

@@ -59,13 +59,14 @@ extension OpenAPIDocument {
             "max_retries": ["type": "integer", "minimum": 0, "maximum": 1000],
             "backoff_ms": ["type": "integer", "minimum": 0, "maximum": 3_600_000],
             "max_backoff_ms": ["type": "integer", "minimum": 0, "maximum": 86_400_000,
-                               "description": "At least backoff_ms (default 1000)"],
+                               "description": "Caps the doubling backoff (default 60000); below backoff_ms it caps every delay"],
         ]))
         let specProperties: [String: JSONValue] = [
             "name": ["type": "string", "minLength": 1, "maxLength": .int(limits.maxNameLength)],
             "image": ["type": "string", "example": "alpine", "maxLength": 255, "pattern": .string(Self.imagePattern)],
             "command": ["type": "array", "items": string, "maxItems": .int(limits.maxCommandArguments)],
             "env": ["type": "object", "additionalProperties": string, "maxProperties": .int(limits.maxEnvEntries),
+                    "propertyNames": ["type": "string", "minLength": 1, "pattern": "^[^=]+$"],
                     "description": "Variable names are non-empty and without '='"],
             "resources": ref("Resources"), "restart_policy": ref("RestartPolicy"),
             "node_selector": stringMap, "scheduler": algorithms,

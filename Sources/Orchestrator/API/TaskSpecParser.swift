@@ -45,7 +45,8 @@ public struct TaskSpecParser: Sendable {
         }
 
         let name = try string(object, "name", required: true)!
-        guard !name.isEmpty, name.count <= limits.maxNameLength else {
+        // Counted in code points, as JSON Schema's maxLength counts.
+        guard !name.isEmpty, name.unicodeScalars.count <= limits.maxNameLength else {
             throw .invalid("name", "must be 1 to \(limits.maxNameLength) characters")
         }
         let image = try string(object, "image", required: true)!
@@ -79,6 +80,7 @@ public struct TaskSpecParser: Sendable {
         if let unknown = object.keys.sorted().first(where: { $0 != "cpu" && $0 != "memory" }) {
             throw .invalid("resources.\(unknown)", "unknown field")
         }
+        try Self.refuseNulls(object, in: "resources")
         let cpu = try integer(object, "cpu", path: "resources.cpu") ?? Resources.taskDefault.cpu
         let memory = try integer(object, "memory", path: "resources.memory") ?? Resources.taskDefault.memory
         guard cpu > 0, cpu <= limits.maxCPU else {
@@ -97,6 +99,7 @@ public struct TaskSpecParser: Sendable {
         if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
             throw .invalid("restart_policy.\(unknown)", "unknown field")
         }
+        try Self.refuseNulls(object, in: "restart_policy")
         var policy = RestartPolicy()
         if let c = try string(object, "condition", required: false, path: "restart_policy.condition") {
             guard let condition = RestartCondition(rawValue: c) else {
@@ -113,12 +116,21 @@ public struct TaskSpecParser: Sendable {
             policy.backoffMs = n
         }
         if let n = try integer(object, "max_backoff_ms", path: "restart_policy.max_backoff_ms") {
-            guard (0...86_400_000).contains(n), n >= policy.backoffMs else {
-                throw .invalid("restart_policy.max_backoff_ms", "must be between backoff_ms and 86400000")
+            // Below backoff_ms it simply caps every delay (no cross-field rule a schema cannot state).
+            guard (0...86_400_000).contains(n) else {
+                throw .invalid("restart_policy.max_backoff_ms", "must be between 0 and 86400000")
             }
             policy.maxBackoffMs = n
         }
         return policy
+    }
+
+    /// Inside `resources` and `restart_policy`, a field is given or left out: null is refused, as
+    /// the document (which marks only the top-level optional fields nullable) says.
+    static func refuseNulls(_ object: [String: Any], in parent: String) throws(APIError) {
+        if let key = object.keys.sorted().first(where: { object[$0] is NSNull }) {
+            throw .invalid("\(parent).\(key)", "must not be null; leave the field out for its default")
+        }
     }
 
     // MARK: - Typed field access

@@ -110,7 +110,9 @@ public struct OpenAPIDocument: Sendable {
                         with several), `event: <type>`, `data: <Event JSON>`. Resume with Last-Event-ID or since \
                         (events after it). History already compacted: 410 before the stream starts; lost mid-stream \
                         (also while a client that reads too slowly is being caught up from history): an `event: error` \
-                        message with an Error body ends the stream. Idle streams get `: keepalive` comments.
+                        message (no id) with an Error body ends the stream. A master that stops ends it with an \
+                        `event: shutdown` message (no id) with a StreamShutdown body. Idle streams get `: keepalive` \
+                        comments. x-event-schemas names the schema of each event's data.
                         """,
                     parameters: [
                         query("since", "Send the events after this event id", schema: ["type": "string", "pattern": .string(Self.eventIDPattern), "example": "42"]),
@@ -121,7 +123,8 @@ public struct OpenAPIDocument: Sendable {
                         minRevision,
                     ],
                     responses: ["200": ["description": "The stream",
-                                        "content": ["text/event-stream": ["schema": ["type": "string"]]]]],
+                                        "content": ["text/event-stream": ["schema": ["type": "string"]]],
+                                        "x-event-schemas": .object(eventSchemas)]],
                     errors: [400, 410]),
             ],
             "/api/v1/cluster": [
@@ -146,6 +149,13 @@ public struct OpenAPIDocument: Sendable {
                                  responses: ["200": json("OpenAPI 3.0 document", ["type": "object"])], errors: []),
             ],
         ]
+    }
+
+    /// The schema of each SSE message's `data:`, by its `event:` name.
+    var eventSchemas: [String: JSONValue] {
+        var out: [String: JSONValue] = ["error": ref("Error"), "shutdown": ref("StreamShutdown")]
+        for type in ClusterEventType.allCases { out[type.rawValue] = ref("Event") }
+        return out
     }
 
     func nodeAction(_ id: String, _ summary: String) -> JSONValue {

@@ -136,7 +136,9 @@ extension OpenAPIDocument {
                 "previous_state": ["type": "string", "description": "State of the task or node before the change"],
                 "task": ref("Task"), "node": ref("Node"), "leader": ref("Leader"),
                 "id": ["type": "string", "description": "Id of a deleted task or removed node"],
-            ], required: ["revision", "type"], description: "The data of one SSE message"),
+            ], required: ["revision", "type"], description: "The data of one SSE message: task_* events carry task (task_deleted: id), node_* events node (node_removed: id), leader_elected leader"),
+            "StreamShutdown": object(["reason": string], required: ["reason"],
+                                     description: "The data of the `shutdown` message that ends a stream when its master stops"),
         ]
     }
 }

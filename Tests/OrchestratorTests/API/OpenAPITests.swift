@@ -143,3 +143,94 @@ import Testing
         }
     }
 }
+
+/// Checks a JSON value against a schema of the document: types, enums, nullable, required and
+/// declared properties (closed objects), $ref and allOf; enough for the API's own schemas.
+struct SchemaCheck {
+    let schemas: [String: [String: Any]]
+
+    init(_ document: [String: Any]) {
+        schemas = ((document["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]]) ?? [:]
+    }
+
+    /// The faults, each with its path; empty when `value` conforms.
+    func faults(_ value: Any, _ schema: [String: Any], at path: String = "$") -> [String] {
+        if let ref = schema["$ref"] as? String {
+            return faults(value, schemas[String(ref.split(separator: "/").last!)] ?? [:], at: path)
+        }
+        var out: [String] = []
+        for part in schema["allOf"] as? [[String: Any]] ?? [] { out += faults(value, part, at: path) }
+        if value is NSNull {
+            return schema["nullable"] as? Bool == true || schema["type"] == nil ? out : out + ["\(path): null"]
+        }
+        if let values = schema["enum"] as? [Any], !values.contains(where: { ($0 as? NSObject)?.isEqual(value) == true }) {
+            out.append("\(path): \(value) not in the enum")
+        }
+        switch schema["type"] as? String {
+        case "string": if !(value is String) { out.append("\(path): not a string") }
+        case "boolean": if !((value as? NSNumber).map { !isNumberNotBool($0) } ?? false) { out.append("\(path): not a boolean") }
+        case "integer", "number":
+            guard let n = value as? NSNumber, isNumberNotBool(n) else { out.append("\(path): not a number"); break }
+            if schema["type"] as? String == "integer", n.doubleValue.rounded() != n.doubleValue { out.append("\(path): not an integer") }
+        case "array":
+            guard let items = value as? [Any] else { out.append("\(path): not an array"); break }
+            for (i, item) in items.enumerated() { out += faults(item, schema["items"] as? [String: Any] ?? [:], at: "\(path)[\(i)]") }
+        case "object":
+            guard let object = value as? [String: Any] else { out.append("\(path): not an object"); break }
+            let properties = schema["properties"] as? [String: [String: Any]]
+            for key in schema["required"] as? [String] ?? [] where object[key] == nil { out.append("\(path): missing \(key)") }
+            for (key, item) in object {
+                if let property = properties?[key] {
+                    out += faults(item, property, at: "\(path).\(key)")
+                } else if let additional = schema["additionalProperties"] as? [String: Any] {
+                    out += faults(item, additional, at: "\(path).\(key)")
+                } else if properties != nil {
+                    out.append("\(path): undocumented \(key)")
+                }
+            }
+        default: break
+        }
+        return out
+    }
+}
+
+@Suite struct EventSchemaTests {
+    @Test("every SSE message's data matches the schema the document gives for its event")
+    func eventPayloadsMatchSchemas() throws {
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(OpenAPIDocument().json)) as? [String: Any])
+        let check = SchemaCheck(document)
+        let stream = try #require(((((document["paths"] as? [String: Any])?["/api/v1/events"] as? [String: Any])?["get"]
+            as? [String: Any])?["responses"] as? [String: Any])?["200"] as? [String: Any])
+        let eventSchemas = try #require(stream["x-event-schemas"] as? [String: [String: Any]])
+
+        var task = TaskRecord(id: "t1", spec: TaskSpec(name: "n", image: "alpine", env: ["A": "b"], scheduler: .spread), now: 5)
+        task.state = .running
+        task.node = "n1"
+        task.exitCode = 0
+        task.notBefore = 1
+        task.runtimeStartMs = 3
+        task.moving = "draining"
+        task.placement = PlacementRecord(node: "n1", score: 0.5, algorithm: .spread, filters: [FilterOutcome(filter: "resources", removed: 1)])
+        task.revision = 9
+        var node = NodeRecord(info: NodeInfo(id: "n1", state: .ready, labels: ["zone": "a"], capacity: Resources(cpu: 1000, memory: 1000)),
+                              address: "127.0.0.1:1", lastHeartbeat: 4)
+        node.revision = 9
+        let events: [ClusterEvent] = [
+            ClusterEvent(type: .taskRunning, revision: 9, subject: .task(task), previousState: "assigned"),
+            ClusterEvent(type: .taskDeleted, revision: 9, subject: .removed(id: "t1"), previousState: "completed"),
+            ClusterEvent(type: .nodeReady, revision: 9, subject: .node(node), previousState: "not_ready"),
+            ClusterEvent(type: .nodeRemoved, revision: 9, subject: .removed(id: "n1")),
+            ClusterEvent(type: .leaderElected, revision: 9, subject: .leader(LeaderRecord(id: "m1", term: 2))),
+        ]
+        var messages: [(event: String, data: [UInt8])] = events.map { ($0.type.rawValue, APIJSON.encode(ClusterEventView(event: $0))) }
+        messages.append(("error", APIError(status: 410, code: "compacted", message: "gone").jsonBody))
+        messages.append(("shutdown", APIJSON.encode(["reason": "stopping"])))
+        for type in ClusterEventType.allCases { #expect(eventSchemas[type.rawValue] != nil, "\(type.rawValue) has no schema") }
+        for (event, data) in messages {
+            let schema = try #require(eventSchemas[event], "\(event) has no schema")
+            let value = try JSONSerialization.jsonObject(with: Data(data))
+            let faults = check.faults(value, schema)
+            #expect(faults.isEmpty, "\(event): \(faults) in \(String(decoding: data, as: UTF8.self))")
+        }
+    }
+}

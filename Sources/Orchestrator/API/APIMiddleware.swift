@@ -41,7 +41,9 @@ struct APIMiddleware: RouterMiddleware {
     /// Checked before routing, so unknown paths answer 401 too and reveal nothing.
     func authorize(_ request: Request, route: Route?) throws(APIError) {
         guard let token = api.configuration.apiToken, !token.isEmpty else { return }
+        // The probes' paths are open whatever the method: another method there gets its 405.
         if let route, !route.needsAuth { return }
+        if route == nil, Route.openPaths.contains(request.uri.path) { return }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               APIAuth.constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(token.utf8)) else {
             throw APIError(status: 401, code: "unauthorized", message: "missing or wrong bearer token (Authorization: Bearer <token>)")

@@ -49,7 +49,8 @@ extension OpenAPIDocument {
         let algorithms = enumeration(SchedulingAlgorithm.allCases.map(\.rawValue))
         let resources = closed(object(["cpu": ["type": "integer", "minimum": 1, "maximum": .int(limits.maxCPU), "description": "Millicores (1000 = one core)"],
                                 "memory": ["type": "integer", "minimum": 1, "maximum": .int(limits.maxMemory), "description": "Megabytes"]],
-                               required: ["cpu", "memory"]))
+                               // Submitted, either may be left out (cpu 1000, memory 512); tasks show both.
+                               description: "Each amount defaults when left out of a submission (cpu 1000, memory 512)"))
         // What a node has, has given out and has left: zero is a valid amount.
         let amounts = object(["cpu": ["type": "integer", "minimum": 0, "description": "Millicores"],
                               "memory": ["type": "integer", "minimum": 0, "description": "Megabytes"]],
@@ -65,8 +66,10 @@ extension OpenAPIDocument {
             "name": ["type": "string", "minLength": 1, "maxLength": .int(limits.maxNameLength)],
             "image": ["type": "string", "example": "alpine", "maxLength": 255, "pattern": .string(Self.imagePattern)],
             "command": ["type": "array", "items": string, "maxItems": .int(limits.maxCommandArguments)],
-            "env": ["type": "object", "additionalProperties": string, "maxProperties": .int(limits.maxEnvEntries),
-                    "propertyNames": ["type": "string", "minLength": 1, "pattern": "^[^=]+$"],
+            // Names as patternProperties (with no other property allowed): what schema-driven tools
+            // honour where propertyNames is ignored.
+            "env": ["type": "object", "additionalProperties": false, "patternProperties": ["^[^=]+$": string],
+                    "maxProperties": .int(limits.maxEnvEntries),
                     "description": "Variable names are non-empty and without '='"],
             "resources": ref("Resources"), "restart_policy": ref("RestartPolicy"),
             "node_selector": stringMap, "scheduler": algorithms,

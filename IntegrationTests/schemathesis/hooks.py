@@ -1,0 +1,60 @@
+"""Schemathesis hooks for SchemathesisTests (loaded through SCHEMATHESIS_HOOKS).
+
+Two constraints of the API depend on the cluster's state, which no schema can state; these hooks
+keep schema-valid values valid for the state at hand, changing nothing a check judges:
+
+- `min_revision` beyond the cluster's current revision is refused at once with 400
+  `future_revision` (the unit tests cover it). A valid value (digits, at most 2^63-1) is mapped to
+  a revision every cluster has (0 or 1), so it stays valid and is never a future one.
+- An `Idempotency-Key` names one submission: sent again with another body it is 422 (documented).
+  A valid key (1-255 printable ASCII) gets a fresh suffix, so it stays valid and names this
+  request only, as a client's key does.
+
+- `continue` is a token only the server issues (a page's `continue`): one made up is refused
+  with 400, as Kubernetes refuses one. A value that is not such a token is dropped (the first
+  page), so the listing is still tested; tokens from real pages (stateful links) are kept.
+
+Values that are not valid (negative tests) are left exactly as generated.
+"""
+import base64
+import binascii
+import re
+import uuid
+
+import schemathesis
+
+_REVISION = re.compile(r"[0-9]+")
+_KEY = re.compile(r"[!-~]{1,255}")
+
+
+def _issued_token(value):
+    if not isinstance(value, str) or value == "":
+        return True
+    try:
+        plain = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return False
+    parts = plain.split(":", 2)
+    return len(parts) == 3 and parts[0] == "v1" and parts[1].isdigit() and int(parts[1]) > 0 and parts[2] != ""
+
+
+@schemathesis.hook
+def before_call(context, case, **kwargs):
+    query = case.query
+    if query:
+        if "continue" in query and not _issued_token(query["continue"]):
+            del query["continue"]
+        value = query.get("min_revision")
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int) and 0 <= value < 2**63:
+            query["min_revision"] = value % 2
+        elif isinstance(value, str) and _REVISION.fullmatch(value) and int(value) < 2**63:
+            query["min_revision"] = str(int(value) % 2)
+    headers = case.headers
+    if headers:
+        for name in list(headers):
+            if name.lower() == "idempotency-key":
+                key = headers[name]
+                if isinstance(key, str) and _KEY.fullmatch(key):
+                    headers[name] = key[:238] + "-" + uuid.uuid4().hex[:16]

@@ -93,6 +93,9 @@ import TestGate
             "--no-color",
         ]
         var environment = ProcessInfo.processInfo.environment
+        // Its cache (.schemathesis/) and Python's bytecode stay out of the repository.
+        p.currentDirectoryURL = FileManager.default.temporaryDirectory
+        environment["PYTHONDONTWRITEBYTECODE"] = "1"
         environment["SCHEMATHESIS_HOOKS"] = "hooks"
         environment["PYTHONPATH"] = URL(fileURLWithPath: hooks).deletingLastPathComponent().path
         p.environment = environment

@@ -88,7 +88,7 @@ import TestGate
             "--exclude-operation-id", "streamEvents",
             "--phases", "examples,coverage,fuzzing,stateful",
             "--seed", String(seed),
-            "--max-examples", "25",
+            "--max-examples", "60",
             "--request-timeout", "15",
             "--no-color",
         ]

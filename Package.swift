@@ -199,7 +199,7 @@ let package = Package(
             dependencies: ["ClusterSecurity", "master", nioSSL, nioTLS, x509, crypto, swiftASN1, nioCore, nioPosix, grpcCore, grpcHTTP2, argumentParser]
         ),
         /// The linearizability checker on hand-made and seeded simulated histories.
-        .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
+        .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "TestGate"]),
         /// The shared records: node ids.
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel"]),
         /// Token files, the listener policy, flags from the environment.

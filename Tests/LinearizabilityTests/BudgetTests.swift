@@ -1,8 +1,9 @@
 import Linearizability
 import Testing
+import TestGate
 
 /// The step budget: a history the search cannot decide in time is "unknown", never a pass.
-@Suite struct BudgetTests {
+@Suite(.ownThread) struct BudgetTests {
     /// `writers` puts that all overlap, then a read of a value none of them wrote: to prove it, the
     /// search must try every subset of the puts with every last value, about writers * 2^(writers-1)
     /// states.

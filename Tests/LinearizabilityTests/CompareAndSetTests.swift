@@ -1,8 +1,9 @@
 import Linearizability
 import Testing
+import TestGate
 
 /// Compare-and-set against the register: it succeeds exactly when the key holds the expected value.
-@Suite struct CompareAndSetTests {
+@Suite(.ownThread) struct CompareAndSetTests {
     @Test("successes and failures that agree with the register are linearizable")
     func consistent() {
         let report = check([

@@ -1,8 +1,9 @@
 import Linearizability
 import Testing
+import TestGate
 
 /// The history is split per key and each key checked on its own.
-@Suite struct MultipleKeysTests {
+@Suite(.ownThread) struct MultipleKeysTests {
     @Test("with several keys and one violated, the report names that key and only that key")
     func oneKeyViolated() throws {
         let report = check([

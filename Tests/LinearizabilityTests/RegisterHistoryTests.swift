@@ -1,8 +1,9 @@
 import Linearizability
 import Testing
+import TestGate
 
 /// Hand-made histories of one key, each small enough to decide by hand; the comment says why.
-@Suite struct RegisterHistoryTests {
+@Suite(.ownThread) struct RegisterHistoryTests {
     @Test("an empty history is linearizable")
     func empty() {
         let report = check([])

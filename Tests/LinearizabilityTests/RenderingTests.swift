@@ -1,7 +1,8 @@
 import Linearizability
 import Testing
+import TestGate
 
-@Suite struct RenderingTests {
+@Suite(.ownThread) struct RenderingTests {
     @Test("one line per operation in call order: client, call, return or timeout, the call, the answer; columns aligned")
     func history() {
         let text = renderHistory([

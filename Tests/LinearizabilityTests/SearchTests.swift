@@ -1,8 +1,9 @@
 @testable import Linearizability
 import Testing
+import TestGate
 
 /// The search on its own, with a specification other than the register: it is generic.
-@Suite struct SearchTests {
+@Suite(.ownThread) struct SearchTests {
     /// A counter: `increment` answers nothing, `read` answers the count.
     struct Counter: SequentialSpecification {
         enum Input { case increment, read }

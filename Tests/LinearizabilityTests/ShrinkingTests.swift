@@ -1,9 +1,10 @@
 import Linearizability
 import Testing
+import TestGate
 
 /// `HistoryShrinker`: a failing key's history cut down to the operations that make it fail, with
 /// only sound removals (read-only operations, and the real-time suffix after the failure).
-@Suite struct ShrinkingTests {
+@Suite(.ownThread) struct ShrinkingTests {
     @Test("a stale read buried in hundreds of operations shrinks to the two writes and the read")
     func staleReadInALongHistory() throws {
         var history: [KeyValueOperation] = []

@@ -1,9 +1,10 @@
 import Linearizability
 import Testing
+import TestGate
 
 /// Histories of a simulated correct store (linearizable by construction), then the same with one
 /// read's answer corrupted. Each is a function of its seed, printed in every failure.
-@Suite struct SimulatedHistoryTests {
+@Suite(.ownThread) struct SimulatedHistoryTests {
     static let seeds: [UInt64] = Array(1...12)
 
     /// A few keys, so that many clients crowd each one and the search has real choices to make.

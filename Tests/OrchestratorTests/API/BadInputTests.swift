@@ -71,6 +71,8 @@ import Testing
                 ("/api/v1/tasks?limit=1000000", "limit"),
                 ("/api/v1/tasks?node=", "node"),
                 ("/api/v1/tasks?consistent=maybe", "consistent"),
+                ("/api/v1/nodes?consistent=", "consistent"),
+                ("/api/v1/tasks?consistent=1", "consistent"),
                 ("/api/v1/nodes?min_revision=x", "min_revision"),
                 ("/api/v1/events?type=task_exploded", "type"),
                 ("/api/v1/events?since=yesterday", "since"),

@@ -184,10 +184,9 @@ import Testing
             let revision = try await f.repository.task(id).revision
             let ok = try await client.send(.get, "/api/v1/tasks/\(id)?min_revision=\(revision)")
             #expect(ok.status == .ok)
-            // Beyond the cluster's revision: refused at once, naming the current revision.
-            let started = ContinuousClock.now
+            // Beyond the cluster's revision: refused, naming the current revision (400, where a wait
+            // past the 300 ms bound would have answered 504: the status is the proof it did not wait).
             let future = try await client.send(.get, "/api/v1/tasks/\(id)?min_revision=\(revision + 100)")
-            #expect(ContinuousClock.now - started < .milliseconds(300))
             #expect(future.status == .badRequest)
             #expect(future.errorCode == "future_revision")
             #expect(future.errorMessage?.contains("current revision \(revision)") == true)

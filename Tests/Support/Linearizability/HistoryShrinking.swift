@@ -19,7 +19,7 @@
 public struct HistoryShrinker: Sendable {
     public var stepBudget: Int
 
-    public init(stepBudget: Int = 20_000_000) {
+    public init(stepBudget: Int = 2_000_000) {
         self.stepBudget = stepBudget
     }
 

@@ -74,7 +74,7 @@ public struct KeyValueLinearizabilityChecker: Sendable {
     /// event; a thousand well-behaved operations on a key take a few thousand.
     public var stepBudgetPerKey: Int
     /// The search steps spent shrinking each failing key's history to a small witness.
-    public var shrinkStepBudget = 20_000_000
+    public var shrinkStepBudget = 2_000_000
     /// The values of keys that existed before the history began; the others start absent.
     public var initialValues: [String: String]
 

@@ -41,8 +41,19 @@ public final class FinishedLogs: Sendable {
         for id in evicted { try? FileManager.default.removeItem(atPath: directory + "/" + id) }
     }
 
-    public func load(taskID: String) -> [UInt8]? {
+    /// Keeps the frames of a task's output (`FramedLogCodec`), stdout and stderr told apart.
+    public func store(taskID: String, frames: [LogFrame]) {
+        store(taskID: taskID, FramedLogCodec.encode(frames))
+    }
+
+    /// The kept output as frames (a file from before frames were kept reads as stdout).
+    public func loadFrames(taskID: String) -> [LogFrame]? {
         guard let path = path(taskID), let data = FileManager.default.contents(atPath: path) else { return nil }
-        return Array(data)
+        return FramedLogCodec.decode(Array(data))
+    }
+
+    /// The kept output as text, stdout and stderr interleaved.
+    public func load(taskID: String) -> [UInt8]? {
+        loadFrames(taskID: taskID).map(LogSelection.text)
     }
 }

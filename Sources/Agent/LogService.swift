@@ -37,4 +37,54 @@ struct LogService: Orchestrator_V1_Worker.SimpleServiceProtocol {
             throw RPCError(code: .notFound, message: "no logs for task \(request.taskID) on this worker: \(error)")
         }
     }
+
+    func followLogs(request: Orchestrator_V1_FollowLogsRequest, response: RPCWriter<Orchestrator_V1_LogFrame>,
+                    context: ServerContext) async throws {
+        try authorization.caller(context, mustBe: [.master])
+        let query = Self.query(request)
+        let send: @Sendable ([LogFrame]) async throws -> Void = { frames in
+            try await response.write(contentsOf: frames.map { frame in
+                .with {
+                    $0.stream = frame.stream == .stderr ? .stderr : .stdout
+                    $0.unixMs = frame.unixMs
+                    $0.data = Data(frame.bytes)
+                }
+            })
+        }
+        let outcome: TaskOutcome?
+        do {
+            outcome = try await runtime.readLogs(taskID: request.taskID, query: query, emit: send)
+        } catch let error as RuntimeError where { if case .notFound = error { true } else { false } }() {
+            // Ended and removed: what was kept of its output, and the end at once.
+            guard let kept = finished.loadFrames(taskID: request.taskID) else {
+                throw RPCError(code: .notFound, message: "no logs for task \(request.taskID) on this worker: \(error)")
+            }
+            let frames = LogSelection.select(kept, query)
+            if !frames.isEmpty { try await send(frames) }
+            if query.follow { try await response.write(.with { $0.ended = true }) }
+            return
+        }
+        guard query.follow else { return }
+        try await response.write(.with { frame in
+            frame.ended = true
+            if case .exited(let code) = outcome {
+                frame.exited = true
+                frame.exitCode = code
+            }
+        })
+    }
+
+    /// The request's query, within the worker's limits (1 MiB of past output at most).
+    static func query(_ request: Orchestrator_V1_FollowLogsRequest) -> LogQuery {
+        let streams: Set<LogStreamKind> = switch request.stream {
+        case .stdout: [.stdout]
+        case .stderr: [.stderr]
+        default: [.stdout, .stderr]
+        }
+        return LogQuery(follow: request.follow,
+                 tailLines: request.tailLines > 0 ? Int(min(request.tailLines, 1 << 20)) : nil,
+                 sinceUnixMs: request.sinceUnixMs > 0 ? request.sinceUnixMs : nil,
+                 limitBytes: request.limitBytes > 0 ? Int(min(request.limitBytes, 1 << 20)) : defaultLogLimit,
+                 streams: streams)
+    }
 }

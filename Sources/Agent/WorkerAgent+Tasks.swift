@@ -26,8 +26,13 @@ extension WorkerAgent {
                 chain(taskID) {
                     // Keep the output of finished tasks (GET /api/v1/tasks/{id}/logs) after their
                     // container or process files are gone.
-                    if let output = try? await self.runtime.logs(taskID: taskID, limit: defaultLogLimit) {
-                        self.finishedLogs.store(taskID: taskID, output)
+                    let kept = LogFrameBuffer(limit: defaultLogLimit)
+                    do {
+                        _ = try await self.runtime.readLogs(taskID: taskID, query: LogQuery(limitBytes: defaultLogLimit),
+                                                            emit: { await kept.add($0) })
+                        self.finishedLogs.store(taskID: taskID, frames: await kept.frames)
+                    } catch {
+                        self.logger.debug("the output of task \(taskID) could not be kept: \(error)")
                     }
                     try? await self.runtime.remove(taskID: taskID)
                 }

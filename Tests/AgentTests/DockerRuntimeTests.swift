@@ -10,6 +10,7 @@ struct DockerRuntimeTests {
     @Test func exitCodes() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.exitCodes) }
     @Test func envAndCommand() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.envAndCommandReachTheTask) }
     @Test func logsTail() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.logsKeepTheTail) }
+    @Test func logFrames() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.logFramesAndFollow) }
     @Test func stopSendsSIGTERM() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.stopSendsSIGTERM) }
     @Test func stopKillsAfterGrace() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.stopKillsAfterGrace) }
     @Test func killedFromOutside() async throws { try await RuntimeHarness.docker().run(RuntimeScenarios.killedFromOutside) }

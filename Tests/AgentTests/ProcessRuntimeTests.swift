@@ -31,6 +31,7 @@ struct ProcessRuntimeTests {
     @Test func exitCodes() async throws { try await RuntimeHarness.process().run(RuntimeScenarios.exitCodes) }
     @Test func envAndCommand() async throws { try await RuntimeHarness.process().run(RuntimeScenarios.envAndCommandReachTheTask) }
     @Test func logsTail() async throws { try await RuntimeHarness.process().run(RuntimeScenarios.logsKeepTheTail) }
+    @Test func logFrames() async throws { try await RuntimeHarness.process().run(RuntimeScenarios.logFramesAndFollow) }
     @Test func stopSendsSIGTERM() async throws { try await RuntimeHarness.process().run(RuntimeScenarios.stopSendsSIGTERM) }
     @Test func stopKillsAfterGrace() async throws { try await RuntimeHarness.process().run(RuntimeScenarios.stopKillsAfterGrace) }
     @Test func killedFromOutside() async throws { try await RuntimeHarness.process().run(RuntimeScenarios.killedFromOutside) }

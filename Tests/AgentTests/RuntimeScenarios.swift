@@ -58,6 +58,49 @@ enum RuntimeScenarios {
         #expect(try await runtime.logs(taskID: id) == Array(expected.suffix(defaultLogLimit)))
     }
 
+    /// stdout and stderr are told apart, selected by stream, `tail` and `since`; a follow gets the
+    /// past output, then new output as written, then the instance's outcome once all of it came.
+    static func logFramesAndFollow(_ h: RuntimeHarness) async throws {
+        let runtime = try await h.make()
+        let id = uniqueTaskID("frames")
+        let gate = FileManager.default.temporaryDirectory.appendingPathComponent("gate-\(id)").path
+        defer { try? FileManager.default.removeItem(atPath: gate) }
+        // Docker tasks cannot see the host's files: the gate is "wait a while" there, long enough
+        // for the follow to begin (the checks below would fail, not pass, if it began too late).
+        let wait = h.name == "docker" ? "sleep 6" : "while [ ! -e \(gate) ]; do sleep 0.05; done"
+        try await runtime.start(h.task(id, ["sh", "-c", "echo out1; echo err1 >&2; echo out2; \(wait); echo late-out; echo late-err >&2; exit 3"]))
+        try await eventually("the first output") {
+            try await Self.frames(runtime, id, LogQuery()).map(\.text).joined().contains("out2")
+        }
+        let all = try await Self.frames(runtime, id, LogQuery())
+        #expect(all.filter { $0.stream == .stdout }.map(\.text).joined() == "out1\nout2\n")
+        #expect(all.filter { $0.stream == .stderr }.map(\.text).joined() == "err1\n")
+        #expect(try await Self.frames(runtime, id, LogQuery(streams: [.stderr])).map(\.text).joined() == "err1\n")
+        let lastOut = try await Self.frames(runtime, id, LogQuery(tailLines: 1, streams: [.stdout]))
+        #expect(lastOut.map(\.text).joined() == "out2\n", "\(lastOut)")
+        let future = Int64(Date().timeIntervalSince1970 * 1000) + 3_600_000
+        #expect(try await Self.frames(runtime, id, LogQuery(sinceUnixMs: future)).isEmpty)
+        let start = all.map(\.unixMs).min() ?? 0
+        #expect(try await Self.frames(runtime, id, LogQuery(sinceUnixMs: start)).map(\.text).joined().count == "out1\nerr1\nout2\n".count)
+
+        let collected = FrameBox()
+        let follow = Task {
+            try await runtime.readLogs(taskID: id, query: LogQuery(follow: true, tailLines: 1, streams: [.stdout])) { await collected.add($0) }
+        }
+        try await eventually("the follow's past output") { await collected.text.hasPrefix("out2\n") }
+        FileManager.default.createFile(atPath: gate, contents: Data())
+        let outcome = try await withTimeout(callTimeout, "follow") { try await follow.value }
+        #expect(outcome == .exited(code: 3))
+        #expect(await collected.text == "out2\nlate-out\n", "stderr was not asked for")
+        #expect(try await runtime.wait(taskID: id) == .exited(code: 3))
+    }
+
+    static func frames(_ runtime: any TaskRuntime, _ id: String, _ query: LogQuery) async throws -> [LogFrame] {
+        let box = FrameBox()
+        _ = try await runtime.readLogs(taskID: id, query: query) { await box.add($0) }
+        return await box.frames
+    }
+
     /// A task that handles SIGTERM ends on it, well before the grace would run out.
     static func stopSendsSIGTERM(_ h: RuntimeHarness) async throws {
         let runtime = try await h.make()
@@ -205,4 +248,15 @@ enum RuntimeScenarios {
         let ids = [negative.taskID, badEnv.taskID, missing.taskID]
         #expect(try await runtime.list().contains { ids.contains($0.taskID) } == false)
     }
+}
+
+/// Frames collected by a test's `emit`.
+actor FrameBox {
+    var frames: [LogFrame] = []
+    func add(_ batch: [LogFrame]) { frames.append(contentsOf: batch) }
+    var text: String { frames.map(\.text).joined() }
+}
+
+extension LogFrame {
+    var text: String { String(decoding: bytes, as: UTF8.self) }
 }

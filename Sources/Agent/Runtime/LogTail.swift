@@ -32,6 +32,8 @@ struct TailBuffer: Sendable {
 struct DockerLogDemuxer: Sendable {
     private var header: [UInt8] = []
     private var remaining = 0
+    private var stream: UInt8 = 1
+    private var frame: [UInt8] = []
     /// Frames whose header has been read: one per log line with the json-file driver.
     private(set) var frames = 0
 
@@ -51,8 +53,38 @@ struct DockerLogDemuxer: Sendable {
             rest = rest.dropFirst(need)
             if header.count == 8 {
                 remaining = Int(header[4]) << 24 | Int(header[5]) << 16 | Int(header[6]) << 8 | Int(header[7])
+                stream = header[0]
                 header.removeAll(keepingCapacity: true)
                 frames += 1
+            }
+        }
+    }
+
+    /// Feeds a chunk; `frame` receives each whole frame it completes: its stream (1 stdout,
+    /// 2 stderr) and payload. Frames cut across chunks are put back together.
+    mutating func feedFrames<C: Collection>(_ chunk: C, frame deliver: (UInt8, [UInt8]) -> Void) where C.Element == UInt8 {
+        var rest = chunk[...]
+        while !rest.isEmpty {
+            if remaining > 0 {
+                let take = rest.prefix(remaining)
+                frame.append(contentsOf: take)
+                remaining -= take.count
+                rest = rest.dropFirst(take.count)
+                if remaining == 0 {
+                    deliver(stream, frame)
+                    frame.removeAll(keepingCapacity: true)
+                }
+                continue
+            }
+            let need = 8 - header.count
+            header.append(contentsOf: rest.prefix(need))
+            rest = rest.dropFirst(need)
+            if header.count == 8 {
+                remaining = Int(header[4]) << 24 | Int(header[5]) << 16 | Int(header[6]) << 8 | Int(header[7])
+                stream = header[0]
+                header.removeAll(keepingCapacity: true)
+                frames += 1
+                if remaining == 0 { deliver(stream, []) }
             }
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import ClusterModel
 
 /// What to run: a task's spec together with the assignment (task id and epoch) that asks for it.
@@ -117,6 +118,11 @@ public protocol TaskRuntime: Sendable {
     /// The last `limit` bytes of the instance's stdout and stderr, interleaved as written.
     func logs(taskID: String, limit: Int) async throws -> [UInt8]
 
+    /// The instance's output as frames that tell stdout from stderr: the past output `query`
+    /// selects, then with `query.follow` new output as it is written until the instance has ended
+    /// and everything it wrote was passed to `emit`; returns how it ended (nil without `follow`).
+    func readLogs(taskID: String, query: LogQuery, emit: @Sendable ([LogFrame]) async throws -> Void) async throws -> TaskOutcome?
+
     /// The instances this runtime's identity started that still exist (running or ended and not yet
     /// removed): what a restarted worker adopts.
     func list() async throws -> [RuntimeTaskInfo]
@@ -131,6 +137,17 @@ public protocol TaskRuntime: Sendable {
 }
 
 extension TaskRuntime {
+    /// For runtimes that cannot tell the streams apart: the past output as stdout, and with
+    /// `follow` nothing new until the end.
+    public func readLogs(taskID: String, query: LogQuery,
+                         emit: @Sendable ([LogFrame]) async throws -> Void) async throws -> TaskOutcome? {
+        let bytes = try await logs(taskID: taskID, limit: query.limitBytes)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let frames = LogSelection.select([LogFrame(stream: .stdout, unixMs: now, bytes: bytes)], query)
+        if !frames.isEmpty { try await emit(frames) }
+        return query.follow ? try await wait(taskID: taskID) : nil
+    }
+
     /// Nothing to release.
     public func shutdown() async throws {}
 

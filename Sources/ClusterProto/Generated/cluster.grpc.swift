@@ -1376,9 +1376,23 @@ public enum Orchestrator_V1_Worker: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "FollowLogs" metadata.
+        public enum FollowLogs: Sendable {
+            /// Request type for "FollowLogs".
+            public typealias Input = Orchestrator_V1_FollowLogsRequest
+            /// Response type for "FollowLogs".
+            public typealias Output = Orchestrator_V1_LogFrame
+            /// Descriptor for "FollowLogs".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "orchestrator.v1.Worker"),
+                method: "FollowLogs",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "orchestrator.v1.Worker" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Logs.descriptor
+            Logs.descriptor,
+            FollowLogs.descriptor
         ]
     }
 }
@@ -1426,6 +1440,26 @@ extension Orchestrator_V1_Worker {
             request: GRPCCore.StreamingServerRequest<Orchestrator_V1_LogsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_LogsResponse>
+
+        /// Handle the "FollowLogs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task's output as frames that tell stdout from stderr and carry their time: the selected past
+        /// > output first, then (with follow) new output as it is written, until the instance has ended and
+        /// > everything it wrote was sent; the last frame then has `ended` set.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Orchestrator_V1_FollowLogsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Orchestrator_V1_LogFrame` messages.
+        func followLogs(
+            request: GRPCCore.StreamingServerRequest<Orchestrator_V1_FollowLogsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_LogFrame>
     }
 
     /// Service protocol for the "orchestrator.v1.Worker" service.
@@ -1457,6 +1491,26 @@ extension Orchestrator_V1_Worker {
             request: GRPCCore.ServerRequest<Orchestrator_V1_LogsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_LogsResponse>
+
+        /// Handle the "FollowLogs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task's output as frames that tell stdout from stderr and carry their time: the selected past
+        /// > output first, then (with follow) new output as it is written, until the instance has ended and
+        /// > everything it wrote was sent; the last frame then has `ended` set.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_FollowLogsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Orchestrator_V1_LogFrame` messages.
+        func followLogs(
+            request: GRPCCore.ServerRequest<Orchestrator_V1_FollowLogsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_LogFrame>
     }
 
     /// Simple service protocol for the "orchestrator.v1.Worker" service.
@@ -1486,6 +1540,27 @@ extension Orchestrator_V1_Worker {
             request: Orchestrator_V1_LogsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Orchestrator_V1_LogsResponse
+
+        /// Handle the "FollowLogs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task's output as frames that tell stdout from stderr and carry their time: the selected past
+        /// > output first, then (with follow) new output as it is written, until the instance has ended and
+        /// > everything it wrote was sent; the last frame then has `ended` set.
+        ///
+        /// - Parameters:
+        ///   - request: A `Orchestrator_V1_FollowLogsRequest` message.
+        ///   - response: A response stream of `Orchestrator_V1_LogFrame` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func followLogs(
+            request: Orchestrator_V1_FollowLogsRequest,
+            response: GRPCCore.RPCWriter<Orchestrator_V1_LogFrame>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -1499,6 +1574,17 @@ extension Orchestrator_V1_Worker.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_LogsResponse>(),
             handler: { request, context in
                 try await self.logs(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Orchestrator_V1_Worker.Method.FollowLogs.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_FollowLogsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_LogFrame>(),
+            handler: { request, context in
+                try await self.followLogs(
                     request: request,
                     context: context
                 )
@@ -1520,6 +1606,17 @@ extension Orchestrator_V1_Worker.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func followLogs(
+        request: GRPCCore.StreamingServerRequest<Orchestrator_V1_FollowLogsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_LogFrame> {
+        let response = try await self.followLogs(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -1535,6 +1632,23 @@ extension Orchestrator_V1_Worker.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    public func followLogs(
+        request: GRPCCore.ServerRequest<Orchestrator_V1_FollowLogsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_LogFrame> {
+        return GRPCCore.StreamingServerResponse<Orchestrator_V1_LogFrame>(
+            metadata: [:],
+            producer: { writer in
+                try await self.followLogs(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -1573,6 +1687,31 @@ extension Orchestrator_V1_Worker {
             deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_LogsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_LogsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "FollowLogs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task's output as frames that tell stdout from stderr and carry their time: the selected past
+        /// > output first, then (with follow) new output as it is written, until the instance has ended and
+        /// > everything it wrote was sent; the last frame then has `ended` set.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_FollowLogsRequest` message.
+        ///   - serializer: A serializer for `Orchestrator_V1_FollowLogsRequest` messages.
+        ///   - deserializer: A deserializer for `Orchestrator_V1_LogFrame` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func followLogs<Result>(
+            request: GRPCCore.ClientRequest<Orchestrator_V1_FollowLogsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Orchestrator_V1_FollowLogsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_LogFrame>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Orchestrator_V1_LogFrame>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1629,6 +1768,40 @@ extension Orchestrator_V1_Worker {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "FollowLogs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task's output as frames that tell stdout from stderr and carry their time: the selected past
+        /// > output first, then (with follow) new output as it is written, until the instance has ended and
+        /// > everything it wrote was sent; the last frame then has `ended` set.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_FollowLogsRequest` message.
+        ///   - serializer: A serializer for `Orchestrator_V1_FollowLogsRequest` messages.
+        ///   - deserializer: A deserializer for `Orchestrator_V1_LogFrame` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func followLogs<Result>(
+            request: GRPCCore.ClientRequest<Orchestrator_V1_FollowLogsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Orchestrator_V1_FollowLogsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_LogFrame>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Orchestrator_V1_LogFrame>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Orchestrator_V1_Worker.Method.FollowLogs.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1659,6 +1832,35 @@ extension Orchestrator_V1_Worker.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_LogsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_LogsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FollowLogs" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A task's output as frames that tell stdout from stderr and carry their time: the selected past
+    /// > output first, then (with follow) new output as it is written, until the instance has ended and
+    /// > everything it wrote was sent; the last frame then has `ended` set.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Orchestrator_V1_FollowLogsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func followLogs<Result>(
+        request: GRPCCore.ClientRequest<Orchestrator_V1_FollowLogsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Orchestrator_V1_LogFrame>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.followLogs(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_FollowLogsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_LogFrame>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1695,6 +1897,39 @@ extension Orchestrator_V1_Worker.ClientProtocol {
             metadata: metadata
         )
         return try await self.logs(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FollowLogs" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A task's output as frames that tell stdout from stderr and carry their time: the selected past
+    /// > output first, then (with follow) new output as it is written, until the instance has ended and
+    /// > everything it wrote was sent; the last frame then has `ended` set.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func followLogs<Result>(
+        _ message: Orchestrator_V1_FollowLogsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Orchestrator_V1_LogFrame>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Orchestrator_V1_FollowLogsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.followLogs(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -76,6 +76,44 @@ public nonisolated enum Orchestrator_V1_ReportedState: SwiftProtobuf.Enum, Swift
 
 }
 
+public nonisolated enum Orchestrator_V1_LogStream: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case all // = 0
+  case stdout // = 1
+  case stderr // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .all
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .all
+    case 1: self = .stdout
+    case 2: self = .stderr
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .all: return 0
+    case .stdout: return 1
+    case .stderr: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Orchestrator_V1_LogStream] = [
+    .all,
+    .stdout,
+    .stderr,
+  ]
+
+}
+
 /// The bytes of a `Store.Command` (Store/Command.swift's codec).
 public nonisolated struct Orchestrator_V1_ForwardRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -327,12 +365,68 @@ public nonisolated struct Orchestrator_V1_LogsResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Orchestrator_V1_FollowLogsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: String = String()
+
+  /// Keep the stream open for new output until the instance ends.
+  public var follow: Bool = false
+
+  /// Only the last `tail_lines` lines of past output (0: no line limit).
+  public var tailLines: Int64 = 0
+
+  /// Only output written at or after this time, in milliseconds since the epoch (0: all).
+  public var sinceUnixMs: Int64 = 0
+
+  /// At most this many bytes of past output, the newest (0: the worker's default).
+  public var limitBytes: Int64 = 0
+
+  /// Which of the two streams (ALL: both, interleaved as written).
+  public var stream: Orchestrator_V1_LogStream = .all
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Orchestrator_V1_LogFrame: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var stream: Orchestrator_V1_LogStream = .all
+
+  /// When the bytes were written (Docker's timestamps), or first seen by the worker (process tasks).
+  public var unixMs: Int64 = 0
+
+  public var data: Data = Data()
+
+  /// The instance has ended and every byte it wrote has been sent: the last frame of a follow.
+  public var ended: Bool = false
+
+  /// With `ended`: how it ended, as the runtime saw it (`exit_code` is meaningful when `exited`).
+  public var exited: Bool = false
+
+  public var exitCode: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "orchestrator.v1"
 
 nonisolated extension Orchestrator_V1_ReportedState: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REPORTED_STATE_UNSPECIFIED\0\u{1}REPORTED_STATE_RUNNING\0\u{1}REPORTED_STATE_COMPLETED\0\u{1}REPORTED_STATE_FAILED\0\u{1}REPORTED_STATE_CANCELLED\0")
+}
+
+nonisolated extension Orchestrator_V1_LogStream: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LOG_STREAM_ALL\0\u{1}LOG_STREAM_STDOUT\0\u{1}LOG_STREAM_STDERR\0")
 }
 
 nonisolated extension Orchestrator_V1_ForwardRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -890,6 +984,116 @@ nonisolated extension Orchestrator_V1_LogsResponse: SwiftProtobuf.Message, Swift
 
   public static func ==(lhs: Orchestrator_V1_LogsResponse, rhs: Orchestrator_V1_LogsResponse) -> Bool {
     if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Orchestrator_V1_FollowLogsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FollowLogsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}follow\0\u{3}tail_lines\0\u{3}since_unix_ms\0\u{3}limit_bytes\0\u{1}stream\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.follow) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.tailLines) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.sinceUnixMs) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.limitBytes) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.stream) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
+    }
+    if self.follow != false {
+      try visitor.visitSingularBoolField(value: self.follow, fieldNumber: 2)
+    }
+    if self.tailLines != 0 {
+      try visitor.visitSingularInt64Field(value: self.tailLines, fieldNumber: 3)
+    }
+    if self.sinceUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.sinceUnixMs, fieldNumber: 4)
+    }
+    if self.limitBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.limitBytes, fieldNumber: 5)
+    }
+    if self.stream != .all {
+      try visitor.visitSingularEnumField(value: self.stream, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orchestrator_V1_FollowLogsRequest, rhs: Orchestrator_V1_FollowLogsRequest) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.follow != rhs.follow {return false}
+    if lhs.tailLines != rhs.tailLines {return false}
+    if lhs.sinceUnixMs != rhs.sinceUnixMs {return false}
+    if lhs.limitBytes != rhs.limitBytes {return false}
+    if lhs.stream != rhs.stream {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Orchestrator_V1_LogFrame: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogFrame"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}stream\0\u{3}unix_ms\0\u{1}data\0\u{1}ended\0\u{1}exited\0\u{3}exit_code\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.stream) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.unixMs) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.ended) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.exited) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.stream != .all {
+      try visitor.visitSingularEnumField(value: self.stream, fieldNumber: 1)
+    }
+    if self.unixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.unixMs, fieldNumber: 2)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 3)
+    }
+    if self.ended != false {
+      try visitor.visitSingularBoolField(value: self.ended, fieldNumber: 4)
+    }
+    if self.exited != false {
+      try visitor.visitSingularBoolField(value: self.exited, fieldNumber: 5)
+    }
+    if self.exitCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.exitCode, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orchestrator_V1_LogFrame, rhs: Orchestrator_V1_LogFrame) -> Bool {
+    if lhs.stream != rhs.stream {return false}
+    if lhs.unixMs != rhs.unixMs {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.ended != rhs.ended {return false}
+    if lhs.exited != rhs.exited {return false}
+    if lhs.exitCode != rhs.exitCode {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

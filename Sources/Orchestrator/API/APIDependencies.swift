@@ -88,6 +88,55 @@ public protocol TaskLogSource: Sendable {
     /// At most the last `limitBytes` bytes of the task's combined output. Throw an
     /// `APIErrorConvertible` error to choose the answer; anything else becomes 502 `logs_unavailable`.
     func logs(task: TaskRecord, node: NodeRecord, limitBytes: Int) async throws -> [UInt8]
+
+    /// The output `query` selects, stdout and stderr told apart, passed to `emit` as written; with
+    /// `query.follow`, new output until the task's copy ends, then `.ended`. Errors as for `logs`.
+    func readLogs(task: TaskRecord, node: NodeRecord, query: TaskLogQuery,
+                  emit: @escaping @Sendable (TaskLogItem) async throws -> Void) async throws
+}
+
+extension TaskLogSource {
+    /// For sources that only have `logs`: the plain query, as stdout.
+    public func readLogs(task: TaskRecord, node: NodeRecord, query: TaskLogQuery,
+                         emit: @escaping @Sendable (TaskLogItem) async throws -> Void) async throws {
+        guard !query.follow, query.tailLines == nil, query.sinceUnixMs == nil, query.stream == .all else {
+            throw APIError(status: 501, code: "not_implemented", message: "this log source only returns the tail of the combined output")
+        }
+        try await emit(.output(stream: .stdout, unixMs: 0, bytes: try await logs(task: task, node: node, limitBytes: query.limitBytes)))
+    }
+}
+
+/// Which of a task's output streams (`stream` query parameter).
+public enum TaskLogStream: String, Sendable, Hashable {
+    case all, stdout, stderr
+}
+
+/// What part of a task's output `GET /api/v1/tasks/{id}/logs` asks for.
+public struct TaskLogQuery: Sendable, Hashable {
+    public var follow: Bool
+    /// The last lines only (nil: no line limit).
+    public var tailLines: Int?
+    /// Output written at or after this time only, in milliseconds since 1970.
+    public var sinceUnixMs: Int64?
+    /// At most this many bytes of past output, the newest.
+    public var limitBytes: Int
+    public var stream: TaskLogStream
+
+    public init(follow: Bool = false, tailLines: Int? = nil, sinceUnixMs: Int64? = nil, limitBytes: Int, stream: TaskLogStream = .all) {
+        self.follow = follow
+        self.tailLines = tailLines
+        self.sinceUnixMs = sinceUnixMs
+        self.limitBytes = limitBytes
+        self.stream = stream
+    }
+}
+
+/// A piece of a task's log as a `TaskLogSource` delivers it.
+public enum TaskLogItem: Sendable, Hashable {
+    /// Bytes written to `stream` (`.stdout` or `.stderr`) at `unixMs` (ms since 1970).
+    case output(stream: TaskLogStream, unixMs: Int64, bytes: [UInt8])
+    /// The copy followed has ended and all its output was delivered; its exit code when it exited.
+    case ended(exitCode: Int32?)
 }
 
 /// Returns once `store`'s local (serializable) reads see `revision`: woken by the store's apply

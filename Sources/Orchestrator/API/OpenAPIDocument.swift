@@ -80,10 +80,29 @@ public struct OpenAPIDocument: Sendable {
             "/api/v1/tasks/{id}/logs": [
                 "get": operation(
                     "getTaskLogs", "A task's output, fetched from its worker", tag: "tasks",
+                    description: """
+                        Plain text: stdout and stderr interleaved as written (or one of them with stream), cut by since, \
+                        then tail, then limit_bytes. With follow=true: Server-Sent Events, the selected past output then \
+                        new output as it is written, each an `event: output` message (TaskLogOutput), until the task's copy \
+                        ends: then one `event: end` message (TaskLogEnd) and the stream closes (do not reconnect: follow \
+                        again with since). Idle streams get `: keepalive` comments; an error mid-stream is an \
+                        `event: error` message with an Error body. Process tasks' output times are when the worker \
+                        first saw it (within a quarter second).
+                        """,
                     parameters: [id, query("limit_bytes", "At most this many trailing bytes (default 1 MiB)",
-                                          schema: ["type": "integer", "minimum": 1, "maximum": .int(configuration.maxLogBytes)]), consistent, minRevision],
-                    responses: ["200": ["description": "The output", "content": ["text/plain": ["schema": ["type": "string"]]]]],
-                    errors: [400, 404, 409, 502]),
+                                          schema: ["type": "integer", "minimum": 1, "maximum": .int(configuration.maxLogBytes)]),
+                                 query("tail", "Only the last lines (0: none)", schema: ["type": "integer", "minimum": 0, "maximum": 1_000_000]),
+                                 query("since", "Only output written at or after this time: whole seconds since 1970, or RFC 3339",
+                                       schema: ["type": "string", "pattern": .string(LogTime.pattern), "example": "2026-01-02T15:04:05Z"]),
+                                 query("stream", "Which output", schema: ["type": "string", "enum": ["all", "stdout", "stderr"], "default": "all"]),
+                                 query("follow", "Stream new output until the task's copy ends", schema: ["type": "boolean", "default": false]),
+                                 consistent, minRevision],
+                    responses: ["200": ["description": "The output",
+                                        "content": ["text/plain": ["schema": ["type": "string"]],
+                                                    "text/event-stream": ["schema": ["type": "string"]]],
+                                        "x-event-schemas": ["output": ref("TaskLogOutput"), "end": ref("TaskLogEnd"),
+                                                            "error": ref("Error"), "shutdown": ref("StreamShutdown")]]],
+                    errors: [400, 404, 409, 501, 502]),
             ],
             "/api/v1/nodes": [
                 "get": operation("listNodes", "List nodes", tag: "nodes", parameters: [consistent, minRevision],
@@ -177,6 +196,7 @@ public struct OpenAPIDocument: Sendable {
         410: "The revision asked for has been compacted",
         413: "Body over 1 MiB",
         422: "An Idempotency-Key reused with a different request body",
+        501: "The worker is too old for follow, tail, since or stream",
         502: "The worker did not return the logs",
         503: "No leader within the timeout, store unavailable, or not ready",
         504: "A min_revision the cluster has, not applied by this master within the timeout (revision_timeout)",

@@ -140,6 +140,14 @@ extension OpenAPIDocument {
                 "task": ref("Task"), "node": ref("Node"), "leader": ref("Leader"),
                 "id": ["type": "string", "description": "Id of a deleted task or removed node"],
             ], required: ["revision", "type"], description: "The data of one SSE message: task_* events carry task (task_deleted: id), node_* events node (node_removed: id), leader_elected leader"),
+            "TaskLogOutput": object([
+                "stream": enumeration(["stdout", "stderr"]),
+                "time": ["type": "string", "format": "date-time", "description": "When it was written (process tasks: first seen by the worker)"],
+                "text": ["type": "string", "description": "The bytes written, as UTF-8 (invalid sequences replaced)"],
+            ], required: ["stream", "text", "time"], description: "The data of an `output` message of a log follow"),
+            "TaskLogEnd": object([
+                "exit_code": ["type": "integer", "format": "int32", "description": "When the copy exited (absent when it was stopped or failed to run)"],
+            ], required: [], description: "The data of the `end` message that closes a log follow"),
             "StreamShutdown": object(["reason": string], required: ["reason"],
                                      description: "The data of the `shutdown` message that ends a stream when its master stops"),
         ]

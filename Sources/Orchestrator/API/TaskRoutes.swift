@@ -140,38 +140,4 @@ extension OrchestratorAPI {
         }
         return jsonResponse(TaskView(task), revision: task.revision)
     }
-
-    /// `GET /api/v1/tasks/{id}/logs?limit_bytes=n`: the task's output from its worker, as text.
-    func taskLogs(_ request: Request, _ context: APIRequestContext) async throws -> Response {
-        let id = try pathID(context, kind: "task")
-        let limit = Int(try request.int64Query("limit_bytes", range: 1...Int64(configuration.maxLogBytes)) ?? Int64(configuration.defaultLogBytes))
-        let consistency = try request.readConsistency()
-        let repository = self.repository
-        let logs = self.logs
-        let (bytes, revision) = try await bounded { () async throws -> ([UInt8], Int64) in
-            let (found, revision) = try await repository.readTask(id, consistency: consistency)
-            guard let task = found else { throw APIError.notFound("no task \"\(id)\"") }
-            // A task that ended keeps its placement: its last node still holds its output.
-            guard let nodeID = task.node ?? task.placement?.node else {
-                throw APIError.conflict("not_placed", "task \"\(id)\" is \(task.state.rawValue) and was never placed on a node, so it has no logs")
-            }
-            guard let node = try await repository.readNode(nodeID, consistency: consistency).node else {
-                throw APIError.conflict("node_gone", "task \"\(id)\" ran on node \"\(nodeID)\", which has left the cluster")
-            }
-            do {
-                return (try await logs.logs(task: task, node: node, limitBytes: limit), revision)
-            } catch let error as any APIErrorConvertible {
-                throw error.apiError
-            } catch let error as APIError {
-                throw error
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
-                throw APIError(status: 502, code: "logs_unavailable", message: "node \"\(nodeID)\" did not return the logs: \(error)")
-            }
-        }
-        return Response(status: .ok,
-                        headers: [.contentType: "text/plain; charset=utf-8", .orchestratorIndex: String(revision)],
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
 }

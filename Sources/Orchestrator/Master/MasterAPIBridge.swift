@@ -58,6 +58,51 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
         }
     }
 
+    func readLogs(task: TaskRecord, node: NodeRecord, query: TaskLogQuery,
+                  emit: @escaping @Sendable (TaskLogItem) async throws -> Void) async throws {
+        guard let address = HostPort(parsing: node.address) else {
+            throw LogFetchError(apiError: APIError(status: 502, code: "logs_unavailable", message: "node \(node.info.id) has no reachable address"))
+        }
+        let stub = Orchestrator_V1_Worker.Client(wrapping: try server.workerClients.client(for: address))
+        var options = CallOptions.defaults
+        // A follow lasts as long as the task; past output alone comes at once.
+        options.timeout = query.follow ? nil : .seconds(5)
+        let request = Orchestrator_V1_FollowLogsRequest.with {
+            $0.taskID = task.id
+            $0.follow = query.follow
+            $0.tailLines = Int64(query.tailLines ?? 0)
+            $0.sinceUnixMs = query.sinceUnixMs ?? 0
+            $0.limitBytes = Int64(query.limitBytes)
+            $0.stream = switch query.stream {
+            case .all: .all
+            case .stdout: .stdout
+            case .stderr: .stderr
+            }
+        }
+        do {
+            try await stub.followLogs(request, options: options) { response in
+                for try await frame in response.messages {
+                    if frame.ended {
+                        try await emit(.ended(exitCode: frame.exited ? frame.exitCode : nil))
+                        return
+                    }
+                    try await emit(.output(stream: frame.stream == .stderr ? .stderr : .stdout, unixMs: frame.unixMs, bytes: Array(frame.data)))
+                }
+            }
+        } catch let error as RPCError where error.code == .notFound {
+            throw LogFetchError(apiError: APIError(status: 404, code: "logs_not_found", message: "node \(node.info.id) has no logs for task \(task.id): \(error.message)"))
+        } catch let error as RPCError where error.code == .unimplemented {
+            // A worker from before frames: the plain tail, when that is what was asked.
+            guard !query.follow, query.tailLines == nil, query.sinceUnixMs == nil, query.stream == .all else {
+                throw LogFetchError(apiError: APIError(status: 501, code: "worker_too_old",
+                                                       message: "node \(node.info.id) runs a worker without follow, tail, since or stream; upgrade it"))
+            }
+            try await emit(.output(stream: .stdout, unixMs: 0, bytes: try await logs(task: task, node: node, limitBytes: query.limitBytes)))
+        } catch let error as RPCError {
+            throw LogFetchError(apiError: APIError(status: 502, code: "logs_unavailable", message: "worker \(node.info.id) at \(node.address) did not answer: \(error.message)"))
+        }
+    }
+
     struct LogFetchError: APIErrorConvertible {
         var apiError: APIError
     }

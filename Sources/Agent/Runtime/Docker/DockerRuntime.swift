@@ -249,7 +249,7 @@ public final class DockerRuntime: TaskRuntime, Sendable {
     struct ContainerGone: Error {}
 
     /// Runs `body` with the task's container id; when the id was stale it looks the task up again once.
-    private func withContainer<T>(_ taskID: String, _ body: (String) async throws -> T) async throws -> T {
+    func withContainer<T>(_ taskID: String, _ body: (String) async throws -> T) async throws -> T {
         for attempt in 0..<2 {
             let cached = attempt == 0 ? state.withLock { $0.containers[taskID] } : nil
             let id: String

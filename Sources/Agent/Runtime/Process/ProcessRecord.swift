@@ -31,8 +31,12 @@ struct ProcessTaskFiles: Sendable {
     var record: String { directory + "/state.json" }
     /// Written by the wrapper shell when the command ends: its exit code, in decimal.
     var exitStatus: String { directory + "/exit-status" }
-    /// stdout and stderr of the command.
-    var output: String { directory + "/output.log" }
+    /// stdout and stderr of the command, from workers before the two were kept apart (read as stdout).
+    var legacyOutput: String { directory + "/output.log" }
+    var stdout: String { directory + "/stdout.log" }
+    var stderr: String { directory + "/stderr.log" }
+    /// When the two logs grew: `ProcessLogTimeline` records.
+    var timeline: String { directory + "/log-timeline" }
     /// The command's working directory.
     var work: String { directory + "/work" }
 

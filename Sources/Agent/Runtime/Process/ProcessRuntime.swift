@@ -16,8 +16,9 @@ import Synchronization
 ///   PATH before anything starts (a missing one is `.invalidSpec`); an empty command is refused.
 /// - Environment: the task's variables over `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`
 ///   (Docker's default); nothing of the worker's own environment is inherited.
-/// - Working directory `<data dir>/tasks/<id>/work`; stdout and stderr go to `output.log` beside it
-///   (`logs` reads its tail; the file is not rotated); stdin is /dev/null.
+/// - Working directory `<data dir>/tasks/<id>/work`; stdout and stderr go to `stdout.log` and
+///   `stderr.log` beside it (not rotated), written by the process itself so output survives a worker
+///   restart; the worker notes when they grow (`ProcessLogSampler`) to answer `since`. stdin is /dev/null.
 /// - `stop` signals the whole process group: SIGTERM, then SIGKILL after the grace. Processes that
 ///   leave the group (setsid) are not tracked.
 /// - A process killed by a signal reports 128 + the signal, as under Docker.
@@ -27,7 +28,9 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
     public let directory: String
     private let tasksDirectory: String
     private let logger: Logger
-    private let instances = Mutex<[String: Instance]>([:])
+    let instances = Mutex<[String: Instance]>([:])
+    /// Notes when each running instance's output grew, so `since` can select by time.
+    let logSampler: ProcessLogSampler
 
     /// The PATH a task gets unless its env sets one.
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -43,7 +46,7 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
     /// while the shell waits for its foreground command is handled only after the command ends.
     private static let wrapper = #"st=$1; cd -- "$2" || exit 126; shift 2; trap : HUP INT QUIT TERM USR1 USR2 ALRM; "$@"; rc=$?; echo "$rc" > "$st"; exit "$rc""#
 
-    private struct Instance: Sendable {
+    struct Instance: Sendable {
         var files: ProcessTaskFiles
         var pid: pid_t
         var startTicks: UInt64
@@ -57,6 +60,7 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
         self.directory = directory
         self.tasksDirectory = directory + "/tasks"
         self.logger = logger
+        self.logSampler = ProcessLogSampler()
         do {
             try FileManager.default.createDirectory(atPath: tasksDirectory, withIntermediateDirectories: true)
         } catch {
@@ -92,16 +96,15 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
             var record = ProcessRecord(taskID: task.taskID, epoch: task.epoch, name: task.name, command: task.command,
                                        pid: 0, startTicks: 0, cancelled: false, startedAt: Date().timeIntervalSince1970)
             try write(record, to: files)
-            let output = open(files.output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard output >= 0 else {
-                let error = errno
-                throw RuntimeError.system(operation: "open \(files.output)", errno: error, message: ProcessSystem.errorString(error))
-            }
-            defer { close(output) }
+            let stdout = try Self.openLog(files.stdout)
+            defer { close(stdout) }
+            let stderr = try Self.openLog(files.stderr)
+            defer { close(stderr) }
+            close(try Self.openLog(files.timeline))
             let argv = ["/bin/sh", "-c", Self.wrapper, "orch-task", files.exitStatus, files.work, executable]
                 + task.command.dropFirst()
             spawned = try ProcessSystem.spawn(argv: argv, env: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
-                                              outputFD: output)
+                                              stdoutFD: stdout, stderrFD: stderr)
             // Not reaped yet, so /proc still shows it even if it has already exited.
             guard let stat = ProcessSystem.processStat(spawned) else {
                 throw RuntimeError.system(operation: "read /proc/\(spawned)/stat", errno: 0, message: "the new process is not visible")
@@ -111,6 +114,7 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
             try write(record, to: files)
             let instance = Instance(files: files, pid: spawned, startTicks: stat.startTicks, exit: .reaping(spawned))
             instances.withLock { $0[task.taskID] = instance }
+            logSampler.watch(files)
         } catch {
             if spawned > 0 {
                 _ = try? ProcessSystem.signalGroup(spawned, SIGKILL)
@@ -147,13 +151,8 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
     }
 
     public func logs(taskID: String, limit: Int) async throws -> [UInt8] {
-        let instance = try lookup(taskID)
         guard limit > 0 else { return [] }
-        guard let bytes = try ProcessSystem.readTail(instance.files.output, limit: limit) else {
-            if FileManager.default.fileExists(atPath: instance.files.directory) { return [] }
-            throw RuntimeError.notFound(taskID: taskID)
-        }
-        return bytes
+        return LogSelection.text(try pastFrames(taskID: taskID, query: LogQuery(limitBytes: limit)))
     }
 
     public func list() async throws -> [RuntimeTaskInfo] {
@@ -174,6 +173,7 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
                 if let existing = known[record.taskID] { return existing }
                 let adopted = Instance(files: files, pid: record.pid, startTicks: record.startTicks, exit: nil)
                 known[record.taskID] = adopted
+                logSampler.watch(files)
                 return adopted
             }
             let running = isRunning(instance)
@@ -194,12 +194,18 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
             }
         }
         instances.withLock { _ = $0.removeValue(forKey: taskID) }
+        logSampler.forget(instance.files)
+    }
+
+    /// Stops noting output times.
+    public func shutdown() async throws {
+        logSampler.stop()
     }
 
     // MARK: - Steps
 
     /// The instance of `taskID`: known to this runtime, or found on disk (adopted).
-    private func lookup(_ taskID: String) throws -> Instance {
+    func lookup(_ taskID: String) throws -> Instance {
         let files = ProcessTaskFiles(directory: tasksDirectory + "/" + ProcessTaskFiles.directoryName(for: taskID))
         if let known = instances.withLock({ $0[taskID] }) {
             // Another runtime on this directory may have removed it.
@@ -216,17 +222,18 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
         return instances.withLock { known in
             if let existing = known[taskID] { return existing }
             known[taskID] = adopted
+            logSampler.watch(files)
             return adopted
         }
     }
 
-    private func isRunning(_ instance: Instance) -> Bool {
+    func isRunning(_ instance: Instance) -> Bool {
         if let exit = instance.exit { return !exit.hasFired }
         return ProcessSystem.isAlive(pid: instance.pid, startTicks: instance.startTicks)
     }
 
     /// How an instance that is no longer running ended.
-    private func outcome(of instance: Instance, taskID: String) throws -> TaskOutcome {
+    func outcome(of instance: Instance, taskID: String) throws -> TaskOutcome {
         guard let record = try readRecord(instance.files, taskID: taskID) else { throw RuntimeError.notFound(taskID: taskID) }
         if record.cancelled { return .cancelled }
         if let code = instance.files.readExitStatus() { return .exited(code: code) }
@@ -275,6 +282,15 @@ public final class ProcessRuntime: TaskRuntime, Sendable {
         } catch {
             throw RuntimeError.system(operation: "write \(files.record)", errno: 0, message: "\(error)")
         }
+    }
+
+    private static func openLog(_ path: String) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let error = errno
+            throw RuntimeError.system(operation: "open \(path)", errno: error, message: ProcessSystem.errorString(error))
+        }
+        return fd
     }
 
     private func makeDirectory(_ path: String) throws {

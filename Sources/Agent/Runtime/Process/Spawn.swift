@@ -12,16 +12,16 @@ import Synchronization
 /// signal dispositions, `/proc` inspection, process-group signals.
 enum ProcessSystem {
     /// Runs `argv` (with `argv[0]` an absolute path) in a new process group of its own, stdin from
-    /// /dev/null, stdout and stderr to `outputFD`, no other descriptor inherited, every signal at
+    /// /dev/null, stdout to `stdoutFD` and stderr to `stderrFD`, no other descriptor inherited, every signal at
     /// its default disposition and none blocked (the worker's own ignored SIGPIPE must not leak into
     /// tasks: `yes | head` would misbehave).
-    static func spawn(argv: [String], env: [String], outputFD: Int32) throws(RuntimeError) -> pid_t {
+    static func spawn(argv: [String], env: [String], stdoutFD: Int32, stderrFD: Int32) throws(RuntimeError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
+        posix_spawn_file_actions_adddup2(&actions, stdoutFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderrFD, 2)
         // Inherited descriptors (a listening socket, say) would outlive a worker restart in the
         // task; glibc >= 2.34 can close them all in the child.
         if let closeFrom = addCloseFrom { _ = closeFrom(&actions, 3) }

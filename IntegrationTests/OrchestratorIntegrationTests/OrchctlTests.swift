@@ -214,11 +214,11 @@ final class CLIProcess: Sendable {
             let onNodeIDs = (onNode["tasks"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
             #expect(onNodeIDs == [sleeperID], "only the running task is on the node: \(onNodeIDs)")
 
-            // task logs, and -f (the server cannot follow yet).
+            // task logs; -f of a task that has ended prints its output and exits at once.
             let logs = try await env.ok(["task", "logs", okID])
             #expect(logs.contains("hello-orchctl"))
             let follow = try await env.run(["task", "logs", "-f", okID])
-            #expect(follow.status == 0 && follow.stdout.contains("hello-orchctl") && follow.stderr.contains("not supported by the server"), "\(follow)")
+            #expect(follow.status == 0 && follow.stdout == "hello-orchctl\n" && follow.stderr.isEmpty, "\(follow)")
 
             // node ls / get / cordon / uncordon / drain.
             let nodes = try await env.ok(["node", "ls"])
@@ -383,6 +383,44 @@ final class CLIProcess: Sendable {
                   let revision = o["revision"] as? Int, let type = o["type"] as? String else { return nil }
             let id = ((o["task"] as? [String: Any])?["id"] as? String) ?? ((o["node"] as? [String: Any])?["id"] as? String) ?? ""
             return Record(revision: revision, type: type, id: id)
+        }
+    }
+
+    @Test("task logs -f: stdout and stderr apart, as written, through a follower; resumes on the next --master when its master is killed, repeating and losing nothing")
+    func logsFollow() async throws {
+        let env = try await Self.startCluster()
+        let cluster = env.cluster
+        defer { cluster.killAll() }
+        do {
+            let leader = try await Self.leader(env)
+            let followed = (0..<3).first { $0 != leader }!
+            let next = (0..<3).first { $0 != leader && $0 != followed }!
+            // The process worker runs tasks on this machine, so a file can pace the task.
+            let gate = cluster.root + "/gate-1", gate2 = cluster.root + "/gate-2"
+            let script = "echo one; echo warn >&2; while [ ! -e \(gate) ]; do sleep 0.05; done; echo two; "
+                + "while [ ! -e \(gate2) ]; do sleep 0.05; done; echo three; echo bye >&2; exit 4"
+            let id = try await env.ok(Self.taskArgs("chatty", script)).trimmingCharacters(in: .whitespacesAndNewlines)
+            try await cluster.waitUntil("the task running") { try await env.json(["task", "get", id])["state"] as? String == "running" }
+            let follow = try env.start(["task", "logs", id, "-f"] + env.flags([followed, next]))
+            defer { follow.kill() }
+            try await cluster.waitUntil("the output so far") { follow.stdout == "one\n" && follow.stderr == "warn\n" }
+            FileManager.default.createFile(atPath: gate, contents: Data())
+            try await cluster.waitUntil("new output as it is written") { follow.stdout == "one\ntwo\n" }
+            cluster.masters[followed].kill9()
+            FileManager.default.createFile(atPath: gate2, contents: Data())
+            let result = try await follow.result(timeout: .seconds(60))
+            #expect(result.status == 0, "\(result)")
+            #expect(result.stdout == "one\ntwo\nthree\n" && result.stderr == "warn\nbye\n", "\(result)")
+
+            // The same output through the API: stream and tail select; since in the future is empty.
+            let errOnly = try await env.ok(["task", "logs", id, "--stream", "stderr"], masters: [next])
+            #expect(errOnly == "warn\nbye\n", "\(errOnly)")
+            #expect(try await env.ok(["task", "logs", id, "--tail", "2"], masters: [next]) == "three\nbye\n")
+            #expect(try await env.ok(["task", "logs", id, "--since", "2099-01-01T00:00:00Z"], masters: [next]).isEmpty)
+            #expect(try await env.run(["task", "logs", id, "--since", "yesterday"]).status == 2)
+        } catch {
+            Issue.record("\(error)\n\(cluster.logs)")
+            throw error
         }
     }
 

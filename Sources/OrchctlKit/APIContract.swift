@@ -21,7 +21,7 @@ public enum APIContract {
         Operation("get", "/api/v1/tasks", ["state", "node", "limit", "continue"]),
         Operation("get", "/api/v1/tasks/{id}"),
         Operation("delete", "/api/v1/tasks/{id}"),
-        Operation("get", "/api/v1/tasks/{id}/logs", ["limit_bytes"]),
+        Operation("get", "/api/v1/tasks/{id}/logs", ["limit_bytes", "tail", "since", "stream", "follow"]),
         Operation("get", "/api/v1/nodes"),
         Operation("get", "/api/v1/nodes/{id}"),
         Operation("post", "/api/v1/nodes/{id}/drain"),

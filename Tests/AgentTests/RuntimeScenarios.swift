@@ -91,7 +91,8 @@ enum RuntimeScenarios {
         FileManager.default.createFile(atPath: gate, contents: Data())
         let outcome = try await withTimeout(callTimeout, "follow") { try await follow.value }
         #expect(outcome == .exited(code: 3))
-        #expect(await collected.text == "out2\nlate-out\n", "stderr was not asked for")
+        let followed = await collected.frames
+        #expect(followed.map(\.text).joined() == "out2\nlate-out\n", "stderr was not asked for: \(followed)")
         #expect(try await runtime.wait(taskID: id) == .exited(code: 3))
     }
 

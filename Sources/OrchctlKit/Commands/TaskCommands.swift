@@ -246,29 +246,63 @@ struct TaskGet: AsyncParsableCommand {
 /// `orchctl task logs ID`
 struct TaskLogs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "logs", abstract: "Print a task's output.",
+        commandName: "logs", abstract: "Print a task's output (following it with -f: stdout to stdout, stderr to stderr).",
         discussion: """
-        The server has no log follow yet (GET /api/v1/tasks/{id}/logs answers the output so far), \
-        so -f prints the logs so far and says so on stderr.
+        With -f, new output follows as the task writes it, until its copy ends; when the master \
+        streaming it goes away, orchctl follows on from another master without repeating or losing \
+        output. --since takes a duration back from now (30s, 5m, 2h), whole seconds since 1970, or \
+        an RFC 3339 time.
 
         Example:
-          orchctl task logs 0193b2c4-... --limit-bytes 65536
+          orchctl task logs 0193b2c4-... --tail 20 -f
+          orchctl task logs 0193b2c4-... --stream stderr --since 10m
         """
     )
 
     @Argument(help: "The task's id.") var id: String
-    @Flag(name: [.short, .customLong("follow")], help: "Follow the output (not supported by the server yet).") var follow = false
+    @Flag(name: [.short, .customLong("follow")], help: "Follow new output until the task's copy ends.") var follow = false
+    @Option(help: "Only the last lines.") var tail: Int?
+    @Option(help: "Only output since: 30s, 5m, 2h, seconds since 1970, or RFC 3339.") var since: String?
+    @Option(help: "stdout, stderr or all.") var stream: String = "all"
     @Option(name: .customLong("limit-bytes"), help: "At most this many bytes (the server's default is 1 MiB).") var limitBytes: Int?
     @OptionGroup var options: GlobalOptions
 
+    func validate() throws {
+        if let tail, tail < 0 { throw ValidationError("--tail: a number of lines, 0 or more") }
+        if !["all", "stdout", "stderr"].contains(stream) { throw ValidationError("--stream: stdout, stderr or all, got \"\(stream)\"") }
+        if let since, Self.sinceParameter(since, nowMs: 0) == nil {
+            throw ValidationError("--since: a duration (30s, 5m, 2h), seconds since 1970 or an RFC 3339 time, got \"\(since)\"")
+        }
+    }
+
+    /// `--since` as the API takes it: a duration becomes whole seconds since 1970.
+    static func sinceParameter(_ text: String, nowMs: Int64) -> String? {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let unit = text.last.flatMap({ units[$0] }), let amount = Int64(text.dropLast()), amount >= 0 {
+            return String(max(0, nowMs / 1000 - amount * unit))
+        }
+        if let seconds = Int64(text), seconds >= 0 { return String(seconds) }
+        return text.contains("T") ? text : nil
+    }
+
     func run() async throws {
+        let parameters: [(String, String?)] = [
+            ("tail", tail.map(String.init)), ("since", since.flatMap { Self.sinceParameter($0, nowMs: Age.nowMs) }),
+            ("stream", stream == "all" ? nil : stream), ("limit_bytes", limitBytes.map(String.init)),
+        ]
         try await withClient(options) { client in
-            let path = "/api/v1/tasks/\(pathSegment(id))/logs" + Query.string([("limit_bytes", limitBytes.map(String.init))])
-            let reply = try await client.send(.GET, path)
-            try reply.checked()
-            Console.raw(reply.text)
-            if follow {
-                Console.error("orchctl: -f is not supported by the server yet (the logs API has no follow); printed the output so far")
+            guard follow else {
+                let reply = try await client.send(.GET, "/api/v1/tasks/\(pathSegment(id))/logs" + Query.string(parameters))
+                try reply.checked()
+                Console.raw(reply.text)
+                return
+            }
+            _ = try await LogFollower(client: client, taskID: id, parameters: parameters).run { output in
+                if output.stream == "stderr" {
+                    FileHandle.standardError.write(Data(output.text.utf8))
+                } else {
+                    Console.raw(output.text)
+                }
             }
         }
     }

@@ -50,6 +50,23 @@ struct FakeLogs: TaskLogSource {
         guard let text = logs[task.id] else { throw Unreachable() }
         return Array(Array(text.utf8).suffix(limitBytes))
     }
+
+    /// Tasks whose ids end in "f" have framed output: "out\n" on stdout then "err\n" on stderr at
+    /// 1700000000000 ms, and a follow ends with exit code 7. The query is echoed on stdout first.
+    func readLogs(task: TaskRecord, node: NodeRecord, query: TaskLogQuery,
+                  emit: @escaping @Sendable (TaskLogItem) async throws -> Void) async throws {
+        guard logs[task.id] == "framed" else {
+            guard !query.follow, query.tailLines == nil, query.sinceUnixMs == nil, query.stream == .all else {
+                throw APIError(status: 501, code: "not_implemented", message: "plain fake")
+            }
+            try await emit(.output(stream: .stdout, unixMs: 0, bytes: try await logs(task: task, node: node, limitBytes: query.limitBytes)))
+            return
+        }
+        try await emit(.output(stream: .stdout, unixMs: 1, bytes: Array("query \(query.tailLines.map(String.init) ?? "-") \(query.sinceUnixMs.map(String.init) ?? "-") \(query.stream.rawValue) \(query.limitBytes)\n".utf8)))
+        if query.stream != .stderr { try await emit(.output(stream: .stdout, unixMs: 1_700_000_000_000, bytes: Array("out\n".utf8))) }
+        if query.stream != .stdout { try await emit(.output(stream: .stderr, unixMs: 1_700_000_000_000, bytes: Array("err\n".utf8))) }
+        if query.follow { try await emit(.ended(exitCode: 7)) }
+    }
 }
 
 /// Sequential ids (t001, t002, …) and a fixed clock, so responses are predictable.

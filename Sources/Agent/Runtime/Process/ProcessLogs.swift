@@ -161,69 +161,125 @@ enum ProcessLogFiles {
     }
 }
 
+/// A task's two logs and its timeline, opened once: a reader keeps reading them to their end even
+/// after the worker removes the task's directory (a follow racing the removal of a finished task).
+final class OpenLogFiles {
+    let stdout: Int32, stderr: Int32, timeline: Int32
+
+    init(_ files: ProcessTaskFiles) {
+        func openRead(_ path: String) -> Int32 { open(path, O_RDONLY | O_CLOEXEC) }
+        let out = openRead(files.stdout)
+        // An instance started by a worker from before stdout and stderr were kept apart.
+        stdout = out >= 0 ? out : openRead(files.legacyOutput)
+        stderr = openRead(files.stderr)
+        timeline = openRead(files.timeline)
+    }
+
+    deinit {
+        for fd in [stdout, stderr, timeline] where fd >= 0 { close(fd) }
+    }
+
+    func size(_ fd: Int32) -> Int64 {
+        var info = stat()
+        return fd >= 0 && fstat(fd, &info) == 0 ? Int64(info.st_size) : 0
+    }
+
+    func read(_ fd: Int32, from offset: Int64, limit: Int) -> [UInt8] {
+        guard fd >= 0, limit > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var filled = 0
+        while filled < limit {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, limit - filled, off_t(offset) + off_t(filled)) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            filled += n
+        }
+        return Array(bytes[0..<filled])
+    }
+}
+
 extension ProcessRuntime {
     /// The past output `query` selects, as frames in the order written.
     func pastFrames(taskID: String, query: LogQuery) throws -> [LogFrame] {
         try past(taskID: taskID, query: query).frames
     }
 
-    /// The past output and the offsets it was read up to in each file, where a follow goes on.
-    private func past(taskID: String, query: LogQuery) throws -> (frames: [LogFrame], end: (out: Int64, err: Int64)) {
+    /// Where a reader of a process task's output has got to: the offsets read up to in each file
+    /// and in the timeline. Only bytes a timeline record covers are read, so every byte has the
+    /// same time whoever reads it and whenever (a follow resumed with `since` repeats exactly the
+    /// outputs of that instant).
+    private struct LogCursor {
+        var stdout: Int64
+        var stderr: Int64
+        var timeline: Int64
+    }
+
+    /// The past output and where it ended.
+    private func past(taskID: String, query: LogQuery) throws -> (frames: [LogFrame], cursor: LogCursor, files: OpenLogFiles) {
         let instance = try lookup(taskID)
-        let files = instance.files
-        guard FileManager.default.fileExists(atPath: files.directory) else { throw RuntimeError.notFound(taskID: taskID) }
         logSampler.sample()
-        // An instance started by a worker from before stdout and stderr were kept apart.
-        let stdoutPath = FileManager.default.fileExists(atPath: files.stdout) ? files.stdout : files.legacyOutput
-        let limit = max(0, query.limitBytes)
-        func window(_ path: String, wanted: Bool) -> (bytes: [UInt8], start: Int64) {
-            let size = ProcessLogFiles.size(path)
-            guard wanted else { return ([], size) }
-            let start = max(0, size - Int64(limit))
-            return (ProcessLogFiles.read(path, from: start, limit: Int(size - start)), start)
-        }
-        let out = window(stdoutPath, wanted: query.streams.contains(.stdout))
-        let err = window(files.stderr, wanted: query.streams.contains(.stderr))
-        let timelineSize = ProcessLogFiles.size(files.timeline)
-        let timelineStart = max(0, timelineSize - Int64(ProcessLogTimeline.readLimit))
-        let records = ProcessLogTimeline.decode(ProcessLogFiles.read(files.timeline, from: timelineStart - timelineStart % 24,
-                                                                     limit: Int(timelineSize - timelineStart + 24)))
+        let files = OpenLogFiles(instance.files)
+        guard files.stdout >= 0 || files.stderr >= 0 else { throw RuntimeError.notFound(taskID: taskID) }
+        let timelineSize = files.size(files.timeline)
+        var timelineStart = max(0, timelineSize - Int64(ProcessLogTimeline.readLimit))
+        timelineStart -= timelineStart % Int64(ProcessLogTimeline.recordSize)
+        let records = ProcessLogTimeline.decode(files.read(files.timeline, from: timelineStart, limit: Int(timelineSize - timelineStart)))
+        let cursor = LogCursor(stdout: 0, stderr: 0, timeline: timelineStart)
+        let (frames, end) = read(files, from: cursor, records: records, limit: max(0, query.limitBytes), streams: query.streams)
+        return (LogSelection.select(frames, query), end, files)
+    }
+
+    /// The frames of the bytes past `cursor` that `records` cover (at most the last `limit` of each
+    /// stream), and the cursor after them. Without any record (a legacy instance) the bytes are
+    /// stamped now.
+    /// With `forward`, the first `limit` bytes past the cursor instead of the last (a follow's
+    /// pace); the timeline cursor then stays on the first record not wholly read.
+    private func read(_ files: OpenLogFiles, from cursor: LogCursor, records: [ProcessLogTimeline.Record], limit: Int,
+                      forward: Bool = false, streams: Set<LogStreamKind>) -> ([LogFrame], LogCursor) {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let covered = records.last.map { ($0.stdoutSize, $0.stderrSize) }
+            ?? (files.timeline >= 0 ? (cursor.stdout, cursor.stderr) : (files.size(files.stdout), files.size(files.stderr)))
+        func window(_ fd: Int32, from offset: Int64, to end: Int64, wanted: Bool) -> (bytes: [UInt8], start: Int64) {
+            var end = max(offset, min(end, files.size(fd)))
+            if forward { end = min(end, offset + Int64(limit)) }
+            let start = max(offset, end - Int64(limit))
+            guard wanted else { return ([], end) }
+            return (files.read(fd, from: start, limit: Int(end - start)), start)
+        }
+        let out = window(files.stdout, from: cursor.stdout, to: covered.0, wanted: streams.contains(.stdout))
+        let err = window(files.stderr, from: cursor.stderr, to: covered.1, wanted: streams.contains(.stderr))
         let frames = ProcessLogTimeline.frames(records: records, stdout: out.bytes, stdoutStart: out.start,
                                                stderr: err.bytes, stderrStart: err.start, now: now)
-        return (LogSelection.select(frames, query),
-                (out.start + Int64(out.bytes.count), err.start + Int64(err.bytes.count)))
+        var next = LogCursor(stdout: out.start + Int64(out.bytes.count), stderr: err.start + Int64(err.bytes.count),
+                             timeline: cursor.timeline)
+        let consumed = records.prefix { $0.stdoutSize <= next.stdout && $0.stderrSize <= next.stderr }.count
+        next.timeline += Int64((forward ? consumed : records.count) * ProcessLogTimeline.recordSize)
+        return (frames, next)
     }
 
     public func readLogs(taskID: String, query: LogQuery,
                          emit: @Sendable ([LogFrame]) async throws -> Void) async throws -> TaskOutcome? {
-        let (past, end) = try past(taskID: taskID, query: query)
+        let (past, end, files) = try past(taskID: taskID, query: query)
         if !past.isEmpty { try await emit(past) }
         guard query.follow else { return nil }
         let instance = try lookup(taskID)
-        let files = instance.files
-        let stdoutPath = FileManager.default.fileExists(atPath: files.stdout) ? files.stdout : files.legacyOutput
-        // New output is what lies past the offsets the past output was read up to.
-        var sent = end
+        var cursor = end
         while true {
             let running = isRunning(instance)
-            var frames: [LogFrame] = []
-            var progressed = false
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
-            for (stream, path) in [(LogStreamKind.stdout, stdoutPath), (.stderr, files.stderr)] {
-                let offset = stream == .stdout ? sent.out : sent.err
-                let bytes = ProcessLogFiles.read(path, from: offset, limit: 1 << 20)
-                guard !bytes.isEmpty else { continue }
-                progressed = true
-                if stream == .stdout { sent.out += Int64(bytes.count) } else { sent.err += Int64(bytes.count) }
-                let frame = LogFrame(stream: stream, unixMs: now, bytes: bytes)
-                if query.wants(frame) { frames.append(frame) }
-            }
-            if !frames.isEmpty { try await emit(frames) }
-            // Everything written before the end was read in this pass.
+            logSampler.sample()
+            let timelineSize = files.size(files.timeline)
+            let records = ProcessLogTimeline.decode(files.read(files.timeline, from: cursor.timeline,
+                                                                         limit: Int(max(0, timelineSize - cursor.timeline))))
+            // Both streams are read (the cursor moves through both); the query keeps what it wants.
+            let (frames, next) = read(files, from: cursor, records: records, limit: 1 << 20, forward: true, streams: [.stdout, .stderr])
+            let progressed = next.stdout != cursor.stdout || next.stderr != cursor.stderr
+            cursor = next
+            let wanted = frames.filter(query.wants)
+            if !wanted.isEmpty { try await emit(wanted) }
+            // Everything written before the end was sampled and read in this pass.
             if !running && !progressed {
-                guard FileManager.default.fileExists(atPath: files.directory) else { return nil }
-                return try outcome(of: instance, taskID: taskID)
+                // Removed meanwhile (all its output was still read): how it ended is no longer known here.
+                return try? outcome(of: instance, taskID: taskID)
             }
             if !progressed { try await Task.sleep(for: Self.followPeriod) }
         }

@@ -96,8 +96,10 @@ public struct LogFollower: Sendable {
     }
 }
 
-/// Where a broken follow goes on: after the last output's time, without the outputs of that
-/// instant already delivered (the server sends them again: `since` keeps what is at or after it).
+/// Where a broken follow goes on: after the last output's time. The server sends that instant's
+/// output again (`since` keeps what is at or after it), including any from before what this
+/// follow showed (cut by `tail`): until what was shown at that instant has come again, every output
+/// of the instant is old; a later one ends the replay.
 struct LogResume: Sendable {
     private(set) var since: String?
     private var atLastTime: [LogOutput] = []
@@ -105,9 +107,12 @@ struct LogResume: Sendable {
 
     /// Whether `output` was not delivered before; notes it when it is new.
     mutating func isNew(_ output: LogOutput) -> Bool {
-        if let index = repeats.firstIndex(of: output) {
-            repeats.remove(at: index)
-            return false
+        if !repeats.isEmpty {
+            if output.time == since {
+                if let index = repeats.firstIndex(of: output) { repeats.remove(at: index) }
+                return false
+            }
+            repeats = []
         }
         if output.time != since { atLastTime = [] }
         since = output.time

@@ -270,3 +270,41 @@ import Testing
         #expect(Query.string([("x", nil)]) == "")
     }
 }
+
+@Suite struct LogResumeTests {
+    static func out(_ time: String, _ text: String, _ stream: String = "stdout") -> LogOutput {
+        LogOutput(stream: stream, time: time, text: text)
+    }
+
+    /// Feeds the outputs in order; whether each was new.
+    static func feed(_ resume: inout LogResume, _ outputs: [LogOutput]) -> [Bool] {
+        outputs.map { resume.isNew($0) }
+    }
+
+    @Test("a resumed follow drops the replay of the last instant (also what the tail had cut), then passes new output")
+    func replay() {
+        var resume = LogResume()
+        // Shown before the break: the tail cut "a" (same instant as "b").
+        #expect(Self.feed(&resume, [Self.out("t1", "b"), Self.out("t2", "c"), Self.out("t2", "d", "stderr")]) == [true, true, true])
+        #expect(resume.since == "t2")
+        resume.reconnected()
+        // The server replays from t2: everything of t2 until c and d came again ("x" is older than
+        // what was shown at t2), then new output.
+        #expect(Self.feed(&resume, [Self.out("t2", "x"), Self.out("t2", "c"), Self.out("t2", "d", "stderr"), Self.out("t3", "e")])
+                == [false, false, false, true])
+        // A second break: the replay is dropped again; new output of the same instant after it passes.
+        resume.reconnected()
+        #expect(Self.feed(&resume, [Self.out("t3", "e"), Self.out("t3", "f")]) == [false, true])
+    }
+
+    @Test("--since: durations back from now, seconds, RFC 3339; anything else is refused")
+    func sinceParameter() {
+        #expect(TaskLogs.sinceParameter("30s", nowMs: 100_000) == "70")
+        #expect(TaskLogs.sinceParameter("2m", nowMs: 1_000_000) == "880")
+        #expect(TaskLogs.sinceParameter("1h", nowMs: 1_000) == "0")
+        #expect(TaskLogs.sinceParameter("1700000000", nowMs: 0) == "1700000000")
+        #expect(TaskLogs.sinceParameter("2026-01-02T03:04:05Z", nowMs: 0) == "2026-01-02T03:04:05Z")
+        #expect(TaskLogs.sinceParameter("yesterday", nowMs: 0) == nil)
+        #expect(TaskLogs.sinceParameter("-5m", nowMs: 0) == nil)
+    }
+}

@@ -88,15 +88,25 @@ extension DockerRuntime {
     }
 }
 
-/// Drops each frame of a list once from what follows it.
+/// Drops, from a replay that starts at the time of the last frames read, what was already read:
+/// until each of those frames has come again, every frame of that instant is old (the replay is in
+/// log order, and what was read is the newest of it); a later frame ends the replay.
 private actor RepeatSkipper {
     private var pending: [LogFrame]
-    init(_ frames: [LogFrame]) { pending = frames }
+    private let last: Int64
+
+    init(_ frames: [LogFrame]) {
+        pending = frames
+        last = frames.map(\.unixMs).max() ?? .min
+    }
 
     func fresh(_ frames: [LogFrame]) -> [LogFrame] {
         frames.filter { frame in
-            guard let index = pending.firstIndex(of: frame) else { return true }
-            pending.remove(at: index)
+            guard !pending.isEmpty, frame.unixMs <= last else {
+                pending = []
+                return true
+            }
+            if let index = pending.firstIndex(of: frame) { pending.remove(at: index) }
             return false
         }
     }

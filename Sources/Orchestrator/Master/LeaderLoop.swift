@@ -30,6 +30,10 @@ public final class LeaderLoop: Sendable {
         /// the store's memory would grow with every write ever made.
         public var compactionRetention: Int64 = 20_000
         public var compactionInterval: Duration = .seconds(30)
+        /// Ended tasks are deleted once they have been kept this long (nil: kept forever), checked
+        /// every `retentionInterval`.
+        public var taskRetention: TaskRetention? = TaskRetention()
+        public var retentionInterval: Duration = .seconds(10)
         /// Seed of the generator behind restart-backoff jitter: fixed in tests, so a run replays;
         /// drawn once from the system generator in production, so masters do not jitter alike.
         public var jitterSeed = UInt64.random(in: .min ... .max)
@@ -54,6 +58,8 @@ public final class LeaderLoop: Sendable {
     /// Rounds run and tasks placed, for `/metrics`.
     public let placements = Atomic<Int>(0)
     public let rounds = Atomic<Int>(0)
+    /// Ended tasks deleted past their retention.
+    public let deletedTasks = Atomic<Int>(0)
 
     public init(repository: ClusterRepository, leadership: any Leadership, masterID: String, defaultAlgorithm: SchedulingAlgorithm,
                 options: Options = Options(), now: @escaping @Sendable () -> Int64,
@@ -102,7 +108,10 @@ public final class LeaderLoop: Sendable {
         var lastSchedule: Int64 = .min / 2
         var lastReconcile: Int64 = .min / 2
         var lastCompaction: Int64 = .min / 2
+        var lastRetention: Int64 = .min / 2
         let compactionMs = options.compactionInterval.components.seconds * 1000
+        let retentionCheckMs = options.retentionInterval.components.seconds * 1000
+            + options.retentionInterval.components.attoseconds / 1_000_000_000_000_000
         var random = SplitMix64(seed: options.jitterSeed)
         let periodMs = options.period.components.seconds * 1000 + options.period.components.attoseconds / 1_000_000_000_000_000
         var follower: Task<Void, Never>?
@@ -152,11 +161,30 @@ public final class LeaderLoop: Sendable {
                     logger.warning("reconcile pass failed: \(error)")
                 }
             }
+            if let retention = options.taskRetention, time - lastRetention >= retentionCheckMs {
+                lastRetention = time
+                await deleteExpired(retention)
+            }
             if time - lastCompaction >= compactionMs {
                 lastCompaction = time
                 await compact()
             }
             if !dirty.load(ordering: .relaxed) { await wake.wait(timeout: options.poll) }
+        }
+    }
+
+    /// One pass of `TaskRetention` over the cached tasks. A batch that lost a race (a task changed
+    /// since the cache read it) is left for the next pass.
+    private func deleteExpired(_ retention: TaskRetention) async {
+        let expired = retention.expired(cache.tasks(), now: now())
+        guard !expired.isEmpty else { return }
+        do {
+            if try await repository.deleteBatch(expired) {
+                deletedTasks.add(expired.count, ordering: .relaxed)
+                logger.info("deleted \(expired.count) ended tasks past their retention")
+            }
+        } catch {
+            logger.warning("deleting ended tasks failed: \(error)")
         }
     }
 

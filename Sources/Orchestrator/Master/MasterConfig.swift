@@ -35,6 +35,8 @@ public struct MasterConfig: Sendable {
     public var electionTicks: Int
     /// How often workers heartbeat (told on join): by default `health.heartbeatInterval`.
     public var heartbeatInterval: Duration
+    /// How long ended tasks are kept before the leader deletes them (nil: forever).
+    public var taskRetention: TaskRetention? = TaskRetention()
     /// Built-in store only: revisions of history kept behind the current one (`HistoryCompactor`).
     public var historyRevisions: Int64 = 10_000
 

@@ -170,6 +170,7 @@ public final class MasterServer: Sendable {
         self.repository = repository
         var loopOptions = LeaderLoop.Options()
         loopOptions.health = config.health
+        loopOptions.taskRetention = config.taskRetention
         leaderLoop = LeaderLoop(repository: repository, leadership: leadership, masterID: config.id,
                                 defaultAlgorithm: config.scheduler, options: loopOptions, now: now, logger: logger)
     }

@@ -119,6 +119,16 @@ public struct ClusterRepository: Sendable {
         }
     }
 
+    /// Deletes tasks in one transaction, each only if unchanged since its `revision` was read.
+    /// Returns false (and deletes nothing) when any of them changed.
+    public func deleteBatch(_ tasks: [TaskRecord]) async throws -> Bool {
+        guard !tasks.isEmpty else { return true }
+        let r = try await store.txn(TxnRequest(
+            compares: tasks.map { Compare(key: Self.taskKey($0.id), .equal, .modRevision($0.revision)) },
+            success: tasks.map { .deleteRange(DeleteRangeRequest(key: Self.taskKey($0.id))) }))
+        return r.succeeded
+    }
+
     // MARK: - Nodes
 
     public func nodes(consistency: ReadConsistency = .serializable) async throws -> [NodeRecord] {

@@ -1,0 +1,79 @@
+import ClusterModel
+import Store
+import Synchronization
+import Testing
+@testable import Orchestrator
+
+@Suite struct TaskRetentionTests {
+    static let day: Int64 = 86_400_000
+
+    static func task(_ id: String, _ state: TaskState, updatedAt: Int64, retries: Int = 0,
+                     policy: RestartPolicy = RestartPolicy(condition: .onFailure, maxRetries: 3)) -> TaskRecord {
+        var t = ReconcilerTests.task(id, state, retries: retries, policy: policy)
+        t.updatedAt = updatedAt
+        return t
+    }
+
+    @Test("only tasks ended for good and older than the retention go, oldest first, at most a batch")
+    func expired() {
+        let now = 10 * Self.day
+        let retention = TaskRetention(retentionMs: Self.day, batchLimit: 3)
+        let tasks = [
+            Self.task("done-old", .completed, updatedAt: now - 2 * Self.day),
+            Self.task("done-new", .completed, updatedAt: now - Self.day + 1),
+            Self.task("done-edge", .completed, updatedAt: now - Self.day),
+            Self.task("cancelled-old", .cancelled, updatedAt: now - 3 * Self.day),
+            Self.task("failed-will-restart", .failed, updatedAt: now - 5 * Self.day),
+            Self.task("failed-spent", .failed, updatedAt: now - 4 * Self.day, retries: 3),
+            Self.task("completed-always", .completed, updatedAt: now - 6 * Self.day, policy: RestartPolicy(condition: .always, maxRetries: 2)),
+            Self.task("running-old", .running, updatedAt: now - 9 * Self.day),
+            Self.task("pending-old", .pending, updatedAt: now - 9 * Self.day),
+            Self.task("lost-old", .lost, updatedAt: now - 9 * Self.day),
+        ]
+        #expect(retention.expired(tasks, now: now).map(\.id) == ["failed-spent", "cancelled-old", "done-old"])
+        #expect(TaskRetention(retentionMs: Self.day).expired(tasks, now: now).map(\.id)
+                == ["failed-spent", "cancelled-old", "done-old", "done-edge"])
+    }
+
+    /// A leadership that is always this master's, at term 1.
+    struct AlwaysLeader: Leadership {
+        func current() async -> (isLeader: Bool, term: UInt64) { (true, 1) }
+    }
+
+    @Test("the leader deletes expired tasks (each a task_deleted in the store's history) and keeps the rest")
+    func leaderDeletes() async throws {
+        let store = MemoryStore()
+        let repo = ClusterRepository(store: store)
+        let now = 10 * Self.day
+        for t in [Self.task("old-done", .completed, updatedAt: now - 2 * Self.day),
+                  Self.task("old-cancelled", .cancelled, updatedAt: now - 2 * Self.day),
+                  Self.task("recent", .completed, updatedAt: now - 1000),
+                  Self.task("will-restart", .failed, updatedAt: now - 2 * Self.day)] {
+            try await repo.create(t)
+        }
+        let before = try await store.range(RangeRequest(key: ClusterRepository.leaderKey, countOnly: true), consistency: .serializable).revision
+        var options = LeaderLoop.Options()
+        options.taskRetention = TaskRetention(retentionMs: Self.day)
+        options.retentionInterval = .milliseconds(20)
+        options.jitterSeed = 1
+        let loop = LeaderLoop(repository: repo, leadership: AlwaysLeader(), masterID: "m1", defaultAlgorithm: .binPacking,
+                              options: options, now: { now }, logger: .init(label: "test"))
+        let running = Task { await loop.run() }
+        defer { running.cancel() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await repo.tasks().tasks.count > 2 {
+            guard ContinuousClock.now < deadline else { Issue.record("the expired tasks were not deleted"); return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await repo.tasks().tasks.map(\.id).sorted() == ["recent", "will-restart"])
+        #expect(loop.deletedTasks.load(ordering: .relaxed) == 2)
+        // What an event stream reads: a delete of each expired task's key.
+        var deleted: [String] = []
+        for try await response in store.watch(key: ClusterRepository.taskPrefix, rangeEnd: KeyRange.prefixEnd(ClusterRepository.taskPrefix),
+                                              fromRevision: before + 1, prevKV: false) {
+            deleted += response.events.filter { $0.kind == .delete }.map { String(decoding: $0.kv.key.dropFirst(ClusterRepository.taskPrefix.count), as: UTF8.self) }
+            if deleted.count >= 2 { break }
+        }
+        #expect(deleted.sorted() == ["old-cancelled", "old-done"])
+    }
+}

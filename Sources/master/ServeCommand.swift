@@ -44,12 +44,14 @@ struct ServeCommand: EnvironmentConfigurable {
     @Option(help: "Seconds without a heartbeat before a node is down and its tasks rescheduled.") var nodeDownAfter: Double = 15
     @Option(help: "Seconds an ended task (cancelled, or done with its restart policy) is kept before it is deleted; 0 keeps tasks forever.")
     var taskRetention: Double = 86_400
+    @Option(help: "Seconds a node stays down (no task left on it) before it is removed; 0 keeps down nodes.")
+    var nodePurgeAfter: Double = 86_400
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
     @Option(help: "Built-in store: revisions of history kept (older ones are compacted, as etcd's --auto-compaction-mode=revision).")
     var historyRevisions: Int64 = 10_000
 
     static let valueFlags = ["id", "data-dir", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
-                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "task-retention", "log-level", "history-revisions",
+                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "task-retention", "node-purge-after", "log-level", "history-revisions",
                              "tls-ca", "tls-cert", "tls-key"]
 
     static let switchFlags = ["dev", "insecure"]
@@ -139,6 +141,8 @@ struct ServeCommand: EnvironmentConfigurable {
         withHistory.tls = tls
         guard taskRetention >= 0, taskRetention.isFinite else { throw MasterConfigError.invalid("--task-retention must be 0 (forever) or a positive number of seconds") }
         withHistory.taskRetention = taskRetention == 0 ? nil : TaskRetention(retentionMs: Int64(taskRetention * 1000))
+        guard nodePurgeAfter >= 0, nodePurgeAfter.isFinite else { throw MasterConfigError.invalid("--node-purge-after must be 0 (never) or a positive number of seconds") }
+        withHistory.nodePurge = nodePurgeAfter == 0 ? nil : NodePurge(afterMs: Int64(nodePurgeAfter * 1000))
         try withHistory.validate()
         return withHistory
     }

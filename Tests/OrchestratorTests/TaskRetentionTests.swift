@@ -77,3 +77,39 @@ import Testing
         #expect(deleted.sorted() == ["old-cancelled", "old-done"])
     }
 }
+
+@Suite struct NodeRemovalTests {
+    @Test("down nodes with no task go once silent longer than the purge time, by heartbeat (else their record)")
+    func purge() {
+        func node(_ id: String, _ state: NodeState, tasks: Int = 0, heartbeat: Int64 = 0) -> NodeRecord {
+            var n = ReconcilerTests.node(id, state: state, lastHeartbeat: heartbeat)
+            n.info.taskCount = tasks
+            if tasks > 0 { n.info.allocated = Resources(cpu: 100, memory: 64) }
+            return n
+        }
+        let nodes = [node("gone", .down), node("recent", .down), node("busy", .down, tasks: 1), node("ready", .ready),
+                     node("no-beat", .down, heartbeat: 1_000)]
+        let heartbeats: [String: Int64] = ["gone": 1_000, "recent": 9_500, "busy": 1_000, "ready": 0]
+        #expect(NodePurge(afterMs: 5_000).expired(nodes, heartbeats: heartbeats, now: 10_000) == ["gone", "no-beat"])
+        #expect(NodePurge(afterMs: 9_000).expired(nodes, heartbeats: heartbeats, now: 10_000).isEmpty)
+    }
+
+    @Test("DELETE /api/v1/nodes/{id}: 409 node_busy while tasks are placed on it, then 200 and gone with its heartbeat; 404 after")
+    func deleteNode() async throws {
+        let f = APIFixture()
+        try await f.addNode("n1")
+        try await f.repository.recordHeartbeat(nodeID: "n1", now: APIFixture.now)
+        try await f.test { client in
+            let task = try await client.createTask()
+            try await f.place(task, on: "n1")
+            let busy = try await client.send(.delete, "/api/v1/nodes/n1")
+            #expect(busy.status == .conflict && busy.errorCode == "node_busy", "\(busy.text)")
+            _ = try await client.send(.delete, "/api/v1/tasks/\(task)")
+            let removed = try await client.send(.delete, "/api/v1/nodes/n1")
+            #expect(removed.status == .ok && removed.json["id"] as? String == "n1", "\(removed.text)")
+            #expect(try await client.send(.get, "/api/v1/nodes/n1").status == .notFound)
+            #expect(try await f.repository.heartbeat(of: "n1") == nil)
+            #expect(try await client.send(.delete, "/api/v1/nodes/n1").status == .notFound)
+        }
+    }
+}

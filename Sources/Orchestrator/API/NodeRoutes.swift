@@ -27,6 +27,23 @@ extension OrchestratorAPI {
         return jsonResponse(NodeView(node, heartbeat: heartbeat), revision: revision)
     }
 
+    /// `DELETE /api/v1/nodes/{id}`: 200 with the node as it was; 409 `node_busy` while tasks are
+    /// placed on it (drain it first).
+    func deleteNode(_ context: APIRequestContext) async throws -> Response {
+        let id = try pathID(context, kind: "node")
+        let repository = self.repository
+        let node = try await bounded { () async throws -> NodeRecord in
+            do {
+                return try await repository.removeNode(id)
+            } catch RepositoryError.notFound {
+                throw APIError.notFound("no node \"\(id)\"")
+            } catch ClusterRepository.NodeRemovalRefusal.busy(let tasks) {
+                throw APIError.conflict("node_busy", "node \"\(id)\" has \(tasks) task(s) placed on it: drain it first (POST /api/v1/nodes/\(id)/drain) and delete it once they have moved")
+            }
+        }
+        return jsonResponse(NodeView(node, heartbeat: nil), revision: node.revision)
+    }
+
     /// `POST /api/v1/nodes/{id}/drain|cordon|uncordon`: 200 with the node as it now is. Repeating
     /// one is harmless (nothing is written the second time). The request body, if any, is ignored.
     func changeNode(_ request: Request, _ context: APIRequestContext,

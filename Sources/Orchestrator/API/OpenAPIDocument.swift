@@ -111,6 +111,9 @@ public struct OpenAPIDocument: Sendable {
             "/api/v1/nodes/{id}": [
                 "get": operation("getNode", "One node", tag: "nodes", parameters: [id, consistent, minRevision],
                                  responses: ["200": json("The node", ref("Node"))], errors: [404]),
+                "delete": operation("deleteNode", "Remove a node with no task placed on it (a node_removed event); a worker still running as it joins again as a new node",
+                                    tag: "nodes", description: "Drain a node first: while tasks are placed on it the answer is 409 node_busy.",
+                                    parameters: [id], responses: ["200": json("The node as it was", ref("Node"))], errors: [404, 409]),
             ],
             "/api/v1/nodes/{id}/drain": [
                 "post": nodeAction("drainNode", "Drain a node: unschedulable, and its tasks move to other nodes (a down node stays down)"),

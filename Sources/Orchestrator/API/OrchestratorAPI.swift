@@ -92,6 +92,7 @@ public struct OrchestratorAPI: Sendable {
         case .taskLogs: try await taskLogs(request, context)
         case .listNodes: try await listNodes(request)
         case .getNode: try await getNode(request, context)
+        case .deleteNode: try await deleteNode(context)
         case .drainNode: try await changeNode(request, context) { $0.drain() }
         case .cordonNode: try await changeNode(request, context) { $0.cordon() }
         case .uncordonNode: try await changeNode(request, context) { $0.uncordon() }

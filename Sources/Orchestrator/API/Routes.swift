@@ -5,14 +5,14 @@ import Hummingbird
 /// to it, so the three cannot drift apart.
 public enum Route: String, Sendable, Hashable, CaseIterable {
     case createTask, listTasks, getTask, cancelTask, taskLogs
-    case listNodes, getNode, drainNode, cordonNode, uncordonNode
+    case listNodes, getNode, deleteNode, drainNode, cordonNode, uncordonNode
     case events, cluster
     case health, healthz, readyz, metrics, openAPI
 
     public var method: HTTPRequest.Method {
         switch self {
         case .createTask, .drainNode, .cordonNode, .uncordonNode: .post
-        case .cancelTask: .delete
+        case .cancelTask, .deleteNode: .delete
         default: .get
         }
     }
@@ -24,7 +24,7 @@ public enum Route: String, Sendable, Hashable, CaseIterable {
         case .getTask, .cancelTask: "/api/v1/tasks/{id}"
         case .taskLogs: "/api/v1/tasks/{id}/logs"
         case .listNodes: "/api/v1/nodes"
-        case .getNode: "/api/v1/nodes/{id}"
+        case .getNode, .deleteNode: "/api/v1/nodes/{id}"
         case .drainNode: "/api/v1/nodes/{id}/drain"
         case .cordonNode: "/api/v1/nodes/{id}/cordon"
         case .uncordonNode: "/api/v1/nodes/{id}/uncordon"

@@ -33,6 +33,8 @@ public final class LeaderLoop: Sendable {
         /// Ended tasks are deleted once they have been kept this long (nil: kept forever), checked
         /// every `retentionInterval`.
         public var taskRetention: TaskRetention? = TaskRetention()
+        /// Down nodes are removed once silent this long (nil: kept), checked with the retention.
+        public var nodePurge: NodePurge? = NodePurge()
         public var retentionInterval: Duration = .seconds(10)
         /// Seed of the generator behind restart-backoff jitter: fixed in tests, so a run replays;
         /// drawn once from the system generator in production, so masters do not jitter alike.
@@ -161,9 +163,10 @@ public final class LeaderLoop: Sendable {
                     logger.warning("reconcile pass failed: \(error)")
                 }
             }
-            if let retention = options.taskRetention, time - lastRetention >= retentionCheckMs {
+            if time - lastRetention >= retentionCheckMs {
                 lastRetention = time
-                await deleteExpired(retention)
+                if let retention = options.taskRetention { await deleteExpired(retention) }
+                if let purge = options.nodePurge { await removeGoneNodes(purge) }
             }
             if time - lastCompaction >= compactionMs {
                 lastCompaction = time
@@ -185,6 +188,26 @@ public final class LeaderLoop: Sendable {
             }
         } catch {
             logger.warning("deleting ended tasks failed: \(error)")
+        }
+    }
+
+    /// Removes the nodes `purge` selects; one that changed meanwhile (back up, or given a task)
+    /// is refused by the repository and stays.
+    private func removeGoneNodes(_ purge: NodePurge) async {
+        let down = cache.nodes().filter { $0.info.state == .down }
+        guard !down.isEmpty else { return }
+        do {
+            let heartbeats = try await repository.heartbeats()
+            for id in purge.expired(down, heartbeats: heartbeats, now: now()) {
+                do {
+                    _ = try await repository.removeNode(id, attempts: 1)
+                    logger.notice("removed node \(id): down longer than \(purge.afterMs / 1000) s")
+                } catch {
+                    logger.info("node \(id) was not removed: \(error)")
+                }
+            }
+        } catch {
+            logger.warning("removing long-down nodes failed: \(error)")
         }
     }
 

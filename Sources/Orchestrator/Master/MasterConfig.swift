@@ -37,6 +37,8 @@ public struct MasterConfig: Sendable {
     public var heartbeatInterval: Duration
     /// How long ended tasks are kept before the leader deletes them (nil: forever).
     public var taskRetention: TaskRetention? = TaskRetention()
+    /// How long a node stays down before the leader removes it (nil: never).
+    public var nodePurge: NodePurge? = NodePurge()
     /// Built-in store only: revisions of history kept behind the current one (`HistoryCompactor`).
     public var historyRevisions: Int64 = 10_000
 

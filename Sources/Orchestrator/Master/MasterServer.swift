@@ -171,6 +171,7 @@ public final class MasterServer: Sendable {
         var loopOptions = LeaderLoop.Options()
         loopOptions.health = config.health
         loopOptions.taskRetention = config.taskRetention
+        loopOptions.nodePurge = config.nodePurge
         leaderLoop = LeaderLoop(repository: repository, leadership: leadership, masterID: config.id,
                                 defaultAlgorithm: config.scheduler, options: loopOptions, now: now, logger: logger)
     }

@@ -41,3 +41,21 @@ public struct TaskRetention: Sendable, Hashable {
         }
     }
 }
+
+/// Which down nodes have been gone long enough to remove (Nomad's node GC): down, no task placed on
+/// them (the reconciler has already moved their tasks), and silent for more than `afterMs` by their
+/// last heartbeat (or, without one, by what their record says). Pure.
+public struct NodePurge: Sendable, Hashable {
+    public var afterMs: Int64
+
+    public init(afterMs: Int64 = 86_400_000) {
+        self.afterMs = afterMs
+    }
+
+    public func expired(_ nodes: some Sequence<NodeRecord>, heartbeats: [String: Int64], now: Int64) -> [String] {
+        nodes.filter { node in
+            node.info.state == .down && node.info.taskCount == 0 && node.info.allocated == .zero
+                && now - (heartbeats[node.info.id] ?? node.lastHeartbeat) > afterMs
+        }.map(\.info.id).sorted()
+    }
+}

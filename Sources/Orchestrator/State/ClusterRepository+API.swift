@@ -135,6 +135,35 @@ extension ClusterRepository {
     }
 }
 
+extension ClusterRepository {
+    /// Why a node cannot be removed yet.
+    public enum NodeRemovalRefusal: Error, Sendable, Hashable {
+        /// Tasks are assigned to it or run on it: drain it first (or wait until it is down and its
+        /// tasks have been rescheduled).
+        case busy(tasks: Int)
+    }
+
+    /// Deletes a node's record and its heartbeat (a `node_removed` event), only while no task is
+    /// placed on it and only if unchanged since read (retried on a race). A worker still running
+    /// as that node joins again as a new registration. Returns the record as it was.
+    public func removeNode(_ id: String, attempts: Int = 16) async throws -> NodeRecord {
+        var lastConflict = RepositoryError.conflict("node \(id)")
+        for _ in 0..<attempts {
+            let node = try await self.node(id, consistency: .linearizable)
+            guard node.info.taskCount == 0, node.info.allocated == .zero else {
+                throw NodeRemovalRefusal.busy(tasks: node.info.taskCount)
+            }
+            let r = try await store.txn(TxnRequest(
+                compares: [Compare(key: Self.nodeKey(id), .equal, .modRevision(node.revision))],
+                success: [.deleteRange(DeleteRangeRequest(key: Self.nodeKey(id))),
+                          .deleteRange(DeleteRangeRequest(key: Self.heartbeatKey(id)))]))
+            if r.succeeded { return node }
+            lastConflict = .conflict("node \(id) changed while being removed")
+        }
+        throw lastConflict
+    }
+}
+
 extension NodeRecord {
     /// Drain: no new tasks, and the reconciler moves the running ones to other nodes. A down node
     /// stays down (its tasks are already lost and rescheduled) but becomes unschedulable.

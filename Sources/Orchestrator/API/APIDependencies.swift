@@ -169,6 +169,9 @@ public struct APIConfiguration: Sendable {
     /// Set for an API on loopback without a token (`master --dev`): refuses foreign `Host` and
     /// `Origin` headers (403), so web pages in a browser on this machine cannot drive it.
     public var crossSiteGuard: CrossSiteGuard?
+    /// The API serves HTTPS: `https` is the scheme of its own and its peers' origins
+    /// (`ClusterOrigins`, for the dashboard's calls to another master).
+    public var tls = false
     /// Wall clock in milliseconds since the epoch (task timestamps).
     public var now: @Sendable () -> Int64 = APIConfiguration.wallClock
     /// New task ids; the default is time-sortable, so listing in key order is submission order.

@@ -12,17 +12,32 @@ struct APIMiddleware: RouterMiddleware {
         let started = ContinuousClock.now
         let path = request.uri.path
         let route = Route.allCases.first { $0.method == request.method && $0.matches(path) }
+        let dashboard = DashboardAssets.isDashboardPath(path)
+        // Another master's dashboard page (see `ClusterOrigins`); nil for any other origin.
+        let peerOrigin = await self.peerOrigin(request)
         var response: Response
         do {
-            try refuseCrossSite(request)
-            try authorize(request, route: route)
+            try refuseCrossSite(request, originIsPeer: peerOrigin != nil)
+            if let peerOrigin, request.method == .options, request.headers[.accessControlRequestMethod] != nil {
+                // A preflight carries no token by design; what it asks for is checked on the real request.
+                response = ClusterOrigins.preflight(origin: peerOrigin)
+                record(request, route: route, status: response.status.code, since: started)
+                return response
+            }
+            // The dashboard's files hold no secret: the page asks for the token and sends it on its API calls.
+            if !dashboard { try authorize(request, route: route) }
             try requireJSON(request)
-            if route?.isLiveness != true, let wanted = try request.int64Query("min_revision") {
+            if route?.isLiveness != true, !dashboard, let wanted = try request.int64Query("min_revision") {
                 try await waitForRevision(wanted)
             }
             response = try await next(request, context)
         } catch {
             response = await errorResponse(error, path: path, route: route, context: context)
+        }
+        if let peerOrigin { response.headers.append(contentsOf: ClusterOrigins.responseHeaders(origin: peerOrigin)) }
+        if dashboard {
+            record(request, route: route, status: response.status.code, since: started, label: DashboardAssets.pathPrefix)
+            return response
         }
         if route?.isLiveness != true, response.headers[.orchestratorIndex] == nil,
            let revision = try? await withDeadline(min(api.configuration.requestTimeout, .seconds(1)), { [store = api.repository.store] in
@@ -50,12 +65,21 @@ struct APIMiddleware: RouterMiddleware {
         }
     }
 
-    /// On loopback without a token (`CrossSiteGuard`): only this API's own `Host` and `Origin`.
-    func refuseCrossSite(_ request: Request) throws(APIError) {
+    /// On loopback without a token (`CrossSiteGuard`): only this API's own `Host` and `Origin`,
+    /// or another master's `Origin`.
+    func refuseCrossSite(_ request: Request, originIsPeer: Bool) throws(APIError) {
         guard let crossSite = api.configuration.crossSiteGuard else { return }
         // HTTP/1's Host arrives as the authority; check any Host field too.
         let hosts = [request.head.authority].compactMap { $0 } + request.headers[values: .hostField]
-        if let refusal = crossSite.check(hosts: hosts, origin: request.headers[.origin]) { throw refusal }
+        if let refusal = crossSite.check(hosts: hosts, origin: request.headers[.origin], originIsPeer: originIsPeer) { throw refusal }
+    }
+
+    /// The request's `Origin` when it is a member's API address (`ClusterOrigins`). The status is
+    /// asked only when an `Origin` is present: curl and other clients send none.
+    func peerOrigin(_ request: Request) async -> String? {
+        guard let origin = request.headers[.origin], !origin.isEmpty else { return nil }
+        let members = await api.status.status().members
+        return api.configuration.clusterOrigins(members).allows(origin) ? origin : nil
     }
 
     /// A state-changing request's body must be declared JSON: what a cross-site form or a
@@ -104,9 +128,9 @@ struct APIMiddleware: RouterMiddleware {
         return apiError.response(headers: apiError.status == 401 ? [.wwwAuthenticate: "Bearer"] : [:])
     }
 
-    func record(_ request: Request, route: Route?, status: Int, since started: ContinuousClock.Instant) {
+    func record(_ request: Request, route: Route?, status: Int, since started: ContinuousClock.Instant, label fixed: String? = nil) {
         // The route pattern, not the path: ids would make one time series per task.
-        let label = route?.path ?? "unmatched"
+        let label = fixed ?? route?.path ?? "unmatched"
         let elapsed = (ContinuousClock.now - started).components
         let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
         api.metrics.increment("orchestrator_http_requests_total",

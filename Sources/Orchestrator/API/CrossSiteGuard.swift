@@ -48,12 +48,14 @@ public struct CrossSiteGuard: Sendable, Equatable {
     }
 
     /// Nil when every `hosts` value and `origin` are this API's own, else the 403 to answer.
-    public func check(hosts: [String], origin: String?) -> APIError? {
+    /// `originIsPeer`: the origin is another master's API (`ClusterOrigins`), whose dashboard
+    /// page calls this one when its own master is gone; it is accepted like this API's own.
+    public func check(hosts: [String], origin: String?, originIsPeer: Bool = false) -> APIError? {
         for host in hosts where !isOwn(host) {
             return APIError(status: 403, code: "forbidden_host",
                             message: "Host \(host) is not this API's own (localhost:\(port), 127.0.0.1:\(port)); this API on loopback answers only its own names")
         }
-        if let origin {
+        if let origin, !originIsPeer {
             let lowered = origin.lowercased()
             let prefix = scheme.lowercased() + "://"
             guard lowered.hasPrefix(prefix), isOwn(String(lowered.dropFirst(prefix.count))) else {

@@ -25,6 +25,8 @@ public struct OrchestratorAPI: Sendable {
     public let connections: ConnectionLimit
     /// The OpenAPI document for this configuration, encoded once.
     let openAPI: [UInt8]
+    /// The web dashboard served at `/ui` (not an API route, so not in `Route` nor the document).
+    let dashboardAssets: DashboardAssets
 
     public init(repository: ClusterRepository, status: any ClusterStatusSource, logs: any TaskLogSource,
                 configuration: APIConfiguration = APIConfiguration(), metrics: MetricsRegistry = MetricsRegistry()) {
@@ -37,6 +39,7 @@ public struct OrchestratorAPI: Sendable {
         self.streams = EventStreamRegistry()
         self.connections = ConnectionLimit(limit: configuration.maxConnections)
         self.openAPI = OpenAPIDocument(configuration: configuration).json
+        self.dashboardAssets = DashboardAssets(tokenRequired: !(configuration.apiToken ?? "").isEmpty)
     }
 
     /// The router with every route of `Route` behind the API middleware (auth, errors, headers, metrics).
@@ -49,6 +52,9 @@ public struct OrchestratorAPI: Sendable {
             router.on(RouterPath(route.path), method: route.method) { request, context in
                 try await self.respond(route, request, context)
             }
+        }
+        for path in [DashboardAssets.pathPrefix, DashboardAssets.pathPrefix + "/{file}"] {
+            router.get(RouterPath(path)) { request, _ in try await self.dashboard(request) }
         }
         return router
     }

@@ -47,6 +47,7 @@ extension MasterServer {
         configuration.limits = config.taskLimits
         configuration.defaultScheduler = config.scheduler
         configuration.apiToken = config.apiToken
+        configuration.tls = config.tls != nil
         // Without a token, loopback is the API's only protection, and a browser on this machine is
         // inside it: refuse other sites' pages. (A public bind without a token needs --insecure,
         // which warns: see ListenerPolicy.)

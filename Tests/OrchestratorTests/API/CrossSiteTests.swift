@@ -39,7 +39,8 @@ import Testing
         let fixture = Self.devFixture()
         try await fixture.test { client in
             let before = try await fixture.snapshot()
-            for origin in ["http://evil.example", "https://localhost:8080", "http://localhost:8081", "null", "http://127.0.0.1.evil.example:8080"] {
+            // (8081 is a member's API, whose dashboard may call this one: see DashboardTests.)
+            for origin in ["http://evil.example", "https://localhost:8080", "http://localhost:8082", "null", "http://127.0.0.1.evil.example:8080"] {
                 let r = try await client.send(.post, "/api/v1/tasks", body: readmeTaskBody, headers: [.origin: origin])
                 #expect(r.status == .forbidden, "\(origin)")
                 #expect(r.errorCode == "forbidden_origin")

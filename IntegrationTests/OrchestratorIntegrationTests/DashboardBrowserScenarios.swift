@@ -36,7 +36,6 @@ extension DashboardBrowserTests {
             #expect((stored.json as? [String: Any])?["state"] as? String == "completed", "\(stored.body)")
             #expect(try await browser.string("return document.querySelector('#tasks tr[data-task=\"\(id)\"] td:nth-child(2)').innerText")
                 .contains("completed"), "the state is written out, not only coloured")
-            try await Self.screenshot(browser, "tasks")
 
             // The task's page: its history from created to completed, its placement, its logs.
             try await browser.click("#tasks tr[data-task=\"\(id)\"] a")
@@ -47,6 +46,25 @@ extension DashboardBrowserTests {
             try await Self.waitFor(browser, "the logs", "return document.getElementById('task-logs').innerText.includes('hello world')")
             #expect(try await browser.string("return document.getElementById('task-placement').innerText").contains("Placed on"))
             try await Self.screenshot(browser, "task")
+
+            // Cancel from a task's page: a long task goes to cancelled; a failing one shows failed.
+            func submit(_ name: String, _ command: String) async throws -> String {
+                let r = try await cluster.request(.POST, master: leader, "/api/v1/tasks",
+                                                  body: ClusterIntegrationTests.taskBody(name, command: command), headers: Self.auth)
+                return try #require((r.json as? [String: Any])?["id"] as? String, "\(r.status) \(r.body)")
+            }
+            let sleeper = try await submit("sleeper", "sleep 60")
+            let failing = try await submit("exits-3", "exit 3")
+            try await browser.execute("location.hash = '#/tasks/\(sleeper)'")
+            try await Self.waitFor(browser, "the sleeper running on its page", "return document.getElementById('view-task').dataset.state === 'running'")
+            try await browser.click("#task-cancel")
+            try await Self.waitFor(browser, "the sleeper cancelled on its page", "return document.getElementById('view-task').dataset.state === 'cancelled'")
+            #expect(try await browser.string("return document.getElementById('task-result').innerText") == "Cancel requested.")
+            try await browser.execute("location.hash = '#/tasks'")
+            try await Self.waitFor(browser, "the failing task failed in the table",
+                                   "const r = document.querySelector('#tasks tr[data-task=\"\(failing)\"]'); return r && r.dataset.state === 'failed'")
+            try await browser.click("#submit summary")  // folded: the table in view
+            try await Self.screenshot(browser, "tasks")
 
             // Nodes: drain one from its button; the card says draining.
             try await browser.navigate("\(cluster.scheme)://127.0.0.1:\(cluster.apiPorts[page])/ui#/nodes")
@@ -99,6 +117,7 @@ extension DashboardBrowserTests {
             try await Self.waitFor(browser, "the 3 later tasks completed, as the page saw it", timeout: .seconds(60),
                                    "return [...document.querySelectorAll('#event-list li')].filter(l => l.innerText.includes('task_completed')).length >= 6")
             #expect(try await browser.string("return document.getElementById('banner').innerText").contains("stopped answering"))
+            try await Self.screenshot(browser, "failover")
 
             // What the page recorded, against what the cluster has: every id after the page's
             // starting point, once and in order, across the move.

@@ -43,7 +43,10 @@ extension DashboardBrowserTests {
                                    "return [...document.querySelectorAll('#task-history li')].map(l => l.innerText).join('|').includes('task_completed')")
             let history = try await browser.string("return [...document.querySelectorAll('#task-history li')].map(l => l.innerText).join('\\n')")
             for step in ["task_created", "task_assigned", "task_running", "task_completed"] { #expect(history.contains(step), "\(history)") }
-            try await Self.waitFor(browser, "the logs", "return document.getElementById('task-logs').innerText.includes('hello world')")
+            // Followed (`?follow=true`) to the end of the copy: the output, then the stream's `end`
+            // (which names no exit code for a copy that had already ended: the summary shows it).
+            try await Self.waitFor(browser, "the logs to their end",
+                                   "const t = document.getElementById('task-logs').innerText; return t.includes('hello world') && t.includes('[ended')")
             #expect(try await browser.string("return document.getElementById('task-placement').innerText").contains("Placed on"))
             try await Self.screenshot(browser, "task")
 

@@ -149,6 +149,8 @@ enum DashboardPage {
     #event-list { list-style: none; padding: 0; font-family: ui-monospace, monospace; font-size: .85rem; }
     #event-list li { padding: .2rem 0; border-bottom: 1px solid var(--line); }
     .muted { color: var(--muted); }
+    .stderr { color: var(--bad); }
+    .stderr::before { content: "stderr› "; font-weight: 600; }
     @media (max-width: 600px) {
       header { padding: .5rem; } main { padding: .5rem; }
       #connection { margin: 0; width: 100%; }

@@ -11,7 +11,7 @@ extension DashboardScript {
     const EXAMPLE = { name: 'test-task', image: 'alpine', command: ['echo', 'hello world'], resources: { cpu: 500, memory: 256 } };
     const PAGE = 25;
     let taskPage = 0;
-    const view = { task: null, history: [], historyNote: '', logTimer: null };
+    const view = { task: null, history: [], historyNote: '', logAbort: null, logTask: null };
 
     function h(tag, attrs, ...children) {
       const el = document.createElement(tag);
@@ -174,25 +174,67 @@ extension DashboardScript {
     }
     function onTaskEvent(e) { if (view.task && e.ev) addHistory(view.task, e.id, e.ev); }
 
-    async function refreshLogs(id) {
+    // The task's output, followed live (`?follow=true`: `output` messages, then `end`). Opened
+    // once the task has a node (before that there is no output, and the 409 would be a console error).
+    async function followLogs(id) {
+      const ctrl = new AbortController();
+      view.logAbort = ctrl;
+      const out = $('task-logs');
+      out.textContent = '';
+      let any = false;
       try {
-        const r = await api('/api/v1/tasks/' + encodeURIComponent(id) + '/logs');
-        if (view.task === id) $('task-logs').textContent = r.text || '(no output yet)';
-      } catch (e) { if (view.task === id) $('task-logs').textContent = '(logs unavailable: ' + e.message + ')'; }
-      const t = S.tasks.get(id);
-      // No log stream exists in the API: re-read while the task may still write.
-      if (view.task === id && t && !['completed', 'failed', 'cancelled'].includes(t.state)) view.logTimer = setTimeout(() => refreshLogs(id), 2000);
+        const res = await fetch(S.base + '/api/v1/tasks/' + encodeURIComponent(id) + '/logs?follow=true',
+          { headers: authHeaders(), cache: 'no-store', signal: ctrl.signal });
+        if (!res.ok) {
+          let why = 'HTTP ' + res.status;
+          try { why = (await res.json()).error.message; } catch (_) {}
+          out.textContent = '(logs unavailable: ' + why + ')';
+          return;
+        }
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value.replace(/\r\n?/g, '\n');
+          let cut;
+          while ((cut = buf.indexOf('\n\n')) >= 0) {
+            const msg = parseBlock(buf.slice(0, cut));
+            buf = buf.slice(cut + 2);
+            if (!msg || !msg.data.length) continue;
+            const data = JSON.parse(msg.data.join('\n'));
+            if (msg.event === 'output') {
+              any = true;
+              out.append(data.stream === 'stderr' ? h('span', { class: 'stderr', title: 'stderr', text: data.text }) : data.text);
+            } else if (msg.event === 'end') {
+              out.append(h('span', { class: 'muted', text: (any ? '\n' : '') + '[ended' + (data.exit_code == null ? '' : ' with exit code ' + data.exit_code) + ']' }));
+            } else if (msg.event === 'error') {
+              out.append(h('span', { class: 'muted', text: '\n[log stream error: ' + ((data.error || {}).message || '') + ']' }));
+            }
+          }
+        }
+      } catch (e) {
+        if (e.name !== 'AbortError') out.append(h('span', { class: 'muted', text: '\n[log stream lost: ' + e.message + ']' }));
+      }
+    }
+    function stopLogs() {
+      if (view.logAbort) view.logAbort.abort();
+      view.logAbort = null;
+      view.logTask = null;
     }
     function renderTask(id) {
       if (view.task !== id) {
-        clearTimeout(view.logTimer);
+        stopLogs();
         view.task = id;
-        $('task-logs').textContent = '…';
+        $('task-logs').textContent = '(no output: the task has not been placed yet)';
         $('task-result').textContent = '';
         loadHistory(id);
-        refreshLogs(id);
       }
       const t = S.tasks.get(id);
+      if (t && view.logTask !== id && (t.node || t.placement)) {
+        view.logTask = id;
+        followLogs(id);
+      }
       $('view-task').dataset.state = t ? t.state : 'unknown';
       if (!t) { $('task-title').textContent = 'Task ' + id + ' (not found)'; return; }
       $('task-title').textContent = 'Task ' + t.spec.name;
@@ -259,7 +301,7 @@ extension DashboardScript {
       try { await api('/api/v1/tasks/' + encodeURIComponent(id), { method: 'DELETE' }); $('task-result').textContent = 'Cancel requested.'; }
       catch (e) { $('task-result').textContent = 'Cancel failed: ' + e.message; }
     });
-    window.addEventListener('hashchange', () => { if (route().name !== 'task') { clearTimeout(view.logTimer); view.task = null; } render(); });
+    window.addEventListener('hashchange', () => { if (route().name !== 'task') { stopLogs(); view.task = null; } render(); });
     render();
     if (S.tokenRequired && !S.token) askToken(); else start();
     """#

@@ -238,6 +238,9 @@ final class CLIProcess: Sendable {
             #expect(drained["state"] as? String == "draining")
             let back = try await env.json(["node", "uncordon", nodeID])
             #expect(back["state"] as? String == "ready" && back["schedulable"] as? Bool == true, "\(back)")
+            // node rm: refused while a task is placed on it, with the server's one-line reason.
+            let busy = try await env.run(["node", "rm", nodeID])
+            #expect(busy.status == 1 && busy.stderr.contains("drain it first") && busy.stderr.split(separator: "\n").count == 1, "\(busy)")
 
             // task rm cancels.
             let removed = try await env.ok(["task", "rm", sleeperID])

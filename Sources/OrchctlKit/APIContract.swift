@@ -24,6 +24,7 @@ public enum APIContract {
         Operation("get", "/api/v1/tasks/{id}/logs", ["limit_bytes", "tail", "since", "stream", "follow"]),
         Operation("get", "/api/v1/nodes"),
         Operation("get", "/api/v1/nodes/{id}"),
+        Operation("delete", "/api/v1/nodes/{id}"),
         Operation("post", "/api/v1/nodes/{id}/drain"),
         Operation("post", "/api/v1/nodes/{id}/cordon"),
         Operation("post", "/api/v1/nodes/{id}/uncordon"),

@@ -11,7 +11,7 @@ struct NodeCommand: ParsableCommand {
           orchctl node ls
           orchctl node drain worker-1a2b
         """,
-        subcommands: [NodeList.self, NodeGet.self, NodeAction.Drain.self, NodeAction.Cordon.self, NodeAction.Uncordon.self]
+        subcommands: [NodeList.self, NodeGet.self, NodeAction.Drain.self, NodeAction.Cordon.self, NodeAction.Uncordon.self, NodeRemove.self]
     )
 }
 
@@ -69,6 +69,31 @@ struct NodeGet: AsyncParsableCommand {
             let node = try await client.getJSON("/api/v1/nodes/\(pathSegment(id))")
             let now = Age.nowMs
             options.emit(node) { Views.nodeDescription(node, now: now) }
+        }
+    }
+}
+
+/// `orchctl node rm ID`
+struct NodeRemove: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm", abstract: "Remove a node that has no task placed on it (drain it first).",
+        discussion: """
+        A worker still running as the node joins again as a new node; stop it first to retire the \
+        machine. Down nodes are also removed by the leader after --node-purge-after.
+
+        Example:
+          orchctl node drain worker-1a2b && orchctl node rm worker-1a2b
+        """,
+        aliases: ["delete", "remove"]
+    )
+
+    @Argument(help: "The node's id.") var id: String
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        try await withClient(options) { client in
+            let node = try await client.send(.DELETE, "/api/v1/nodes/\(pathSegment(id))").checkedJSON()
+            options.emit(node) { "node \(id) removed" }
         }
     }
 }

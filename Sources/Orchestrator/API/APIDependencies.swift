@@ -202,8 +202,10 @@ public struct APIConfiguration: Sendable {
     /// Log bytes returned when the request does not say (`limit_bytes`), and the most it may ask.
     public var defaultLogBytes = 1 << 20
     public var maxLogBytes = 16 << 20
-    /// Largest `limit` of a task listing.
+    /// Largest `limit` of a task listing, and the page size when a listing gives none: a client
+    /// that never pages still gets a bounded answer (and `continue` for the rest).
     public var maxPageSize = 10_000
+    public var defaultPageSize = 1_000
 
     public init() {}
 

@@ -61,7 +61,8 @@ public struct OpenAPIDocument: Sendable {
                     parameters: [
                         list("state", "Comma-separated task states to keep", TaskState.allCases.map(\.rawValue), example: ["running", "pending"]),
                         query("node", "Keep tasks on this node", schema: ["type": "string", "minLength": 1]),
-                        query("limit", "Largest page", schema: ["type": "integer", "minimum": 1, "maximum": .int(configuration.maxPageSize)]),
+                        query("limit", "Largest page", schema: ["type": "integer", "minimum": 1, "maximum": .int(configuration.maxPageSize),
+                                                                "default": .int(configuration.defaultPageSize)]),
                         query("continue", "Token from the previous page", schema: ["type": "string"]),
                         consistent, minRevision,
                     ],

@@ -69,13 +69,14 @@ extension OrchestratorAPI {
         return jsonResponse(TaskView(stored), status: .created, revision: stored.revision, headers: extra)
     }
 
-    /// `GET /api/v1/tasks?state=a,b&node=n&limit=k&continue=t`: in id order (submission order).
+    /// `GET /api/v1/tasks?state=a,b&node=n&limit=k&continue=t`: in id order (submission order), at most
+    /// `defaultPageSize` a page unless `limit` says otherwise.
     func listTasks(_ request: Request) async throws -> Response {
         let consistency = try request.readConsistency()
         let states = try Self.parseStates(request.query("state"))
         let node = request.query("node")
         if node?.isEmpty == true { throw APIError.invalid("node", "must not be empty") }
-        let limit = try request.int64Query("limit", range: 1...Int64(configuration.maxPageSize)).map { Int($0) }
+        let limit = Int(try request.int64Query("limit", range: 1...Int64(configuration.maxPageSize)) ?? Int64(configuration.defaultPageSize))
         // An empty token is the first page, as in Kubernetes.
         let tokenText = request.query("continue").flatMap { $0.isEmpty ? nil : $0 }
         let token: ContinueToken? = try tokenText.map { (text) throws(APIError) in try ContinueToken(decoding: text) }

@@ -21,6 +21,15 @@ import Testing
         return out
     }
 
+    @Test("without limit a listing is paged at the default page size, with continue for the rest")
+    func defaultPage() async throws {
+        let f = APIFixture { $0.defaultPageSize = 3 }
+        try await f.test { client in
+            for _ in 0..<5 { try await client.createTask() }
+            #expect(try await pages(client, "/api/v1/tasks") == [["t001", "t002", "t003"], ["t004", "t005"]])
+        }
+    }
+
     @Test("limit and continue walk every task once, in order")
     func walk() async throws {
         let f = APIFixture()

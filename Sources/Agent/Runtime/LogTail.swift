@@ -37,27 +37,9 @@ struct DockerLogDemuxer: Sendable {
     /// Frames whose header has been read: one per log line with the json-file driver.
     private(set) var frames = 0
 
-    /// Feeds a chunk; `payload` receives the payload bytes it contains, in order.
-    mutating func feed<C: Collection>(_ chunk: C, payload: (C.SubSequence) -> Void) where C.Element == UInt8 {
-        var rest = chunk[...]
-        while !rest.isEmpty {
-            if remaining > 0 {
-                let take = rest.prefix(remaining)
-                payload(take)
-                remaining -= take.count
-                rest = rest.dropFirst(take.count)
-                continue
-            }
-            let need = 8 - header.count
-            header.append(contentsOf: rest.prefix(need))
-            rest = rest.dropFirst(need)
-            if header.count == 8 {
-                remaining = Int(header[4]) << 24 | Int(header[5]) << 16 | Int(header[6]) << 8 | Int(header[7])
-                stream = header[0]
-                header.removeAll(keepingCapacity: true)
-                frames += 1
-            }
-        }
+    /// Feeds a chunk; `payload` receives the payload of each frame it completes, in order.
+    mutating func feed<C: Collection>(_ chunk: C, payload: ([UInt8]) -> Void) where C.Element == UInt8 {
+        feedFrames(chunk) { _, bytes in payload(bytes) }
     }
 
     /// Feeds a chunk; `frame` receives each whole frame it completes: its stream (1 stdout,

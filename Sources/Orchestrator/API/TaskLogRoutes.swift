@@ -77,21 +77,8 @@ extension OrchestratorAPI {
                         continuation.yield(.keepalive)
                     }
                 }
-                loop: for await item in items {
-                    switch item {
-                    case .frames(let text):
-                        try await writer.write(ByteBuffer(string: text))
-                        if text.hasPrefix("event: end\n") { break loop }
-                    case .keepalive:
-                        try await writer.write(ByteBuffer(string: ": keepalive\n\n"))
-                    case .failed(let error):
-                        try await writer.write(ByteBuffer(string: EventStreamEncoder.errorMessage(error)))
-                        break loop
-                    case .shutdown:
-                        try await writer.write(ByteBuffer(string: EventStreamEncoder.message(
-                            id: nil, event: "shutdown", data: APIJSON.encode(["reason": "the master is shutting down; follow again with since"]))))
-                        break loop
-                    }
+                try await EventStreamRegistry.write(items, to: &writer, shutdownReason: "the master is shutting down; follow again with since") { text in
+                    !text.hasPrefix("event: end\n")
                 }
                 group.cancelAll()
             }

@@ -105,6 +105,28 @@ final class EventStreamRegistry: Sendable {
 
     private let state = Mutex(State())
 
+    /// Writes a stream's items as they come: frames (each passed to `written`, which says whether
+    /// to go on), keepalive comments, and the `error` or `shutdown` message that ends it.
+    static func write(_ items: AsyncStream<Item>, to writer: inout some ResponseBodyWriter, shutdownReason: String,
+                      written: (String) -> Bool) async throws {
+        for await item in items {
+            switch item {
+            case .frames(let text):
+                try await writer.write(ByteBuffer(string: text))
+                if !written(text) { return }
+            case .keepalive:
+                try await writer.write(ByteBuffer(string: ": keepalive\n\n"))
+            case .failed(let error):
+                try await writer.write(ByteBuffer(string: EventStreamEncoder.errorMessage(error)))
+                return
+            case .shutdown:
+                try await writer.write(ByteBuffer(string: EventStreamEncoder.message(
+                    id: nil, event: "shutdown", data: APIJSON.encode(["reason": shutdownReason]))))
+                return
+            }
+        }
+    }
+
     /// Registers a stream, or returns nil when `limit` are open.
     func register(_ continuation: AsyncStream<Item>.Continuation, limit: Int) -> UInt64? {
         state.withLock { s in
@@ -251,21 +273,9 @@ extension OrchestratorAPI {
                     }
                 }
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: events after revision \(from - 1)\n\n"))
-                loop: for await item in items {
-                    switch item {
-                    case .frames(let text):
-                        try await writer.write(ByteBuffer(string: text))
-                        backlog.written(text.utf8.count)
-                    case .keepalive:
-                        try await writer.write(ByteBuffer(string: ": keepalive\n\n"))
-                    case .failed(let error):
-                        try await writer.write(ByteBuffer(string: EventStreamEncoder.errorMessage(error)))
-                        break loop
-                    case .shutdown:
-                        try await writer.write(ByteBuffer(string: EventStreamEncoder.message(
-                            id: nil, event: "shutdown", data: APIJSON.encode(["reason": "the master is shutting down; reconnect with Last-Event-ID"]))))
-                        break loop
-                    }
+                try await EventStreamRegistry.write(items, to: &writer, shutdownReason: "the master is shutting down; reconnect with Last-Event-ID") { text in
+                    backlog.written(text.utf8.count)
+                    return true
                 }
                 group.cancelAll()
             }

@@ -143,22 +143,6 @@ enum ProcessLogFiles {
         defer { close(fd) }
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
-
-    /// The bytes of `path` from `offset` on, at most `limit`; empty when it is missing.
-    static func read(_ path: String, from offset: Int64, limit: Int) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: limit)
-        var filled = 0
-        while filled < limit {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, limit - filled, off_t(offset) + off_t(filled)) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { break }
-            filled += n
-        }
-        return Array(bytes[0..<filled])
-    }
 }
 
 /// A task's two logs and its timeline, opened once: a reader keeps reading them to their end even

@@ -118,31 +118,6 @@ enum ProcessSystem {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The last `limit` bytes of the file at `path`; nil when it cannot be opened.
-    static func readTail(_ path: String, limit: Int) throws(RuntimeError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let error = errno
-            if error == ENOENT { return nil }
-            throw .system(operation: "open \(path)", errno: error, message: errorString(error))
-        }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { return [] }
-        let size = Int(info.st_size)
-        var offset = max(0, size - limit)
-        var bytes = [UInt8](repeating: 0, count: size - offset)
-        var filled = 0
-        while filled < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, $0.count - filled, off_t(offset)) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { break }
-            filled += n
-            offset += n
-        }
-        return Array(bytes[0..<filled])
-    }
-
     static func errorString(_ code: Int32) -> String {
         String(cString: strerror(code))
     }

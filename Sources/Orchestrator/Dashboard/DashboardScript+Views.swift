@@ -26,6 +26,8 @@ extension DashboardScript {
     }
     function state(word) { return h('span', { class: 'state state-' + word, text: word.replace('_', ' ') }); }
     function summary(dl, pairs) { dl.replaceChildren(...pairs.flatMap(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)])); }
+    // Where a task runs, or for one that ended, where it last ran.
+    function taskNode(t) { return t.node || (t.placement && t.placement.node) || ''; }
     function age(ms) {
       if (!ms) return '—';
       const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
@@ -116,14 +118,14 @@ extension DashboardScript {
     function renderTasks() {
       const want = $('task-state').value, q = $('task-search').value.trim().toLowerCase();
       const rows = [...S.tasks.values()].filter((t) => (!want || t.state === want) &&
-        (!q || [t.id, t.spec.name, t.node || '', t.spec.image].some((s) => s.toLowerCase().includes(q))))
+        (!q || [t.id, t.spec.name, taskNode(t), t.spec.image].some((s) => s.toLowerCase().includes(q))))
         .sort((a, b) => b.created_at - a.created_at || b.id.localeCompare(a.id));
       const pages = Math.max(1, Math.ceil(rows.length / PAGE));
       taskPage = Math.min(taskPage, pages - 1);
       $('tasks').tBodies[0].replaceChildren(...rows.slice(taskPage * PAGE, (taskPage + 1) * PAGE).map((t) =>
         h('tr', { 'data-task': t.id, 'data-state': t.state },
           h('td', {}, h('a', { href: '#/tasks/' + encodeURIComponent(t.id), text: t.spec.name })), h('td', {}, state(t.state)),
-          h('td', { text: t.node || '—' }), h('td', { text: age(t.created_at) }), h('td', { text: t.spec.image }))));
+          h('td', { text: taskNode(t) || '—' }), h('td', { text: age(t.created_at) }), h('td', { text: t.spec.image }))));
       $('page-info').textContent = rows.length + ' tasks · page ' + (taskPage + 1) + ' of ' + pages;
       $('page-prev').disabled = taskPage === 0;
       $('page-next').disabled = taskPage >= pages - 1;
@@ -238,7 +240,7 @@ extension DashboardScript {
       $('view-task').dataset.state = t ? t.state : 'unknown';
       if (!t) { $('task-title').textContent = 'Task ' + id + ' (not found)'; return; }
       $('task-title').textContent = 'Task ' + t.spec.name;
-      summary($('task-summary'), [['Id', t.id], ['State', state(t.state)], ['Node', t.node || '—'], ['Epoch', String(t.epoch)],
+      summary($('task-summary'), [['Id', t.id], ['State', state(t.state)], ['Node', taskNode(t) || '—'], ['Epoch', String(t.epoch)],
         ['Retries', String(t.retries)], ['Reason', t.reason || '—'], ['Exit code', t.exit_code == null ? '—' : String(t.exit_code)],
         ['Created', new Date(t.created_at).toISOString() + ' (' + age(t.created_at) + ' ago)'], ['Updated', new Date(t.updated_at).toISOString()]]);
       $('task-cancel').disabled = ['completed', 'failed', 'cancelled'].includes(t.state);

@@ -62,7 +62,16 @@ extension Raft {
             progress[node] = Progress(next: log.lastIndex + 1, maxInflight: config.maxInflight,
                                       isLearner: learners.contains(node))
         }
-        for node in progress.keys where !voters.contains(node) && !learners.contains(node) {
+        for node in progress.keys.sorted() where !voters.contains(node) && !learners.contains(node) {
+            if role == .leader && node != id {
+                // The leader stops replicating to a removed server, which would then never learn
+                // the commit of its own removal and keep campaigning (thesis §4.2.3 discusses such
+                // disruptive servers). One last append and heartbeat carry the commit index to it,
+                // so it can apply its removal and stop; best effort (the application may also tell
+                // it, as etcd's transport does).
+                _ = sendAppend(to: node)
+                send(Message(kind: .heartbeat, to: node, commit: min(progress[node]!.match, log.committed)))
+            }
             progress[node] = nil
         }
         for node in confState.members { progress[node]!.isLearner = learners.contains(node) }

@@ -69,7 +69,10 @@ public struct Raft: Sendable {
 
     /// Creates a server from what it persisted. With an empty persisted state and `bootstrap` voters,
     /// the log starts with their membership entries, identically on every founding member.
-    public init(config: RaftConfig, persisted: PersistedState, bootstrap: [NodeID] = []) {
+    /// `bootstrapContexts` gives each founding member's entry its context (its addresses, say), so
+    /// that the member table is in the log from the first entry, as etcd's bootstrap does.
+    public init(config: RaftConfig, persisted: PersistedState, bootstrap: [NodeID] = [],
+                bootstrapContexts: [NodeID: [UInt8]] = [:]) {
         precondition(config.id != noNode, "a Raft server needs a non-zero id")
         self.config = config
         self.random = SplitMix64(seed: config.seed)
@@ -80,7 +83,7 @@ public struct Raft: Sendable {
             // treats them as committed, so they need no election to take effect.
             state.entries = bootstrap.sorted().enumerated().map { i, node in
                 Entry(term: 1, index: UInt64(i + 1), kind: .confChange,
-                      data: ConfChange(kind: .addNode, node: node).encoded)
+                      data: ConfChange(kind: .addNode, node: node, context: bootstrapContexts[node] ?? []).encoded)
             }
             state.hardState = HardState(term: 1, vote: noNode, commit: UInt64(bootstrap.count))
         }

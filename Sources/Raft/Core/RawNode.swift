@@ -46,8 +46,9 @@ public struct RawNode: Sendable {
     private var lastSoftState: (role: Role, leader: NodeID)
 
     /// A server starting from what it persisted (see `Raft.init`).
-    public init(config: RaftConfig, persisted: PersistedState, bootstrap: [NodeID] = []) {
-        raft = Raft(config: config, persisted: persisted, bootstrap: bootstrap)
+    public init(config: RaftConfig, persisted: PersistedState, bootstrap: [NodeID] = [],
+                bootstrapContexts: [NodeID: [UInt8]] = [:]) {
+        raft = Raft(config: config, persisted: persisted, bootstrap: bootstrap, bootstrapContexts: bootstrapContexts)
         // The persisted hard state is what is on disk; a bootstrapped one is not yet.
         lastHardState = persisted.hardState
         lastSyncedHardState = persisted.hardState

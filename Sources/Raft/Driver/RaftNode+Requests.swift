@@ -71,6 +71,10 @@ extension RaftNode {
     /// Starts a request taken from the mailbox; its deadline is counted in ticks.
     func handle(_ request: Request) {
         let deadline = ticks + options.requestTimeoutTicks
+        if removed {
+            fail(request, .rejected(Self.removedMessage))
+            return
+        }
         switch request {
         case .propose(let command, let cont):
             // Consecutive proposals in the inbox end up in one Ready; the core batches them per append.

@@ -10,9 +10,12 @@ extension RaftNode {
         let r = raw.raft
         guard !encodingSnapshot, r.appliedIndex >= r.firstIndex - 1 + options.snapshotThreshold else { return }
         encodingSnapshot = true
+        // The member table is captured with the image, at the same applied index: a server that
+        // restores this snapshot learns the members' contexts (addresses) from it.
         let (index, confState, encode, storage) = (r.appliedIndex, r.confState, machine.snapshotImage(), storage)
+        let members = self.members
         Task.detached { [weak self] in
-            let data = encode()
+            let data = SnapshotEnvelope.wrap(members: members, image: encode())
             do {
                 // Written and synced here, off the loop (see SQLiteSnapshotFile for why).
                 try storage.stageSnapshot(index: index, data: data)
@@ -61,7 +64,7 @@ extension RaftNode {
             return "a member listed twice"
         }
         do {
-            try machine.validateSnapshot(snap.data)
+            try machine.validateSnapshot(SnapshotEnvelope.unwrap(snap.data).image)
         } catch {
             return "the state machine cannot restore it: \(error)"
         }

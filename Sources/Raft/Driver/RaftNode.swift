@@ -23,6 +23,11 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         /// the leader it went to may have lost office, and it would otherwise wait out the whole
         /// request timeout. etcd's server retries its ReadIndex every 500 ms likewise.
         public var readRetryTicks: Int = 5
+        /// Told, on the node's loop, the membership and member table once the node runs and again
+        /// after every applied membership change or snapshot: the application points its transport
+        /// at the members (adds and removes peers) and learns when this server was removed. It must
+        /// return at once.
+        public var onMembershipChange: (@Sendable (MembershipView) -> Void)?
         public init() {}
     }
 
@@ -89,19 +94,32 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     var snapshotsRefused: UInt64 = 0
     /// A failure found outside `processReady` (saving a snapshot) that must stop the node.
     var storageFailure: RaftNodeError?
+    /// The contexts of the members (their addresses), as of the applied index.
+    var members = MemberTable()
+    /// Whether this server has been a member of the applied membership: a server that starts empty
+    /// to join is in none until the leader's log or snapshot adds it.
+    var wasMember = false
+    /// Set once an applied membership no longer lists this server after it was a member: from then
+    /// on it neither ticks nor steps messages nor accepts requests (it would otherwise campaign
+    /// with a stale log, or answer clients as if it still belonged to the cluster).
+    var removed = false
 
     /// Opens a node from its storage. `bootstrap` lists the founding voters of a new cluster (the
     /// same on each founding member); a member added later starts with none and learns the
-    /// membership from the leader.
+    /// membership from the leader. `bootstrapContexts` are the founding members' contexts (their
+    /// addresses), written into the bootstrap entries and so into the member table.
     public init(
         config: RaftConfig, storage: any LogStorage, machine: any RaftStateMachine,
-        transport: any RaftTransport, bootstrap: [NodeID] = [], clock: C, options: Options = Options(),
-        logger: Logger = Logger(label: "raft")
+        transport: any RaftTransport, bootstrap: [NodeID] = [], bootstrapContexts: [NodeID: [UInt8]] = [:],
+        clock: C, options: Options = Options(), logger: Logger = Logger(label: "raft")
     ) throws {
         let persisted = try storage.load()
+        var members = MemberTable()
         if !persisted.snapshot.isEmpty {
+            let (table, image) = SnapshotEnvelope.unwrap(persisted.snapshot.data)
+            members = Self.table(table, for: persisted.snapshot.metadata.confState, keeping: MemberTable())
             do {
-                try machine.restore(persisted.snapshot.data, index: persisted.snapshot.metadata.index)
+                try machine.restore(image, index: persisted.snapshot.metadata.index)
             } catch {
                 // Snapshots are validated before they are saved, so this is damage on disk: the
                 // log before it is gone, and starting without its state would serve a wrong one.
@@ -109,7 +127,9 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
                     "the saved snapshot at index \(persisted.snapshot.metadata.index) cannot be restored: \(error)")
             }
         }
-        raw = RawNode(config: config, persisted: persisted, bootstrap: bootstrap)
+        raw = RawNode(config: config, persisted: persisted, bootstrap: bootstrap, bootstrapContexts: bootstrapContexts)
+        self.members = members
+        self.wasMember = persisted.snapshot.metadata.confState.members.contains(config.id)
         self.storage = storage
         self.machine = machine
         self.transport = transport
@@ -127,6 +147,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         precondition(!running, "RaftNode.run() called twice")
         running = true
         defer { mailbox.withLock { $0.stopped = true } }
+        notifyMembership()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [transport] in
                 try await transport.run(
@@ -194,10 +215,28 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
 
     private func handle(_ event: Event) {
         switch event {
+        case .tick where removed:
+            ticks += 1
+            expireRequests()
+        case .messages, .unreachable:
+            guard !removed else { return }
+            handleNetwork(event)
         case .tick:
             ticks += 1
             raw.tick()
             expireRequests()
+        case .request(let request):
+            handle(request)
+        case .snapshotEncoded(let index, let confState, let data):
+            finishSnapshot(index: index, confState: confState, data: data)
+        case .storageFailed(let why):
+            logger.critical("storage failed; stopping", metadata: ["error": "\(why)"])
+            storageFailure = .storage(why)
+        }
+    }
+
+    private func handleNetwork(_ event: Event) {
+        switch event {
         case .messages(let batch):
             let now = clock.now
             for m in batch {
@@ -217,13 +256,8 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             }
         case .unreachable(let peer):
             raw.reportUnreachable(peer)
-        case .request(let request):
-            handle(request)
-        case .snapshotEncoded(let index, let confState, let data):
-            finishSnapshot(index: index, confState: confState, data: data)
-        case .storageFailed(let why):
-            logger.critical("storage failed; stopping", metadata: ["error": "\(why)"])
-            storageFailure = .storage(why)
+        default:
+            break
         }
     }
 
@@ -270,11 +304,14 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             if !ready.messages.isEmpty { transport.send(ready.messages) }
             // 3. Apply.
             if let snap = ready.snapshot {
+                let (table, image) = SnapshotEnvelope.unwrap(snap.data)
                 do {
-                    try machine.restore(snap.data, index: snap.metadata.index)
+                    try machine.restore(image, index: snap.metadata.index)
                 } catch {
                     throw RaftNodeError.storage("cannot restore snapshot \(snap.metadata.index): \(error)")
                 }
+                members = Self.table(table, for: snap.metadata.confState, keeping: members)
+                membershipApplied(snap.metadata.confState)
             }
             for entry in ready.committedEntries { apply(entry) }
             for rs in ready.readStates { reads[rs.context]?.index = rs.index }
@@ -293,15 +330,18 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
 
     private func apply(_ entry: Entry) {
         var result: [UInt8] = []
+        var changed: ConfState?
         switch entry.kind {
         case .normal:
             if !entry.data.isEmpty { result = machine.apply(entry.data, index: entry.index) }
         case .confChange:
             if let change = ConfChange(decoding: entry.data) {
                 let conf = raw.applyConfChange(change)
+                members.apply(change)
                 logger.info("membership changed", metadata: [
                     "change": "\(change.kind)", "node": "\(change.node)",
                     "voters": "\(conf.voters)", "learners": "\(conf.learners)"])
+                changed = conf
             } else {
                 logger.error("undecodable membership entry", metadata: ["index": "\(entry.index)"])
             }
@@ -311,6 +351,8 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         case .dropped(let waiter)?: waiter.resume(throwing: RaftNodeError.proposalDropped)
         case nil: break
         }
+        // After the change's own proposer is answered: a server removing itself reports success.
+        if let changed { membershipApplied(changed) }
     }
 
     /// Proposals whose entry is no longer in the log (a new leader overwrote it) fail at once.

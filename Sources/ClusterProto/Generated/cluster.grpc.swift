@@ -38,9 +38,23 @@ public enum Orchestrator_V1_Masters: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Membership" metadata.
+        public enum Membership: Sendable {
+            /// Request type for "Membership".
+            public typealias Input = Orchestrator_V1_MembershipRequest
+            /// Response type for "Membership".
+            public typealias Output = Orchestrator_V1_MembershipResponse
+            /// Descriptor for "Membership".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "orchestrator.v1.Masters"),
+                method: "Membership",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "orchestrator.v1.Masters" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Forward.descriptor
+            Forward.descriptor,
+            Membership.descriptor
         ]
     }
 }
@@ -84,6 +98,28 @@ extension Orchestrator_V1_Masters {
             request: GRPCCore.StreamingServerRequest<Orchestrator_V1_ForwardRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_ForwardResponse>
+
+        /// Handle the "Membership" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The masters' membership: LIST answers from the called master's replica (a starting master
+        /// > probes its --peers with it); ADD, PROMOTE and REMOVE are carried out by the leader, to which a
+        /// > follower passes them on. `master --join HOST:PORT` calls ADD (then PROMOTE) on that address.
+        /// > Errors: FAILED_PRECONDITION another change is in progress or the learner is not caught up,
+        /// > INVALID_ARGUMENT bad input, NOT_FOUND unknown member, UNAVAILABLE no leader.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Orchestrator_V1_MembershipRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Orchestrator_V1_MembershipResponse` messages.
+        func membership(
+            request: GRPCCore.StreamingServerRequest<Orchestrator_V1_MembershipRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_MembershipResponse>
     }
 
     /// Service protocol for the "orchestrator.v1.Masters" service.
@@ -111,6 +147,28 @@ extension Orchestrator_V1_Masters {
             request: GRPCCore.ServerRequest<Orchestrator_V1_ForwardRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_ForwardResponse>
+
+        /// Handle the "Membership" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The masters' membership: LIST answers from the called master's replica (a starting master
+        /// > probes its --peers with it); ADD, PROMOTE and REMOVE are carried out by the leader, to which a
+        /// > follower passes them on. `master --join HOST:PORT` calls ADD (then PROMOTE) on that address.
+        /// > Errors: FAILED_PRECONDITION another change is in progress or the learner is not caught up,
+        /// > INVALID_ARGUMENT bad input, NOT_FOUND unknown member, UNAVAILABLE no leader.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_MembershipRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Orchestrator_V1_MembershipResponse` message.
+        func membership(
+            request: GRPCCore.ServerRequest<Orchestrator_V1_MembershipRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_MembershipResponse>
     }
 
     /// Simple service protocol for the "orchestrator.v1.Masters" service.
@@ -136,6 +194,28 @@ extension Orchestrator_V1_Masters {
             request: Orchestrator_V1_ForwardRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Orchestrator_V1_ForwardResponse
+
+        /// Handle the "Membership" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The masters' membership: LIST answers from the called master's replica (a starting master
+        /// > probes its --peers with it); ADD, PROMOTE and REMOVE are carried out by the leader, to which a
+        /// > follower passes them on. `master --join HOST:PORT` calls ADD (then PROMOTE) on that address.
+        /// > Errors: FAILED_PRECONDITION another change is in progress or the learner is not caught up,
+        /// > INVALID_ARGUMENT bad input, NOT_FOUND unknown member, UNAVAILABLE no leader.
+        ///
+        /// - Parameters:
+        ///   - request: A `Orchestrator_V1_MembershipRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Orchestrator_V1_MembershipResponse` to respond with.
+        func membership(
+            request: Orchestrator_V1_MembershipRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Orchestrator_V1_MembershipResponse
     }
 }
 
@@ -149,6 +229,17 @@ extension Orchestrator_V1_Masters.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_ForwardResponse>(),
             handler: { request, context in
                 try await self.forward(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Orchestrator_V1_Masters.Method.Membership.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_MembershipRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_MembershipResponse>(),
+            handler: { request, context in
+                try await self.membership(
                     request: request,
                     context: context
                 )
@@ -170,6 +261,17 @@ extension Orchestrator_V1_Masters.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func membership(
+        request: GRPCCore.StreamingServerRequest<Orchestrator_V1_MembershipRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_MembershipResponse> {
+        let response = try await self.membership(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -181,6 +283,19 @@ extension Orchestrator_V1_Masters.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_ForwardResponse> {
         return GRPCCore.ServerResponse<Orchestrator_V1_ForwardResponse>(
             message: try await self.forward(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func membership(
+        request: GRPCCore.ServerRequest<Orchestrator_V1_MembershipRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_MembershipResponse> {
+        return GRPCCore.ServerResponse<Orchestrator_V1_MembershipResponse>(
+            message: try await self.membership(
                 request: request.message,
                 context: context
             ),
@@ -219,6 +334,33 @@ extension Orchestrator_V1_Masters {
             deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_ForwardResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_ForwardResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Membership" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The masters' membership: LIST answers from the called master's replica (a starting master
+        /// > probes its --peers with it); ADD, PROMOTE and REMOVE are carried out by the leader, to which a
+        /// > follower passes them on. `master --join HOST:PORT` calls ADD (then PROMOTE) on that address.
+        /// > Errors: FAILED_PRECONDITION another change is in progress or the learner is not caught up,
+        /// > INVALID_ARGUMENT bad input, NOT_FOUND unknown member, UNAVAILABLE no leader.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_MembershipRequest` message.
+        ///   - serializer: A serializer for `Orchestrator_V1_MembershipRequest` messages.
+        ///   - deserializer: A deserializer for `Orchestrator_V1_MembershipResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func membership<Result>(
+            request: GRPCCore.ClientRequest<Orchestrator_V1_MembershipRequest>,
+            serializer: some GRPCCore.MessageSerializer<Orchestrator_V1_MembershipRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_MembershipResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_MembershipResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -271,6 +413,44 @@ extension Orchestrator_V1_Masters {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Membership" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The masters' membership: LIST answers from the called master's replica (a starting master
+        /// > probes its --peers with it); ADD, PROMOTE and REMOVE are carried out by the leader, to which a
+        /// > follower passes them on. `master --join HOST:PORT` calls ADD (then PROMOTE) on that address.
+        /// > Errors: FAILED_PRECONDITION another change is in progress or the learner is not caught up,
+        /// > INVALID_ARGUMENT bad input, NOT_FOUND unknown member, UNAVAILABLE no leader.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_MembershipRequest` message.
+        ///   - serializer: A serializer for `Orchestrator_V1_MembershipRequest` messages.
+        ///   - deserializer: A deserializer for `Orchestrator_V1_MembershipResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func membership<Result>(
+            request: GRPCCore.ClientRequest<Orchestrator_V1_MembershipRequest>,
+            serializer: some GRPCCore.MessageSerializer<Orchestrator_V1_MembershipRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_MembershipResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_MembershipResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Orchestrator_V1_Masters.Method.Membership.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -297,6 +477,39 @@ extension Orchestrator_V1_Masters.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_ForwardRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_ForwardResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Membership" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The masters' membership: LIST answers from the called master's replica (a starting master
+    /// > probes its --peers with it); ADD, PROMOTE and REMOVE are carried out by the leader, to which a
+    /// > follower passes them on. `master --join HOST:PORT` calls ADD (then PROMOTE) on that address.
+    /// > Errors: FAILED_PRECONDITION another change is in progress or the learner is not caught up,
+    /// > INVALID_ARGUMENT bad input, NOT_FOUND unknown member, UNAVAILABLE no leader.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Orchestrator_V1_MembershipRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func membership<Result>(
+        request: GRPCCore.ClientRequest<Orchestrator_V1_MembershipRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_MembershipResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.membership(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_MembershipRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_MembershipResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -329,6 +542,43 @@ extension Orchestrator_V1_Masters.ClientProtocol {
             metadata: metadata
         )
         return try await self.forward(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Membership" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The masters' membership: LIST answers from the called master's replica (a starting master
+    /// > probes its --peers with it); ADD, PROMOTE and REMOVE are carried out by the leader, to which a
+    /// > follower passes them on. `master --join HOST:PORT` calls ADD (then PROMOTE) on that address.
+    /// > Errors: FAILED_PRECONDITION another change is in progress or the learner is not caught up,
+    /// > INVALID_ARGUMENT bad input, NOT_FOUND unknown member, UNAVAILABLE no leader.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func membership<Result>(
+        _ message: Orchestrator_V1_MembershipRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_MembershipResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Orchestrator_V1_MembershipRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.membership(
             request: request,
             options: options,
             onResponse: handleResponse

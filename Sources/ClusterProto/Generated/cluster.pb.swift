@@ -114,6 +114,134 @@ public nonisolated enum Orchestrator_V1_LogStream: SwiftProtobuf.Enum, Swift.Cas
 
 }
 
+public nonisolated struct Orchestrator_V1_MembershipRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var action: Orchestrator_V1_MembershipRequest.Action = .list
+
+  /// PROMOTE and REMOVE: the member's Raft id.
+  public var memberID: UInt64 = 0
+
+  /// ADD: the new master's name (may be empty when added through etcd's MemberAdd), its Raft and
+  /// worker-protocol address, REST address and etcd API address (host:port; the last two may be
+  /// empty).
+  public var name: String = String()
+
+  public var rpcAddress: String = String()
+
+  public var apiAddress: String = String()
+
+  public var etcdAddress: String = String()
+
+  /// ADD from `master --join`: a member already added with this rpc address is answered as is,
+  /// so an operator may add it first (etcdctl member add) and a restart may retry the join.
+  public var join: Bool = false
+
+  /// Set by a follower passing the request to the leader: the leader does not pass it on again.
+  public var forwarded: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Action: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case list // = 0
+    case add // = 1
+    case promote // = 2
+    case remove // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .list
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .list
+      case 1: self = .add
+      case 2: self = .promote
+      case 3: self = .remove
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .list: return 0
+      case .add: return 1
+      case .promote: return 2
+      case .remove: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Orchestrator_V1_MembershipRequest.Action] = [
+      .list,
+      .add,
+      .promote,
+      .remove,
+    ]
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Orchestrator_V1_Member: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt64 = 0
+
+  public var name: String = String()
+
+  public var rpcAddress: String = String()
+
+  public var apiAddress: String = String()
+
+  public var etcdAddress: String = String()
+
+  public var learner: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Orchestrator_V1_MembershipResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The cluster's id (hex), stored in each member's data directory.
+  public var clusterID: String = String()
+
+  public var members: [Orchestrator_V1_Member] = []
+
+  /// ADD: the id the new member got.
+  public var memberID: UInt64 = 0
+
+  /// The leader's Raft id, 0 when unknown.
+  public var leaderID: UInt64 = 0
+
+  /// Names of the masters that have run in this cluster (they registered in the replicated
+  /// directory): one of them starting again with an empty data directory must not bootstrap.
+  public var started: [String] = []
+
+  /// The answering master's Raft id and applied index: a master that finds itself missing from
+  /// the members of a leader that has applied at least as far as itself knows it was removed.
+  public var responderID: UInt64 = 0
+
+  public var appliedIndex: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// The bytes of a `Store.Command` (Store/Command.swift's codec).
 public nonisolated struct Orchestrator_V1_ForwardRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -427,6 +555,190 @@ nonisolated extension Orchestrator_V1_ReportedState: SwiftProtobuf._ProtoNamePro
 
 nonisolated extension Orchestrator_V1_LogStream: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LOG_STREAM_ALL\0\u{1}LOG_STREAM_STDOUT\0\u{1}LOG_STREAM_STDERR\0")
+}
+
+nonisolated extension Orchestrator_V1_MembershipRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MembershipRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}action\0\u{3}member_id\0\u{1}name\0\u{3}rpc_address\0\u{3}api_address\0\u{3}etcd_address\0\u{1}join\0\u{1}forwarded\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.action) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.memberID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.rpcAddress) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.apiAddress) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.etcdAddress) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.join) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.forwarded) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.action != .list {
+      try visitor.visitSingularEnumField(value: self.action, fieldNumber: 1)
+    }
+    if self.memberID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memberID, fieldNumber: 2)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 3)
+    }
+    if !self.rpcAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.rpcAddress, fieldNumber: 4)
+    }
+    if !self.apiAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.apiAddress, fieldNumber: 5)
+    }
+    if !self.etcdAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.etcdAddress, fieldNumber: 6)
+    }
+    if self.join != false {
+      try visitor.visitSingularBoolField(value: self.join, fieldNumber: 7)
+    }
+    if self.forwarded != false {
+      try visitor.visitSingularBoolField(value: self.forwarded, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orchestrator_V1_MembershipRequest, rhs: Orchestrator_V1_MembershipRequest) -> Bool {
+    if lhs.action != rhs.action {return false}
+    if lhs.memberID != rhs.memberID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.rpcAddress != rhs.rpcAddress {return false}
+    if lhs.apiAddress != rhs.apiAddress {return false}
+    if lhs.etcdAddress != rhs.etcdAddress {return false}
+    if lhs.join != rhs.join {return false}
+    if lhs.forwarded != rhs.forwarded {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Orchestrator_V1_MembershipRequest.Action: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LIST\0\u{1}ADD\0\u{1}PROMOTE\0\u{1}REMOVE\0")
+}
+
+nonisolated extension Orchestrator_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Member"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{3}rpc_address\0\u{3}api_address\0\u{3}etcd_address\0\u{1}learner\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.rpcAddress) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.apiAddress) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.etcdAddress) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.learner) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if !self.rpcAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.rpcAddress, fieldNumber: 3)
+    }
+    if !self.apiAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.apiAddress, fieldNumber: 4)
+    }
+    if !self.etcdAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.etcdAddress, fieldNumber: 5)
+    }
+    if self.learner != false {
+      try visitor.visitSingularBoolField(value: self.learner, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orchestrator_V1_Member, rhs: Orchestrator_V1_Member) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.rpcAddress != rhs.rpcAddress {return false}
+    if lhs.apiAddress != rhs.apiAddress {return false}
+    if lhs.etcdAddress != rhs.etcdAddress {return false}
+    if lhs.learner != rhs.learner {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Orchestrator_V1_MembershipResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MembershipResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{1}members\0\u{3}member_id\0\u{3}leader_id\0\u{1}started\0\u{3}responder_id\0\u{3}applied_index\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.clusterID) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.memberID) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.leaderID) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.started) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.responderID) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.appliedIndex) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.clusterID.isEmpty {
+      try visitor.visitSingularStringField(value: self.clusterID, fieldNumber: 1)
+    }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 2)
+    }
+    if self.memberID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memberID, fieldNumber: 3)
+    }
+    if self.leaderID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.leaderID, fieldNumber: 4)
+    }
+    if !self.started.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.started, fieldNumber: 5)
+    }
+    if self.responderID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.responderID, fieldNumber: 6)
+    }
+    if self.appliedIndex != 0 {
+      try visitor.visitSingularUInt64Field(value: self.appliedIndex, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orchestrator_V1_MembershipResponse, rhs: Orchestrator_V1_MembershipResponse) -> Bool {
+    if lhs.clusterID != rhs.clusterID {return false}
+    if lhs.members != rhs.members {return false}
+    if lhs.memberID != rhs.memberID {return false}
+    if lhs.leaderID != rhs.leaderID {return false}
+    if lhs.started != rhs.started {return false}
+    if lhs.responderID != rhs.responderID {return false}
+    if lhs.appliedIndex != rhs.appliedIndex {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Orchestrator_V1_ForwardRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

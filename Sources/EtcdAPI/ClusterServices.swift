@@ -2,44 +2,78 @@ import EtcdProto
 import GRPCCore
 import Store
 
-/// etcd's `Cluster` service: the member list comes from `EtcdClusterInfo`. Membership changes go
-/// through the orchestrator, not the etcd API, so those methods are refused by name.
+/// etcd's `Cluster` service: members and their changes come from `EtcdClusterInfo` (on a master:
+/// Raft's membership, changed as the REST API changes it), so `etcdctl member list|add|remove|promote`
+/// work. `MemberUpdate` (changing a member's peer URLs) is refused: a master that moves is removed
+/// and added again.
 struct ClusterService: Etcdserverpb_Cluster.SimpleServiceProtocol {
     let core: ServerCore
 
-    private static let membershipReason = "membership is managed by the orchestrator's masters"
+    static func proto(_ member: EtcdMember) -> Etcdserverpb_Member {
+        var m = Etcdserverpb_Member()
+        m.id = member.id
+        m.name = member.name
+        m.peerUrls = member.peerURLs
+        m.clientUrls = member.clientURLs
+        m.isLearner = member.isLearner
+        return m
+    }
 
     func memberList(request: Etcdserverpb_MemberListRequest, context: ServerContext) async throws -> Etcdserverpb_MemberListResponse {
         try await etcdCall {
             var response = Etcdserverpb_MemberListResponse()
-            response.members = try await core.info.members().map { member in
-                var m = Etcdserverpb_Member()
-                m.id = member.id
-                m.name = member.name
-                m.peerUrls = member.peerURLs
-                m.clientUrls = member.clientURLs
-                m.isLearner = member.isLearner
-                return m
-            }
+            response.members = try await core.info.members().map(Self.proto)
             response.header = try await core.currentHeader()
             return response
         }
     }
 
     func memberAdd(request: Etcdserverpb_MemberAddRequest, context: ServerContext) async throws -> Etcdserverpb_MemberAddResponse {
-        throw core.unimplemented("etcdserverpb.Cluster/MemberAdd", reason: Self.membershipReason)
+        try await membershipCall {
+            let (member, members) = try await core.info.addMember(peerURLs: request.peerUrls, isLearner: request.isLearner)
+            var response = Etcdserverpb_MemberAddResponse()
+            response.member = Self.proto(member)
+            response.members = members.map(Self.proto)
+            response.header = try await core.currentHeader()
+            return response
+        }
     }
 
     func memberRemove(request: Etcdserverpb_MemberRemoveRequest, context: ServerContext) async throws -> Etcdserverpb_MemberRemoveResponse {
-        throw core.unimplemented("etcdserverpb.Cluster/MemberRemove", reason: Self.membershipReason)
+        try await membershipCall {
+            var response = Etcdserverpb_MemberRemoveResponse()
+            response.members = try await core.info.removeMember(id: request.id).map(Self.proto)
+            response.header = try await core.currentHeader()
+            return response
+        }
     }
 
     func memberUpdate(request: Etcdserverpb_MemberUpdateRequest, context: ServerContext) async throws -> Etcdserverpb_MemberUpdateResponse {
-        throw core.unimplemented("etcdserverpb.Cluster/MemberUpdate", reason: Self.membershipReason)
+        throw core.unimplemented("etcdserverpb.Cluster/MemberUpdate",
+                                 reason: "a master's addresses are fixed: remove it and add it again at the new address")
     }
 
     func memberPromote(request: Etcdserverpb_MemberPromoteRequest, context: ServerContext) async throws -> Etcdserverpb_MemberPromoteResponse {
-        throw core.unimplemented("etcdserverpb.Cluster/MemberPromote", reason: Self.membershipReason)
+        try await membershipCall {
+            var response = Etcdserverpb_MemberPromoteResponse()
+            response.members = try await core.info.promoteMember(id: request.id).map(Self.proto)
+            response.header = try await core.currentHeader()
+            return response
+        }
+    }
+
+    /// Refusals keep their own code (etcdctl prints the message); the rest as every etcd call.
+    private func membershipCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as EtcdMembershipError {
+            throw RPCError(code: error.code, message: "etcdserver: \(error.message)")
+        } catch EtcdAPIError.unimplemented(let method, let reason) {
+            // A server whose membership is fixed: logged by name, as every refused method is.
+            throw core.unimplemented(method, reason: reason)
+        } catch {
+            throw EtcdAPIError(error).rpcError
+        }
     }
 }
 

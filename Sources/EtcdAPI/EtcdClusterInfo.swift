@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import Raft
 import Store
 
@@ -65,10 +66,41 @@ public protocol EtcdClusterInfo: Sendable {
     func members() async throws -> [EtcdMember]
     /// This member's Raft and database state.
     func status() async throws -> EtcdMemberStatus
+    /// `Cluster/MemberAdd`: adds a member reached at `peerURLs`; returns it and the new member list.
+    func addMember(peerURLs: [String], isLearner: Bool) async throws -> (member: EtcdMember, members: [EtcdMember])
+    /// `Cluster/MemberRemove`: returns the members left.
+    func removeMember(id: UInt64) async throws -> [EtcdMember]
+    /// `Cluster/MemberPromote`: returns the member list.
+    func promoteMember(id: UInt64) async throws -> [EtcdMember]
+}
+
+/// A membership request refused, with the gRPC code etcd answers it with (etcdctl prints the
+/// message): FAILED_PRECONDITION for a change the cluster's state forbids now, NOT_FOUND for an
+/// unknown member, INVALID_ARGUMENT for bad input.
+public struct EtcdMembershipError: Error, Sendable, Equatable {
+    public var code: RPCError.Code
+    public var message: String
+
+    public init(code: RPCError.Code, message: String) {
+        self.code = code
+        self.message = message
+    }
 }
 
 extension EtcdClusterInfo {
     public var version: String { EtcdClusterInfoDefaults.version }
+
+    public func addMember(peerURLs: [String], isLearner: Bool) async throws -> (member: EtcdMember, members: [EtcdMember]) {
+        throw EtcdAPIError.unimplemented(method: "etcdserverpb.Cluster/MemberAdd", reason: "this server's membership is fixed")
+    }
+
+    public func removeMember(id: UInt64) async throws -> [EtcdMember] {
+        throw EtcdAPIError.unimplemented(method: "etcdserverpb.Cluster/MemberRemove", reason: "this server's membership is fixed")
+    }
+
+    public func promoteMember(id: UInt64) async throws -> [EtcdMember] {
+        throw EtcdAPIError.unimplemented(method: "etcdserverpb.Cluster/MemberPromote", reason: "this server's membership is fixed")
+    }
 }
 
 /// Defaults shared by implementations of `EtcdClusterInfo`.

@@ -26,7 +26,9 @@ struct ServeCommand: EnvironmentConfigurable {
     var etcdAddr: String?
     @Option(help: "Every master: NAME=HOST:PORT,... (the same list, in the same order, on each). Default: this master alone.")
     var peers: String?
-    @Option(help: "raft (built-in) or etcd.") var store = "raft"
+    @Option(help: "HOST:PORT, the --rpc-addr of a running master: with an empty --data-dir, join its cluster (added as a learner, promoted once caught up) instead of bootstrapping from --peers.")
+    var join: String?
+        @Option(help: "raft (built-in) or etcd.") var store = "raft"
     @Option(help: "With --store etcd: http://HOST:2379,...") var etcdEndpoints = ""
     @Option(help: "Default scheduling algorithm: binpacking, roundrobin or spread.") var scheduler = "binpacking"
     @Option(help: "Workers must present this token to join (visible in ps: prefer --join-token-file or ORCH_JOIN_TOKEN).")
@@ -50,7 +52,7 @@ struct ServeCommand: EnvironmentConfigurable {
     @Option(help: "Built-in store: revisions of history kept (older ones are compacted, as etcd's --auto-compaction-mode=revision).")
     var historyRevisions: Int64 = 10_000
 
-    static let valueFlags = ["id", "data-dir", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
+    static let valueFlags = ["id", "data-dir", "join", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
                              "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "task-retention", "node-purge-after", "log-level", "history-revisions",
                              "tls-ca", "tls-cert", "tls-key"]
 
@@ -69,7 +71,10 @@ struct ServeCommand: EnvironmentConfigurable {
         case .refuse(let message): throw ValidationError(message)
         case .start(let warnings): for warning in warnings { logger.warning("\(warning)") }
         }
-        let server = try MasterServer(config: config, logger: logger)
+        // Decided before anything listens: bootstrap, restart, or join (--join); refuses to found a
+        // second cluster when the --peers already run one.
+        let startup = config.store == .raft ? try await MasterStartup.prepare(config, logger: logger) : nil
+        let server = try MasterServer(config: config, logger: logger, startup: startup)
         logger.notice("master starting", metadata: ["id": "\(config.id)", "api": "\(config.apiAddress)", "rpc": "\(config.rpcAddress)",
                                                     "etcd-api": "\(config.etcdAddress?.description ?? "off")", "store": "\(config.store.rawValue)"])
         let signal = await StopSignals.trap()
@@ -138,6 +143,11 @@ struct ServeCommand: EnvironmentConfigurable {
         guard historyRevisions > 0 else { throw MasterConfigError.invalid("--history-revisions must be positive") }
         var withHistory = config
         withHistory.historyRevisions = historyRevisions
+        if let join {
+            guard !dev else { throw MasterConfigError.invalid("--dev runs a cluster of its own: drop --join") }
+            guard let address = HostPort(parsing: join) else { throw MasterConfigError.invalid("--join: \"\(join)\" is not HOST:PORT (a running master's --rpc-addr)") }
+            withHistory.join = address
+        }
         withHistory.tls = tls
         guard taskRetention >= 0, taskRetention.isFinite else { throw MasterConfigError.invalid("--task-retention must be 0 (forever) or a positive number of seconds") }
         withHistory.taskRetention = taskRetention == 0 ? nil : TaskRetention(retentionMs: Int64(taskRetention * 1000))

@@ -155,6 +155,28 @@ public struct OpenAPIDocument: Sendable {
                                  parameters: [consistent, minRevision],
                                  responses: ["200": json("The cluster", ref("Cluster"))], errors: [400]),
             ],
+            "/api/v1/cluster/members": [
+                "get": operation("listMembers", "The masters as this master's replica of the Raft membership has them", tag: "cluster",
+                                 responses: ["200": json("The members", ref("MasterMemberList"))], errors: [400]),
+                "post": operation(
+                    "addMember", "Add a master as a learner", tag: "cluster",
+                    description: "The new master (started with --join, or about to be) receives the log, through a snapshot when needed, without voting; it is promoted once caught up (it asks itself, or POST .../promote). One membership change at a time: 409 change_in_progress while another is not applied; 409 member_exists when the name or rpc address is taken.",
+                    body: ref("MasterMemberAddition"),
+                    responses: ["201": json("The new learner (Location: /api/v1/cluster/members/{id})", ref("MasterMember"))],
+                    errors: [400, 409]),
+            ],
+            "/api/v1/cluster/members/{id}": [
+                "delete": operation(
+                    "removeMember", "Remove a master", tag: "cluster",
+                    description: "The member leaves the Raft configuration once the change commits; a removed leader steps down and the others elect a new one (Raft thesis §4.2.2). The removed master stops. 409 change_in_progress while another change is not applied.",
+                    parameters: [id], responses: ["204": ["description": "Removed"]], errors: [404, 409]),
+            ],
+            "/api/v1/cluster/members/{id}/promote": [
+                "post": operation(
+                    "promoteMember", "Promote a caught-up learner to voter", tag: "cluster",
+                    description: "409 learner_not_caught_up while the learner trails the leader's log, 409 change_in_progress while another change is not applied; 400 not_a_learner for a voter.",
+                    parameters: [id], responses: ["200": json("The member, now a voter", ref("MasterMember"))], errors: [404, 409]),
+            ],
             "/health": ["get": liveness("health")],
             "/healthz": ["get": liveness("healthz")],
             "/readyz": [
@@ -196,7 +218,7 @@ public struct OpenAPIDocument: Sendable {
         401: "Missing or wrong bearer token",
         404: "No such record",
         405: "Method not allowed on this path",
-        409: "Conflicting state (e.g. logs of a task never placed), or a record that kept changing",
+        409: "Conflicting state (e.g. logs of a task never placed, another membership change in progress), or a record that kept changing",
         410: "The revision asked for has been compacted",
         413: "Body over 1 MiB",
         422: "An Idempotency-Key reused with a different request body",

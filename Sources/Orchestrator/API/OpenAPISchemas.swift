@@ -131,6 +131,25 @@ extension OpenAPIDocument {
                 "revision": integer,
             ], required: ["applied_index", "commit_index", "default_scheduler", "leader_id", "members", "node_id",
                           "ready", "revision", "store", "term"]),
+            "MasterMember": object([
+                "id": ["type": "integer", "format": "int64", "minimum": 1, "description": "Raft member id (etcdctl prints it in hex)"],
+                "name": ["type": "string", "description": "The master's --id; empty until a master added by address alone has started"],
+                "rpc_address": ["type": "string", "description": "Raft and worker protocol, host:port"],
+                "api_address": ["type": "string", "description": "REST API, host:port (empty when not known yet)"],
+                "etcd_address": ["type": "string", "description": "etcd v3 API, host:port (empty when not served or not known)"],
+                "learner": ["type": "boolean", "description": "A learner receives the log but does not vote until promoted"],
+            ], required: ["api_address", "etcd_address", "id", "learner", "name", "rpc_address"]),
+            "MasterMemberList": object([
+                "cluster_id": ["type": "string", "description": "The cluster's id (hex)"],
+                "members": ["type": "array", "items": ref("MasterMember")],
+            ], required: ["cluster_id", "members"]),
+            "MasterMemberAddition": closed(object([
+                "name": ["type": "string", "pattern": .string(MemberFieldPatterns.name), "description": "The new master's --id"],
+                "rpc_address": ["type": "string", "pattern": .string(MemberFieldPatterns.hostPort),
+                                "description": "The new master's --rpc-addr as the others reach it, host:port"],
+                "api_address": ["type": "string", "pattern": .string(MemberFieldPatterns.optionalHostPort), "description": "Its REST API, host:port"],
+                "etcd_address": ["type": "string", "pattern": .string(MemberFieldPatterns.optionalHostPort), "description": "Its etcd v3 API, host:port"],
+            ], required: ["rpc_address"])),
             "Health": object(["status": string], required: ["status"]),
             "Leader": object(["id": string, "term": ["type": "integer"]], required: ["id", "term"]),
             "Event": object([

@@ -16,6 +16,8 @@ public struct OrchestratorAPI: Sendable {
     public let repository: ClusterRepository
     public let status: any ClusterStatusSource
     public let logs: any TaskLogSource
+    /// The masters' membership; nil: it cannot change here (the endpoints answer 400).
+    public let membership: (any MembershipSource)?
     public let configuration: APIConfiguration
     /// HTTP metrics land here; the master may add its own (see `MetricsRegistry`).
     public let metrics: MetricsRegistry
@@ -29,8 +31,10 @@ public struct OrchestratorAPI: Sendable {
     let dashboardAssets: DashboardAssets
 
     public init(repository: ClusterRepository, status: any ClusterStatusSource, logs: any TaskLogSource,
-                configuration: APIConfiguration = APIConfiguration(), metrics: MetricsRegistry = MetricsRegistry()) {
+                configuration: APIConfiguration = APIConfiguration(), metrics: MetricsRegistry = MetricsRegistry(),
+                membership: (any MembershipSource)? = nil) {
         self.repository = repository
+        self.membership = membership
         self.status = status
         self.logs = logs
         self.configuration = configuration
@@ -104,6 +108,10 @@ public struct OrchestratorAPI: Sendable {
         case .uncordonNode: try await changeNode(request, context) { $0.uncordon() }
         case .events: try await events(request)
         case .cluster: try await cluster(request)
+        case .listMembers: try await listMembers()
+        case .addMember: try await addMember(request)
+        case .promoteMember: try await promoteMember(context)
+        case .removeMember: try await removeMember(context)
         case .health, .healthz: jsonResponse(HealthView(status: "ok"), revision: nil)
         case .readyz: try await readyz()
         case .metrics: try await metricsText()

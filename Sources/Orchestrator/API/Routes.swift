@@ -7,12 +7,13 @@ public enum Route: String, Sendable, Hashable, CaseIterable {
     case createTask, listTasks, getTask, cancelTask, taskLogs
     case listNodes, getNode, deleteNode, drainNode, cordonNode, uncordonNode
     case events, cluster
+    case listMembers, addMember, promoteMember, removeMember
     case health, healthz, readyz, metrics, openAPI
 
     public var method: HTTPRequest.Method {
         switch self {
-        case .createTask, .drainNode, .cordonNode, .uncordonNode: .post
-        case .cancelTask, .deleteNode: .delete
+        case .createTask, .drainNode, .cordonNode, .uncordonNode, .addMember, .promoteMember: .post
+        case .cancelTask, .deleteNode, .removeMember: .delete
         default: .get
         }
     }
@@ -30,6 +31,9 @@ public enum Route: String, Sendable, Hashable, CaseIterable {
         case .uncordonNode: "/api/v1/nodes/{id}/uncordon"
         case .events: "/api/v1/events"
         case .cluster: "/api/v1/cluster"
+        case .listMembers, .addMember: "/api/v1/cluster/members"
+        case .promoteMember: "/api/v1/cluster/members/{id}/promote"
+        case .removeMember: "/api/v1/cluster/members/{id}"
         case .health: "/health"
         case .healthz: "/healthz"
         case .readyz: "/readyz"

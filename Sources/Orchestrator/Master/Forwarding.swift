@@ -5,12 +5,15 @@ import Foundation
 import GRPCCore
 import Raft
 import Store
+import Synchronization
 
 /// Serves `orchestrator.v1.Masters/Forward`: a follower hands the leader a store command.
 struct ForwardService: Orchestrator_V1_Masters.SimpleServiceProtocol {
     /// Only masters forward writes: any other caller could run any store command.
     let authorization: CallerAuthorization
     let handle: @Sendable (Command) async throws -> Response
+    /// `Masters/Membership`, answered by the master once it is built.
+    let membership: MembershipHandler
 
     func forward(request: Orchestrator_V1_ForwardRequest, context: ServerContext) async throws -> Orchestrator_V1_ForwardResponse {
         try authorization.caller(context, mustBe: [.master])
@@ -27,6 +30,33 @@ struct ForwardService: Orchestrator_V1_Masters.SimpleServiceProtocol {
             // Carried in metadata so the follower can tell "certainly not applied, retry" apart.
             throw RPCError(code: .unavailable, message: error.description, metadata: ["raft-error": .string(ForwardErrorCode(error).rawValue)])
         }
+    }
+}
+
+extension ForwardService {
+    func membership(request: Orchestrator_V1_MembershipRequest, context: ServerContext) async throws -> Orchestrator_V1_MembershipResponse {
+        try authorization.caller(context, mustBe: [.master])
+        do {
+            return try await membership.handle(request)
+        } catch let error as MembershipError {
+            throw error.rpcError
+        }
+    }
+}
+
+/// The master's membership handler, set once the master exists: the service that calls it is
+/// built before the master is.
+final class MembershipHandler: Sendable {
+    typealias Handler = @Sendable (Orchestrator_V1_MembershipRequest) async throws -> Orchestrator_V1_MembershipResponse
+    private let handler = Mutex<Handler?>(nil)
+
+    func set(_ handler: @escaping Handler) { self.handler.withLock { $0 = handler } }
+
+    func handle(_ request: Orchestrator_V1_MembershipRequest) async throws -> Orchestrator_V1_MembershipResponse {
+        guard let handler = handler.withLock({ $0 }) else {
+            throw MembershipError(.unavailable, "starting", "this master is starting; try again")
+        }
+        return try await handler(request)
     }
 }
 
@@ -60,10 +90,11 @@ enum ForwardErrorCode: String {
 /// The follower side: `RaftStore.Forward` over gRPC to the leader's rpc address.
 struct ForwardClient: Sendable {
     let clients: PeerClients
-    let addresses: [NodeID: HostPort]
+    /// The rpc address of a member, as the current membership says.
+    let address: @Sendable (NodeID) -> HostPort?
 
     func forward(to leader: NodeID, _ command: Command) async throws -> Response {
-        guard let address = addresses[leader] else { throw RaftNodeError.notLeader(leader: noNode) }
+        guard let address = address(leader) else { throw RaftNodeError.notLeader(leader: noNode) }
         let stub = Orchestrator_V1_Masters.Client(wrapping: try clients.client(for: address))
         do {
             var options = CallOptions.defaults

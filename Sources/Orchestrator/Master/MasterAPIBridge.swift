@@ -120,6 +120,9 @@ final class MasterDirectory: Sendable {
         var api: String
         /// etcd v3 API, `host:port`; empty when not served.
         var etcd: String
+        /// The master's Raft id (absent in entries written before membership changes existed):
+        /// names a member added without a name (etcd's MemberAdd names none).
+        var id: UInt64? = nil
     }
 
     private let known = Mutex<[String: Entry]>([:])

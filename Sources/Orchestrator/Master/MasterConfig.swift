@@ -41,6 +41,10 @@ public struct MasterConfig: Sendable {
     public var nodePurge: NodePurge? = NodePurge()
     /// Built-in store only: revisions of history kept behind the current one (`HistoryCompactor`).
     public var historyRevisions: Int64 = 10_000
+    /// `--join HOST:PORT`: the rpc address of a running master. With an empty data directory this
+    /// master asks that cluster to add it (as a learner, promoted once caught up) instead of
+    /// bootstrapping one from `--peers`.
+    public var join: HostPort?
 
     public init(id: String, dataDir: String, apiAddress: HostPort, rpcAddress: HostPort, etcdAddress: HostPort? = nil,
                 peers: [(name: String, address: HostPort)], store: StoreKind = .raft, etcdEndpoints: [String] = [],
@@ -89,6 +93,9 @@ public struct MasterConfig: Sendable {
     /// Checks what can be checked before anything starts.
     public func validate() throws(MasterConfigError) {
         if store == .raft {
+            if join != nil, !MasterServer.isValidName(id) {
+                throw .invalid("--id \(id): 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            }
             guard peers.contains(where: { $0.name == id }) else {
                 throw .invalid("--peers must list this master's own --id \(id) (e.g. --peers \(id)=\(rpcAddress))")
             }

@@ -56,7 +56,8 @@ extension MasterServer {
                                                           scheme: config.tls == nil ? "http" : "https")
         }
         let bridge = MasterAPIBridge(server: self)
-        let api = OrchestratorAPI(repository: repository, status: bridge, logs: bridge, configuration: configuration, metrics: metrics)
+        let api = OrchestratorAPI(repository: repository, status: bridge, logs: bridge, configuration: configuration, metrics: metrics,
+                                  membership: raftParts == nil ? nil : bridge)
         let app = try api.makeApplication(address: .hostname(config.apiAddress.host, port: config.apiAddress.port),
                                           tls: config.tls?.httpsServerConfiguration(), logger: logger)
         return MasterAPIServer(api: api, application: app, logger: logger)
@@ -72,15 +73,15 @@ extension MasterServer {
         logger.notice("stopping gracefully")
         switch parts {
         case .raft(let raft):
-            let names = raft.names
+            let registry = raft.registry
             let status = await raft.store.status()
             if status.role == .leader,
                let target = Self.transferTarget(leader: status.id, voters: status.confState.voters, match: status.match) {
                 do {
                     try await withDeadline(.seconds(2)) { try await raft.node.transferLeadership(to: target) }
-                    logger.notice("handed leadership over", metadata: ["to": "\(names[target] ?? "\(target)")"])
+                    logger.notice("handed leadership over", metadata: ["to": "\(registry.name(of: target) ?? "\(target)")"])
                 } catch {
-                    logger.warning("leadership hand-off to \(names[target] ?? "\(target)") failed: \(error); the others will elect a leader")
+                    logger.warning("leadership hand-off to \(registry.name(of: target) ?? "\(target)") failed: \(error); the others will elect a leader")
                 }
             }
         case .etcd(_, let election, _):

@@ -35,6 +35,8 @@ public struct MasterStatus: Sendable {
     public var commitIndex: UInt64
     public var appliedIndex: UInt64
     public var members: [(name: String, rpcAddress: HostPort)]
+    /// The cluster's id (hex); empty with `--store etcd`.
+    public var clusterID: String = ""
 }
 
 /// One master: the store (built-in Raft replica or external etcd), the internal gRPC port (Raft,
@@ -71,8 +73,11 @@ public final class MasterServer: Sendable {
         let transport: GRPCRaftTransport
         /// Write forwarding and the worker protocol.
         let rpcServices: [any RegistrableRPCService]
-        /// Raft ids to master names.
-        let names: [NodeID: String]
+        /// The members: names, addresses, and the transport's peers (kept in step with Raft's
+        /// applied membership).
+        let registry: MemberRegistry
+        /// How this master started (bootstrap, restart, join).
+        let startup: MasterStartup
     }
 
     /// What differs between the two store kinds.
@@ -83,7 +88,11 @@ public final class MasterServer: Sendable {
 
     /// Opens the data directory and builds every part, each from the ones it needs (storage, Raft
     /// transport and node, store, repository, services, servers); nothing listens until `run`.
-    public init(config: MasterConfig, logger: Logger) throws {
+    ///
+    /// - Parameter startup: from `MasterStartup.prepare` (what `master` does, with the network:
+    ///   joins with `--join`, refuses to found a second cluster); nil decides from the data
+    ///   directory and `--peers` alone.
+    public init(config: MasterConfig, logger: Logger, startup: MasterStartup? = nil) throws {
         try config.validate()
         self.config = config
         self.logger = logger
@@ -97,20 +106,23 @@ public final class MasterServer: Sendable {
         }
         let repository: ClusterRepository
         let leadership: any Leadership
+        let membershipHandler = MembershipHandler()
         switch config.store {
         case .raft:
             try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+            let startup = try startup ?? MasterStartup.local(config)
+            let identity = startup.identity
+            let selfID = identity.memberID
+            guard selfID != noNode else { throw MasterConfigError.invalid("\(ClusterIdentity.path(config.dataDir)) names no member id") }
+            let known = identity.knownContexts
+            let registry = MemberRegistry(selfID: selfID, clusterID: identity.cluster, known: known,
+                                          voters: identity.known.filter { !$0.learner }.map(\.id))
             var ids: [NodeID: (host: String, port: Int)] = [:]
-            var addresses: [NodeID: HostPort] = [:]
-            var names: [NodeID: String] = [:]
-            var selfID: NodeID = 0
-            for (i, peer) in config.peers.enumerated() {
-                let id = NodeID(i + 1)
-                ids[id] = (peer.address.host, peer.address.port)
-                addresses[id] = peer.address
-                names[id] = peer.name
-                if peer.name == config.id { selfID = id }
-            }
+            for (id, context) in known { if let address = HostPort(parsing: context.rpc) { ids[id] = (address.host, address.port) } }
+            // The founding members' entries carry their addresses (the member table), identically
+            // on each: they all derive them from the same --peers.
+            let bootstrap: [NodeID] = startup.mode == .bootstrap ? known.keys.sorted() : []
+            let bootstrapContexts = startup.mode == .bootstrap ? known.mapValues(\.encoded) : [:]
             let storage = try SQLiteLogStorage(path: config.dataDir + "/raft.sqlite")
             let (machine, hub) = RaftStore.makeStateMachine()
             var transportConfiguration = GRPCRaftTransport.Configuration()
@@ -118,12 +130,12 @@ public final class MasterServer: Sendable {
                 // A peer's Raft stream is accepted only from the master its certificate names,
                 // and carries only that master's messages. Masters are reached at the --peers
                 // hosts, which their certificates name (hostnames verified).
-                let members = Dictionary(uniqueKeysWithValues: names.map { ($1, $0) })
+                // Members come and go: the registry answers for the current membership.
                 transportConfiguration.security = GRPCRaftTransport.Security(
                     server: try .mutualTLS(tls),
                     member: { peer in
                         guard let peer = peer as? AuthenticatedPeer, peer.identity.role == .master else { return nil }
-                        return members[peer.identity.name]
+                        return registry.id(named: peer.identity.name)
                     },
                     client: tls.grpcClientSecurity())
             }
@@ -134,9 +146,12 @@ public final class MasterServer: Sendable {
             raftConfig.electionTick = config.electionTicks
             var options = RaftNode<ContinuousClock>.Options()
             options.tickInterval = config.tickInterval
+            options.onMembershipChange = { view in registry.update(view) }
+            registry.attach(transport)
             let node = try RaftNode(config: raftConfig, storage: storage, machine: machine, transport: transport,
-                                    bootstrap: ids.keys.sorted(), clock: ContinuousClock(), options: options, logger: logger)
-            let forwardClient = ForwardClient(clients: masterClients, addresses: addresses)
+                                    bootstrap: bootstrap, bootstrapContexts: bootstrapContexts, clock: ContinuousClock(),
+                                    options: options, logger: logger)
+            let forwardClient = ForwardClient(clients: masterClients, address: { registry.rpcAddress(of: $0) })
             let store = RaftStore(node: node, machine: machine, hub: hub, now: leaseClock,
                                   forward: { leader, command in try await forwardClient.forward(to: leader, command) })
             repository = ClusterRepository(store: store)
@@ -145,8 +160,9 @@ public final class MasterServer: Sendable {
                                         authorization: authorization, now: now, logger: logger)
             leadership = RaftLeadership(store: store)
             parts = .raft(RaftParts(node: node, store: store, transport: transport,
-                                    rpcServices: [ForwardService(authorization: authorization, handle: { try await store.handleForwarded($0) }), workers],
-                                    names: names))
+                                    rpcServices: [ForwardService(authorization: authorization, handle: { try await store.handleForwarded($0) },
+                                                                 membership: membershipHandler), workers],
+                                    registry: registry, startup: startup))
         case .etcd:
             var etcdConfiguration = EtcdStore.Configuration()
             // With the cluster's TLS material, https:// endpoints get the master's certificate:
@@ -174,6 +190,10 @@ public final class MasterServer: Sendable {
         loopOptions.nodePurge = config.nodePurge
         leaderLoop = LeaderLoop(repository: repository, leadership: leadership, masterID: config.id,
                                 defaultAlgorithm: config.scheduler, options: loopOptions, now: now, logger: logger)
+        membershipHandler.set { [weak self] request in
+            guard let self else { throw MembershipError(.unavailable, "stopped", "this master is stopping") }
+            return try await self.membership(request)
+        }
     }
 
     /// This master's view of the cluster.
@@ -182,8 +202,9 @@ public final class MasterServer: Sendable {
         case .raft(let raft):
             let s = await raft.store.status()
             return MasterStatus(id: config.id, store: .raft, isLeader: s.role == .leader,
-                                leader: raft.names[s.leader], term: s.term, commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
-                                members: config.peers.map { ($0.name, $0.address) })
+                                leader: raft.registry.name(of: s.leader), term: s.term, commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
+                                members: members().compactMap { m in HostPort(parsing: m.rpcAddress).map { (m.name, $0) } },
+                                clusterID: raft.registry.clusterID)
         case .etcd(_, let election, _):
             let (isLeader, term) = await election.current()
             let leader = try? await repository.leader()
@@ -210,11 +231,25 @@ public final class MasterServer: Sendable {
             case .raft(let raft):
                 group.addTask { try await Self.naming("--rpc-addr", self.config.rpcAddress) { try await raft.transport.serve(with: raft.rpcServices) } }
                 group.addTask { try await raft.node.run() }
+                group.addTask {
+                    await self.promoteWhenCaughtUp(raft)
+                    await self.watchForRemoval(raft)
+                    // Every part runs until the master stops: the first to end stops it.
+                    while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                }
+                group.addTask { [config, logger] in
+                    // A removed master stops, as etcd's does: it is no longer part of the cluster.
+                    await raft.registry.removedLatch.wait()
+                    guard raft.registry.removedLatch.isFired else { return }
+                    logger.critical("this master was removed from the cluster; stopping")
+                    throw MasterConfigError.invalid("this master (\(config.id), member \(raft.registry.selfID)) was removed from the cluster;"
+                        + " to bring it back, empty \(config.dataDir) and start it with --join")
+                }
                 group.addTask { await LeaseExpirer(store: raft.store, now: self.leaseClock).run() }
                 group.addTask { [config] in await HistoryCompactor(store: raft.store, retain: config.historyRevisions).run() }
                 var etcdAPI: EtcdAPIServer?
                 if let etcdAddress = config.etcdAddress {
-                    let info = MasterEtcdInfo(server: self, store: raft.store, names: raft.names)
+                    let info = MasterEtcdInfo(server: self, store: raft.store, raft: raft)
                     var etcdConfiguration = EtcdAPIServer.Configuration()
                     etcdConfiguration.security = try config.tls.map { try ConnectionSecurity.mutualTLS($0) }
                     let server = EtcdAPIServer(store: raft.store, info: info, listen: (etcdAddress.host, etcdAddress.port), logger: logger,
@@ -238,7 +273,8 @@ public final class MasterServer: Sendable {
             group.addTask {
                 await self.masterDirectory.run(repository: self.repository, id: self.config.id,
                                                entry: .init(api: self.advertised(self.config.apiAddress),
-                                                            etcd: self.config.etcdAddress.map { self.advertised($0) } ?? ""))
+                                                            etcd: self.config.etcdAddress.map { self.advertised($0) } ?? "",
+                                                            id: self.raftParts?.registry.selfID))
             }
             group.addTask { try await Self.naming("--api-addr", self.config.apiAddress) { try await api.run() } }
             if let stopWhen {
@@ -257,6 +293,11 @@ public final class MasterServer: Sendable {
 }
 
 extension MasterServer {
+    var raftParts: RaftParts? {
+        if case .raft(let raft) = parts { return raft }
+        return nil
+    }
+
     /// Where clients reach one of this master's listen addresses: a wildcard host is replaced by
     /// this master's rpc host (the address its peers already use for it).
     func advertised(_ listen: HostPort) -> String {

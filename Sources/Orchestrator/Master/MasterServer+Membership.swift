@@ -132,8 +132,10 @@ extension MasterServer {
         guard member.isLearner else { throw MembershipError(.invalid, "not_a_learner", "member \(id) is already a voter") }
         // Thesis §4.2.1: only a learner that has caught up becomes a voter, or the new quorum
         // would wait for it.
+        // A learner that has acknowledged nothing yet (match 0) has not started, however short
+        // the log.
         let match = status.match[id] ?? 0
-        guard status.lastIndex <= match + Self.promotableLag else {
+        guard match > 0, status.lastIndex <= match + Self.promotableLag else {
             throw MembershipError(.conflict, "learner_not_caught_up",
                                   "member \(id) has \(match) of the leader's \(status.lastIndex) entries; promote it once it has caught up")
         }

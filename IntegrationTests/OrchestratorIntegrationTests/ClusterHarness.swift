@@ -90,6 +90,8 @@ final class ClusterHarness: Sendable {
     let rpcPorts: [Int]
     let etcdPorts: [Int]
     let workers = Mutex<[ManagedProcess]>([])
+    /// Masters started later with `--join` (`startJoiningMaster`), at the spare addresses.
+    let joiners = Mutex<[ManagedProcess]>([])
     /// The shared client (HTTPS with the test CA when `tls`): it needs no shutdown, so a harness
     /// can be dropped at any point of a failing test.
     let http: HTTPClient
@@ -124,8 +126,10 @@ final class ClusterHarness: Sendable {
     ///   - proxied: master i reaches master j through a `FaultProxy` port of its own (its --peers
     ///     list names the proxy for every other master, its real rpc address for itself), so that
     ///     a test can cut links between masters; workers and clients still reach masters directly.
+    ///   - spareMasters: addresses (api, rpc, etcd ports) reserved after the masters' for masters
+    ///     that join later (`startJoiningMaster`); `apiPorts` and the others list them too.
     init(masters count: Int, masterArgs: [String] = [], runAs: TestUser? = nil, tls: Bool = ClusterHarness.tlsByDefault,
-         masterEnvironment: [Int: [String: String]] = [:], proxied: Bool = false) throws {
+         masterEnvironment: [Int: [String: String]] = [:], proxied: Bool = false, spareMasters: Int = 0) throws {
         self.runAs = runAs
         self.tls = tls
         self.http = tls ? TestTLS.http : HTTPClient.shared
@@ -141,11 +145,12 @@ final class ClusterHarness: Sendable {
         let workerSlots = 20
         // The proxy's port for the link from master i to master j: base + 500 + i * count + j.
         let proxyOffsets = proxied ? (0..<count).flatMap { i in (0..<count).filter { $0 != i }.map { 500 + i * count + $0 } } : []
-        let base = try PortBlock.reserve(offsets: (0..<count).flatMap { [$0, 100 + $0, 200 + $0] } + (400..<400 + workerSlots)  // workers: rpcPorts[0] + 300 + i
+        let all = count + spareMasters
+        let base = try PortBlock.reserve(offsets: (0..<all).flatMap { [$0, 100 + $0, 200 + $0] } + (400..<400 + workerSlots)  // workers: rpcPorts[0] + 300 + i
                                          + proxyOffsets)
-        apiPorts = (0..<count).map { base + $0 }
-        rpcPorts = (0..<count).map { base + 100 + $0 }
-        etcdPorts = (0..<count).map { base + 200 + $0 }
+        apiPorts = (0..<all).map { base + $0 }
+        rpcPorts = (0..<all).map { base + 100 + $0 }
+        etcdPorts = (0..<all).map { base + 200 + $0 }
         if proxied {
             proxy = try FaultProxy(links: (0..<count).flatMap { i in
                 (0..<count).filter { $0 != i }.map { j in
@@ -183,6 +188,24 @@ final class ClusterHarness: Sendable {
 
     func start() throws {
         for m in masters { try m.start() }
+    }
+
+    /// Starts master `index` (a spare address: `masters.count` or later) with an empty data
+    /// directory and `--join` naming master `via`'s rpc address; its name is m<index + 1>.
+    @discardableResult
+    func startJoiningMaster(index: Int, via: Int, extraArgs: [String] = []) throws -> ManagedProcess {
+        precondition(index >= masters.count && index < apiPorts.count, "not a spare master address")
+        let name = "m\(index + 1)"
+        let (binary, arguments) = Self.command(masterBinary, [
+            "--id", name, "--data-dir", "\(root)/\(name)",
+            "--api-addr", "127.0.0.1:\(apiPorts[index])", "--rpc-addr", "127.0.0.1:\(rpcPorts[index])",
+            "--etcd-addr", "127.0.0.1:\(etcdPorts[index])", "--join", "127.0.0.1:\(rpcPorts[via])",
+            "--join-token", joinToken, "--log-level", "info",
+        ] + extraArgs, as: runAs)
+        let m = ManagedProcess(name: name, binary: binary, arguments: arguments, logPath: "\(root)/\(name).log")
+        try m.start()
+        joiners.withLock { $0.append(m) }
+        return m
     }
 
     /// Starts a worker (process runtime) joined through the given masters, with `extraArgs` last.
@@ -226,12 +249,13 @@ final class ClusterHarness: Sendable {
     /// leaves nothing running).
     func killAll() {
         for m in masters { m.kill9() }
+        for m in joiners.withLock({ $0 }) { m.kill9() }
         for w in workers.withLock({ $0 }) { w.kill9() }
         proxy?.shutdown()
     }
 
     var logs: String {
-        (masters + workers.withLock { $0 }).map { "== \($0.name)\n\($0.logTail)" }.joined(separator: "\n")
+        (masters + joiners.withLock { $0 } + workers.withLock { $0 }).map { "== \($0.name)\n\($0.logTail)" }.joined(separator: "\n")
     }
 
     // MARK: REST

@@ -97,6 +97,9 @@ import TestGate
         p.currentDirectoryURL = FileManager.default.temporaryDirectory
         environment["PYTHONDONTWRITEBYTECODE"] = "1"
         environment["SCHEMATHESIS_HOOKS"] = "hooks"
+        // hooks.py turns valid member additions into one that is refused (member_exists), so the
+        // fuzzer cannot grow or shrink the cluster under test.
+        environment["ORCH_SCHEMATHESIS_MEMBER_RPC"] = "127.0.0.1:\(cluster.rpcPorts[0])"
         environment["PYTHONPATH"] = URL(fileURLWithPath: hooks).deletingLastPathComponent().path
         p.environment = environment
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))

@@ -17,6 +17,7 @@ keep schema-valid values valid for the state at hand, changing nothing a check j
 Values that are not valid (negative tests) are left exactly as generated.
 """
 import base64
+import os
 import binascii
 import re
 import uuid
@@ -40,6 +41,7 @@ def _issued_token(value):
 
 @schemathesis.hook
 def before_call(context, case, **kwargs):
+    _keep_members(case)
     query = case.query
     if query:
         if "continue" in query and not _issued_token(query["continue"]):
@@ -58,3 +60,30 @@ def before_call(context, case, **kwargs):
                 key = headers[name]
                 if isinstance(key, str) and _KEY.fullmatch(key):
                     headers[name] = key[:238] + "-" + uuid.uuid4().hex[:16]
+
+
+
+# Membership changes are real: a removal or promotion the fuzzer guesses right (ids 1..3 are the
+# founding masters) would take a master out of the cluster under test, and every learner it adds
+# would stay. So a valid member id in a path becomes one no member has (404), and a valid new
+# member's rpc address becomes one a member already has (409 member_exists, documented): the
+# endpoints' validation and error answers are still exercised, the cluster stays as it is.
+# ORCH_SCHEMATHESIS_MEMBER_RPC (set by SchemathesisTests) is an rpc address of the cluster.
+_MEMBER_PATH = re.compile(r"^/api/v1/cluster/members/\{id\}(?:/promote)?$")
+_NO_MEMBER = str(2**53 - 1)
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_HOST_PORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}:" + _PORT)
+
+
+def _keep_members(case):
+    path = getattr(case, "path", "")
+    if _MEMBER_PATH.match(path) and case.path_parameters:
+        value = case.path_parameters.get("id")
+        if isinstance(value, str) and value.isdigit() or isinstance(value, int) and not isinstance(value, bool):
+            case.path_parameters["id"] = _NO_MEMBER
+    if path == "/api/v1/cluster/members" and case.method.upper() == "POST":
+        body = case.body
+        taken = os.environ.get("ORCH_SCHEMATHESIS_MEMBER_RPC")
+        if taken and isinstance(body, dict) and isinstance(body.get("rpc_address"), str) \
+                and _HOST_PORT.fullmatch(body["rpc_address"]):
+            body["rpc_address"] = taken

@@ -60,6 +60,11 @@ import TestGate
             print("schemathesis --seed \(seed) against m\(master + 1): exit \(status) in \(ContinuousClock.now - started)")
             #expect(status == 0, "schemathesis --seed \(seed) against m\(master + 1) exited \(status):\n\(output)\n--- cluster logs\n\(cluster.logs.suffix(4000))")
         }
+        // The fuzzer called the membership endpoints (hooks.py keeps them from changing anything):
+        // the cluster still has its three voters and no learner.
+        let members = try await cluster.request(.GET, master: 0, "/api/v1/cluster/members", headers: ["Authorization": "Bearer \(Self.token)"])
+        let list = (members.json as? [String: Any])?["members"] as? [[String: Any]] ?? []
+        #expect(list.count == 3 && list.allSatisfy { $0["learner"] as? Bool == false }, "\(members.body)")
     }
 
     static func run(_ binary: String, cluster: ClusterHarness, master: Int, seed: UInt32) async throws -> (Int32, String) {

@@ -30,6 +30,10 @@ public enum APIContract {
         Operation("post", "/api/v1/nodes/{id}/uncordon"),
         Operation("get", "/api/v1/events", ["type", "Last-Event-ID"]),
         Operation("get", "/api/v1/cluster"),
+        Operation("get", "/api/v1/cluster/members"),
+        Operation("post", "/api/v1/cluster/members"),
+        Operation("post", "/api/v1/cluster/members/{id}/promote"),
+        Operation("delete", "/api/v1/cluster/members/{id}"),
         Operation("get", "/readyz"),
     ]
 
@@ -46,6 +50,8 @@ public enum APIContract {
                  "last_heartbeat", "revision"],
         "NodeList": ["nodes", "revision"],
         "Member": ["id", "api_address", "role"],
+        "MasterMember": ["id", "name", "learner", "rpc_address", "api_address"],
+        "MasterMemberList": ["members"],
         "Cluster": ["node_id", "leader_id", "term", "commit_index", "applied_index", "store", "members", "default_scheduler", "revision"],
         "Leader": ["id", "term"],
         "Event": ["type", "revision", "task", "node", "leader", "id", "previous_state"],

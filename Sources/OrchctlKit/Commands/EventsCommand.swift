@@ -73,7 +73,9 @@ struct ClusterCommand: AsyncParsableCommand {
         Example:
           orchctl cluster
           orchctl cluster -o json | jq -r .leader_id
-        """
+          orchctl cluster members
+        """,
+        subcommands: [MembersCommand.self]
     )
 
     @OptionGroup var options: GlobalOptions

@@ -1,3 +1,4 @@
+import ClusterModel
 import Foundation
 import Logging
 
@@ -74,8 +75,7 @@ extension WorkerAgent {
         let began = ContinuousClock.now
         do {
             try await runtime.start(task.runtimeTask)
-            let took = began.duration(to: .now).components
-            startDurations[task.taskID] = took.seconds * 1000 + took.attoseconds / 1_000_000_000_000_000
+            startDurations[task.taskID] = began.duration(to: .now).wholeMilliseconds
         } catch {
             logger.warning("task \(task.taskID) did not start: \(error)")
             perform(supervisor.ended(taskID: task.taskID, epoch: task.epoch, outcome: Self.outcome(ofStartError: error)))

@@ -79,7 +79,7 @@ public final class LeaderLoop: Sendable {
     /// Milliseconds of the system's monotonic clock.
     public static func monotonicMilliseconds() -> Int64 {
         let elapsed = ContinuousClock.now - epoch
-        return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        return elapsed.wholeMilliseconds
     }
 
     private static let epoch = ContinuousClock.now
@@ -111,11 +111,10 @@ public final class LeaderLoop: Sendable {
         var lastReconcile: Int64 = .min / 2
         var lastCompaction: Int64 = .min / 2
         var lastRetention: Int64 = .min / 2
-        let compactionMs = options.compactionInterval.components.seconds * 1000
-        let retentionCheckMs = options.retentionInterval.components.seconds * 1000
-            + options.retentionInterval.components.attoseconds / 1_000_000_000_000_000
+        let compactionMs = options.compactionInterval.wholeMilliseconds
+        let retentionCheckMs = options.retentionInterval.wholeMilliseconds
         var random = SplitMix64(seed: options.jitterSeed)
-        let periodMs = options.period.components.seconds * 1000 + options.period.components.attoseconds / 1_000_000_000_000_000
+        let periodMs = options.period.wholeMilliseconds
         var follower: Task<Void, Never>?
         defer { follower?.cancel() }
         while !Task.isCancelled {

@@ -71,8 +71,7 @@ public struct MasterConfig: Sendable {
 
     /// The lease workers are given on join (`HealthPolicy.workerLease` for `heartbeatInterval`).
     public var workerLease: Duration {
-        let interval = heartbeatInterval.components
-        return .milliseconds(health.workerLease(heartbeatInterval: interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000))
+        return .milliseconds(health.workerLease(heartbeatInterval: heartbeatInterval.wholeMilliseconds))
     }
 
     /// Parses `m1=host:9090,m2=host:9090`; the error names the bad item.

@@ -1,3 +1,4 @@
+import ClusterModel
 import Foundation
 import Synchronization
 
@@ -30,8 +31,7 @@ public enum WallClock {
         let origin = system()
         let start = ContinuousClock.now
         return {
-            let elapsed = start.duration(to: .now).components
-            return origin + elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
+            origin + start.duration(to: .now).wholeMilliseconds
         }
     }
 

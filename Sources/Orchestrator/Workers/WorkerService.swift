@@ -70,8 +70,8 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
                                                 "credential": "\(issued == nil ? "kept" : "issued")"])
         return .with {
             $0.nodeID = id
-            $0.heartbeatIntervalMs = Self.milliseconds(heartbeatInterval)
-            $0.leaseMs = Self.milliseconds(lease)
+            $0.heartbeatIntervalMs = heartbeatInterval.wholeMilliseconds
+            $0.leaseMs = lease.wholeMilliseconds
             $0.nodeCredential = issued?.secret ?? request.nodeCredential
         }
     }
@@ -173,10 +173,6 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     }
 
     // MARK: Helpers
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
 
     /// What the worker acts on: a new set is sent only when an epoch or a stop request changed.
     static func signature(_ tasks: [String: TaskRecord]) -> [String: AssignmentSignature] {

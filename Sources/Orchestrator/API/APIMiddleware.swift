@@ -151,20 +151,26 @@ extension OrchestratorAPI {
         let status = self.status
         let store = repository.store
         let probe = RangeRequest(key: ClusterRepository.leaderKey, countOnly: true)
+        let bound = configuration.minRevisionTimeout
+        let started = ContinuousClock.now
         do {
-            try await withDeadline(configuration.minRevisionTimeout) {
-                // Applied here already (or about to be): no round trip to the leader.
-                if (try? await withDeadline(.milliseconds(50), { try await status.waitForRevision(revision) })) != nil { return }
-                let current = try await store.range(probe, consistency: .linearizable).revision
-                guard revision <= current else {
-                    throw APIError(status: 400, code: "future_revision",
-                                   message: "\(what) \(revision) is beyond the cluster's current revision \(current)")
-                }
-                try await status.waitForRevision(revision)
+            // Applied here already (or about to be): no round trip to the leader.
+            if (try? await withDeadline(.milliseconds(50), { try await status.waitForRevision(revision) })) != nil { return }
+            // Whether the revision exists at all is asked under the request timeout, not the wait's
+            // bound: on a slow machine the answer may take longer than the bound, and it decides
+            // between 400 at once and a wait.
+            let current = try await withDeadline(configuration.requestTimeout) {
+                try await store.range(probe, consistency: .linearizable).revision
             }
+            guard revision <= current else {
+                throw APIError(status: 400, code: "future_revision",
+                               message: "\(what) \(revision) is beyond the cluster's current revision \(current)")
+            }
+            let remaining = bound - started.duration(to: .now)
+            try await withDeadline(max(remaining, .milliseconds(10))) { try await status.waitForRevision(revision) }
         } catch is DeadlineExceeded {
             throw APIError(status: 504, code: "revision_timeout",
-                           message: "this master did not reach revision \(revision) within \(configuration.minRevisionTimeout); retry, or ask another master")
+                           message: "this master did not reach revision \(revision) within \(bound); retry, or ask another master")
         }
     }
 }

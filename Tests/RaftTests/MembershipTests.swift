@@ -66,8 +66,10 @@ final class MemberCluster: Sendable {
         state.withLock { for t in $0.tasks.values { t.cancel() } }
     }
 
-    /// Polls until one of `among` leads, within `timeout`.
-    func waitForLeader(among: [NodeID], timeout: Duration = .seconds(10)) async throws -> NodeID {
+    /// Polls until one of `among` leads, within `timeout`. Generous: in the first seconds of a full
+    /// run every suite starts at once on 2 cores, and an in-memory cluster's ticks can wait more
+    /// than 10 s for a thread (CI saw every in-memory cluster time out together at 12 s).
+    func waitForLeader(among: [NodeID], timeout: Duration = .seconds(45)) async throws -> NodeID {
         try await poll(timeout) {
             for id in among where await self.node(id).status().role == .leader { return id }
             return nil
@@ -75,7 +77,7 @@ final class MemberCluster: Sendable {
     }
 
     /// Polls `condition` until it gives a value, within `timeout`.
-    func poll<T>(_ timeout: Duration = .seconds(10), _ condition: () async throws -> T?) async throws -> T {
+    func poll<T>(_ timeout: Duration = .seconds(45), _ condition: () async throws -> T?) async throws -> T {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let value = try await condition() { return value }

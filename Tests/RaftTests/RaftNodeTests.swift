@@ -69,8 +69,11 @@ final class NodeCluster: Sendable {
         tasks.withLock { for t in $0.values { t.cancel() } }
     }
 
-    /// Polls until some running node other than `excluding` leads, within `timeout`.
-    func waitForLeader(excluding: Set<NodeID> = [], timeout: Duration = .seconds(10)) async throws -> NodeID {
+    /// Polls until some running node other than `excluding` leads, within `timeout`. Generous: in
+    /// the first seconds of a full run every suite starts at once on 2 cores, and an in-memory
+    /// cluster's ticks can wait more than 10 s for a thread (CI saw every in-memory cluster time
+    /// out together at 12 s).
+    func waitForLeader(excluding: Set<NodeID> = [], timeout: Duration = .seconds(45)) async throws -> NodeID {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             for (id, node) in nodes where !excluding.contains(id) {

@@ -108,8 +108,10 @@ final class ProcessLogSampler: Sendable {
 
     /// One pass: a record for each watched task whose logs grew since the last (read on the spot
     /// before past output is read, so bytes written just before a request have their time).
-    func sample() {
-        let watched = state.withLock { $0.watched }
+    func sample(only directory: String? = nil) {
+        let watched = state.withLock { state in
+            directory.map { d in state.watched.filter { $0.key == d } } ?? state.watched
+        }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         for (directory, entry) in watched {
             guard FileManager.default.fileExists(atPath: directory) else {
@@ -201,7 +203,7 @@ extension ProcessRuntime {
     /// The past output and where it ended.
     private func past(taskID: String, query: LogQuery) throws -> (frames: [LogFrame], cursor: LogCursor, files: OpenLogFiles) {
         let instance = try lookup(taskID)
-        logSampler.sample()
+        logSampler.sample(only: instance.files.directory)
         let files = OpenLogFiles(instance.files)
         guard files.stdout >= 0 || files.stderr >= 0 else { throw RuntimeError.notFound(taskID: taskID) }
         let timelineSize = files.size(files.timeline)
@@ -250,7 +252,7 @@ extension ProcessRuntime {
         var cursor = end
         while true {
             let running = isRunning(instance)
-            logSampler.sample()
+            logSampler.sample(only: instance.files.directory)
             let timelineSize = files.size(files.timeline)
             let records = ProcessLogTimeline.decode(files.read(files.timeline, from: cursor.timeline,
                                                                          limit: Int(max(0, timelineSize - cursor.timeline))))

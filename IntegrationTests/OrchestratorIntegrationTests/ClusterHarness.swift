@@ -264,6 +264,8 @@ final class ClusterHarness: Sendable {
         var status: Int
         var body: String
         var headers: [String: String]
+        /// The body as sent (binary bodies do not survive `body`'s UTF-8 decoding).
+        var bytes: [UInt8] = []
         var json: Any? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) }
     }
 
@@ -280,7 +282,7 @@ final class ClusterHarness: Sendable {
         let data = try await response.body.collect(upTo: 16 << 20)
         var headers: [String: String] = [:]
         for h in response.headers { headers[h.name.lowercased()] = h.value }
-        return Reply(status: Int(response.status.code), body: String(buffer: data), headers: headers)
+        return Reply(status: Int(response.status.code), body: String(buffer: data), headers: headers, bytes: Array(buffer: data))
     }
 
     /// Polls `condition` until it holds or `timeout` passes.

@@ -72,6 +72,10 @@ public protocol EtcdClusterInfo: Sendable {
     func removeMember(id: UInt64) async throws -> [EtcdMember]
     /// `Cluster/MemberPromote`: returns the member list.
     func promoteMember(id: UInt64) async throws -> [EtcdMember]
+    /// `Maintenance/Snapshot`: the whole backup file, consistent as of the call, that
+    /// `etcdctl snapshot save` writes (its length must be 32 more than a multiple of 512, the last
+    /// 32 bytes a SHA-256 of the rest, as etcd's).
+    func backup() async throws -> [UInt8]
 }
 
 /// A membership request refused, with the gRPC code etcd answers it with (etcdctl prints the
@@ -100,6 +104,10 @@ extension EtcdClusterInfo {
 
     public func promoteMember(id: UInt64) async throws -> [EtcdMember] {
         throw EtcdAPIError.unimplemented(method: "etcdserverpb.Cluster/MemberPromote", reason: "this server's membership is fixed")
+    }
+
+    public func backup() async throws -> [UInt8] {
+        throw EtcdAPIError.unimplemented(method: "etcdserverpb.Maintenance/Snapshot", reason: "this server takes no backups")
     }
 }
 

@@ -71,6 +71,9 @@ public final class KVStateMachine: RaftStateMachine {
     /// The index of the last applied log entry (for ReadIndex waits).
     public var appliedIndex: UInt64 { state.withLock { $0.appliedIndex } }
 
+    /// A copy of the current store and the index it was applied up to, taken together.
+    public var current: (store: KeyValueStore, appliedIndex: UInt64) { state.withLock { ($0.store, $0.appliedIndex) } }
+
     /// A copy of the current store (tests, diagnostics).
     public var store: KeyValueStore { state.withLock { $0.store } }
 }

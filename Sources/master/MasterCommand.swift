@@ -3,14 +3,14 @@ import CommandLineSupport
 import Foundation
 
 /// `master`: the master process (`serve`, the default, so `master --id m1 ...` and `master --dev`
-/// run a master) and the tools that prepare a cluster (`master tls ...`).
+/// run a master) and the tools that prepare a cluster (`master tls ...`, `master snapshot ...`).
 @main
 struct MasterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "master",
-        abstract: "A master of the orchestrator: replicated state, scheduling, REST API; and its TLS tooling.",
+        abstract: "A master of the orchestrator: replicated state, scheduling, REST API; and its TLS and backup tooling.",
         discussion: "Without a subcommand, runs a master: `master --dev`, `master --id m1 --peers ...`.",
-        subcommands: [ServeCommand.self, TLSCommand.self],
+        subcommands: [ServeCommand.self, TLSCommand.self, SnapshotCommand.self],
         defaultSubcommand: ServeCommand.self)
 
     /// Parses the command line and runs what it names.
@@ -33,7 +33,8 @@ struct MasterCommand: AsyncParsableCommand {
     static func parseCommand(
         _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> any ParsableCommand {
-        guard arguments.first != TLSCommand.configuration.commandName else { return try parseAsRoot(arguments) }
+        let tools = [TLSCommand.configuration.commandName, SnapshotCommand.configuration.commandName]
+        guard !tools.contains(arguments.first) else { return try parseAsRoot(arguments) }
         return try parseAsRoot(
             EnvironmentFlags.merge(arguments, flags: ServeCommand.valueFlags, switches: ServeCommand.switchFlags, environment: environment))
     }

@@ -12,6 +12,14 @@ public protocol MembershipSource: Sendable {
     func promoteMember(id: UInt64) async throws -> MasterMember
     /// Removes a member (a removed leader steps down).
     func removeMember(id: UInt64) async throws
+    /// A backup file of the whole store (`ClusterBackup.encoded`), consistent as of the call.
+    func backupFile() async throws -> [UInt8]
+}
+
+extension MembershipSource {
+    public func backupFile() async throws -> [UInt8] {
+        throw APIError(status: 501, code: "not_supported", message: "this master takes no backups")
+    }
 }
 
 /// One master as `/api/v1/cluster/members` shows it.
@@ -115,6 +123,16 @@ extension OrchestratorAPI {
         let source = try membershipSource()
         try await source.removeMember(id: try memberID(context))
         return Response(status: .noContent)
+    }
+
+    /// `GET /api/v1/cluster/snapshot`: the backup file, as `etcdctl snapshot save` gets it.
+    func snapshot() async throws -> Response {
+        guard let membership else { throw APIError(status: 501, code: "not_supported", message: BackupUnavailable().description) }
+        let file = try await membership.backupFile()
+        return Response(status: .ok,
+                        headers: [.contentType: "application/octet-stream",
+                                  .contentDisposition: "attachment; filename=\"orchestrator-\(ClusterBackup.checksum(of: file).prefix(12)).db\""],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: file)))
     }
 
     /// A member id: a positive integer below 2^53 (exact in every JSON number), else 404 as for any

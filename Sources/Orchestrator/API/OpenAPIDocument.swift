@@ -177,6 +177,14 @@ public struct OpenAPIDocument: Sendable {
                     description: "409 learner_not_caught_up while the learner trails the leader's log, 409 change_in_progress while another change is not applied; 400 not_a_learner for a voter.",
                     parameters: [id], responses: ["200": json("The member, now a voter", ref("MasterMember"))], errors: [404, 409]),
             ],
+            "/api/v1/cluster/snapshot": [
+                "get": operation(
+                    "getSnapshot", "A backup of the whole store", tag: "cluster",
+                    description: "Every write acknowledged before the request is in it (a linearizable read first). The same file etcdctl snapshot save writes from a master's etcd API; `master snapshot restore FILE --id NAME --peers ... --data-dir DIR` founds a new cluster from it. 501 not_supported with --store etcd (back up that etcd itself).",
+                    responses: ["200": ["description": "The backup file",
+                                        "content": ["application/octet-stream": ["schema": ["type": "string", "format": "binary"]]]]],
+                    errors: [501, 503]),
+            ],
             "/health": ["get": liveness("health")],
             "/healthz": ["get": liveness("healthz")],
             "/readyz": [
@@ -222,7 +230,7 @@ public struct OpenAPIDocument: Sendable {
         410: "The revision asked for has been compacted",
         413: "Body over 1 MiB",
         422: "An Idempotency-Key reused with a different request body",
-        501: "The worker is too old for follow, tail, since or stream",
+        501: "The worker is too old for follow, tail, since or stream; a backup of a master with --store etcd",
         502: "The worker did not return the logs",
         503: "No leader within the timeout, store unavailable, or not ready",
         504: "A min_revision the cluster has, not applied by this master within the timeout (revision_timeout)",

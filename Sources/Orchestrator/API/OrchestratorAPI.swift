@@ -112,6 +112,7 @@ public struct OrchestratorAPI: Sendable {
         case .addMember: try await addMember(request)
         case .promoteMember: try await promoteMember(context)
         case .removeMember: try await removeMember(context)
+        case .snapshot: try await snapshot()
         case .health, .healthz: jsonResponse(HealthView(status: "ok"), revision: nil)
         case .readyz: try await readyz()
         case .metrics: try await metricsText()

@@ -7,7 +7,7 @@ public enum Route: String, Sendable, Hashable, CaseIterable {
     case createTask, listTasks, getTask, cancelTask, taskLogs
     case listNodes, getNode, deleteNode, drainNode, cordonNode, uncordonNode
     case events, cluster
-    case listMembers, addMember, promoteMember, removeMember
+    case listMembers, addMember, promoteMember, removeMember, snapshot
     case health, healthz, readyz, metrics, openAPI
 
     public var method: HTTPRequest.Method {
@@ -34,6 +34,7 @@ public enum Route: String, Sendable, Hashable, CaseIterable {
         case .listMembers, .addMember: "/api/v1/cluster/members"
         case .promoteMember: "/api/v1/cluster/members/{id}/promote"
         case .removeMember: "/api/v1/cluster/members/{id}"
+        case .snapshot: "/api/v1/cluster/snapshot"
         case .health: "/health"
         case .healthz: "/healthz"
         case .readyz: "/readyz"

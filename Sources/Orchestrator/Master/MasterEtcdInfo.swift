@@ -36,6 +36,8 @@ struct MasterEtcdInfo: EtcdClusterInfo {
 
     func status() async throws -> EtcdMemberStatus { try await raft.status() }
 
+    func backup() async throws -> [UInt8] { try await server.backup().encoded }
+
     func addMember(peerURLs: [String], isLearner: Bool) async throws -> (member: EtcdMember, members: [EtcdMember]) {
         // etcd names the peer URL; we take its host:port as the new master's --rpc-addr. The new
         // member is always added as a learner and promoted once caught up (thesis §4.2.1), even

@@ -253,6 +253,14 @@ extension MasterAPIBridge: MembershipSource {
         })
     }
 
+    func backupFile() async throws -> [UInt8] {
+        do {
+            return try await server.backup().encoded
+        } catch let error as BackupUnavailable {
+            throw APIError(status: 501, code: "not_supported", message: error.description)
+        }
+    }
+
     static func member(_ id: UInt64, in answer: Orchestrator_V1_MembershipResponse) throws -> MasterMember {
         guard let m = answer.members.first(where: { $0.id == id }) else {
             throw MembershipError(.unavailable, "unavailable", "member \(id) changed but is not listed yet; list the members")

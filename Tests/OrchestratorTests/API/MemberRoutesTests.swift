@@ -47,6 +47,9 @@ final class FakeMembership: MembershipSource {
         }
     }
 
+    /// A backup's bytes: every byte value, so a text decoding on the way would show.
+    func backupFile() async throws -> [UInt8] { (0..<1024).map { UInt8($0 % 256) } }
+
     func removeMember(id: UInt64) async throws {
         try checkBusy()
         try members.withLock { list in
@@ -141,6 +144,22 @@ final class FakeMembership: MembershipSource {
         try await test(nil) { client in
             let r = try await client.send(.get, "/api/v1/cluster/members")
             #expect(r.status == .badRequest)
+            #expect(errorCode(r) == "not_supported")
+        }
+    }
+
+    @Test("GET /cluster/snapshot answers the backup's bytes as they are, as a download; without a store of its own 501 not_supported")
+    func snapshot() async throws {
+        try await test(FakeMembership()) { client in
+            let r = try await client.send(.get, "/api/v1/cluster/snapshot")
+            #expect(r.status == .ok)
+            #expect(r.headers[.contentType] == "application/octet-stream")
+            #expect(r.headers[.contentDisposition]?.hasPrefix("attachment; filename=\"orchestrator-") == true)
+            #expect(Array(buffer: r.body) == (0..<1024).map { UInt8($0 % 256) })
+        }
+        try await test(nil) { client in
+            let r = try await client.send(.get, "/api/v1/cluster/snapshot")
+            #expect(r.status == .notImplemented)
             #expect(errorCode(r) == "not_supported")
         }
     }

@@ -43,7 +43,8 @@ import Testing
                 if uri == "/api/v1/events" { uri += "?type=bogus" }
                 let r = try await client.send(HTTPRequest.Method(String(parts[0]))!, uri)
                 #expect(r.errorCode != "route_not_found" && r.errorCode != "method_not_allowed", "\(operation): \(r.text)")
-                #expect(r.status.code < 500 || uri == "/readyz", "\(operation): \(r.status)")
+                // 501 not_supported: the test server has no store to back up (a handler's answer, not routing).
+                #expect(r.status.code < 500 || uri == "/readyz" || r.errorCode == "not_supported", "\(operation): \(r.status)")
             }
         }
     }

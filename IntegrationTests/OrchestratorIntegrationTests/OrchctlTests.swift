@@ -162,6 +162,13 @@ final class CLIProcess: Sendable {
             #expect(table.contains("Leader:") && table.contains("Term:") && table.contains("Applied index:"), "\(table)")
             for m in ["m1", "m2", "m3"] { #expect(table.contains(m), "\(table)") }
             #expect(table.contains("API ADDRESS") && table.contains("ready"))
+            // cluster snapshot save: the backup file, in etcd's layout (32 bytes past whole 512-byte pages).
+            let backup = "\(cluster.root)/orchctl-backup.db"
+            let saved = try await env.ok(["cluster", "snapshot", "save", backup])
+            #expect(saved.contains("Snapshot saved at \(backup)"), "\(saved)")
+            let file = try #require(FileManager.default.contents(atPath: backup))
+            #expect(file.starts(with: Array("ORCHBAK1".utf8)) && file.count % 512 == 32)
+            #expect(!FileManager.default.fileExists(atPath: backup + ".part"))
 
             // -w: the lists, then every change (one line per change when stdout is not a terminal).
             let taskWatch = try env.start(["task", "ls", "-w"] + env.flags())

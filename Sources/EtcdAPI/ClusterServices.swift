@@ -79,14 +79,43 @@ struct ClusterService: Etcdserverpb_Cluster.SimpleServiceProtocol {
 }
 
 /// etcd's `Maintenance` service: what `etcdctl endpoint status`, `endpoint health`, `alarm list`,
-/// `defrag`, `snapshot save` and `check perf` call. There are never alarms (the store has no space quota), and
-/// defragmentation has nothing to do (SQLite reuses freed pages).
+/// `defrag`, `snapshot save` and `check perf` call. Alarms are the store's (`QuotaStore`: NOSPACE
+/// past `--quota-backend-bytes`); defragmentation has nothing to do (the store is in memory and
+/// SQLite reuses freed pages), so after a compaction the alarm can be disarmed at once.
 struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     let core: ServerCore
 
+    /// GET lists the alarms (those of one member, or of one kind, when the request names them);
+    /// ACTIVATE and DEACTIVATE change one through the log and answer what changed, as etcd does
+    /// (`etcdctl alarm disarm` lists, then deactivates each).
     func alarm(request: Etcdserverpb_AlarmRequest, context: ServerContext) async throws -> Etcdserverpb_AlarmResponse {
-        try await etcdCall {
+        if request.action != .get, AlarmKind(rawValue: UInt8(clamping: request.alarm.rawValue)) == nil {
+            throw RPCError(code: .invalidArgument, message: "etcdserver: an alarm to raise or clear must name its type (NOSPACE or CORRUPT)")
+        }
+        return try await etcdCall {
             var response = Etcdserverpb_AlarmResponse()
+            if let store = core.store as? any QuotaStore {
+                let kind = AlarmKind(rawValue: UInt8(clamping: request.alarm.rawValue))
+                let alarms: [StoreAlarm]
+                switch request.action {
+                case .get:
+                    alarms = store.alarms().filter {
+                        (request.memberID == 0 || $0.memberID == request.memberID) && (kind == nil || $0.kind == kind)
+                    }
+                case .activate, .deactivate:
+                    guard let kind else { throw EtcdAPIError.internalError(reason: "etcdserver: no alarm type") }
+                    alarms = try await store.changeAlarm(request.action == .activate ? .activate : .deactivate,
+                                                         StoreAlarm(memberID: request.memberID, kind: kind))
+                case .UNRECOGNIZED(let value):
+                    throw EtcdAPIError.internalError(reason: "etcdserver: unknown alarm action \(value)")
+                }
+                response.alarms = alarms.map { alarm in
+                    var member = Etcdserverpb_AlarmMember()
+                    member.memberID = alarm.memberID
+                    member.alarm = Etcdserverpb_AlarmType(rawValue: Int(alarm.kind.rawValue)) ?? .none
+                    return member
+                }
+            }
             response.header = try await core.currentHeader()
             return response
         }

@@ -67,6 +67,7 @@ public enum EtcdAPIError: Error, Sendable, Hashable, CustomStringConvertible {
             case .leaseExists: .failedPrecondition
             case .invalidTTL: .outOfRange
             case .malformed: .internalError
+            case .noSpace: .resourceExhausted
             }
         case .keyNotFound, .valueProvided, .leaseProvided, .tooManyOperations, .nestedTxn, .invalidSortOption,
              .duplicateWatchID:
@@ -93,6 +94,7 @@ public enum EtcdAPIError: Error, Sendable, Hashable, CustomStringConvertible {
             case .invalidTTL: "etcdserver: too large lease TTL"
             case .duplicateKey: "etcdserver: duplicate key given in txn request"
             case .malformed(let why): "etcdserver: internal error: \(why)"
+            case .noSpace: "etcdserver: mvcc: database space exceeded"
             }
         case .keyNotFound: "etcdserver: key not found"
         case .valueProvided: "etcdserver: value is provided"

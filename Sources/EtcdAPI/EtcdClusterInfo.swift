@@ -171,7 +171,9 @@ public struct RaftClusterInfo: EtcdClusterInfo {
         return EtcdMemberStatus(
             leaderID: raft.leader, raftTerm: raft.term, raftIndex: raft.commitIndex,
             raftAppliedIndex: raft.appliedIndex, dbSize: size, dbSizeInUse: size,
-            isLearner: raft.confState.learners.contains(memberID))
+            isLearner: raft.confState.learners.contains(memberID),
+            // etcd lists its alarms here too (`etcdctl endpoint status` prints them as ERRORS).
+            errors: store.alarms().map(\.description))
     }
 
     private func databaseSize() -> Int64 {

@@ -28,6 +28,8 @@ extension EtcdStore {
             if message.contains("key is not provided") { return .emptyKey }
             if message.contains("duplicate key given in txn request") { return .duplicateKey }
             if message.contains("request is too large") { return .requestTooLarge(size: 0, limit: maxRequestBytes) }
+            // etcd's NOSPACE alarm (its --quota-backend-bytes): the same refusal as the built-in store's.
+            if message.contains("database space exceeded") { return .noSpace }
             return nil
         }
     }

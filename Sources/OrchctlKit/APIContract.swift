@@ -34,6 +34,7 @@ public enum APIContract {
         Operation("post", "/api/v1/cluster/members"),
         Operation("post", "/api/v1/cluster/members/{id}/promote"),
         Operation("delete", "/api/v1/cluster/members/{id}"),
+        Operation("get", "/api/v1/cluster/snapshot"),
         Operation("get", "/readyz"),
     ]
 

@@ -181,6 +181,7 @@ extension ByteWriter {
         case .invalidTTL(let ttl): u8(7); int(ttl)
         case .duplicateKey: u8(8)
         case .malformed(let why): u8(9); data(Array(why.utf8))
+        case .noSpace: u8(10)
         }
     }
 }
@@ -256,6 +257,7 @@ extension ByteReader {
         case 7: return .invalidTTL(try int())
         case 8: return .duplicateKey
         case 9: return .malformed(String(decoding: try data(), as: UTF8.self))
+        case 10: return .noSpace
         case let t: throw .malformed("unknown error kind \(t)")
         }
     }
@@ -297,7 +299,13 @@ extension ByteWriter {
         case .leaseKeepAlive(let id, let now): u8(6); int(id); int(now)
         case .leaseRenewAll(let now): u8(7); int(now)
         case .identified(let id, let inner): u8(8); requestID(id); self.command(inner)
+        case .alarm(let action, let alarm): u8(9); u8(action.rawValue); self.alarm(alarm)
         }
+    }
+
+    mutating func alarm(_ alarm: StoreAlarm) {
+        u64(alarm.memberID)
+        u8(alarm.kind.rawValue)
     }
 
     /// Fixed 16 bytes, big-endian: ids are random, so a varint would only grow them.
@@ -326,11 +334,16 @@ extension ByteReader {
         case 5: return .leaseRevoke(id: try int())
         case 6: return .leaseKeepAlive(id: try int(), now: try int())
         case 7: return .leaseRenewAll(now: try int())
+        case 9: return .alarm(try enumValue(AlarmAction.self), try alarm())
         case 8 where allowIdentified:
             let id = try requestID()
             return .identified(id, try command(allowIdentified: false))
         case let t: throw .malformed("unknown command \(t)")
         }
+    }
+
+    mutating func alarm() throws(StoreError) -> StoreAlarm {
+        StoreAlarm(memberID: try u64(), kind: try enumValue(AlarmKind.self))
     }
 
     mutating func requestID() throws(StoreError) -> RequestID {
@@ -368,6 +381,10 @@ extension Response {
         case .leaseKeepAlive(let rev, let id, let ttl): w.u8(6); w.int(rev); w.int(id); w.int(ttl)
         case .failure(let e): w.u8(7); w.error(e)
         case .leaseRenewAll(let rev): w.u8(8); w.int(rev)
+        case .alarm(let rev, let changed):
+            w.u8(9); w.int(rev)
+            w.uvarint(UInt64(changed.count))
+            for alarm in changed { w.alarm(alarm) }
         }
         return w.bytes
     }
@@ -396,6 +413,9 @@ extension Response {
         case 6: self = .leaseKeepAlive(revision: try r.int(), id: try r.int(), ttl: try r.int())
         case 7: self = .failure(try r.error())
         case 8: self = .leaseRenewAll(revision: try r.int())
+        case 9:
+            let revision = try r.int()
+            self = .alarm(revision: revision, changed: try r.list { (r: inout ByteReader) throws(StoreError) in try r.alarm() })
         case let t: throw .malformed("unknown response \(t)")
         }
         try r.finish()

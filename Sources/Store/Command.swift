@@ -14,6 +14,8 @@ public enum Command: Sendable, Hashable {
     case leaseKeepAlive(id: LeaseID, now: Int64)
     /// Proposed by a new leader before it revokes anything: every lease gets a full TTL from `now`.
     case leaseRenewAll(now: Int64)
+    /// Raises or clears an alarm (etcd's `Alarm` with ACTIVATE or DEACTIVATE).
+    case alarm(AlarmAction, StoreAlarm)
     /// A client's write with its request id: applied once, however often it is proposed (a
     /// duplicate gets the first application's response). Never nested.
     indirect case identified(RequestID, Command)
@@ -36,6 +38,8 @@ public enum Response: Sendable, Hashable {
     case leaseRevoke(revision: Int64)
     case leaseKeepAlive(revision: Int64, id: LeaseID, ttl: Int64)
     case leaseRenewAll(revision: Int64)
+    /// The alarms the command changed.
+    case alarm(revision: Int64, changed: [StoreAlarm])
     /// The command was rejected; the store did not change.
     case failure(StoreError)
 }
@@ -65,6 +69,8 @@ extension KeyValueStore {
             appliedRequests.record(id, response: applied.response.encoded())
             return applied
         }
+        // The NOSPACE alarm caps the store: what would grow it is refused, the rest goes on.
+        if isOverQuota, growth(of: command) > 0 { return Applied(response: .failure(.noSpace), events: []) }
         let logged = log.count
         let response: Response
         do throws(StoreError) {
@@ -85,6 +91,8 @@ extension KeyValueStore {
             case .leaseRenewAll(let now):
                 renewAllLeases(now: now)
                 response = .leaseRenewAll(revision: revision)
+            case .alarm(let action, let alarm):
+                response = .alarm(revision: revision, changed: changeAlarm(action, alarm))
             case .identified:
                 throw StoreError.malformed("a request id inside a request id")
             }
@@ -92,7 +100,9 @@ extension KeyValueStore {
             return Applied(response: .failure(error), events: [])
         }
         // A compaction only removes old events; everything else appends its own at the end.
-        if case .compact = command { return Applied(response: response, events: []) }
-        return Applied(response: response, events: Array(log[logged...]))
+        switch command {
+        case .compact, .alarm: return Applied(response: response, events: [])
+        default: return Applied(response: response, events: Array(log[logged...]))
+        }
     }
 }

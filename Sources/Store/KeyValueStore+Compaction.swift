@@ -20,6 +20,7 @@ extension KeyValueStore {
         for key in touched {
             guard let index = history.index(forKey: key) else { continue }
             let drop = Self.compactableRecords(history.values[index], at: revision)
+            for record in history.values[index].prefix(drop) { dataBytes -= Self.cost(key: key, record.kv) }
             if drop == history.values[index].count {
                 emptied.insert(key)
             } else if drop > 0 {

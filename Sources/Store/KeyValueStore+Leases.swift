@@ -18,6 +18,7 @@ extension KeyValueStore {
             throw .leaseExists(id)
         }
         leases[id] = Lease(id: id, ttl: ttl, expiry: Self.expiry(now: now, ttl: ttl), keys: [])
+        dataBytes += Self.leaseOverhead
         if id >= nextLeaseID && id < Int64.max { nextLeaseID = id + 1 }
         return id
     }
@@ -34,6 +35,7 @@ extension KeyValueStore {
             if let kv = get(key) { delete(kv, at: main) }
         }
         leases[id] = nil
+        dataBytes -= Self.leaseOverhead
         if !keys.isEmpty { revision = main }
         return revision
     }

@@ -36,6 +36,11 @@ public struct KeyValueStore: Sendable, Equatable {
     var nextLeaseID: LeaseID = 1
     /// The responses of recently applied identified requests, so a duplicate is not applied twice.
     public internal(set) var appliedRequests = AppliedRequests()
+    /// The alarms raised (`StoreQuota`); replicated, so every replica caps writes alike.
+    public internal(set) var alarms: Set<StoreAlarm> = []
+    /// Bytes retained: every version of every key (key, value and `recordOverhead`) and every lease.
+    /// Deterministic, so replicas agree on it; what the quota is measured against.
+    public internal(set) var dataBytes: Int64 = 0
 
     /// An empty store at revision 1.
     public init() {}
@@ -217,6 +222,7 @@ public struct KeyValueStore: Sendable, Equatable {
     }
 
     private mutating func append(_ record: Record, for key: [UInt8]) {
+        dataBytes += Self.cost(key: key, record.kv)
         if history[key] == nil {
             sortedKeys.insert(key, at: lowerBound(key))
             history[key] = [record]

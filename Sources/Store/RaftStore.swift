@@ -26,6 +26,12 @@ public final class RaftStore: ClusterStore {
         public var requestTimeout: Duration = .seconds(5)
         /// The pause between retries while no leader is known.
         public var retryBackoff: Duration = .milliseconds(10)
+        /// The storage quota in bytes of `KeyValueStore.dataBytes` (etcd's `--quota-backend-bytes`);
+        /// 0: none. A write that would grow the store past it is refused here, and this member
+        /// raises the NOSPACE alarm (`StoreQuota`).
+        public var quotaBytes: Int64 = 0
+        /// This member's id, named in the alarms it raises.
+        public var memberID: UInt64 = 0
         public init() {}
     }
 
@@ -37,7 +43,7 @@ public final class RaftStore: ClusterStore {
     public let hub: WatchHub
     private let now: @Sendable () -> Int64
     private let forward: Forward?
-    private let options: Options
+    let options: Options
     // The node is captured in closures so this class need not be generic over the node's clock.
     private let proposeBytes: @Sendable ([UInt8]) async throws -> [UInt8]
     private let readIndex: @Sendable () async throws -> Void
@@ -176,6 +182,7 @@ public final class RaftStore: ClusterStore {
 
     public func put(_ request: PutRequest) async throws -> PutResponse {
         try Self.refuseOversized([request])
+        try await checkQuota(.put(request))
         return try await execute(.put(request)).putResponse()
     }
 
@@ -196,6 +203,7 @@ public final class RaftStore: ClusterStore {
         try Self.refuseOversized((request.success + request.failure).compactMap { op in
             if case .put(let put) = op { put } else { nil }
         })
+        try await checkQuota(.txn(request))
         return try await execute(.txn(request)).txnResponse()
     }
 
@@ -204,7 +212,8 @@ public final class RaftStore: ClusterStore {
     }
 
     public func grantLease(ttl: Int64, id: LeaseID) async throws -> LeaseGrant {
-        try await execute(.leaseGrant(id: id, ttl: ttl, now: now())).leaseGrantResponse()
+        try await checkQuota(.leaseGrant(id: id, ttl: ttl, now: 0))
+        return try await execute(.leaseGrant(id: id, ttl: ttl, now: now())).leaseGrantResponse()
     }
 
     public func keepAlive(_ id: LeaseID) async throws -> LeaseGrant {

@@ -5,8 +5,8 @@
 /// (from format 2) the recently applied request ids with their responses, in apply order. Maps are
 /// written in sorted order, so equal stores give equal bytes.
 extension KeyValueStore {
-    /// Format 1 had no applied requests; images of format 1 still load (with none).
-    static let snapshotFormat: UInt8 = 2
+    /// Format 1 had no applied requests, format 2 no alarms; older images still load (with none).
+    static let snapshotFormat: UInt8 = 3
 
     /// The store's snapshot image.
     public func snapshotBytes() -> [UInt8] {
@@ -42,6 +42,9 @@ extension KeyValueStore {
             w.requestID(id)
             w.data(response)
         }
+        let raised = alarms.sorted()
+        w.uvarint(UInt64(raised.count))
+        for alarm in raised { w.alarm(alarm) }
         return w.bytes
     }
 
@@ -50,7 +53,7 @@ extension KeyValueStore {
     public init(snapshot bytes: [UInt8]) throws(StoreError) {
         var r = ByteReader(bytes)
         let format = try r.u8()
-        guard format == 1 || format == Self.snapshotFormat else { throw .malformed("unknown snapshot format \(format)") }
+        guard (1...Self.snapshotFormat).contains(format) else { throw .malformed("unknown snapshot format \(format)") }
         var store = KeyValueStore()
         store.revision = try r.int()
         store.compactRevision = try r.int()
@@ -86,7 +89,14 @@ extension KeyValueStore {
                 store.appliedRequests.record(id, response: response)
             }
         }
+        if format >= 3 {
+            let alarmCount = try r.count()
+            for _ in 0..<alarmCount {
+                guard store.alarms.insert(try r.alarm()).inserted else { throw .malformed("duplicate alarm in snapshot") }
+            }
+        }
         try r.finish()
+        store.dataBytes = store.countDataBytes()
         self = store
     }
 }

@@ -58,6 +58,9 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     case duplicateKey
     /// Encoded bytes (command, response or snapshot) are not valid; the text says where.
     case malformed(String)
+    /// The store is over its quota (the NOSPACE alarm): the write would grow it (etcd: "mvcc:
+    /// database space exceeded").
+    case noSpace
 
     public var description: String {
         switch self {
@@ -71,6 +74,7 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case .invalidTTL(let ttl): "invalid lease TTL \(ttl)"
         case .duplicateKey: "duplicate key given in txn request"
         case .malformed(let why): "malformed encoding: \(why)"
+        case .noSpace: "mvcc: database space exceeded"
         }
     }
 }

@@ -256,6 +256,11 @@ extension Response {
         throw unexpected("leaseRevoke")
     }
 
+    func alarmResponse() throws(StoreError) -> [StoreAlarm] {
+        if case .alarm(_, let changed) = self { return changed }
+        throw unexpected("alarm")
+    }
+
     private func unexpected(_ expected: String) -> StoreError {
         if case .failure(let error) = self { return error }
         return .malformed("expected a \(expected) response, got \(self)")

@@ -51,9 +51,11 @@ struct ServeCommand: EnvironmentConfigurable {
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
     @Option(help: "Built-in store: revisions of history kept (older ones are compacted, as etcd's --auto-compaction-mode=revision).")
     var historyRevisions: Int64 = 10_000
+    @Option(help: "Built-in store: bytes it may retain (keys, values, their history) before writes that grow it are refused with the NOSPACE alarm, as etcd's flag of that name; 0: no quota. Default 2 GiB.")
+    var quotaBackendBytes: Int64?
 
     static let valueFlags = ["id", "data-dir", "join", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
-                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "task-retention", "node-purge-after", "log-level", "history-revisions",
+                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "task-retention", "node-purge-after", "log-level", "history-revisions", "quota-backend-bytes",
                              "tls-ca", "tls-cert", "tls-key"]
 
     static let switchFlags = ["dev", "insecure"]
@@ -143,6 +145,13 @@ struct ServeCommand: EnvironmentConfigurable {
         guard historyRevisions > 0 else { throw MasterConfigError.invalid("--history-revisions must be positive") }
         var withHistory = config
         withHistory.historyRevisions = historyRevisions
+        if let quotaBackendBytes {
+            guard kind == .raft else {
+                throw MasterConfigError.invalid("--quota-backend-bytes is for the built-in store: with --store etcd, give etcd its own --quota-backend-bytes")
+            }
+            guard quotaBackendBytes >= 0 else { throw MasterConfigError.invalid("--quota-backend-bytes must be 0 (no quota) or a positive number of bytes") }
+            withHistory.quotaBytes = quotaBackendBytes
+        }
         if let join {
             guard !dev else { throw MasterConfigError.invalid("--dev runs a cluster of its own: drop --join") }
             guard let address = HostPort(parsing: join) else { throw MasterConfigError.invalid("--join: \"\(join)\" is not HOST:PORT (a running master's --rpc-addr)") }

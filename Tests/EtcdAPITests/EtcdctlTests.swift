@@ -115,5 +115,47 @@ extension EtcdAPITestSuites {
                 }
             }
         }
+
+        @Test("the quota: past --quota-backend-bytes a put is refused with etcd's NOSPACE error and alarm; alarm list and endpoint status show it; reads, deletes and same-size puts go on; after a compaction, alarm disarm lets writes in again")
+        func quotaAndAlarm() async throws {
+            var options = RaftStore.Options()
+            options.quotaBytes = 64 << 10
+            try await TestCluster.with(storeOptions: options) { cluster in
+                let (leader, follower, _) = try await cluster.leaderAndFollower()
+                let etcdctl = try Etcdctl(endpoints: [follower])
+                let value = String(repeating: "v", count: 4096)
+                var refused: Etcdctl.Output?
+                var written = 0
+                for i in 0..<40 {
+                    let out = try await etcdctl.run(["put", "quota/k\(i)", value])
+                    if !out.succeeded { refused = out; break }
+                    written += 1
+                }
+                let refusal = try #require(refused, "64 KiB of quota took 40 puts of 4 KiB")
+                #expect(refusal.stderr.contains("etcdserver: mvcc: database space exceeded"), "\(refusal)")
+                #expect(written >= 10 && written < 16, "\(written) puts of 4 KiB fit in 64 KiB")
+                let alarms = try await etcdctl.ok(["alarm", "list"])
+                #expect(alarms.contains("alarm:NOSPACE"), "\(alarms)")
+                #expect(try await Etcdctl(endpoints: [leader]).ok(["endpoint", "status"]).contains("alarm:NOSPACE"))
+                // Every replica holds the alarm and refuses what grows the store.
+                _ = try await cluster.agreedRevision()
+                for member in cluster.members { #expect(member.store.machine.store.isOverQuota) }
+                #expect(try await etcdctl.run(["put", "quota/new", "x"]).stderr.contains("database space exceeded"))
+                #expect(try await etcdctl.run(["put", "quota/k0", value + "more"]).stderr.contains("database space exceeded"))
+                #expect(try await etcdctl.run(["lease", "grant", "60"]).stderr.contains("database space exceeded"))
+                // Reads, a put no larger than the value it replaces, and deletes go on.
+                #expect(try await etcdctl.ok(["get", "quota/k1", "--print-value-only"]) == value + "\n")
+                #expect(try await etcdctl.ok(["put", "quota/k1", String(repeating: "w", count: 4096)]) == "OK\n")
+                #expect(try await etcdctl.ok(["del", "quota/", "--prefix"]) == "\(written)\n")
+                // Still refused until disarmed; the deleted versions leave with a compaction.
+                #expect(try await etcdctl.run(["put", "quota/after", "x"]).stderr.contains("database space exceeded"))
+                let revision = try await cluster.agreedRevision()
+                _ = try await etcdctl.ok(["compaction", "\(revision)"])
+                let disarmed = try await etcdctl.ok(["alarm", "disarm"])
+                #expect(disarmed.contains("alarm:NOSPACE"), "\(disarmed)")
+                #expect(try await etcdctl.ok(["alarm", "list"]) == "")
+                #expect(try await etcdctl.ok(["put", "quota/after", "x"]) == "OK\n")
+            }
+        }
     }
 }

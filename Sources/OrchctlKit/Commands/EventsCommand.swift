@@ -74,8 +74,9 @@ struct ClusterCommand: AsyncParsableCommand {
           orchctl cluster
           orchctl cluster -o json | jq -r .leader_id
           orchctl cluster members
+          orchctl cluster snapshot save backup.db
         """,
-        subcommands: [MembersCommand.self]
+        subcommands: [MembersCommand.self, SnapshotCommand.self]
     )
 
     @OptionGroup var options: GlobalOptions

@@ -71,9 +71,14 @@ public protocol ClusterStatusSource: Sendable {
     /// For `/readyz`: whether this master should get clients now, and why not. May take a round
     /// trip to the leader (it is not called on every request).
     func readiness() async -> (ready: Bool, reason: String)
+    /// The store's size against its quota, and its alarms (`/readyz`, `/metrics`); nil when the
+    /// store keeps none (an external etcd keeps its own).
+    func storeUsage() async -> StoreUsage?
 }
 
 extension ClusterStatusSource {
+    public func storeUsage() async -> StoreUsage? { nil }
+
     /// Ready as `status()` says.
     public func readiness() async -> (ready: Bool, reason: String) {
         let s = await status()

@@ -54,7 +54,7 @@ public struct OpenAPIDocument: Sendable {
                                   "schema": ["type": "string", "minLength": 1, "maxLength": 255, "pattern": #"^[!-~]+$"#]]],
                     body: ref("TaskSubmission"),
                     responses: ["201": json("The stored task (Location: /api/v1/tasks/{id})", ref("Task"))],
-                    errors: [400, 413, 422]),
+                    errors: [400, 413, 422, 507]),
                 "get": operation(
                     "listTasks", "List tasks in submission order", tag: "tasks",
                     description: "Paged with limit and continue; every page of a listing reads at the revision of its first page. A continue token whose revision was compacted is refused with 410 continue_expired.",
@@ -213,7 +213,7 @@ public struct OpenAPIDocument: Sendable {
 
     func nodeAction(_ id: String, _ summary: String) -> JSONValue {
         operation(id, summary, tag: "nodes", description: "Repeating it changes nothing. A body, if any, is ignored.",
-                  parameters: [self.id], responses: ["200": json("The node as it now is", ref("Node"))], errors: [404, 409])
+                  parameters: [self.id], responses: ["200": json("The node as it now is", ref("Node"))], errors: [404, 409, 507])
     }
 
     func liveness(_ id: String) -> JSONValue {
@@ -234,6 +234,7 @@ public struct OpenAPIDocument: Sendable {
         502: "The worker did not return the logs",
         503: "No leader within the timeout, store unavailable, or not ready",
         504: "A min_revision the cluster has, not applied by this master within the timeout (revision_timeout)",
+        507: "The store is over its quota (store_full, the NOSPACE alarm): the write would grow it",
     ]
 
     func operation(_ id: String, _ summary: String, tag: String, description: String? = nil,

@@ -150,7 +150,10 @@ extension OpenAPIDocument {
                 "api_address": ["type": "string", "pattern": .string(MemberFieldPatterns.optionalHostPort), "description": "Its REST API, host:port"],
                 "etcd_address": ["type": "string", "pattern": .string(MemberFieldPatterns.optionalHostPort), "description": "Its etcd v3 API, host:port"],
             ], required: ["rpc_address"])),
-            "Health": object(["status": string], required: ["status"]),
+            "Health": object(["status": string,
+                              "alarms": ["type": "array", "items": string,
+                                         "description": "The store's alarms, e.g. \"NOSPACE\" past --quota-backend-bytes: writes that grow the store are refused (507), reads and deletes go on"]],
+                             required: ["status"]),
             "Leader": object(["id": string, "term": ["type": "integer"]], required: ["id", "term"]),
             "Event": object([
                 "type": enumeration(ClusterEventType.allCases.map(\.rawValue)),

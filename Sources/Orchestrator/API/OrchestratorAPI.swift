@@ -190,6 +190,9 @@ extension APIError {
                 return .unavailable("not_caught_up", "this master has applied revision \(current), not yet \(requested); retry")
             case .requestTooLarge(let size, let limit):
                 return APIError(status: 413, code: "body_too_large", message: "the record would be \(size) bytes; the store's limit is \(limit)")
+            case .noSpace:
+                return APIError(status: 507, code: "store_full",
+                                message: "the cluster store is over its quota (NOSPACE alarm): writes that grow it are refused; delete ended tasks or lower --task-retention, and once the next compaction has freed the space run `etcdctl alarm disarm` against a master")
             default:
                 return APIError(status: 500, code: "store_error", message: e.description)
             }

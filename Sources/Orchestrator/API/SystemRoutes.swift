@@ -18,7 +18,8 @@ extension OrchestratorAPI {
         guard ready else {
             return APIError.unavailable("not_ready", reason.isEmpty ? "this master is not ready" : reason).response()
         }
-        return jsonResponse(HealthView(status: "ready"), revision: nil)
+        let alarms = await self.status.storeUsage()?.alarms.map { $0.kind.description } ?? []
+        return jsonResponse(HealthView(status: "ready", alarms: alarms.isEmpty ? nil : Array(Set(alarms)).sorted()), revision: nil)
     }
 
     /// `GET /metrics`: the registry (HTTP and whatever the master records) plus gauges read now:
@@ -54,6 +55,15 @@ extension OrchestratorAPI {
                   value: Double(connections.openConnections)),
             Gauge("orchestrator_http_connections_limit", help: "The most REST connections served at once.", value: Double(connections.limit)),
         ]
+        if let usage = await self.status.storeUsage() {
+            snapshot.append(Gauge("orchestrator_store_data_bytes", help: "Bytes the store retains (keys, values, their history), as the quota counts them.",
+                                  value: Double(usage.dataBytes)))
+            snapshot.append(Gauge("orchestrator_store_quota_bytes", help: "The store's quota (--quota-backend-bytes); 0: none.", value: Double(usage.quotaBytes)))
+            snapshot.append(Gauge("orchestrator_store_alarm", help: "1 while the alarm is raised (NOSPACE: writes that grow the store are refused).",
+                                  samples: AlarmKind.allCases.map { kind in
+                                      (labels: ["alarm": kind.description], value: usage.alarms.contains { $0.kind == kind } ? 1 : 0)
+                                  }))
+        }
         if let term = status.term { snapshot.append(Gauge("orchestrator_raft_term", help: "Current Raft term.", value: Double(term))) }
         if let commit = status.commitIndex {
             snapshot.append(Gauge("orchestrator_raft_commit_index", help: "Highest Raft log index known committed.", value: Double(commit)))

@@ -140,4 +140,7 @@ struct ClusterView: Encodable, Sendable {
 /// `/health`, `/healthz`, `/readyz` when all is well.
 struct HealthView: Encodable, Sendable {
     var status: String
+    /// The store's alarms (`NOSPACE`), when any is raised: the master still serves reads and
+    /// deletes, so it stays ready.
+    var alarms: [String]? = nil
 }

@@ -30,6 +30,11 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
         await server.readiness()
     }
 
+    func storeUsage() async -> StoreUsage? {
+        guard case .raft(let raft) = server.parts else { return nil }
+        return raft.store.usage()
+    }
+
     func waitForRevision(_ revision: Int64) async throws {
         switch server.parts {
         case .raft(let raft): try await raft.store.waitForRevision(revision)

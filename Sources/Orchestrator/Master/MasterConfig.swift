@@ -41,6 +41,9 @@ public struct MasterConfig: Sendable {
     public var nodePurge: NodePurge? = NodePurge()
     /// Built-in store only: revisions of history kept behind the current one (`HistoryCompactor`).
     public var historyRevisions: Int64 = 10_000
+    /// Built-in store only: the storage quota (`--quota-backend-bytes`, `StoreQuota`); 0: none.
+    /// etcd's default, 2 GiB.
+    public var quotaBytes: Int64 = 2 << 30
     /// `--join HOST:PORT`: the rpc address of a running master. With an empty data directory this
     /// master asks that cluster to add it (as a learner, promoted once caught up) instead of
     /// bootstrapping one from `--peers`.

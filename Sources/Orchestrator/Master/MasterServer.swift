@@ -152,8 +152,12 @@ public final class MasterServer: Sendable {
                                     bootstrap: bootstrap, bootstrapContexts: bootstrapContexts, clock: ContinuousClock(),
                                     options: options, logger: logger)
             let forwardClient = ForwardClient(clients: masterClients, address: { registry.rpcAddress(of: $0) })
+            var storeOptions = RaftStore.Options()
+            storeOptions.quotaBytes = config.quotaBytes
+            storeOptions.memberID = selfID
             let store = RaftStore(node: node, machine: machine, hub: hub, now: leaseClock,
-                                  forward: { leader, command in try await forwardClient.forward(to: leader, command) })
+                                  forward: { leader, command in try await forwardClient.forward(to: leader, command) },
+                                  options: storeOptions)
             repository = ClusterRepository(store: store)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
                                         heartbeatInterval: config.heartbeatInterval, lease: config.workerLease,

@@ -27,9 +27,10 @@ enum TestCluster {
     static func with<T: Sendable>(
         configuration: EtcdAPIServer.Configuration = TestCluster.configuration(),
         tick: Duration = TestCluster.tick,
+        storeOptions: RaftStore.Options = RaftStore.Options(),
         _ body: (LocalEtcdCluster) async throws -> T
     ) async throws -> T {
-        let cluster = try await LocalEtcdCluster.start(tickInterval: tick, configuration: configuration, logger: logger)
+        let cluster = try await LocalEtcdCluster.start(tickInterval: tick, configuration: configuration, storeOptions: storeOptions, logger: logger)
         do {
             let result = try await body(cluster)
             await cluster.shutdown()

@@ -28,6 +28,10 @@ final class FakeStatus: ClusterStatusSource {
 
     func set(_ change: (inout ClusterStatus) -> Void) { current.withLock { change(&$0) } }
 
+    /// What `storeUsage` answers (nil: a store without a quota).
+    let usage = Mutex<StoreUsage?>(nil)
+    func storeUsage() async -> StoreUsage? { usage.withLock { $0 } }
+
     /// Set: this master has applied no revision past it (a lagging follower), so waits for later
     /// revisions, which the store (the cluster) has, never end.
     let appliedCap = Mutex<Int64?>(nil)

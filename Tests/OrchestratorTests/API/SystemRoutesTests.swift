@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Testing
+import Store
 @testable import Orchestrator
 
 @Suite struct SystemRoutesTests {
@@ -52,6 +53,25 @@ import Testing
             #expect(try await client.send(.get, "/readyz").errorMessage == "applied 10 of 40")
             #expect(try await client.send(.get, "/healthz").status == .ok)
         }
+    }
+
+    @Test("the store's quota: readyz stays 200 and lists a raised alarm, metrics give bytes, quota and alarm, a write refused for space is 507 store_full")
+    func quota() async throws {
+        let f = APIFixture()
+        try await f.test { client in
+            #expect(try await client.send(.get, "/readyz").json["alarms"] == nil)
+            #expect(!(try await client.send(.get, "/metrics").text.contains("orchestrator_store_quota_bytes")))
+            f.status.usage.withLock { $0 = StoreUsage(dataBytes: 5000, quotaBytes: 4096, alarms: [StoreAlarm(memberID: 2, kind: .noSpace)]) }
+            let ready = try await client.send(.get, "/readyz")
+            #expect(ready.status == .ok && ready.json["alarms"] as? [String] == ["NOSPACE"])
+            let metrics = try await client.send(.get, "/metrics").text
+            for line in ["orchestrator_store_data_bytes 5000", "orchestrator_store_quota_bytes 4096",
+                         "orchestrator_store_alarm{alarm=\"NOSPACE\"} 1", "orchestrator_store_alarm{alarm=\"CORRUPT\"} 0"] {
+                #expect(metrics.contains(line), "\(line)")
+            }
+        }
+        let refusal = APIError.from(StoreError.noSpace)
+        #expect(refusal.status == 507 && refusal.code == "store_full" && refusal.message.contains("etcdctl alarm disarm"))
     }
 
     @Test("metrics: Prometheus text with HTTP counters, a duration histogram, tasks and nodes by state, raft gauges, fed counters")

@@ -45,8 +45,10 @@ public final class LocalEtcdCluster: Sendable {
     /// - Parameters:
     ///   - tickInterval: the Raft tick (elections take 10 to 20 ticks); masters use 100 ms.
     ///   - configuration: the etcd API servers' configuration.
+    ///   - storeOptions: the stores' options (each member's `memberID` is set to its id).
     public static func start(size: Int = 3, tickInterval: Duration = .milliseconds(100),
                              configuration: EtcdAPIServer.Configuration = EtcdAPIServer.Configuration(),
+                             storeOptions: RaftStore.Options = RaftStore.Options(),
                              logger: Logger = Logger(label: "etcd-local-cluster")) async throws -> LocalEtcdCluster {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-local-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -76,10 +78,12 @@ public final class LocalEtcdCluster: Sendable {
             let (machine, hub) = RaftStore.makeStateMachine()
             let node = try RaftNode(config: RaftConfig(id: id), storage: storage, machine: machine, transport: transport,
                                     bootstrap: ids, clock: ContinuousClock(), options: options, logger: nodeLogger)
+            var memberOptions = storeOptions
+            memberOptions.memberID = id
             let store = RaftStore(node: node, machine: machine, hub: hub, now: now, forward: { leader, command in
                 guard let target = registry.withLock({ $0[leader] }) else { throw RaftNodeError.notLeader(leader: noNode) }
                 return try await target.handleForwarded(command)
-            })
+            }, options: memberOptions)
             registry.withLock { $0[id] = store }
             let info = RaftClusterInfo(store: store, memberID: id, members: etcdMembers, databasePath: dbPath)
             var serverLogger = logger

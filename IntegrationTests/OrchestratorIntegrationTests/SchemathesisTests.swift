@@ -1,4 +1,7 @@
+import ClusterProto
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import RaftTestSupport
 import Testing
 import TestGate
@@ -40,7 +43,11 @@ import TestGate
             Issue.record("schemathesis is not installed (pip install schemathesis); CI requires it")
             return
         }
-        let cluster = try ClusterHarness(masters: 3, masterArgs: ["--api-token", Self.token], tls: false)
+        // Nodes go down 2 s after their last heartbeat: the joined node below sends none, so it is
+        // down before the fuzzer starts and no fuzzed task is placed on it (a task there would
+        // make its logs a 502 from a worker that does not exist).
+        let cluster = try ClusterHarness(masters: 3, masterArgs: ["--api-token", Self.token, "--node-not-ready-after", "1", "--node-down-after", "2"],
+                                         tls: false)
         try cluster.start()
         defer { cluster.killAll() }
         var leader = 0
@@ -51,6 +58,13 @@ import TestGate
             leader = n - 1
             return true
         }
+        // A node for the node routes to find (hooks.py maps half of the valid ids to it): joined
+        // through the worker protocol with nothing behind it, so no fuzzed task ever runs anywhere.
+        try await Self.joinNode(Self.fuzzNode, port: cluster.rpcPorts[leader], token: cluster.joinToken)
+        try await cluster.waitUntil("the joined node down", timeout: .seconds(30)) {
+            let r = try await cluster.request(.GET, master: leader, "/api/v1/nodes/\(Self.fuzzNode)", headers: ["Authorization": "Bearer \(Self.token)"])
+            return (r.json as? [String: Any])?["state"] as? String == "down"
+        }
         let fresh = UInt32.random(in: 1...UInt32.max)
         // The fixed seed against the leader, the fresh one against a follower (reads there are
         // local, writes forwarded).
@@ -60,11 +74,37 @@ import TestGate
             print("schemathesis --seed \(seed) against m\(master + 1): exit \(status) in \(ContinuousClock.now - started)")
             #expect(status == 0, "schemathesis --seed \(seed) against m\(master + 1) exited \(status):\n\(output)\n--- cluster logs\n\(cluster.logs.suffix(4000))")
         }
+        // The node routes met the joined node (hooks.py), not only 404s: some answered 2xx.
+        var found = 0
+        for i in 0..<3 {
+            let metrics = try await cluster.request(.GET, master: i, "/metrics", headers: ["Authorization": "Bearer \(Self.token)"]).body
+            for line in metrics.split(separator: "\n") where line.hasPrefix("orchestrator_http_requests_total{")
+                && line.contains("route=\"/api/v1/nodes/{id}") && line.contains("status=\"2") {
+                found += Int(Double(line.split(separator: " ").last ?? "0") ?? 0)
+            }
+        }
+        #expect(found > 0, "no node route answered 2xx: the fuzzer met only unknown nodes")
         // The fuzzer called the membership endpoints (hooks.py keeps them from changing anything):
         // the cluster still has its three voters and no learner.
         let members = try await cluster.request(.GET, master: 0, "/api/v1/cluster/members", headers: ["Authorization": "Bearer \(Self.token)"])
         let list = (members.json as? [String: Any])?["members"] as? [[String: Any]] ?? []
         #expect(list.count == 3 && list.allSatisfy { $0["learner"] as? Bool == false }, "\(members.body)")
+    }
+
+    static let fuzzNode = "fuzz-node-1"
+
+    /// Joins a node that runs nothing (no worker process: fuzzed tasks placed on it never start).
+    static func joinNode(_ id: String, port: Int, token: String) async throws {
+        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+        try await withGRPCClient(transport: transport) { client in
+            _ = try await Orchestrator_V1_Workers.Client(wrapping: client).join(.with {
+                $0.joinToken = token
+                $0.nodeID = id
+                $0.address = "127.0.0.1:1"
+                $0.cpuMillicores = 4000
+                $0.memoryMb = 8192
+            })
+        }
     }
 
     static func run(_ binary: String, cluster: ClusterHarness, master: Int, seed: UInt32) async throws -> (Int32, String) {
@@ -88,9 +128,6 @@ import TestGate
             // DELETE /api/v1/tasks/{id} cancels a task and keeps it readable (documented; orchctl
             // task rm relies on it): use_after_free's "deleted, so 404" does not apply.
             "--exclude-checks", "use_after_free",
-            // An event stream never ends, so a request/response fuzzer cannot read one response;
-            // its payloads are held to the document by EventSchemaTests, its parameters by unit tests.
-            "--exclude-operation-id", "streamEvents",
             "--phases", "examples,coverage,fuzzing,stateful",
             "--seed", String(seed),
             "--max-examples", "60",
@@ -105,6 +142,7 @@ import TestGate
         // hooks.py turns valid member additions into one that is refused (member_exists), so the
         // fuzzer cannot grow or shrink the cluster under test.
         environment["ORCH_SCHEMATHESIS_MEMBER_RPC"] = "127.0.0.1:\(cluster.rpcPorts[0])"
+        environment["ORCH_SCHEMATHESIS_NODE"] = fuzzNode
         environment["PYTHONPATH"] = URL(fileURLWithPath: hooks).deletingLastPathComponent().path
         p.environment = environment
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))

@@ -28,7 +28,7 @@ import Testing
 
     @Test("what the document states is what the parser enforces: nested nulls refused, lengths in code points, any max_backoff_ms in range")
     func documentedConstraints() throws {
-        // The document marks only the top-level optional fields nullable.
+        // The document lets only the top-level optional fields be null.
         #expect(try parse(#"{"name":"t","image":"alpine","resources":null,"restart_policy":null,"env":null}"#).resources == .taskDefault)
         for body in [#"{"name":"t","image":"alpine","resources":{"cpu":null}}"#,
                      #"{"name":"t","image":"alpine","restart_policy":{"max_retries":null}}"#] {

@@ -1,6 +1,6 @@
 import ClusterModel
 
-/// The OpenAPI 3.0 description of the API, served at `GET /api/v1/openapi.json`. Written by hand
+/// The OpenAPI 3.1 description of the API, served at `GET /api/v1/openapi.json`. Written by hand
 /// (operations, parameters, schemas); a test holds its operations equal to `Route.allCases` and
 /// checks every documented operation against the router. It follows the configuration: limits
 /// become schema bounds, and security (with its 401s) is declared only when a token is set.
@@ -19,7 +19,7 @@ public struct OpenAPIDocument: Sendable {
 
     public var document: JSONValue {
         var doc: [String: JSONValue] = [
-            "openapi": "3.0.3",
+            "openapi": "3.1.0",
             "info": [
                 "title": "Orchestrator API",
                 "version": "1.0.0",
@@ -100,9 +100,8 @@ public struct OpenAPIDocument: Sendable {
                                  consistent, minRevision],
                     responses: ["200": ["description": "The output",
                                         "content": ["text/plain": ["schema": ["type": "string"]],
-                                                    "text/event-stream": ["schema": ["type": "string"]]],
-                                        "x-event-schemas": ["output": ref("TaskLogOutput"), "end": ref("TaskLogEnd"),
-                                                            "error": ref("Error"), "shutdown": ref("StreamShutdown")]]],
+                                                    "text/event-stream": ["schema": serverSentEvent(logEventSchemas)]],
+                                        "x-event-schemas": .object(logEventSchemas)]],
                     errors: [400, 404, 409, 501, 502]),
             ],
             "/api/v1/nodes": [
@@ -144,9 +143,11 @@ public struct OpenAPIDocument: Sendable {
                          "description": "Resume after this event id (wins over since; empty is ignored)",
                          "schema": ["type": "string", "pattern": .string("^(?:\(Self.eventIDDigits))?$")]],
                         minRevision,
+                        query("timeout_seconds", "End the stream after this many seconds, whatever happens (as a Kubernetes watch's timeoutSeconds); resume with Last-Event-ID",
+                              schema: ["type": "integer", "minimum": 1, "maximum": .int(Int(OrchestratorAPI.maxEventStreamSeconds))]),
                     ],
                     responses: ["200": ["description": "The stream",
-                                        "content": ["text/event-stream": ["schema": ["type": "string"]]],
+                                        "content": ["text/event-stream": ["schema": serverSentEvent(eventSchemas)]],
                                         "x-event-schemas": .object(eventSchemas)]],
                     errors: [400, 410]),
             ],
@@ -199,7 +200,7 @@ public struct OpenAPIDocument: Sendable {
             ],
             "/api/v1/openapi.json": [
                 "get": operation("openapi", "This document", tag: "meta",
-                                 responses: ["200": json("OpenAPI 3.0 document", ["type": "object"])], errors: []),
+                                 responses: ["200": json("OpenAPI 3.1 document", ["type": "object"])], errors: []),
             ],
         ]
     }
@@ -209,6 +210,29 @@ public struct OpenAPIDocument: Sendable {
         var out: [String: JSONValue] = ["error": ref("Error"), "shutdown": ref("StreamShutdown")]
         for type in ClusterEventType.allCases { out[type.rawValue] = ref("Event") }
         return out
+    }
+
+    /// The schema of the messages of a log follow's stream, by event name.
+    var logEventSchemas: [String: JSONValue] {
+        ["output": ref("TaskLogOutput"), "end": ref("TaskLogEnd"), "error": ref("Error"), "shutdown": ref("StreamShutdown")]
+    }
+
+    /// One message of a `text/event-stream` (the per-event schema, as OpenAPI 3.2's `itemSchema`
+    /// and tools reading 3.1 take it): its `event` is one of `schemas`' names, its `id` a cursor,
+    /// its `data` JSON whose schema `contentSchema` gives for that event.
+    func serverSentEvent(_ schemas: [String: JSONValue]) -> JSONValue {
+        let names = schemas.keys.sorted()
+        return [
+            "type": "object", "required": ["event", "data"],
+            "properties": [
+                "event": ["type": "string", "enum": .array(names.map { .string($0) })],
+                "id": ["type": "string"], "retry": ["type": "integer"],
+                "data": ["type": "string", "contentMediaType": "application/json"],
+            ],
+            "oneOf": .array(names.map { name in
+                ["properties": ["event": ["const": .string(name)], "data": ["contentSchema": schemas[name]!]]]
+            }),
+        ]
     }
 
     func nodeAction(_ id: String, _ summary: String) -> JSONValue {

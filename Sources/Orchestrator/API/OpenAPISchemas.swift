@@ -23,9 +23,13 @@ extension OpenAPIDocument {
                 out[name] = schema
                 continue
             }
-            if o["$ref"] != nil { o = ["allOf": [schema]] } // 3.0: siblings of $ref are ignored
-            o["nullable"] = true
-            // OpenAPI 3.0: an enum must list null itself for nullable to admit it.
+            // OpenAPI 3.1 (JSON Schema 2020-12): null is a type of its own.
+            if o["$ref"] != nil {
+                out[name] = ["anyOf": [schema, ["type": "null"]]]
+                continue
+            }
+            if case .string(let type)? = o["type"] { o["type"] = [.string(type), "null"] }
+            // An enum must list null itself to admit it.
             if case .array(let values)? = o["enum"] { o["enum"] = .array(values + [.null]) }
             out[name] = .object(o)
         }
@@ -124,8 +128,8 @@ extension OpenAPIDocument {
                              required: ["api_address", "id", "role"]),
             "Cluster": object([
                 "node_id": ["type": "string", "description": "The master that answered"],
-                "leader_id": ["type": "string", "nullable": true], "term": ["type": "integer", "nullable": true],
-                "commit_index": ["type": "integer", "nullable": true], "applied_index": ["type": "integer", "nullable": true],
+                "leader_id": ["type": ["string", "null"]], "term": ["type": ["integer", "null"]],
+                "commit_index": ["type": ["integer", "null"]], "applied_index": ["type": ["integer", "null"]],
                 "store": enumeration(["raft", "etcd", "memory"]), "ready": ["type": "boolean"],
                 "members": ["type": "array", "items": ref("Member")], "default_scheduler": algorithms,
                 "revision": integer,

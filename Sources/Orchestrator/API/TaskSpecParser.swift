@@ -126,7 +126,7 @@ public struct TaskSpecParser: Sendable {
     }
 
     /// Inside `resources` and `restart_policy`, a field is given or left out: null is refused, as
-    /// the document (which marks only the top-level optional fields nullable) says.
+    /// the document (which lets only the top-level optional fields be null) says.
     static func refuseNulls(_ object: [String: Any], in parent: String) throws(APIError) {
         if let key = object.keys.sorted().first(where: { object[$0] is NSNull }) {
             throw .invalid("\(parent).\(key)", "must not be null; leave the field out for its default")

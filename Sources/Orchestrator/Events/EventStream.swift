@@ -160,6 +160,9 @@ final class EventStreamRegistry: Sendable {
 }
 
 extension OrchestratorAPI {
+    /// The longest `timeout_seconds` of an event stream: a day.
+    static let maxEventStreamSeconds: Int64 = 86_400
+
     /// The answer when `maxEventStreams` are open: 503, with `Retry-After` when it is the response.
     static func tooManyEventStreams(_ limit: Int) -> APIError {
         APIError.unavailable("too_many_event_streams",
@@ -169,6 +172,8 @@ extension OrchestratorAPI {
     /// `GET /api/v1/events?since=R&type=a,b` (or `Last-Event-ID: R`): Server-Sent Events of every
     /// change after the cursor, then live. History already compacted is refused with 410 before the
     /// stream starts; if the store loses history mid-stream, an `event: error` ends it.
+    /// `timeout_seconds=N` ends the stream after N seconds whatever happens (Kubernetes' watch
+    /// `timeoutSeconds`): a client that wants bounded requests resumes with Last-Event-ID.
     func events(_ request: Request) async throws -> Response {
         var filter: Set<ClusterEventType>?
         if let text = request.query("type") {
@@ -181,6 +186,7 @@ extension OrchestratorAPI {
             }
             filter = set
         }
+        let timeout = try request.int64Query("timeout_seconds", range: 1...Self.maxEventStreamSeconds).map { Duration.seconds($0) }
         // A reconnecting EventSource sends Last-Event-ID with the original URL: the header is newer.
         var cursor: EventCursor?
         if let header = request.headers[.lastEventID], !header.isEmpty {
@@ -270,6 +276,13 @@ extension OrchestratorAPI {
                     while true {
                         try await Task.sleep(for: keepalive)
                         continuation.yield(.keepalive)
+                    }
+                }
+                if let timeout {
+                    // Ends the items, so the writer below returns and the stream closes cleanly.
+                    group.addTask {
+                        try await Task.sleep(for: timeout)
+                        continuation.finish()
                     }
                 }
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: events after revision \(from - 1)\n\n"))

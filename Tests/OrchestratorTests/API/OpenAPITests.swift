@@ -22,7 +22,7 @@ import Testing
         try await f.addNode("n1")
         try await f.test { client in
             let doc = try await served(client)
-            #expect(doc["openapi"] as? String == "3.0.3")
+            #expect(doc["openapi"] as? String == "3.1.0")
             let paths = try #require(doc["paths"] as? [String: [String: Any]])
             var documented = Set<String>()
             for (path, item) in paths {
@@ -145,8 +145,9 @@ import Testing
     }
 }
 
-/// Checks a JSON value against a schema of the document: types, enums, nullable, required and
-/// declared properties (closed objects), $ref and allOf; enough for the API's own schemas.
+/// Checks a JSON value against a schema of the document (OpenAPI 3.1, JSON Schema 2020-12):
+/// types (one, or a list with "null"), enums, required and declared properties (closed objects),
+/// $ref, allOf and anyOf; enough for the API's own schemas.
 struct SchemaCheck {
     let schemas: [String: [String: Any]]
 
@@ -161,18 +162,23 @@ struct SchemaCheck {
         }
         var out: [String] = []
         for part in schema["allOf"] as? [[String: Any]] ?? [] { out += faults(value, part, at: path) }
+        if let alternatives = schema["anyOf"] as? [[String: Any]],
+           !alternatives.contains(where: { faults(value, $0, at: path).isEmpty }) {
+            out.append("\(path): matches none of anyOf")
+        }
+        let types = (schema["type"] as? [String]) ?? (schema["type"] as? String).map { [$0] } ?? []
         if value is NSNull {
-            return schema["nullable"] as? Bool == true || schema["type"] == nil ? out : out + ["\(path): null"]
+            return types.isEmpty || types.contains("null") ? out : out + ["\(path): null"]
         }
         if let values = schema["enum"] as? [Any], !values.contains(where: { ($0 as? NSObject)?.isEqual(value) == true }) {
             out.append("\(path): \(value) not in the enum")
         }
-        switch schema["type"] as? String {
+        switch types.first(where: { $0 != "null" }) {
         case "string": if !(value is String) { out.append("\(path): not a string") }
         case "boolean": if !((value as? NSNumber).map { !isNumberNotBool($0) } ?? false) { out.append("\(path): not a boolean") }
         case "integer", "number":
             guard let n = value as? NSNumber, isNumberNotBool(n) else { out.append("\(path): not a number"); break }
-            if schema["type"] as? String == "integer", n.doubleValue.rounded() != n.doubleValue { out.append("\(path): not an integer") }
+            if types.contains("integer"), n.doubleValue.rounded() != n.doubleValue { out.append("\(path): not an integer") }
         case "array":
             guard let items = value as? [Any] else { out.append("\(path): not an array"); break }
             for (i, item) in items.enumerated() { out += faults(item, schema["items"] as? [String: Any] ?? [:], at: "\(path)[\(i)]") }

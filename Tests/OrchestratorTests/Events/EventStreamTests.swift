@@ -221,6 +221,25 @@ import Testing
         try await poll(timeout: .seconds(5), "the watch to be released") { store.openWatches.withLock { $0 } == 0 }
     }
 
+    @Test("timeout_seconds ends the stream cleanly once it passes, after what happened meanwhile; out of range is 400")
+    func timeoutSeconds() async throws {
+        let (f, store) = Self.fixture()
+        let started = ContinuousClock.now
+        let sse = try await SSEClient.open(f.api, "/api/v1/events?timeout_seconds=1")
+        try await f.test { client in try await client.createTask() }
+        #expect(try await sse.waitForEnd(timeout: .seconds(10)).isSuccess)
+        let took = started.duration(to: .now)
+        #expect(took >= .seconds(1) && took < .seconds(8), "\(took)")
+        #expect(sse.messages.map(\.event) == ["task_created"])
+        try await poll(timeout: .seconds(5), "the watch to be released") { store.openWatches.withLock { $0 } == 0 }
+        try await f.test { client in
+            for bad in ["0", "86401", "-1", "x", ""] {
+                let r = try await client.send(.get, "/api/v1/events?timeout_seconds=\(bad)")
+                #expect(r.status == .badRequest, "timeout_seconds=\(bad)")
+            }
+        }
+    }
+
     @Test("closeEventStreams ends open streams cleanly with a shutdown event")
     func shutdown() async throws {
         let (f, store) = Self.fixture()

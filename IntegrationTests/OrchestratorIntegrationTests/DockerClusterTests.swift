@@ -2,9 +2,20 @@ import Foundation
 import Testing
 import TestGate
 
-/// Runs `docker` with `arguments`; returns its exit status and standard output.
+/// Runs `docker` with `arguments`; returns its exit status and standard output. Waited for by
+/// polling (`CLIProcess`), so a slow dockerd holds no cooperative thread: the suite's `.enabled`
+/// check runs while the other suites start, and two blocked threads are the whole pool on CI.
 @discardableResult
-func docker(_ arguments: [String]) throws -> (status: Int32, output: String) {
+func docker(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+    let r = try await CLIProcess(binary: URL(fileURLWithPath: "/usr/bin/docker"), arguments: arguments,
+                                 environment: ProcessInfo.processInfo.environment,
+                                 directory: FileManager.default.temporaryDirectory.path).result(timeout: .seconds(120))
+    return (r.status, r.stdout)
+}
+
+/// `docker` for clean-up in a `defer` (synchronous there); only at a test's end.
+@discardableResult
+func dockerBlocking(_ arguments: [String]) throws -> (status: Int32, output: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/docker")
     p.arguments = arguments
@@ -18,21 +29,22 @@ func docker(_ arguments: [String]) throws -> (status: Int32, output: String) {
 }
 
 /// Whether dockerd answers; with CI set, a missing Docker fails the suite instead of skipping it.
-func dockerAvailable() -> Bool {
-    FileManager.default.fileExists(atPath: "/usr/bin/docker") && ((try? docker(["info", "--format", "{{.ServerVersion}}"]))?.status == 0)
+func dockerAvailable() async -> Bool {
+    guard FileManager.default.fileExists(atPath: "/usr/bin/docker") else { return false }
+    return (try? await docker(["info", "--format", "{{.ServerVersion}}"]))?.status == 0
 }
 
 /// 3 masters and Docker workers (issue 5): the seed example end to end, adoption after a worker
 /// restart, masters lost and back, bad images. No registry is reachable here, so `alpine` is the
 /// local busybox test image (scripts/make-test-image.sh) under the seed example's name.
-@Suite(.serialized, .heavy, .enabled(if: dockerAvailable() || ProcessInfo.processInfo.environment["CI"] != nil))
+@Suite(.serialized, .heavy, .enabled("needs dockerd (CI requires it)") { await dockerAvailable() || ProcessInfo.processInfo.environment["CI"] != nil })
 struct DockerClusterTests {
     static let seedBody = #"{"name": "test-task", "image": "alpine", "command": ["echo", "hello world"], "resources": {"cpu": 500, "memory": 256}}"#
 
-    static func prepareImage() throws {
-        #expect(dockerAvailable(), "dockerd must answer on /var/run/docker.sock (.ci/run starts it)")
-        if try docker(["image", "inspect", "alpine:latest"]).status != 0 {
-            let tagged = try docker(["tag", "orch-test/busybox:latest", "alpine:latest"])
+    static func prepareImage() async throws {
+        #expect(await dockerAvailable(), "dockerd must answer on /var/run/docker.sock (.ci/run starts it)")
+        if try await docker(["image", "inspect", "alpine:latest"]).status != 0 {
+            let tagged = try await docker(["tag", "orch-test/busybox:latest", "alpine:latest"])
             #expect(tagged.status == 0, "tag the test image as alpine (run scripts/make-test-image.sh first)")
         }
     }
@@ -40,8 +52,8 @@ struct DockerClusterTests {
     static func removeContainers(of cluster: ClusterHarness, workers: [String]) {
         for w in workers {
             guard let id = cluster.nodeID(ofWorker: w) else { continue }
-            let ids = (try? docker(["ps", "-aq", "--filter", "label=orchestrator.owner=\(id)"]))?.output.split(separator: "\n").map(String.init) ?? []
-            if !ids.isEmpty { _ = try? docker(["rm", "-f"] + ids) }
+            let ids = (try? dockerBlocking(["ps", "-aq", "--filter", "label=orchestrator.owner=\(id)"]))?.output.split(separator: "\n").map(String.init) ?? []
+            if !ids.isEmpty { _ = try? dockerBlocking(["rm", "-f"] + ids) }
         }
     }
 
@@ -59,7 +71,7 @@ struct DockerClusterTests {
 
     @Test("the seed example runs as a container on a 2-worker cluster and its output is readable; a bad image fails with a reason while the worker keeps serving")
     func seedExampleAndBadImage() async throws {
-        try Self.prepareImage()
+        try await Self.prepareImage()
         let cluster = try ClusterHarness(masters: 3)
         try cluster.start()
         defer { Self.removeContainers(of: cluster, workers: ["d1", "d2"]); cluster.killAll() }
@@ -95,7 +107,7 @@ struct DockerClusterTests {
 
     @Test("a restarted worker adopts its running container (no second copy); a worker without masters keeps its task running and reports it when they return")
     func adoptionAndMastersLost() async throws {
-        try Self.prepareImage()
+        try await Self.prepareImage()
         let cluster = try ClusterHarness(masters: 3)
         try cluster.start()
         defer { Self.removeContainers(of: cluster, workers: ["d1"]); cluster.killAll() }
@@ -106,14 +118,14 @@ struct DockerClusterTests {
             let long = try await Self.submit(cluster, #"{"name":"long","image":"alpine","command":["sleep","600"],"restart_policy":{"condition":"never"}}"#)
             try await cluster.waitUntil("the task running", timeout: .seconds(60)) { try await Self.task(cluster, long)["state"] as? String == "running" }
             let owner = try #require(cluster.nodeID(ofWorker: "d1"))
-            let before = try docker(["ps", "-q", "--filter", "label=orchestrator.owner=\(owner)"]).output
+            let before = try await docker(["ps", "-q", "--filter", "label=orchestrator.owner=\(owner)"]).output
 
             // kill -9 the worker and start it again: the same container is adopted.
             worker.kill9()
             try worker.start()
             try await cluster.waitUntil("the worker back") { try await cluster.nodes(master: 0).first?["state"] as? String == "ready" }
             let epoch = try await Self.task(cluster, long)["epoch"] as? Int
-            let after = try docker(["ps", "-q", "--filter", "label=orchestrator.owner=\(owner)"]).output
+            let after = try await docker(["ps", "-q", "--filter", "label=orchestrator.owner=\(owner)"]).output
             #expect(after == before && !after.isEmpty, "one container, the same one: \(before) -> \(after)")
             #expect(try await Self.task(cluster, long)["state"] as? String == "running")
 
@@ -121,7 +133,7 @@ struct DockerClusterTests {
             let cancel = try await cluster.request(.DELETE, master: 1, "/api/v1/tasks/\(long)")
             #expect(cancel.status == 200, "\(cancel.body)")
             try await cluster.waitUntil("the container stopped", timeout: .seconds(30)) {
-                try docker(["ps", "-q", "--filter", "label=orchestrator.owner=\(owner)"]).output.isEmpty
+                try await docker(["ps", "-q", "--filter", "label=orchestrator.owner=\(owner)"]).output.isEmpty
             }
 
             // Every master goes away while a short task runs; it ends meanwhile; the masters come
@@ -130,7 +142,7 @@ struct DockerClusterTests {
             try await cluster.waitUntil("the short task running", timeout: .seconds(60)) { try await Self.task(cluster, short)["state"] as? String == "running" }
             for m in cluster.masters { m.kill9() }
             try await cluster.waitUntil("the container finished while no master runs", timeout: .seconds(30)) {
-                try docker(["ps", "-q", "--filter", "label=orchestrator.owner=\(owner)"]).output.isEmpty
+                try await docker(["ps", "-q", "--filter", "label=orchestrator.owner=\(owner)"]).output.isEmpty
             }
             #expect(worker.isRunning, "the worker survives its masters")
             for m in cluster.masters { try m.start() }

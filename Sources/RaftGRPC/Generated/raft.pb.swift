@@ -259,6 +259,52 @@ public nonisolated struct Raft_V1_Message: Sendable {
   fileprivate var _snapshot: Raft_V1_Snapshot? = nil
 }
 
+/// One piece of a snapshot message. Snapshots do not travel as one Message: a state machine's
+/// image can be far larger than any sensible gRPC message limit, so the sender cuts the
+/// snapshot's data into chunks that it writes on its stream in order, between its ordinary
+/// batches (a heartbeat need not wait behind gigabytes). The receiver reassembles them and hands
+/// Raft the whole snapshot message, as if it had arrived in one piece.
+public nonisolated struct Raft_V1_SnapshotChunk: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The snapshot message with its snapshot's data left empty (metadata present). Identical on
+  /// every chunk of one transfer: a chunk whose header differs from the transfer's is refused.
+  public var header: Raft_V1_Message {
+    get {_storage._header ?? Raft_V1_Message()}
+    set {_uniqueStorage()._header = newValue}
+  }
+  /// Returns true if `header` has been explicitly set.
+  public var hasHeader: Bool {_storage._header != nil}
+  /// Clears the value of `header`. Subsequent reads from it will return its default value.
+  public mutating func clearHeader() {_uniqueStorage()._header = nil}
+
+  /// Bytes of snapshot data in the whole transfer; identical on every chunk.
+  public var totalBytes: UInt64 {
+    get {_storage._totalBytes}
+    set {_uniqueStorage()._totalBytes = newValue}
+  }
+
+  /// Where `data` starts in the snapshot's data. Offset 0 starts a transfer (abandoning any
+  /// partial one on this stream); every later chunk starts where the previous one ended.
+  public var offset: UInt64 {
+    get {_storage._offset}
+    set {_uniqueStorage()._offset = newValue}
+  }
+
+  public var data: Data {
+    get {_storage._data}
+    set {_uniqueStorage()._data = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
 /// Messages coalesced by the sender from its per-peer queue; order within a batch and
 /// across batches of one stream is the send order.
 public nonisolated struct Raft_V1_MessageBatch: Sendable {
@@ -268,9 +314,22 @@ public nonisolated struct Raft_V1_MessageBatch: Sendable {
 
   public var messages: [Raft_V1_Message] = []
 
+  /// A piece of a snapshot transfer, on a batch of its own (no messages). A peer built before
+  /// chunking ignores the field and never receives the snapshot: upgrade every master.
+  public var snapshotChunk: Raft_V1_SnapshotChunk {
+    get {_snapshotChunk ?? Raft_V1_SnapshotChunk()}
+    set {_snapshotChunk = newValue}
+  }
+  /// Returns true if `snapshotChunk` has been explicitly set.
+  public var hasSnapshotChunk: Bool {self._snapshotChunk != nil}
+  /// Clears the value of `snapshotChunk`. Subsequent reads from it will return its default value.
+  public mutating func clearSnapshotChunk() {self._snapshotChunk = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _snapshotChunk: Raft_V1_SnapshotChunk? = nil
 }
 
 /// The server's side of a stream. The server writes one StreamAck as soon as the stream opens,
@@ -519,9 +578,100 @@ nonisolated extension Raft_V1_Message: SwiftProtobuf.Message, SwiftProtobuf._Mes
   }
 }
 
+nonisolated extension Raft_V1_SnapshotChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SnapshotChunk"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}header\0\u{3}total_bytes\0\u{1}offset\0\u{1}data\0")
+
+  fileprivate class _StorageClass {
+    var _header: Raft_V1_Message? = nil
+    var _totalBytes: UInt64 = 0
+    var _offset: UInt64 = 0
+    var _data: Data = Data()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _header = source._header
+      _totalBytes = source._totalBytes
+      _offset = source._offset
+      _data = source._data
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._header) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._totalBytes) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._offset) }()
+        case 4: try { try decoder.decodeSingularBytesField(value: &_storage._data) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._header {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._totalBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._totalBytes, fieldNumber: 2)
+      }
+      if _storage._offset != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._offset, fieldNumber: 3)
+      }
+      if !_storage._data.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._data, fieldNumber: 4)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Raft_V1_SnapshotChunk, rhs: Raft_V1_SnapshotChunk) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._header != rhs_storage._header {return false}
+        if _storage._totalBytes != rhs_storage._totalBytes {return false}
+        if _storage._offset != rhs_storage._offset {return false}
+        if _storage._data != rhs_storage._data {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Raft_V1_MessageBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MessageBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}messages\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}messages\0\u{3}snapshot_chunk\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -530,20 +680,29 @@ nonisolated extension Raft_V1_MessageBatch: SwiftProtobuf.Message, SwiftProtobuf
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.messages) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._snapshotChunk) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.messages.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.messages, fieldNumber: 1)
     }
+    try { if let v = self._snapshotChunk {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Raft_V1_MessageBatch, rhs: Raft_V1_MessageBatch) -> Bool {
     if lhs.messages != rhs.messages {return false}
+    if lhs._snapshotChunk != rhs._snapshotChunk {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

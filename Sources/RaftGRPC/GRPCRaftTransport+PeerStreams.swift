@@ -82,9 +82,27 @@ extension GRPCRaftTransport {
                         // Nothing goes out before the peer proved who it is.
                         await hello.wait()
                         guard hello.isFired else { return }
-                        while let batch = await link.nextBatch() {
-                            try await writer.write(WireCodec.encode(batch: batch))
-                            self.sentCount.add(batch.count, ordering: .relaxed)
+                        var transferStart = ContinuousClock.now
+                        while let write = await link.nextWrite() {
+                            switch write {
+                            case .batch(let batch):
+                                try await writer.write(WireCodec.encode(batch: batch))
+                                self.sentCount.add(batch.count, ordering: .relaxed)
+                            case .chunk(let chunk):
+                                if chunk.range.lowerBound == 0 {
+                                    transferStart = ContinuousClock.now
+                                    logger.info("raft snapshot transfer to peer starting", metadata: [
+                                        "index": "\(chunk.header.snapshot.metadata.index)", "bytes": "\(chunk.data.count)"])
+                                }
+                                try await writer.write(chunk.encoded)
+                                if chunk.isLast {
+                                    self.sentCount.add(1, ordering: .relaxed)
+                                    self.snapshotsSentCount.add(1, ordering: .relaxed)
+                                    logger.info("raft snapshot sent to peer", metadata: [
+                                        "index": "\(chunk.header.snapshot.metadata.index)", "bytes": "\(chunk.data.count)",
+                                        "duration": "\(ContinuousClock.now - transferStart)"])
+                                }
+                            }
                         }
                     },
                     onResponse: { response in

@@ -34,5 +34,18 @@ extension GRPCRaftTransport {
         public var droppedOverflow: Int
         /// Messages dropped because the peer was down, unknown, or the message too large.
         public var droppedUnreachable: Int
+        /// Snapshot messages whose last chunk was handed to the network.
+        public var snapshotsSent: Int = 0
+        /// Snapshots reassembled from their chunks and passed to `onReceive`.
+        public var snapshotsReceived: Int = 0
+        /// Snapshot chunks refused: malformed (a gap, an overlap, a changed header, past the
+        /// declared total), forged, over `maxSnapshotBytes`, or of a transfer refused or broken.
+        public var snapshotChunksRejected: Int = 0
+        /// Partial snapshot transfers dropped: their stream ended, a newer transfer replaced them,
+        /// or one of their chunks was refused.
+        public var snapshotAssembliesDiscarded: Int = 0
+        /// Snapshot transfers refused at their first chunk because
+        /// `maxConcurrentSnapshotAssemblies` were being reassembled already.
+        public var snapshotAssembliesRefused: Int = 0
     }
 }

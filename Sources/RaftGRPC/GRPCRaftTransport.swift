@@ -28,8 +28,17 @@ public enum GRPCRaftTransportError: Error, Sendable, Equatable {
 ///   as `DirectHTTP2ServerTransport` hands it over; malformed messages are dropped and logged, the
 ///   rest go to `onReceive` in the order the peer sent them.
 ///
-/// Ordering holds per peer while a stream lives; across a reconnect, messages are lost rather
-/// than reordered. Messages to a peer known to be down are dropped (Raft re-sends).
+/// - Snapshots travel in chunks (``Configuration/snapshotChunkBytes``) on the same stream, taking
+///   turns with the ordinary batches, and the receiver reassembles them (one transfer per stream,
+///   at most ``Configuration/maxConcurrentSnapshotAssemblies`` over all streams, each at most
+///   ``Configuration/maxSnapshotBytes``) before Raft sees the whole message: a snapshot's size is
+///   not limited by the gRPC message limit. A transfer cut short (the stream broke, a newer
+///   snapshot replaced it, a chunk was malformed) is discarded whole; Raft sends it again.
+///
+/// Ordering holds per peer while a stream lives, except that a snapshot arrives when its last
+/// chunk does, after messages sent later (Raft tolerates reordering; only the snapshot's own
+/// chunks must keep theirs). Across a reconnect, messages are lost rather than reordered.
+/// Messages to a peer known to be down are dropped (Raft re-sends).
 ///
 /// The peer set can change at runtime (`setPeer`, `removePeer`), as membership changes do.
 public final class GRPCRaftTransport: RaftTransport {
@@ -43,9 +52,25 @@ public final class GRPCRaftTransport: RaftTransport {
         public var maxBatchMessages = 1024
         /// Most bytes (estimated) coalesced into one batch; a bigger message travels alone.
         public var maxBatchBytes = 1 << 20
-        /// Largest single message accepted for sending and on receipt (snapshots are the big ones:
-        /// a snapshot travels as one message).
+        /// Largest single message accepted for sending and on receipt, snapshots excepted: they
+        /// travel in chunks (`snapshotChunkBytes`) whatever their size. What remains large is an
+        /// append carrying a large entry.
         public var maxMessageBytes = 64 << 20
+        /// Bytes of snapshot data per chunk. Each chunk is one gRPC message, so a smaller chunk
+        /// lets ordinary messages (which take turns with the chunks) through sooner. Just under
+        /// 1 MiB so that a chunk stays below the listen port's threshold for large partial
+        /// messages (which touch a counter shared by all connections at every frame). Every
+        /// member must accept the others' chunks: keep it below their `maxMessageBytes`.
+        public var snapshotChunkBytes = (1 << 20) - (8 << 10)
+        /// Largest snapshot accepted on receipt (and sent): a transfer declaring more is refused
+        /// at its first chunk. The store lives in memory, so its snapshot does too; this only stops
+        /// a peer from making us buffer without end.
+        public var maxSnapshotBytes = 16 << 30
+        /// Snapshot transfers reassembled at once over all inbound streams (a stream carries one
+        /// at a time). Two: one from the leader, one from a leader deposed mid-transfer whose
+        /// stream has not ended yet. A transfer beyond it is refused (logged, counted in
+        /// `Statistics.snapshotAssembliesRefused`) and the leader sends the snapshot again later.
+        public var maxConcurrentSnapshotAssemblies = 2
         /// Connections the listen port accepts at once: the other masters (a stream and a
         /// forwarding client each), and the workers when the master serves its worker protocol on
         /// the same port. More are closed as they are accepted.
@@ -53,10 +78,12 @@ public final class GRPCRaftTransport: RaftTransport {
         /// Streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). A peer's Raft traffic is one
         /// stream; a master's forwarded writes and a worker's calls are a few more each.
         public var maxConcurrentStreams = 128
-        /// Large partial messages (over 1 MiB: snapshots) the port holds at once, over all
-        /// connections. Two snapshots in flight: one from the leader, one from a leader that was
-        /// deposed mid-transfer. A client holding it makes later snapshots wait and be re-sent.
-        public var maxBufferedSnapshotBytes = 2 * (64 << 20) + (4 << 20)
+        /// Bytes of large partial gRPC messages (over 1 MiB each) the listen port holds at once,
+        /// over all connections: appends with large entries, forwarded writes and worker calls
+        /// (snapshot chunks stay under the threshold; their reassembly is bounded by
+        /// `maxConcurrentSnapshotAssemblies` and `maxSnapshotBytes`). Two messages of
+        /// `maxMessageBytes`. A stream whose message would pass it is refused and its sender retries.
+        public var maxBufferedLargeMessageBytes = 2 * (64 << 20) + (4 << 20)
         /// Delay between attempts to reopen a stream.
         public var backoff = BackoffPolicy.raftDefault
         /// Seed of the jitter generator; nil derives one from the node id (distinct per node,
@@ -101,6 +128,7 @@ public final class GRPCRaftTransport: RaftTransport {
     private let listenError: GRPCRaftTransportError?
 
     let sentCount = Atomic<Int>(0)
+    let snapshotsSentCount = Atomic<Int>(0)
     private let droppedOverflowCount = Atomic<Int>(0)
     let droppedUnreachableCount = Atomic<Int>(0)
     let counters = InboundCounters()
@@ -148,23 +176,27 @@ public final class GRPCRaftTransport: RaftTransport {
             listenError = error
         }
 
-        service = InboundService(id: id, logger: logger, counters: counters, member: configuration.security?.member)
+        service = InboundService(id: id, logger: logger, counters: counters, member: configuration.security?.member,
+                                 maxSnapshotBytes: configuration.maxSnapshotBytes,
+                                 snapshotBudget: SnapshotAssemblyBudget(limit: configuration.maxConcurrentSnapshotAssemblies))
         // Raft's stream is served on the connection's event loop (a sink: each batch is decoded
         // and handed to the node there, with no task, async sequence or executor per call, which
         // were most of a follower's CPU under load); the other services through grpc-swift's router.
         var transportConfiguration = DirectHTTP2ServerTransport.Configuration()
-        // A batch is at most maxBatchBytes, or one message of up to maxMessageBytes; the estimate
-        // is generous but leave headroom so an honest peer is never refused.
+        // A batch is at most maxBatchBytes, or one message of up to maxMessageBytes, or one
+        // snapshot chunk; the estimate is generous but leave headroom so an honest peer is never refused.
         transportConfiguration.maxRequestMessageBytes =
-            max(configuration.maxMessageBytes, configuration.maxBatchBytes) + (1 << 20)
+            max(configuration.maxMessageBytes, configuration.maxBatchBytes, configuration.snapshotChunkBytes) + (1 << 20)
         // Before any authentication, a client can then make this port hold: per connection one
         // partial message (one sink each) up to the message limit, and over all connections the
-        // snapshot budget of large partial messages; whole messages waiting for a routed service
-        // stay within each stream's window (the service re-opens it as it reads).
+        // budget of large partial messages; whole messages waiting for a routed service stay
+        // within each stream's window (the service re-opens it as it reads). Snapshot assemblies
+        // come on top: at most maxConcurrentSnapshotAssemblies of maxSnapshotBytes, from streams
+        // that passed authentication (with TLS, members only).
         transportConfiguration.maxConnections = configuration.maxConnections
         transportConfiguration.maxConcurrentStreams = configuration.maxConcurrentStreams
         transportConfiguration.maxBufferedBytesPerConnection = transportConfiguration.maxRequestMessageBytes + (1 << 20)
-        transportConfiguration.maxBufferedBytes = max(configuration.maxBufferedSnapshotBytes,
+        transportConfiguration.maxBufferedBytes = max(configuration.maxBufferedLargeMessageBytes,
                                                       transportConfiguration.maxRequestMessageBytes)
         if let security = configuration.security { transportConfiguration.secure(with: security.server) }
         transportConfiguration.sinkMethods = [
@@ -230,7 +262,8 @@ public final class GRPCRaftTransport: RaftTransport {
     // MARK: RaftTransport
 
     /// Queues each message for its recipient's sender task; never waits. Messages to unknown
-    /// peers, to a peer known to be down, or larger than `maxMessageBytes` are dropped.
+    /// peers, to a peer known to be down, or larger than `maxMessageBytes` (snapshots: larger than
+    /// `maxSnapshotBytes`) are dropped.
     public func send(_ messages: [Message]) {
         guard !messages.isEmpty else { return }
         // Group by recipient under one lock acquisition, keeping each recipient's order.
@@ -243,7 +276,10 @@ public final class GRPCRaftTransport: RaftTransport {
                     unknown += 1
                     continue
                 }
-                if message.estimatedWireSize > configuration.maxMessageBytes {
+                let tooLarge = message.kind == .snapshot
+                    ? (message.snapshot?.data.count ?? 0) > configuration.maxSnapshotBytes
+                    : message.estimatedWireSize > configuration.maxMessageBytes
+                if tooLarge {
                     oversized += 1
                     continue
                 }
@@ -261,6 +297,9 @@ public final class GRPCRaftTransport: RaftTransport {
             if result.droppedOverflow > 0 {
                 droppedOverflowCount.add(result.droppedOverflow, ordering: .relaxed)
             }
+            if result.supersededSnapshot {
+                logger.info("raft snapshot to peer superseded by a newer one mid-transfer", metadata: ["peer": "\(link.peer)"])
+            }
             if result.startedOverflowing {
                 logger.warning(
                     "raft peer queue full, dropping oldest messages",
@@ -275,8 +314,9 @@ public final class GRPCRaftTransport: RaftTransport {
         }
         if oversized > 0 {
             logger.error(
-                "raft messages larger than maxMessageBytes dropped",
-                metadata: ["count": "\(oversized)", "limit": "\(configuration.maxMessageBytes)"])
+                "raft messages larger than maxMessageBytes (snapshots: maxSnapshotBytes) dropped",
+                metadata: ["count": "\(oversized)", "limit": "\(configuration.maxMessageBytes)",
+                           "snapshotLimit": "\(configuration.maxSnapshotBytes)"])
         }
     }
 
@@ -359,7 +399,12 @@ public final class GRPCRaftTransport: RaftTransport {
             received: counters.received.load(ordering: .relaxed),
             rejected: counters.rejected.load(ordering: .relaxed),
             droppedOverflow: droppedOverflowCount.load(ordering: .relaxed),
-            droppedUnreachable: droppedUnreachableCount.load(ordering: .relaxed)
+            droppedUnreachable: droppedUnreachableCount.load(ordering: .relaxed),
+            snapshotsSent: snapshotsSentCount.load(ordering: .relaxed),
+            snapshotsReceived: counters.snapshotsReceived.load(ordering: .relaxed),
+            snapshotChunksRejected: counters.snapshotChunksRejected.load(ordering: .relaxed),
+            snapshotAssembliesDiscarded: counters.snapshotAssembliesDiscarded.load(ordering: .relaxed),
+            snapshotAssembliesRefused: counters.snapshotAssembliesRefused.load(ordering: .relaxed)
         )
     }
 

@@ -68,12 +68,26 @@ enum Connectivity: Sendable, Equatable {
 /// While the peer is known to be down, messages are dropped at once rather than queued, as
 /// `RaftTransport` specifies: after a long outage the peer would otherwise receive a backlog that
 /// is useless to it (etcd's rafthttp behaves the same way).
+///
+/// A snapshot message does not enter the queue: it waits in a slot of its own (one per peer, the
+/// newest snapshot replacing an older one) and goes out in chunks of `snapshotChunkBytes`, one
+/// chunk between two batches of the queue, so that heartbeats and votes never wait behind a
+/// whole snapshot and a large one is neither counted against the queue's limits nor dropped by them.
 final class PeerLink: Sendable {
     struct Limits: Sendable {
         var capacity: Int
         var maxQueuedBytes: Int
         var maxBatchMessages: Int
         var maxBatchBytes: Int
+        var snapshotChunkBytes: Int = 1 << 20
+    }
+
+    /// What the sender writes next on the stream.
+    enum Write: Sendable {
+        /// Ordinary messages, oldest first.
+        case batch([Message])
+        /// The next piece of the snapshot in the slot.
+        case chunk(OutboundSnapshot.ChunkRange)
     }
 
     /// What `enqueue` did, for the caller to count and log outside the lock.
@@ -83,6 +97,10 @@ final class PeerLink: Sendable {
         var droppedUnreachable = 0
         /// True when this call started an overflow episode (to log it once, not per message).
         var startedOverflowing = false
+        /// Snapshot messages dropped because the same snapshot is being sent already.
+        var duplicateSnapshots = 0
+        /// True when a snapshot replaced one whose transfer had begun (the peer abandons that one).
+        var supersededSnapshot = false
     }
 
     private struct State {
@@ -92,6 +110,10 @@ final class PeerLink: Sendable {
         var closed = false
         var overflowing = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// The snapshot being sent, or waiting to be.
+        var snapshot: OutboundSnapshot?
+        /// Whose turn it is when both a batch and a chunk could go: they alternate.
+        var chunkNext = false
     }
 
     let peer: NodeID
@@ -107,6 +129,10 @@ final class PeerLink: Sendable {
         self.limits = limits
         var initial = State()
         for message in pending {
+            if message.kind == .snapshot, message.snapshot != nil {
+                initial.snapshot = OutboundSnapshot(message)
+                continue
+            }
             let size = message.estimatedWireSize
             initial.queue.append((message, size))
             initial.queuedBytes += size
@@ -117,16 +143,30 @@ final class PeerLink: Sendable {
     var connectivity: Connectivity { state.withLock { $0.connectivity } }
     var isClosed: Bool { state.withLock { $0.closed } }
     var queuedCount: Int { state.withLock { $0.queue.count } }
+    /// Whether a snapshot waits or is being sent.
+    var hasSnapshot: Bool { state.withLock { $0.snapshot != nil } }
 
-    /// Appends `messages` in order, dropping the oldest queued messages beyond the limits.
+    /// Appends `messages` in order, dropping the oldest queued messages beyond the limits; a
+    /// snapshot message goes to the snapshot slot instead (see the type's documentation).
     func enqueue(_ messages: some Collection<Message>) -> EnqueueResult {
         var result = EnqueueResult()
+        // Headers are encoded before taking the lock (cheap, but not free).
+        let snapshots = messages.filter { $0.kind == .snapshot && $0.snapshot != nil }.map(OutboundSnapshot.init)
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard !state.closed, state.connectivity != .down else {
                 result.droppedUnreachable = messages.count
                 return nil
             }
-            for message in messages {
+            for snapshot in snapshots {
+                if let current = state.snapshot, current.isSameTransfer(as: snapshot) {
+                    result.duplicateSnapshots += 1
+                    continue
+                }
+                if let current = state.snapshot, current.chunksTaken > 0 { result.supersededSnapshot = true }
+                state.snapshot = snapshot
+                result.queued += 1
+            }
+            for message in messages where !(message.kind == .snapshot && message.snapshot != nil) {
                 let size = message.estimatedWireSize
                 state.queue.append((message, size))
                 state.queuedBytes += size
@@ -152,19 +192,28 @@ final class PeerLink: Sendable {
         return result
     }
 
-    /// Waits for queued messages and takes a batch of them, oldest first, within the batch limits
-    /// (always at least one message). Returns nil once the link is closed or the task cancelled.
-    func nextBatch() async -> [Message]? {
+    /// Waits for something to send and takes it: a batch of queued messages, oldest first, within
+    /// the batch limits (always at least one message), or the snapshot's next chunk; the two take
+    /// turns while both wait. Returns nil once the link is closed or the task cancelled.
+    func nextWrite() async -> Write? {
         while true {
             if Task.isCancelled { return nil }
             enum Step {
-                case batch([Message])
+                case write(Write)
                 case closed
                 case wait
             }
             let step = state.withLock { state -> Step in
                 if state.closed { return .closed }
+                if var snapshot = state.snapshot, state.chunkNext || state.queue.isEmpty {
+                    state.snapshot = nil  // uniquely referenced while it advances
+                    let chunk = snapshot.takeChunk(chunkBytes: limits.snapshotChunkBytes)
+                    state.snapshot = chunk.isLast ? nil : snapshot
+                    state.chunkNext = false
+                    return .write(.chunk(chunk))
+                }
                 guard !state.queue.isEmpty else { return .wait }
+                state.chunkNext = true
                 var batch: [Message] = []
                 var bytes = 0
                 while let next = state.queue.first, batch.count < limits.maxBatchMessages,
@@ -176,10 +225,10 @@ final class PeerLink: Sendable {
                     batch.append(next.message)
                 }
                 if state.queue.isEmpty { state.overflowing = false }
-                return .batch(batch)
+                return .write(.batch(batch))
             }
             switch step {
-            case .batch(let batch): return batch
+            case .write(let write): return write
             case .closed: return nil
             case .wait: await waitForWork()
             }
@@ -190,7 +239,7 @@ final class PeerLink: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state in
-                    if state.closed || !state.queue.isEmpty || Task.isCancelled { return true }
+                    if state.closed || !state.queue.isEmpty || state.snapshot != nil || Task.isCancelled { return true }
                     // One consumer per link: a previous waiter cannot exist.
                     precondition(state.waiter == nil, "PeerLink has a single consumer")
                     state.waiter = continuation
@@ -218,7 +267,10 @@ final class PeerLink: Sendable {
         state.withLock { state in
             let newOutage = state.connectivity != .down
             state.connectivity = .down
-            let dropped = state.queue.removeAll().count
+            // A snapshot transfer cut short starts over on the next stream, if Raft sends it again:
+            // the peer discards the partial one when the stream breaks.
+            let dropped = state.queue.removeAll().count + (state.snapshot == nil ? 0 : 1)
+            state.snapshot = nil
             state.queuedBytes = 0
             state.overflowing = false
             return (newOutage, dropped)
@@ -231,7 +283,9 @@ final class PeerLink: Sendable {
         let (pending, waiter) = state.withLock { state -> ([Message], CheckedContinuation<Void, Never>?) in
             guard !state.closed else { return ([], nil) }
             state.closed = true
-            let pending = state.queue.removeAll().map(\.message)
+            // The snapshot is handed over whole: the new link's stream starts it from the beginning.
+            let pending = state.queue.removeAll().map(\.message) + (state.snapshot.map { [$0.message] } ?? [])
+            state.snapshot = nil
             state.queuedBytes = 0
             defer { state.waiter = nil }
             return (pending, state.waiter)

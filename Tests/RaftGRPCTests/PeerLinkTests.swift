@@ -128,3 +128,13 @@ struct PeerLinkTests {
         #expect(await latch.wait(atMost: .seconds(5)) == true)
     }
 }
+
+extension PeerLink {
+    /// The next write as a batch (these tests queue no snapshot, so every write is one).
+    func nextBatch() async -> [Message]? {
+        switch await nextWrite() {
+        case .batch(let batch)?: batch
+        case .chunk?, nil: nil
+        }
+    }
+}

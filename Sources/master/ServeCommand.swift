@@ -53,9 +53,11 @@ struct ServeCommand: EnvironmentConfigurable {
     var historyRevisions: Int64 = 10_000
     @Option(help: "Built-in store: bytes it may retain (keys, values, their history) before writes that grow it are refused with the NOSPACE alarm, as etcd's flag of that name; 0: no quota. Default 2 GiB.")
     var quotaBackendBytes: Int64?
+    @Option(help: "Built-in store: Raft entries applied between two snapshots of the state (each snapshot compacts the log; a member too far behind catches up from the latest snapshot, sent in chunks, instead of the log).")
+    var snapshotThreshold: UInt64 = MasterConfig.defaultSnapshotThreshold
 
     static let valueFlags = ["id", "data-dir", "join", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
-                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "task-retention", "node-purge-after", "log-level", "history-revisions", "quota-backend-bytes",
+                             "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "task-retention", "node-purge-after", "log-level", "history-revisions", "quota-backend-bytes", "snapshot-threshold",
                              "tls-ca", "tls-cert", "tls-key"]
 
     static let switchFlags = ["dev", "insecure"]
@@ -152,6 +154,8 @@ struct ServeCommand: EnvironmentConfigurable {
             guard quotaBackendBytes >= 0 else { throw MasterConfigError.invalid("--quota-backend-bytes must be 0 (no quota) or a positive number of bytes") }
             withHistory.quotaBytes = quotaBackendBytes
         }
+        guard snapshotThreshold > 0 else { throw MasterConfigError.invalid("--snapshot-threshold must be positive") }
+        withHistory.snapshotThreshold = snapshotThreshold
         if let join {
             guard !dev else { throw MasterConfigError.invalid("--dev runs a cluster of its own: drop --join") }
             guard let address = HostPort(parsing: join) else { throw MasterConfigError.invalid("--join: \"\(join)\" is not HOST:PORT (a running master's --rpc-addr)") }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterSecurity
+import Orchestrator
 import Testing
 @testable import master
 
@@ -62,5 +63,16 @@ import Testing
         let named = try #require(try MasterCommand.parseCommand(["serve", "--dev"], environment: [:]) as? ServeCommand)
         #expect(named.dev)
         #expect(throws: (any Error).self) { try MasterCommand.parseCommand(["--no-such-flag"], environment: [:]) }
+    }
+
+    @Test("--snapshot-threshold (or ORCH_SNAPSHOT_THRESHOLD) reaches the master's config; Raft's default without it; 0 is refused")
+    func snapshotThreshold() throws {
+        func config(_ arguments: [String], _ environment: [String: String] = [:]) throws -> MasterConfig {
+            try #require(try MasterCommand.parseCommand(arguments, environment: environment) as? ServeCommand).makeConfig()
+        }
+        #expect(try config(["--snapshot-threshold", "20"]).snapshotThreshold == 20)
+        #expect(try config([], ["ORCH_SNAPSHOT_THRESHOLD": "300"]).snapshotThreshold == 300)
+        #expect(try config([]).snapshotThreshold == 50_000)
+        #expect(throws: MasterConfigError.self) { try config(["--snapshot-threshold", "0"]) }
     }
 }

@@ -1,4 +1,5 @@
 import ClusterSecurity
+import Raft
 /// Everything a master is told at start (`master --help` documents each flag).
 public struct MasterConfig: Sendable {
     public enum StoreKind: String, Sendable, CaseIterable {
@@ -44,6 +45,13 @@ public struct MasterConfig: Sendable {
     /// Built-in store only: the storage quota (`--quota-backend-bytes`, `StoreQuota`); 0: none.
     /// etcd's default, 2 GiB.
     public var quotaBytes: Int64 = 2 << 30
+    /// Built-in store only: Raft entries applied between two snapshots of the state machine
+    /// (`--snapshot-threshold`). Lower compacts the log sooner, so a member that falls behind (or
+    /// joins) catches up from a snapshot rather than from the entries; each snapshot encodes the
+    /// whole state, so higher costs less.
+    public var snapshotThreshold: UInt64 = MasterConfig.defaultSnapshotThreshold
+    /// The Raft driver's own default (`RaftNode.Options.snapshotThreshold`), not a copy of it.
+    public static let defaultSnapshotThreshold: UInt64 = RaftNode<ContinuousClock>.Options().snapshotThreshold
     /// `--join HOST:PORT`: the rpc address of a running master. With an empty data directory this
     /// master asks that cluster to add it (as a learner, promoted once caught up) instead of
     /// bootstrapping one from `--peers`.

@@ -146,6 +146,7 @@ public final class MasterServer: Sendable {
             raftConfig.electionTick = config.electionTicks
             var options = RaftNode<ContinuousClock>.Options()
             options.tickInterval = config.tickInterval
+            options.snapshotThreshold = config.snapshotThreshold
             options.onMembershipChange = { view in registry.update(view) }
             registry.attach(transport)
             let node = try RaftNode(config: raftConfig, storage: storage, machine: machine, transport: transport,

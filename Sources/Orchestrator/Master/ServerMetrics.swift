@@ -25,6 +25,28 @@ extension MetricsRegistry {
     }
 }
 
+extension MetricsRegistry {
+    /// Raft snapshot transfers between masters (they travel in chunks): a member that caught up
+    /// from a snapshot shows it in `orchestrator_raft_snapshots_received_total`.
+    static func raftSnapshotFamilies(_ s: GRPCRaftTransport.Statistics) -> [Gauge] {
+        [
+            Gauge("orchestrator_raft_snapshots_sent_total", help: "Raft snapshots sent to other masters (every chunk written).",
+                  kind: .counter, value: Double(s.snapshotsSent)),
+            Gauge("orchestrator_raft_snapshots_received_total", help: "Raft snapshots received whole from the leader and handed to Raft.",
+                  kind: .counter, value: Double(s.snapshotsReceived)),
+            Gauge("orchestrator_raft_snapshot_chunks_rejected_total",
+                  help: "Raft snapshot chunks refused: malformed, forged, too large, or of a transfer refused or broken.",
+                  kind: .counter, value: Double(s.snapshotChunksRejected)),
+            Gauge("orchestrator_raft_snapshot_transfers_discarded_total",
+                  help: "Partial Raft snapshot transfers dropped (stream ended, superseded, or a chunk refused).",
+                  kind: .counter, value: Double(s.snapshotAssembliesDiscarded)),
+            Gauge("orchestrator_raft_snapshot_transfers_refused_total",
+                  help: "Raft snapshot transfers refused because too many were being received at once.",
+                  kind: .counter, value: Double(s.snapshotAssembliesRefused)),
+        ]
+    }
+}
+
 extension MasterServer {
     /// Puts the counters of the servers `run` starts into `/metrics`: `--rpc-addr` (Raft, write
     /// forwarding, workers), `--etcd-addr` when served, and the assignment streams.
@@ -33,6 +55,7 @@ extension MasterServer {
         let workers = raft.rpcServices.lazy.compactMap { $0 as? WorkerService }.first
         metrics.addCollector {
             var families = MetricsRegistry.transportFamilies(transport.serverStatistics, server: "rpc")
+            families += MetricsRegistry.raftSnapshotFamilies(transport.statistics)
             if let etcd {
                 let stats = etcd.statistics
                 families += MetricsRegistry.transportFamilies(stats.transport, server: "etcd")

@@ -191,7 +191,8 @@ final class ClusterHarness: Sendable {
     }
 
     /// Starts master `index` (a spare address: `masters.count` or later) with an empty data
-    /// directory and `--join` naming master `via`'s rpc address; its name is m<index + 1>.
+    /// directory and `--join` naming master `via`'s rpc address; its name is m<index + 1>, and
+    /// with `tls` it holds that master's certificate (`TestTLS` makes m1...m5).
     @discardableResult
     func startJoiningMaster(index: Int, via: Int, extraArgs: [String] = []) throws -> ManagedProcess {
         precondition(index >= masters.count && index < apiPorts.count, "not a spare master address")
@@ -201,7 +202,7 @@ final class ClusterHarness: Sendable {
             "--api-addr", "127.0.0.1:\(apiPorts[index])", "--rpc-addr", "127.0.0.1:\(rpcPorts[index])",
             "--etcd-addr", "127.0.0.1:\(etcdPorts[index])", "--join", "127.0.0.1:\(rpcPorts[via])",
             "--join-token", joinToken, "--log-level", "info",
-        ] + extraArgs, as: runAs)
+        ] + (tls ? TestTLS.masterFlags(index) : []) + extraArgs, as: runAs)
         let m = ManagedProcess(name: name, binary: binary, arguments: arguments, logPath: "\(root)/\(name).log")
         try m.start()
         joiners.withLock { $0.append(m) }

@@ -24,10 +24,22 @@ import Testing
         try await members(cluster, master: master).first { $0["name"] as? String == name }?["id"] as? Int
     }
 
-    @Test("replace a failed master: kill it, wipe it, remove it, add a new one at another address with --join; it catches up and is promoted while a client keeps writing, and every acknowledged write is there",
+    /// A counter of `master`'s `/metrics` (0 when absent).
+    static func metric(_ cluster: ClusterHarness, master: Int, _ name: String) async throws -> Double {
+        let r = try await cluster.request(.GET, master: master, "/metrics")
+        guard r.status == 200 else { throw ClusterHarness.HarnessError.http(r.status, r.body) }
+        let line = r.body.split(separator: "\n").first { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }
+        return line.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } } ?? 0
+    }
+
+    @Test("replace a failed master: kill it, wipe it, remove it, add a new one at another address with --join; it catches up through a snapshot (the log is compacted every 20 entries) and is promoted while a client keeps writing, and every acknowledged write is there",
           .timeLimit(.minutes(5)))
     func replaceFailedMaster() async throws {
-        let cluster = try ClusterHarness(masters: 3, tls: false, spareMasters: 1)
+        // With TLS (the production setting): the new master's Raft stream, snapshot chunks
+        // included, is authenticated by its certificate. A low --snapshot-threshold compacts the
+        // log long before m4 joins, so it can only catch up from a snapshot.
+        let snapshotEvery = ["--snapshot-threshold", "20"]
+        let cluster = try ClusterHarness(masters: 3, masterArgs: snapshotEvery, spareMasters: 1)
         try cluster.start()
         defer { cluster.killAll() }
         try await cluster.waitUntil("every master ready", timeout: .seconds(60)) {
@@ -67,7 +79,7 @@ import Testing
         // Removing it again: unknown now.
         #expect(try await cluster.request(.DELETE, master: 1, "/api/v1/cluster/members/\(oldID)").status == 404)
         // 3. A new master, m4, at another address, joins through m2 and is promoted once caught up.
-        try cluster.startJoiningMaster(index: 3, via: 1)
+        try cluster.startJoiningMaster(index: 3, via: 1, extraArgs: snapshotEvery)
         try await cluster.waitUntil("m4 a voter", timeout: .seconds(90)) {
             let m4 = try await Self.members(cluster, master: 0).first { $0["name"] as? String == "m4" }
             return m4?["learner"] as? Bool == false
@@ -75,6 +87,10 @@ import Testing
         try await cluster.waitUntil("m4 ready", timeout: .seconds(30)) {
             try await cluster.request(.GET, master: 3, "/readyz").status == 200
         }
+        // It caught up through a snapshot: one arrived whole over its Raft stream (the counter
+        // is the transport's reassembly; with the default threshold no snapshot exists to send).
+        let snapshots = try await Self.metric(cluster, master: 3, "orchestrator_raft_snapshots_received_total")
+        #expect(snapshots >= 1, "m4 received no snapshot\n\(cluster.logs.suffix(3000))")
         // Keep writing a little with m4 in the quorum, then stop the client.
         let before = writes.acknowledged.withLock { $0.count }
         try await cluster.waitUntil("writes acknowledged after the promotion") { writes.acknowledged.withLock { $0.count } >= before + 20 }

@@ -14,7 +14,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         /// Take a snapshot and compact the log after this many applied entries. Each snapshot
         /// encodes and writes the whole state, so rarer is cheaper; the price is the entries kept
         /// in memory and in the log meanwhile (etcd's `--snapshot-count` is 100,000; 50,000 of
-        /// our ~300-byte puts are about 15 MB).
+        /// our ~300-byte puts are about 15 MB). A master sets it from `--snapshot-threshold`.
         public var snapshotThreshold: UInt64 = 50_000
         /// Reads and proposals not answered within this many ticks fail with `.timeout`.
         public var requestTimeoutTicks: Int = 50

@@ -45,7 +45,7 @@ struct OutboundSnapshot: Sendable {
     }
 
     /// Takes the next chunk's range, at most `chunkBytes` long (an empty snapshot is one empty
-    /// chunk). Cheap: the bytes are copied by ``chunk(_:)``, outside the caller's lock.
+    /// chunk). Cheap: the bytes are copied by `ChunkRange.encoded`, outside the caller's lock.
     mutating func takeChunk(chunkBytes: Int) -> ChunkRange {
         let start = offset
         offset = min(totalBytes, start + max(chunkBytes, 1))

@@ -11,6 +11,6 @@ struct Bench: AsyncParsableCommand {
             Build in release mode, with the executables a benchmark drives next to it:
               for p in bench raft-node master worker; do swift build -c release --product $p; done
             """,
-        subcommands: [RaftBench.self, StorageBench.self, SchedulerBench.self, PlacementBench.self, EtcdBench.self]
+        subcommands: [RaftBench.self, StorageBench.self, SchedulerBench.self, PlacementBench.self, ChurnBench.self, EtcdBench.self]
     )
 }

@@ -28,8 +28,12 @@ struct ServeCommand: EnvironmentConfigurable {
     var peers: String?
     @Option(help: "HOST:PORT, the --rpc-addr of a running master: with an empty --data-dir, join its cluster (added as a learner, promoted once caught up) instead of bootstrapping from --peers.")
     var join: String?
-        @Option(help: "raft (built-in) or etcd.") var store = "raft"
+    @Option(help: "raft (built-in) or etcd.") var store = "raft"
     @Option(help: "With --store etcd: http://HOST:2379,...") var etcdEndpoints = ""
+    @Option(help: "With --store etcd: keep every key under this prefix (e.g. /team-a), so clusters can share one etcd. Starts with '/', no trailing '/'. Default: none (keys under /orchestrator/).")
+    var etcdPrefix = ""
+    @Option(help: "With --store etcd: the leader compacts etcd to this many revisions behind the current one. Default 0: never (compaction discards history for every user of that etcd; compact it yourself, e.g. etcd's --auto-compaction-retention).")
+    var etcdCompactionRetention: Int64 = 0
     @Option(help: "Default scheduling algorithm: binpacking, roundrobin or spread.") var scheduler = "binpacking"
     @Option(help: "Workers must present this token to join (visible in ps: prefer --join-token-file or ORCH_JOIN_TOKEN).")
     var joinToken: String?
@@ -56,7 +60,7 @@ struct ServeCommand: EnvironmentConfigurable {
     @Option(help: "Built-in store: Raft entries applied between two snapshots of the state (each snapshot compacts the log; a member too far behind catches up from the latest snapshot, sent in chunks, instead of the log).")
     var snapshotThreshold: UInt64 = MasterConfig.defaultSnapshotThreshold
 
-    static let valueFlags = ["id", "data-dir", "join", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints",
+    static let valueFlags = ["id", "data-dir", "join", "api-addr", "rpc-addr", "etcd-addr", "peers", "store", "etcd-endpoints", "etcd-prefix", "etcd-compaction-retention",
                              "scheduler", "join-token", "join-token-file", "api-token", "api-token-file", "node-not-ready-after", "node-down-after", "task-retention", "node-purge-after", "log-level", "history-revisions", "quota-backend-bytes", "snapshot-threshold",
                              "tls-ca", "tls-cert", "tls-key"]
 
@@ -156,6 +160,8 @@ struct ServeCommand: EnvironmentConfigurable {
         }
         guard snapshotThreshold > 0 else { throw MasterConfigError.invalid("--snapshot-threshold must be positive") }
         withHistory.snapshotThreshold = snapshotThreshold
+        withHistory.etcdPrefix = etcdPrefix
+        withHistory.etcdCompactionRetention = etcdCompactionRetention
         if let join {
             guard !dev else { throw MasterConfigError.invalid("--dev runs a cluster of its own: drop --join") }
             guard let address = HostPort(parsing: join) else { throw MasterConfigError.invalid("--join: \"\(join)\" is not HOST:PORT (a running master's --rpc-addr)") }

@@ -75,4 +75,24 @@ import Testing
         #expect(try config([]).snapshotThreshold == 50_000)
         #expect(throws: MasterConfigError.self) { try config(["--snapshot-threshold", "0"]) }
     }
+
+    @Test("--etcd-prefix and --etcd-compaction-retention, from flags or ORCH_ variables, reach the config; bad values are refused by name")
+    func etcdFlags() throws {
+        let etcd = ["--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379"]
+        let defaults = try #require(try MasterCommand.parseCommand(etcd, environment: [:]) as? ServeCommand).makeConfig()
+        #expect(defaults.etcdPrefix == "" && defaults.etcdCompactionRetention == 0 && defaults.leaderCompactionRetention == nil)
+        let flags = try #require(try MasterCommand.parseCommand(etcd + ["--etcd-prefix", "/team-a", "--etcd-compaction-retention", "5000"],
+                                                               environment: [:]) as? ServeCommand).makeConfig()
+        #expect(flags.etcdPrefix == "/team-a" && flags.leaderCompactionRetention == 5000)
+        let environment = ["ORCH_ETCD_PREFIX": "/team-b", "ORCH_ETCD_COMPACTION_RETENTION": "100"]
+        let fromEnvironment = try #require(try MasterCommand.parseCommand(etcd, environment: environment) as? ServeCommand).makeConfig()
+        #expect(fromEnvironment.etcdPrefix == "/team-b" && fromEnvironment.etcdCompactionRetention == 100)
+        let bad = try #require(try MasterCommand.parseCommand(etcd + ["--etcd-prefix", "team-a/"], environment: [:]) as? ServeCommand)
+        do {
+            _ = try bad.makeConfig()
+            Issue.record("a prefix without a leading '/' was accepted")
+        } catch {
+            #expect("\(error)".contains("--etcd-prefix"), "\(error)")
+        }
+    }
 }

@@ -27,8 +27,9 @@ public final class LeaderLoop: Sendable {
         public var health = HealthPolicy()
         /// Store history kept for watches and event streams, in revisions: the leader compacts
         /// older history every `compactionInterval` (etcd's revision-based auto-compaction), or
-        /// the store's memory would grow with every write ever made.
-        public var compactionRetention: Int64 = 20_000
+        /// the store's memory would grow with every write ever made. nil: the leader never
+        /// compacts (an external etcd shared with others, unless `--etcd-compaction-retention`).
+        public var compactionRetention: Int64? = 20_000
         public var compactionInterval: Duration = .seconds(30)
         /// Ended tasks are deleted once they have been kept this long (nil: kept forever), checked
         /// every `retentionInterval`.
@@ -62,6 +63,10 @@ public final class LeaderLoop: Sendable {
     public let rounds = Atomic<Int>(0)
     /// Ended tasks deleted past their retention.
     public let deletedTasks = Atomic<Int>(0)
+    /// Times the leader considered compacting (every `compactionInterval` while leading, whether
+    /// or not it compacted), and times it compacted.
+    public let compactionChecks = Atomic<Int>(0)
+    public let compactions = Atomic<Int>(0)
 
     public init(repository: ClusterRepository, leadership: any Leadership, masterID: String, defaultAlgorithm: SchedulingAlgorithm,
                 options: Options = Options(), now: @escaping @Sendable () -> Int64,
@@ -211,11 +216,14 @@ public final class LeaderLoop: Sendable {
     }
 
     private func compact() async {
+        compactionChecks.add(1, ordering: .relaxed)
+        guard let retention = options.compactionRetention else { return }
         do {
             let revision = try await repository.store.range(RangeRequest(key: ClusterRepository.leaderKey, countOnly: true), consistency: .serializable).revision
-            let target = revision - options.compactionRetention
+            let target = revision - retention
             guard target > 0 else { return }
             try await repository.store.compact(revision: target)
+            compactions.add(1, ordering: .relaxed)
             logger.info("compacted store history", metadata: ["revision": "\(target)"])
         } catch StoreError.compacted {
             // Already compacted at least this far.

@@ -1,4 +1,5 @@
 import ClusterSecurity
+import EtcdBackend
 import Raft
 /// Everything a master is told at start (`master --help` documents each flag).
 public struct MasterConfig: Sendable {
@@ -52,6 +53,15 @@ public struct MasterConfig: Sendable {
     public var snapshotThreshold: UInt64 = MasterConfig.defaultSnapshotThreshold
     /// The Raft driver's own default (`RaftNode.Options.snapshotThreshold`), not a copy of it.
     public static let defaultSnapshotThreshold: UInt64 = RaftNode<ContinuousClock>.Options().snapshotThreshold
+    /// `--store etcd` only: every key the masters write lives under this prefix in etcd
+    /// (`--etcd-prefix`), so clusters can share one etcd. Empty (the default): no prefix, the keys
+    /// are `/orchestrator/...` as they always were. Checked by `NamespacedStore.validate`.
+    public var etcdPrefix: String = ""
+    /// `--store etcd` only: when positive, the leader compacts the external etcd to this many
+    /// revisions behind the current one (`--etcd-compaction-retention`); 0 (the default) never
+    /// compacts it. Compaction discards history for every user of that etcd, so it is opt-in; the
+    /// built-in store compacts its own history (`historyRevisions`) whatever this says.
+    public var etcdCompactionRetention: Int64 = 0
     /// `--join HOST:PORT`: the rpc address of a running master. With an empty data directory this
     /// master asks that cluster to add it (as a learner, promoted once caught up) instead of
     /// bootstrapping one from `--peers`.
@@ -78,6 +88,18 @@ public struct MasterConfig: Sendable {
         self.tickInterval = tickInterval
         self.electionTicks = electionTicks
         self.heartbeatInterval = heartbeatInterval ?? .milliseconds(health.heartbeatInterval)
+    }
+
+    /// What the leader compacts the store to, in revisions behind the current one (nil: it never
+    /// compacts). The built-in store's history is the masters' own: the leader compacts it as it
+    /// always has (`LeaderLoop.Options`' default; `HistoryCompactor` bounds it too). An external
+    /// etcd is compacted only with `--etcd-compaction-retention`, since compaction discards
+    /// history for every user of that etcd.
+    public var leaderCompactionRetention: Int64? {
+        switch store {
+        case .raft: LeaderLoop.Options().compactionRetention
+        case .etcd: etcdCompactionRetention > 0 ? etcdCompactionRetention : nil
+        }
     }
 
     /// The lease workers are given on join (`HealthPolicy.workerLease` for `heartbeatInterval`).
@@ -109,8 +131,20 @@ public struct MasterConfig: Sendable {
             guard peers.contains(where: { $0.name == id }) else {
                 throw .invalid("--peers must list this master's own --id \(id) (e.g. --peers \(id)=\(rpcAddress))")
             }
-        } else if etcdEndpoints.isEmpty {
-            throw .invalid("--store etcd needs --etcd-endpoints http://HOST:2379,...")
+            // Flags that would be silently ignored are refused, so an operator does not believe
+            // they took effect.
+            if !etcdPrefix.isEmpty { throw .invalid("--etcd-prefix applies only with --store etcd") }
+            if etcdCompactionRetention != 0 { throw .invalid("--etcd-compaction-retention applies only with --store etcd") }
+        } else {
+            if etcdEndpoints.isEmpty { throw .invalid("--store etcd needs --etcd-endpoints http://HOST:2379,...") }
+            do {
+                try NamespacedStore<EtcdStore>.validate(etcdPrefix)
+            } catch {
+                throw .invalid(error.description)
+            }
+            if etcdCompactionRetention < 0 {
+                throw .invalid("--etcd-compaction-retention must be 0 (never compact etcd) or a positive number of revisions")
+            }
         }
     }
 }

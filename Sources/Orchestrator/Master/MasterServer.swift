@@ -175,11 +175,15 @@ public final class MasterServer: Sendable {
             // (`master tls init --etcd NAME=HOST`).
             if let tls = config.tls { etcdConfiguration.tls = tls.grpcClientSecurity() }
             let store = try EtcdStore(endpoints: config.etcdEndpoints, configuration: etcdConfiguration)
-            repository = ClusterRepository(store: store)
+            // Everything the masters keep goes through one store, so with --etcd-prefix every key
+            // (records, the election key, idempotency keys, the masters' directory) is under it.
+            let keys: any ClusterStore = config.etcdPrefix.isEmpty
+                ? store : NamespacedStore(base: store, prefix: Array(config.etcdPrefix.utf8))
+            repository = ClusterRepository(store: keys)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
                                         heartbeatInterval: config.heartbeatInterval, lease: config.workerLease,
                                         authorization: authorization, now: now, logger: logger)
-            let election = EtcdLeadership(store: store, masterID: config.id, logger: logger)
+            let election = EtcdLeadership(store: keys, masterID: config.id, logger: logger)
             leadership = election
             let tracker = ConnectionTracker()
             let transport = HTTP2ServerTransport.Posix(
@@ -193,6 +197,7 @@ public final class MasterServer: Sendable {
         loopOptions.health = config.health
         loopOptions.taskRetention = config.taskRetention
         loopOptions.nodePurge = config.nodePurge
+        loopOptions.compactionRetention = config.leaderCompactionRetention
         leaderLoop = LeaderLoop(repository: repository, leadership: leadership, masterID: config.id,
                                 defaultAlgorithm: config.scheduler, options: loopOptions, now: now, logger: logger)
         membershipHandler.set { [weak self] request in

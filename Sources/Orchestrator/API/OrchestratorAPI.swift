@@ -29,11 +29,15 @@ public struct OrchestratorAPI: Sendable {
     let openAPI: [UInt8]
     /// The web dashboard served at `/ui` (not an API route, so not in `Route` nor the document).
     let dashboardAssets: DashboardAssets
+    /// The master's copy of the records: `/metrics` counts from it while it is synced, rather
+    /// than reading every task (nil: always from the store).
+    public let cache: ClusterCache?
 
     public init(repository: ClusterRepository, status: any ClusterStatusSource, logs: any TaskLogSource,
                 configuration: APIConfiguration = APIConfiguration(), metrics: MetricsRegistry = MetricsRegistry(),
-                membership: (any MembershipSource)? = nil) {
+                membership: (any MembershipSource)? = nil, cache: ClusterCache? = nil) {
         self.repository = repository
+        self.cache = cache
         self.membership = membership
         self.status = status
         self.logs = logs

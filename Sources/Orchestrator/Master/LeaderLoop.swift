@@ -57,7 +57,11 @@ public final class LeaderLoop: Sendable {
     let dirty = Atomic<Bool>(true)
     let wake = WakeSignal()
     /// Task and node records in memory, following the store (see ``ClusterCache``).
-    let cache = ClusterCache()
+    let cache: ClusterCache
+    /// Whether this loop runs `cache` itself, while leading only. A cache given at init is run by
+    /// its owner (the master runs one on every master, for `/metrics` and assignment streams) and
+    /// tells the loop of changes through `cacheChanged()`.
+    let ownsCache: Bool
     /// Rounds run and tasks placed, for `/metrics`.
     public let placements = Atomic<Int>(0)
     public let rounds = Atomic<Int>(0)
@@ -70,7 +74,10 @@ public final class LeaderLoop: Sendable {
 
     public init(repository: ClusterRepository, leadership: any Leadership, masterID: String, defaultAlgorithm: SchedulingAlgorithm,
                 options: Options = Options(), now: @escaping @Sendable () -> Int64,
-                monotonic: @escaping @Sendable () -> Int64 = LeaderLoop.monotonicMilliseconds, logger: Logger) {
+                monotonic: @escaping @Sendable () -> Int64 = LeaderLoop.monotonicMilliseconds, logger: Logger,
+                cache: ClusterCache? = nil) {
+        self.cache = cache ?? ClusterCache()
+        self.ownsCache = cache == nil
         self.repository = repository
         self.leadership = leadership
         self.masterID = masterID
@@ -97,15 +104,19 @@ public final class LeaderLoop: Sendable {
     /// Starts following the store into the cache (while leading only: followers would spend their
     /// CPU decoding every task write for nothing). Waits for a previous follower to finish first,
     /// so two never write the cache at once.
-    private func startCache(replacing previous: Task<Void, Never>?) async -> Task<Void, Never> {
+    private func startCache(replacing previous: Task<Void, Never>?) async -> Task<Void, Never>? {
         previous?.cancel()
         await previous?.value
+        guard ownsCache else { return nil }
         return Task {
-            await self.cache.run(repository: self.repository) {
-                self.dirty.store(true, ordering: .relaxed)
-                self.wake.signal()
-            }
+            await self.cache.run(repository: self.repository) { self.cacheChanged() }
         }
+    }
+
+    /// Something a round depends on changed: run one soon. The `onChange` of a cache given at init.
+    public func cacheChanged() {
+        dirty.store(true, ordering: .relaxed)
+        wake.signal()
     }
 
     private func loop() async {

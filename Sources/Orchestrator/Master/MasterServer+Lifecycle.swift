@@ -57,7 +57,7 @@ extension MasterServer {
         }
         let bridge = MasterAPIBridge(server: self)
         let api = OrchestratorAPI(repository: repository, status: bridge, logs: bridge, configuration: configuration, metrics: metrics,
-                                  membership: raftParts == nil ? nil : bridge)
+                                  membership: raftParts == nil ? nil : bridge, cache: cache)
         let app = try api.makeApplication(address: .hostname(config.apiAddress.host, port: config.apiAddress.port),
                                           tls: config.tls?.httpsServerConfiguration(), logger: logger)
         return MasterAPIServer(api: api, application: app, logger: logger)

@@ -46,6 +46,8 @@ public final class MasterServer: Sendable {
     public let config: MasterConfig
     public let repository: ClusterRepository
     public let leaderLoop: LeaderLoop
+    /// The task and node records in memory, following the store, on every master.
+    public let cache: ClusterCache
     let logger: Logger
     /// gRPC clients to other masters (forwarding), with this master's certificate when TLS is
     /// on; the other master's certificate must name the host it is reached at (`--peers`).
@@ -106,6 +108,10 @@ public final class MasterServer: Sendable {
         }
         let repository: ClusterRepository
         let leadership: any Leadership
+        // Every master follows the records in memory: the leader schedules from it, and every
+        // master serves /metrics and its workers' assignment streams from it.
+        let cache = ClusterCache()
+        self.cache = cache
         let membershipHandler = MembershipHandler()
         switch config.store {
         case .raft:
@@ -199,7 +205,7 @@ public final class MasterServer: Sendable {
         loopOptions.nodePurge = config.nodePurge
         loopOptions.compactionRetention = config.leaderCompactionRetention
         leaderLoop = LeaderLoop(repository: repository, leadership: leadership, masterID: config.id,
-                                defaultAlgorithm: config.scheduler, options: loopOptions, now: now, logger: logger)
+                                defaultAlgorithm: config.scheduler, options: loopOptions, now: now, logger: logger, cache: cache)
         membershipHandler.set { [weak self] request in
             guard let self else { throw MembershipError(.unavailable, "stopped", "this master is stopping") }
             return try await self.membership(request)
@@ -280,6 +286,7 @@ public final class MasterServer: Sendable {
                 }
             }
             group.addTask { await self.leaderLoop.run() }
+            group.addTask { await self.cache.run(repository: self.repository) { self.leaderLoop.cacheChanged() } }
             group.addTask {
                 await self.masterDirectory.run(repository: self.repository, id: self.config.id,
                                                entry: .init(api: self.advertised(self.config.apiAddress),

@@ -12,17 +12,29 @@ import Synchronization
 /// write the leader makes is a compare-and-swap on the revisions read here: a stale record makes a
 /// write fail, never a wrong write succeed. The leader's own successful writes are recorded at
 /// once (`record`), so its next round does not trip over its own placements.
+///
+/// Every master runs one (``MasterServer``): besides the leader's rounds it serves `/metrics` from
+/// counts kept up to date here (``counts()``) and every worker's assignment stream from the tasks
+/// indexed by node (``assignmentUpdates(of:atLeast:timeout:)``), so neither reads every task per call. A
+/// `LeaderLoop` built without one runs its own, while leading only.
 public final class ClusterCache: Sendable {
-    private struct State {
+    struct State {
         var tasks: [String: TaskRecord] = [:]
         var pending: Set<String> = []
         var nodes: [String: NodeRecord] = [:]
+        /// Counts and tasks by node, following every change to `tasks` and `nodes`.
+        var index = ClusterIndex()
+        /// Nodes whose tasks changed since the assignment streams were last told.
+        var touched: Set<String> = []
+        /// Open assignment streams, by node (see ClusterCache+Assignments.swift).
+        var subscribers: [String: [UInt64: AsyncStream<NodeAssignments>.Continuation]] = [:]
+        var nextSubscriber: UInt64 = 0
         /// The store revision everything here reflects.
         var revision: Int64 = 0
         var synced = false
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     public init() {}
 
@@ -78,6 +90,8 @@ public final class ClusterCache: Sendable {
                             }
                         }
                         s.revision = max(s.revision, change.revision)
+                        // Told under the lock, so streams see the changes in the order applied.
+                        Self.notifyTouched(&s)
                         return relevant
                     }
                     if relevant { onChange() }
@@ -88,6 +102,11 @@ public final class ClusterCache: Sendable {
             }
             state.withLock { $0.synced = false }
             try? await Task.sleep(for: .milliseconds(200))
+        }
+        // Stopped: the assignment streams end, and their workers go to another master.
+        state.withLock { s in
+            for continuation in s.subscribers.values.flatMap(\.values) { continuation.finish() }
+            s.subscribers = [:]
         }
     }
 
@@ -100,7 +119,13 @@ public final class ClusterCache: Sendable {
             for kv in listed.kvs { _ = try Self.apply(kv, into: &fresh) }
             fresh.revision = listed.revision
             fresh.synced = true
+            // The streams outlive a relist: each is sent its node's tasks as listed now, which
+            // covers whatever happened while the watch was broken.
+            fresh.subscribers = s.subscribers
+            fresh.nextSubscriber = s.nextSubscriber
+            fresh.touched = Set(s.subscribers.keys)
             s = fresh
+            Self.notifyTouched(&s)
         }
         return listed.revision
     }
@@ -123,25 +148,37 @@ public final class ClusterCache: Sendable {
     private static func remove(_ kv: KeyValue, from s: inout State) -> Bool {
         if kv.key.starts(with: ClusterRepository.taskPrefix) {
             let id = String(decoding: kv.key.dropFirst(ClusterRepository.taskPrefix.count), as: UTF8.self)
-            s.tasks[id] = nil
+            if let held = s.tasks.removeValue(forKey: id) {
+                s.index.replace(task: held, with: nil)
+                if let node = held.node { s.touched.insert(node) }
+            }
             s.pending.remove(id)
             return true
         }
         if kv.key.starts(with: ClusterRepository.nodePrefix) {
-            s.nodes[String(decoding: kv.key.dropFirst(ClusterRepository.nodePrefix.count), as: UTF8.self)] = nil
+            let id = String(decoding: kv.key.dropFirst(ClusterRepository.nodePrefix.count), as: UTF8.self)
+            if let held = s.nodes.removeValue(forKey: id) { s.index.replace(node: held, with: nil) }
             return true
         }
         return false
     }
 
     private static func put(_ task: TaskRecord, into s: inout State) {
-        if let held = s.tasks[task.id], held.revision >= task.revision { return }
+        let held = s.tasks[task.id]
+        if let held, held.revision >= task.revision { return }
         s.tasks[task.id] = task
+        s.index.replace(task: held, with: task)
+        // Both nodes' streams hear of it: the one it left and the one it is on. A change recorded
+        // by the leader (`record`) is told with the next batch from the watch, which carries it.
+        if let node = held?.node { s.touched.insert(node) }
+        if let node = task.node { s.touched.insert(node) }
         if task.state == .pending { s.pending.insert(task.id) } else { s.pending.remove(task.id) }
     }
 
     private static func put(_ node: NodeRecord, into s: inout State) {
-        if let held = s.nodes[node.info.id], held.revision >= node.revision { return }
+        let held = s.nodes[node.info.id]
+        if let held, held.revision >= node.revision { return }
         s.nodes[node.info.id] = node
+        s.index.replace(node: held, with: node)
     }
 }

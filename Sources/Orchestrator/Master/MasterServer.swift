@@ -168,7 +168,7 @@ public final class MasterServer: Sendable {
             repository = ClusterRepository(store: store)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
                                         heartbeatInterval: config.heartbeatInterval, lease: config.workerLease,
-                                        authorization: authorization, now: now, logger: logger)
+                                        authorization: authorization, now: now, logger: logger, cache: cache)
             leadership = RaftLeadership(store: store)
             parts = .raft(RaftParts(node: node, store: store, transport: transport,
                                     rpcServices: [ForwardService(authorization: authorization, handle: { try await store.handleForwarded($0) },
@@ -188,7 +188,7 @@ public final class MasterServer: Sendable {
             repository = ClusterRepository(store: keys)
             let workers = WorkerService(repository: repository, joinToken: config.joinToken,
                                         heartbeatInterval: config.heartbeatInterval, lease: config.workerLease,
-                                        authorization: authorization, now: now, logger: logger)
+                                        authorization: authorization, now: now, logger: logger, cache: cache)
             let election = EtcdLeadership(store: keys, masterID: config.id, logger: logger)
             leadership = election
             let tracker = ConnectionTracker()

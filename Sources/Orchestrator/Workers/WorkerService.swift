@@ -25,6 +25,11 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     let authorization: CallerAuthorization
     /// Open assignment streams, against `maxAssignmentStreams`.
     public let assignmentStreams: StreamSlots
+    /// This master's copy of the records (`MasterServer` runs one on every master): assignment
+    /// streams are served from its tasks by node. Nil, or a cache that does not catch up in
+    /// time: each stream reads every task from the store and watches every task change, as
+    /// before the cache served them.
+    let cache: ClusterCache?
 
     /// - Parameter maxAssignmentStreams: assignment streams served at once (each holds a store
     ///   watch and a worker's task set); one more is refused with RESOURCE_EXHAUSTED. A worker
@@ -33,8 +38,9 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     ///   has answered for this long has stopped its tasks. Zero: no lease is given.
     public init(repository: ClusterRepository, joinToken: String?, heartbeatInterval: Duration = .seconds(1), lease: Duration = .zero,
                 authorization: CallerAuthorization = .unauthenticated, now: @escaping @Sendable () -> Int64, logger: Logger,
-                maxAssignmentStreams: Int = 4096) {
+                maxAssignmentStreams: Int = 4096, cache: ClusterCache? = nil) {
         self.repository = repository
+        self.cache = cache
         self.lease = lease
         self.authorization = authorization
         self.joinToken = joinToken
@@ -105,51 +111,6 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
         return .with { $0.current = current }
     }
 
-    public func assignments(request: Orchestrator_V1_AssignmentsRequest, response: RPCWriter<Orchestrator_V1_AssignmentSet>, context: ServerContext) async throws {
-        try authorization.caller(context, mustBe: [.worker])
-        let nodeID = request.nodeID
-        // The slot is taken before the store is read: streams that fail authorization still
-        // cost a read each, and only `limit` of them can be under way at once.
-        guard assignmentStreams.take() else {
-            throw RPCError(code: .resourceExhausted,
-                           message: "this master serves \(assignmentStreams.limit) assignment streams, the most it may; retry on another master")
-        }
-        defer { assignmentStreams.give() }
-        let node = try await mapStoreErrors { try await repository.node(nodeID, consistency: .linearizable) }
-        try authorize(node: node, credential: request.nodeCredential)
-        // A fresh read, then the changes after it; a compacted watch (we fell too far behind)
-        // starts over from a fresh read rather than missing anything.
-        while !Task.isCancelled {
-            let (tasks, revision) = try await mapStoreErrors { try await repository.assignments(of: nodeID, consistency: .linearizable) }
-            var current: [String: TaskRecord] = [:]
-            for t in tasks { current[t.id] = t }
-            var sent = Self.signature(current)
-            try await response.write(Self.message(current, revision: revision))
-            do {
-                for try await change in repository.store.watch(key: ClusterRepository.taskPrefix, rangeEnd: KeyRange.prefixEnd(ClusterRepository.taskPrefix),
-                                                              fromRevision: revision + 1, prevKV: false) {
-                    for event in change.events {
-                        let id = String(decoding: event.kv.key.dropFirst(ClusterRepository.taskPrefix.count), as: UTF8.self)
-                        if event.kind == .put, let t = try? ClusterRepository.decode(TaskRecord.self, event.kv),
-                           t.node == nodeID, t.state == .assigned || t.state == .running {
-                            current[id] = t
-                        } else {
-                            current[id] = nil
-                        }
-                    }
-                    let signature = Self.signature(current)
-                    if signature != sent, !change.events.isEmpty {
-                        sent = signature
-                        try await response.write(Self.message(current, revision: change.revision))
-                    }
-                }
-                return
-            } catch StoreError.compacted {
-                continue
-            }
-        }
-    }
-
     // MARK: Credentials
 
     /// Refuses a call for `node` that does not carry its credential.
@@ -173,30 +134,6 @@ public struct WorkerService: Orchestrator_V1_Workers.SimpleServiceProtocol {
     }
 
     // MARK: Helpers
-
-    /// What the worker acts on: a new set is sent only when an epoch or a stop request changed.
-    static func signature(_ tasks: [String: TaskRecord]) -> [String: AssignmentSignature] {
-        tasks.mapValues { AssignmentSignature(epoch: $0.epoch, stop: $0.moving != nil) }
-    }
-
-    struct AssignmentSignature: Hashable {
-        var epoch: UInt64
-        var stop: Bool
-    }
-
-    static func message(_ tasks: [String: TaskRecord], revision: Int64) -> Orchestrator_V1_AssignmentSet {
-        .with { set in
-            set.revision = revision
-            set.assignments = tasks.values.sorted { $0.id < $1.id }.map { t in
-                .with {
-                    $0.taskID = t.id
-                    $0.epoch = t.epoch
-                    $0.spec = Data(ClusterRepository.encode(t.spec))
-                    $0.stop = t.moving != nil
-                }
-            }
-        }
-    }
 
     /// Store and consensus failures become gRPC statuses a worker can act on (retry elsewhere).
     func mapStoreErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {

@@ -94,6 +94,51 @@ import TestGate
             throw error
         }
     }
+
+    @Test("two clusters with different --etcd-prefix share one etcd: each elects its own leader and sees only its own tasks")
+    func sharedEtcdWithPrefixes() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("orch-etcd-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let etcd = try Etcd(root: root, tls: ClusterHarness.tlsByDefault)
+        defer { etcd.process.kill9() }
+        try await etcd.waitForListeners()
+        func cluster(_ prefix: String, id: String = "m1") throws -> ClusterHarness {
+            try ClusterHarness(masters: 1, masterArgs: ["--store", "etcd", "--etcd-endpoints", etcd.clientURL, "--etcd-prefix", prefix, "--id", id])
+        }
+        // One after the other: the second harness picks its ports once the first's are bound.
+        let a = try cluster("/team-a")
+        defer { a.killAll() }
+        do {
+            try a.start()
+            _ = try await a.leaderIndex()
+            // Named b1 (the last --id wins), so each cluster's leader can be told apart.
+            let b = try cluster("/team-b", id: "b1")
+            defer { b.killAll() }
+            do {
+                try b.start()
+                // Each master wins its own cluster's election key and records itself as leader
+                // there: with the keys shared, team-b would name team-a's master (m1) as leader.
+                func leader(_ cluster: ClusterHarness) async throws -> String? {
+                    ((try await cluster.request(.GET, master: 0, "/api/v1/cluster")).json as? [String: Any])?["leader_id"] as? String
+                }
+                try await b.waitUntil("team-b's master to lead", timeout: .seconds(20)) { try await leader(b) == "b1" }
+                #expect(try await leader(a) == "m1")
+                let created = try await a.request(.POST, master: 0, "/api/v1/tasks", body: #"{"name":"only-a","image":"busybox","command":["true"]}"#)
+                #expect(created.status == 201, "\(created.body)")
+                let id = try #require((created.json as? [String: Any])?["id"] as? String)
+                #expect(try await a.request(.GET, master: 0, "/api/v1/tasks/\(id)").status == 200)
+                #expect(try await b.request(.GET, master: 0, "/api/v1/tasks/\(id)").status == 404)
+                let listed = try await b.request(.GET, master: 0, "/api/v1/tasks")
+                #expect(!listed.body.contains("only-a"), "\(listed.body)")
+            } catch {
+                Issue.record("\(error)\n== team-b\n\(b.logs)")
+                throw error
+            }
+        } catch {
+            Issue.record("\(error)\n== team-a\n\(a.logs)\n== etcd\n\(etcd.process.logTail)")
+            throw error
+        }
+    }
 }
 
 /// etcd did not come up; the message carries its log tail.

@@ -159,6 +159,9 @@ let package = Package(
 
         /// Drives `raft-node` processes: shared by the integration tests and `bench raft`.
         .target(name: "RaftTestSupport", path: "Tests/Support/RaftTestSupport"),
+        /// A real single-member etcd 3.4 on free loopback ports (`EtcdProcess`), for StoreTests and
+        /// OrchestratorTests.
+        .target(name: "EtcdTestSupport", dependencies: ["EtcdBackend", "Store", "RaftTestSupport"], path: "Tests/Support/EtcdTestSupport"),
         /// `@Suite(.heavy)`: suites that start process clusters, etcd or Docker run one at a time.
         .target(name: "TestGate", path: "Tests/Support/TestGate"),
         /// A 3-replica built-in store serving the etcd API on loopback (RaftStore over the gRPC Raft
@@ -181,7 +184,7 @@ let package = Package(
         /// The gRPC Raft transport and the HTTP/2 serving stack.
         .testTarget(name: "RaftGRPCTests", dependencies: ["RaftGRPC", "GRPCServing", "ClusterSecurity", "TestGate", nioCore, nioPosix, nioHTTP2, nioHPACK]),
         /// The key-value state machine, and one conformance suite over the memory, Raft and etcd stores.
-        .testTarget(name: "StoreTests", dependencies: ["Store", "EtcdBackend", "EtcdProto", "Raft", "TestGate", "RaftTestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "EtcdBackend", "EtcdProto", "Raft", "TestGate", "RaftTestSupport", "EtcdTestSupport"]),
         /// The etcd v3 gRPC API, with etcdctl and grpc-go clients against `local-etcd`.
         .testTarget(
             name: "EtcdAPITests",
@@ -190,7 +193,7 @@ let package = Package(
         /// The master: scheduler tables, rounds, health, REST API, events, worker service.
         .testTarget(
             name: "OrchestratorTests",
-            dependencies: ["Orchestrator", "ClusterModel", "Store", "ClusterProto", hummingbirdTesting, grpcCore, logging]
+            dependencies: ["Orchestrator", "ClusterModel", "Store", "ClusterProto", "EtcdBackend", "EtcdTestSupport", "TestGate", hummingbirdTesting, grpcCore, logging]
         ),
         /// The TLS material: issuance (checked with openssl), loading, real TLS 1.3 handshakes on
         /// loopback, `master tls init` and the master's command line.

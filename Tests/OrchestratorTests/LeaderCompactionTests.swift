@@ -1,10 +1,13 @@
 import ClusterModel
+import EtcdBackend
+import EtcdTestSupport
 import Foundation
 import Logging
 import Store
 import Synchronization
 import Testing
 @testable import Orchestrator
+import TestGate
 
 /// Who compacts what: the leader compacts the built-in store as it always has, and an external
 /// etcd only with `--etcd-compaction-retention` (issue 16).
@@ -106,5 +109,62 @@ import Testing
             try await Task.sleep(for: .milliseconds(10))
         }
         #expect(loop.compactions.load(ordering: .relaxed) >= 1)
+    }
+}
+
+/// The same against a real etcd 3.4: the leader loop of an etcd-backed master, with the retention
+/// its configuration gives, leaves etcd's history readable without the flag and compacts it with.
+@Suite("Leader compaction of a real etcd", .serialized, .heavy, .timeLimit(.minutes(2)))
+struct EtcdLeaderCompactionTests {
+    /// Runs the leader loop an etcd-backed master with `retention` (`--etcd-compaction-retention`)
+    /// would run, checking every 10 ms, against a fresh etcd holding 30 revisions of history;
+    /// `check` gets the store and the loop while it runs.
+    static func withLoop(retention: Int64, _ check: (EtcdStore, LeaderLoop) async throws -> Void) async throws {
+        try await EtcdProcess.with { _, store in
+            for i in 0..<30 { try await store.put(Array("/other/k\(i % 3)".utf8), Array("\(i)".utf8)) }
+            var options = LeaderLoop.Options()
+            options.compactionRetention = LeaderCompactionTests.config(.etcd, retention: retention).leaderCompactionRetention
+            options.compactionInterval = .milliseconds(10)
+            options.taskRetention = nil
+            options.nodePurge = nil
+            let loop = LeaderLoop(repository: ClusterRepository(store: store), leadership: TaskRetentionTests.AlwaysLeader(), masterID: "m1",
+                                  defaultAlgorithm: .binPacking, options: options, now: { 0 }, logger: Logger(label: "test"))
+            let running = Task { await loop.run() }
+            defer { running.cancel() }
+            try await check(store, loop)
+        }
+    }
+
+    @Test("without --etcd-compaction-retention the leader never compacts etcd: its first revisions stay readable")
+    func off() async throws {
+        try await Self.withLoop(retention: 0) { store, loop in
+            let deadline = ContinuousClock.now + .seconds(30)
+            while loop.compactionChecks.load(ordering: .relaxed) < 10 {
+                guard ContinuousClock.now < deadline else { Issue.record("the leader loop made no compaction checks"); return }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let first = try await store.range(RangeRequest(key: Array("/other/k0".utf8), revision: 2), consistency: .linearizable)
+            #expect(first.kvs.first?.value == Array("0".utf8))
+            #expect(loop.compactions.load(ordering: .relaxed) == 0)
+        }
+    }
+
+    @Test("with --etcd-compaction-retention 5 the leader compacts etcd to 5 revisions behind")
+    func on() async throws {
+        try await Self.withLoop(retention: 5) { store, loop in
+            let deadline = ContinuousClock.now + .seconds(30)
+            while true {
+                do {
+                    _ = try await store.range(RangeRequest(key: Array("/other/k0".utf8), revision: 2), consistency: .linearizable)
+                } catch StoreError.compacted(let revision) {
+                    // 30 puts (revisions 2...31) and the leader record, less 5.
+                    #expect(revision >= 26)
+                    break
+                }
+                guard ContinuousClock.now < deadline else { Issue.record("the leader did not compact etcd"); return }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(loop.compactions.load(ordering: .relaxed) >= 1)
+        }
     }
 }

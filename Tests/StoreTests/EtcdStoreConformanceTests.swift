@@ -1,6 +1,7 @@
 import EtcdBackend
 import Testing
 @testable import Store
+import EtcdTestSupport
 import TestGate
 
 /// The shared ClusterStore scenarios (Conformance/StoreConformance.swift) against a real etcd 3.4.

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 @testable import EtcdBackend
 @testable import Store
+import EtcdTestSupport
 import TestGate
 
 // EtcdStore against a real etcd 3.4 (Debian's etcd-server). Every test starts its own etcd, so

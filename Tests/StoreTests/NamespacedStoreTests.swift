@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import EtcdBackend
 @testable import Store
+import EtcdTestSupport
 import TestGate
 
 // NamespacedStore (`master --etcd-prefix`): the prefix mapping itself, the flag's validation, the

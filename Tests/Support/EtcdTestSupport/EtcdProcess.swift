@@ -1,14 +1,15 @@
 import Foundation
 import RaftTestSupport
 import Synchronization
-@testable import EtcdBackend
-@testable import Store
+import EtcdBackend
+import Store
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A real single-member etcd (Debian's etcd-server, `/usr/bin/etcd`, 3.4) on free loopback ports
-/// with its own temporary data directory, for the EtcdStore tests.
+/// with its own temporary data directory, for the tests that need a real etcd (EtcdStore, NamespacedStore,
+/// the leader's compaction of an external etcd).
 ///
 /// Every instance is a fresh cluster at revision 1, so tests can check exact revisions and run in
 /// parallel. Ports are chosen by the kernel (bind to port 0), never etcd's defaults 2379/2380, which
@@ -16,21 +17,21 @@ import Glibc
 ///
 /// `@unchecked Sendable`: `Process` is not `Sendable`, but it is only read here (state queries,
 /// the pid) after `run()`, and `stopped` serializes the one teardown.
-final class EtcdProcess: @unchecked Sendable {
+public final class EtcdProcess: @unchecked Sendable {
     /// Why an etcd could not be started; the tests fail with it (CI installs etcd: a missing
     /// binary is a broken machine, not a reason to skip).
-    struct StartError: Error, CustomStringConvertible {
-        var description: String
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// `http://127.0.0.1:PORT`.
-    let clientURL: String
-    let dataDir: URL
+    public let clientURL: String
+    public let dataDir: URL
     private let process: Process
     private let stopped = Mutex(false)
 
     /// The etcd binary: `$ETCD_BINARY`, else `/usr/bin/etcd`.
-    static var binary: String {
+    public static var binary: String {
         ProcessInfo.processInfo.environment["ETCD_BINARY"] ?? "/usr/bin/etcd"
     }
 
@@ -42,7 +43,7 @@ final class EtcdProcess: @unchecked Sendable {
 
     /// Starts etcd and returns once it serves reads. Retries with other ports when etcd exits at
     /// once (another process may take a port between our probe and etcd's bind).
-    static func start(binary: String = EtcdProcess.binary, progressNotifyInterval: String = "1s",
+    public static func start(binary: String = EtcdProcess.binary, progressNotifyInterval: String = "1s",
                       deadline: Duration = .seconds(30)) async throws -> EtcdProcess {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw StartError(description: """
@@ -113,22 +114,22 @@ final class EtcdProcess: @unchecked Sendable {
     /// Not shorter than 5 s: with every suite running on two cores the client's event loop has
     /// been seen to take over a second to handle a loopback connect. Refused connections (the
     /// failover tests) still fail at once.
-    static var quickConfiguration: EtcdStore.Configuration {
+    public static var quickConfiguration: EtcdStore.Configuration {
         var c = EtcdStore.Configuration()
         c.requestTimeout = .seconds(5)
         return c
     }
 
     /// The store of a test: talks to this etcd.
-    func makeStore(extraEndpoints: [String] = []) throws -> EtcdStore {
+    public func makeStore(extraEndpoints: [String] = []) throws -> EtcdStore {
         try EtcdStore(endpoints: extraEndpoints + [clientURL], configuration: Self.quickConfiguration)
     }
 
     /// Whether the etcd process still runs.
-    var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { process.isRunning }
 
     /// SIGTERM, then SIGKILL after 5 s, then removes the data directory. Idempotent.
-    func stop() async {
+    public func stop() async {
         let first = stopped.withLock { wasStopped in
             defer { wasStopped = true }
             return !wasStopped
@@ -148,17 +149,17 @@ final class EtcdProcess: @unchecked Sendable {
     }
 
     /// Freezes etcd (SIGSTOP): its connections stay open but nothing answers.
-    func suspend() {
+    public func suspend() {
         if process.isRunning { kill(process.processIdentifier, SIGSTOP) }
     }
 
     /// Thaws a suspended etcd (SIGCONT).
-    func resume() {
+    public func resume() {
         if process.isRunning { kill(process.processIdentifier, SIGCONT) }
     }
 
     /// Kills etcd at once (no clean shutdown), keeping the data directory for `stop()` to remove.
-    func kill9() {
+    public func kill9() {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -167,7 +168,7 @@ final class EtcdProcess: @unchecked Sendable {
 
     /// Runs `body` with a fresh etcd and a store connected to it, stopping both afterwards whether
     /// `body` throws or not.
-    static func with<T: Sendable>(_ body: (EtcdProcess, EtcdStore) async throws -> T) async throws -> T {
+    public static func with<T: Sendable>(_ body: (EtcdProcess, EtcdStore) async throws -> T) async throws -> T {
         let etcd = try await start()
         let store: EtcdStore
         do { store = try etcd.makeStore() } catch {
@@ -187,7 +188,7 @@ final class EtcdProcess: @unchecked Sendable {
     }
 
     /// A TCP port on 127.0.0.1 free right now, below the kernel's ephemeral range (`PortBlock`).
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         try PortBlock.reserve(offsets: [0])
     }
 }

@@ -51,7 +51,7 @@ import TestGate
         #expect(throws: StoreError.self) { try Command(decoding: nested) }
     }
 
-    @Test("snapshots keep the applied requests in order; a format-1 image loads with none")
+    @Test("snapshots keep the applied requests in order; a format-1 image loads with none, a format-2 one with no alarms")
     func snapshots() throws {
         var store = KeyValueStore()
         for i in 0..<10 { _ = store.apply(.identified(RequestID(high: 0, low: UInt64(i)), Self.put)) }
@@ -64,12 +64,17 @@ import TestGate
         let before = copy.revision
         _ = copy.apply(.identified(RequestID(high: 0, low: 3), Self.put))
         #expect(copy.revision == before)
-        // Format 1: the same image without the trailing section and with the old version byte.
+        // Format 2: the same image without the trailing alarm section, with its version byte;
+        // format 1 also without the applied requests' (each empty section is one uvarint 0).
         var plain = KeyValueStore()
         _ = plain.apply(Self.put)
         var image = plain.snapshotBytes()
+        image[0] = 2
+        image.removeLast()
+        let two = try KeyValueStore(snapshot: image)
+        #expect(two.revision == plain.revision && two.alarms.isEmpty && two == plain)
         image[0] = 1
-        image.removeLast()  // the empty section's count (one uvarint byte, 0)
+        image.removeLast()
         let old = try KeyValueStore(snapshot: image)
         #expect(old.revision == plain.revision && old.appliedRequests.count == 0)
     }

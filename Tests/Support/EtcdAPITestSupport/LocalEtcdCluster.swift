@@ -111,7 +111,8 @@ public final class LocalEtcdCluster: Sendable {
         return cluster
     }
 
-    private func waitListening(_ member: Member, timeout: Duration = .seconds(10)) async throws -> Int {
+    /// Bounded generously: in a full run on 2 cores a member's server has taken over 10 s to bind.
+    private func waitListening(_ member: Member, timeout: Duration = .seconds(30)) async throws -> Int {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let port = try? await member.server.listeningPort { return port }

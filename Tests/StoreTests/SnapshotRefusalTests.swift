@@ -15,7 +15,9 @@ import Testing
                             options: options)
     }
 
-    private func waitUntil(_ what: String, within timeout: Duration = .seconds(10),
+    /// 45 s: at the start of a full run on CI's 2 cores the node's ticks can wait many seconds
+    /// for a pool thread (the in-memory Raft clusters of RaftNodeTests wait as long).
+    private func waitUntil(_ what: String, within timeout: Duration = .seconds(45),
                            _ condition: () async -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while !(await condition()) {

@@ -67,8 +67,9 @@ final class RaftStoreCluster: Sendable {
         tasks.withLock { for t in $0 { t.cancel() } }
     }
 
-    /// Polls until a node leads and every replica knows it.
-    func waitForLeader(timeout: Duration = .seconds(10)) async throws -> NodeID {
+    /// Polls until a node leads and every replica knows it; 45 s, as every in-memory cluster
+    /// waits: at the start of a full run on CI's 2 cores ticks can wait seconds for a thread.
+    func waitForLeader(timeout: Duration = .seconds(45)) async throws -> NodeID {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             var leaders: Set<NodeID> = []

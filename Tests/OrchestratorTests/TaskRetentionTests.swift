@@ -14,10 +14,10 @@ import Testing
         return t
     }
 
-    @Test("only tasks ended for good and older than the retention go, oldest first, at most a batch")
+    @Test("only tasks ended for good and older than the retention go, oldest first, at most a pass, in batches")
     func expired() {
         let now = 10 * Self.day
-        let retention = TaskRetention(retentionMs: Self.day, batchLimit: 3)
+        let retention = TaskRetention(retentionMs: Self.day, batchLimit: 2, passLimit: 3)
         let tasks = [
             Self.task("done-old", .completed, updatedAt: now - 2 * Self.day),
             Self.task("done-new", .completed, updatedAt: now - Self.day + 1),
@@ -31,6 +31,10 @@ import Testing
             Self.task("lost-old", .lost, updatedAt: now - 9 * Self.day),
         ]
         #expect(retention.expired(tasks, now: now).map(\.id) == ["failed-spent", "cancelled-old", "done-old"])
+        #expect(retention.batches(retention.expired(tasks, now: now)).map { $0.map(\.id) }
+                == [["failed-spent", "cancelled-old"], ["done-old"]])
+        // etcd's default --max-txn-ops.
+        #expect(TaskRetention().batchLimit <= 128)
         #expect(TaskRetention(retentionMs: Self.day).expired(tasks, now: now).map(\.id)
                 == ["failed-spent", "cancelled-old", "done-old", "done-edge"])
     }
@@ -75,6 +79,36 @@ import Testing
             if deleted.count >= 2 { break }
         }
         #expect(deleted.sorted() == ["old-cancelled", "old-done"])
+    }
+}
+
+extension TaskRetentionTests {
+    @Test("a backlog larger than a pass is deleted pass after pass within seconds, not one pass per interval")
+    func backlogKeepsPace() async throws {
+        let store = MemoryStore()
+        let repo = ClusterRepository(store: store)
+        let now = 10 * Self.day
+        for i in 0..<1_000 {
+            try await repo.create(Self.task(String(format: "t%04d", i), .completed, updatedAt: now - 2 * Self.day))
+        }
+        var options = LeaderLoop.Options()
+        options.taskRetention = TaskRetention(retentionMs: Self.day, batchLimit: 128, passLimit: 300)
+        options.retentionInterval = .seconds(60)
+        options.jitterSeed = 1
+        let loop = LeaderLoop(repository: repo, leadership: AlwaysLeader(), masterID: "m1", defaultAlgorithm: .binPacking,
+                              options: options, now: { now }, logger: .init(label: "test"))
+        let running = Task { await loop.run() }
+        defer { running.cancel() }
+        // 4 passes of at most 300: about 3 s with the backlog rule, 3 minutes without it.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await repo.tasks().tasks.count > 0 {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("\(try await repo.tasks().tasks.count) expired tasks left after 30 s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(loop.deletedTasks.load(ordering: .relaxed) == 1_000)
     }
 }
 

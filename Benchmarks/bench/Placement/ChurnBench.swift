@@ -2,7 +2,7 @@
 // memory and every master's data directory flat once the retention period has passed.
 //
 //   for p in bench master worker; do swift build -c release --scratch-path .build-rel --product $p; done
-//   .build-rel/release/bench churn --tasks 1000000 --retention 120
+//   .build-rel/release/bench churn --tasks 1000000 --retention 120 --master-flags="--snapshot-threshold 20000"
 //
 // Three master processes (release, built-in store, loopback) with `--task-retention` short;
 // simulated nodes join through the followers' worker protocol, each follows its assignment
@@ -28,6 +28,9 @@ struct ChurnBench: AsyncParsableCommand {
 
     @Option(help: "Tasks to run through the cluster.") var tasks = 1_000_000
     @Option(help: "Simulated nodes (each completes every task it is given at once).") var nodes = 50
+    @Option(help: "Clients pause while this many submitted tasks are not yet reported completed (the steady state a cluster runs in; 0: no limit).") var window = 2_000
+    @Option(help: "Reports each simulated node has in flight at once (a worker's reporter sends one at a time).") var reportsPerNode = 1
+    @Option(help: "Each simulated node's CPU, in millicores (with 100 per task: 40 tasks at once per node).") var nodeCpu = 4_000
     @Option(help: "Concurrent REST clients submitting.") var clients = 32
     @Option(help: "The masters' --task-retention, in seconds.") var retention = 120
     @Option(help: "Seconds between samples.") var sample = 10
@@ -64,26 +67,31 @@ struct ChurnBench: AsyncParsableCommand {
             return true
         }
         let followers = (0..<3).filter { $0 != leader }
-        let completed = Counter(), submitted = Counter(), failed = Counter()
+        let completed = Counter(), submitted = Counter(), failed = Counter(), reportErrors = Counter()
         let started = ContinuousClock.now
-        print("bench churn: \(tasks) tasks, \(nodes) simulated nodes, \(clients) clients, retention \(retention) s; leader m\(leader + 1)")
-        print("   t (s) | submitted | completed | submit/s | complete/s | stored | leader RSS MB | data MB (largest master)")
+        say("bench churn: \(tasks) tasks, \(nodes) simulated nodes, \(clients) clients, retention \(retention) s; leader m\(leader + 1)")
+        say("   t (s) | submitted | completed | submit/s | complete/s | stored | unfinished | leader RSS MB | data MB (largest master)")
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             // The simulated nodes: join, then complete whatever they are assigned.
             for n in 0..<nodes {
                 let port = masters.rpc[followers[n % followers.count]]
-                group.addTask { try await Self.simulateNode("churn-\(n)", port: port, completed: completed) }
+                let cpu = nodeCpu, inFlight = max(1, reportsPerNode)
+                group.addTask { try await Self.simulateNode("churn-\(n)", port: port, cpu: cpu, reportsInFlight: inFlight, completed: completed,
+                                                         reportErrors: reportErrors) }
             }
             // The clients.
-            let clientCount = clients, total = tasks
+            let clientCount = clients, total = tasks, window = window
             for c in 0..<clients {
                 let port = masters.api[followers[c % followers.count]]
                 group.addTask {
                     var i = c
                     while i < total {
+                        while window > 0 && submitted.value - completed.value >= window {
+                            try await Task.sleep(for: .milliseconds(5))
+                        }
                         let status = (try? await post(port, "/api/v1/tasks",
-                            #"{"name":"churn-\#(i)","image":"busybox","command":["true"],"resources":{"cpu":10,"memory":8}}"#)) ?? 0
+                            #"{"name":"churn-\#(i)","image":"busybox","command":["true"],"resources":{"cpu":100,"memory":64}}"#)) ?? 0
                         if status == 201 { submitted.add() } else { failed.add() }
                         i += clientCount
                     }
@@ -101,16 +109,24 @@ struct ChurnBench: AsyncParsableCommand {
                     let now = ContinuousClock.now
                     let s = submitted.value, c = completed.value
                     let seconds = last.at.duration(to: now).inSeconds
-                    let stored = (try? await Self.storedTasks(leaderAPI)) ?? -1
+                    let states = (try? await Self.storedTasks(leaderAPI)) ?? [:]
+                    let stored = states.isEmpty ? -1 : states.values.reduce(0, +)
+                    let unfinished = ["pending", "assigned", "running", "lost"].map { states[$0] ?? 0 }.reduce(0, +)
                     let data = dataDirs.map { Self.directoryMB($0) }.max() ?? 0
-                    print(String(format: "%8.0f | %9d | %9d | %8.0f | %10.0f | %6d | %13.1f | %8.1f",
+                    say(String(format: "%8.0f | %9d | %9d | %8.0f | %10.0f | %6d | %10d | %13.1f | %8.1f",
                                  started.duration(to: now).inSeconds, s, c, Double(s - last.submitted) / seconds,
-                                 Double(c - last.completed) / seconds, stored, Masters.rssMB(pid: leaderPID), data))
-                    if c != last.completed { stalledSince = now }
+                                 Double(c - last.completed) / seconds, stored, unfinished, Masters.rssMB(pid: leaderPID), data))
+                    if c == last.completed && unfinished > 0 {
+                        let detail = states.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                        say("         nothing completed in the interval; stored by state: \(detail.joined(separator: ", "))")
+                    }
+                    if c != last.completed || unfinished > 0 { stalledSince = now }
                     last = (s, c, now)
-                    if c >= total - failed.value { break }
+                    // Done when every task was submitted (or refused) and none is left unfinished,
+                    // as the leader counts them: a report whose answer was lost still completed its task.
+                    if s + failed.value >= total && unfinished == 0 && stored >= 0 { break }
                     if stalledSince.duration(to: now) > .seconds(300) {
-                        print("bench churn: nothing completed for 5 minutes; stopping")
+                        say("bench churn: nothing completed for 5 minutes; stopping")
                         break
                     }
                 }
@@ -119,21 +135,22 @@ struct ChurnBench: AsyncParsableCommand {
             do { try await group.waitForAll() } catch is CancellationError {}
             group.cancelAll()
         }
-        print("submissions refused: \(failed.value)")
+        say("submissions refused: \(failed.value); report calls that failed and were sent again: \(reportErrors.value)")
         try await Self.replaceFollower(masters, leader: leader, victim: followers[1])
         try? await http.shutdown()
     }
 
     /// Joins, then follows the assignment stream and reports each new assignment completed.
-    static func simulateNode(_ id: String, port: Int, completed: Counter) async throws {
+    static func simulateNode(_ id: String, port: Int, cpu: Int, reportsInFlight: Int, completed: Counter,
+                             reportErrors: Counter) async throws {
         let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
         try await withGRPCClient(transport: transport) { client in
             let workers = Orchestrator_V1_Workers.Client(wrapping: client)
             let joined = try await workers.join(.with {
                 $0.nodeID = id
                 $0.address = "127.0.0.1:1"
-                $0.cpuMillicores = 64_000
-                $0.memoryMb = 1 << 20
+                $0.cpuMillicores = Int64(cpu)
+                $0.memoryMb = Int64(cpu) * 4
             })
             let reported = Mutex(Set<String>())
             while !Task.isCancelled {
@@ -145,20 +162,32 @@ struct ChurnBench: AsyncParsableCommand {
                         for try await set in response.messages {
                             let done = reported.withLock { $0 }
                             let fresh = set.assignments.filter { !$0.stop && !done.contains("\($0.taskID)/\($0.epoch)") }
-                            // Reported 16 at a time, as a worker's tasks end independently.
+                            // `reportsInFlight` at a time: every report of a node rewrites its
+                            // record, so more at once mostly conflict and retry.
                             try await withThrowingTaskGroup(of: String.self) { group in
                                 for (i, assignment) in fresh.enumerated() {
-                                    if i >= 16, let key = try await group.next() { reported.withLock { _ = $0.insert(key) } }
+                                    if i >= reportsInFlight, let key = try await group.next() { reported.withLock { _ = $0.insert(key) } }
                                     group.addTask {
-                                        _ = try await workers.reportStatus(.with {
-                                            $0.nodeID = id
-                                            $0.nodeCredential = joined.nodeCredential
-                                            $0.taskID = assignment.taskID
-                                            $0.epoch = assignment.epoch
-                                            $0.state = .completed
-                                            $0.hasExitCode_p = true
-                                            $0.exitCode = 0
-                                        })
+                                        // Until acknowledged, as a worker's reporter does: a call
+                                        // that failed may or may not have applied, and the report
+                                        // is idempotent.
+                                        for attempt in 1... {
+                                            do {
+                                                _ = try await workers.reportStatus(.with {
+                                                    $0.nodeID = id
+                                                    $0.nodeCredential = joined.nodeCredential
+                                                    $0.taskID = assignment.taskID
+                                                    $0.epoch = assignment.epoch
+                                                    $0.state = .completed
+                                                    $0.hasExitCode_p = true
+                                                    $0.exitCode = 0
+                                                })
+                                                break
+                                            } catch where attempt < 50 && !(error is CancellationError) {
+                                                reportErrors.add()
+                                                try await Task.sleep(for: .milliseconds(100))
+                                            }
+                                        }
                                         completed.add()
                                         return "\(assignment.taskID)/\(assignment.epoch)"
                                     }
@@ -179,14 +208,15 @@ struct ChurnBench: AsyncParsableCommand {
         }
     }
 
-    /// Tasks stored (every state), from the leader's metrics.
-    static func storedTasks(_ port: Int) async throws -> Int {
+    /// Tasks stored, by state, from the leader's metrics.
+    static func storedTasks(_ port: Int) async throws -> [String: Int] {
         let text = try await getText(port, "/metrics")
-        var total = 0.0
-        for line in text.split(separator: "\n") where line.hasPrefix("orchestrator_tasks{") {
-            total += Double(line.split(separator: " ").last ?? "0") ?? 0
+        var byState: [String: Int] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("orchestrator_tasks{state=\"") {
+            let state = line.dropFirst("orchestrator_tasks{state=\"".count).prefix { $0 != "\"" }
+            byState[String(state)] = Int(Double(line.split(separator: " ").last ?? "0") ?? 0)
         }
-        return Int(total)
+        return byState
     }
 
     /// Bytes under `path`, in MB.
@@ -207,7 +237,7 @@ struct ChurnBench: AsyncParsableCommand {
         let (_, list) = try await get(masters.api[leader], "/api/v1/cluster/members")
         let members = list["members"] as? [[String: Any]] ?? []
         guard let id = members.first(where: { $0["name"] as? String == "m\(victim + 1)" })?["id"] as? Int else {
-            print("replace: m\(victim + 1) not in the member list")
+            say("replace: m\(victim + 1) not in the member list")
             return
         }
         _ = try await delete(masters.api[leader], "/api/v1/cluster/members/\(id)")
@@ -220,10 +250,12 @@ struct ChurnBench: AsyncParsableCommand {
             return try await get(masters.api[3], "/readyz").0 == 200
         }
         let took = start.duration(to: .now).inSeconds
-        let log = (try? String(contentsOfFile: masters.logPath(3), encoding: .utf8)) ?? ""
-        let viaSnapshot = log.localizedCaseInsensitiveContains("snapshot")
-        print(String(format: "replaced m%d by m4: voter and ready %.1f s after it started (%@), data %.1f MB, RSS %.1f MB",
-                     victim + 1, took, viaSnapshot ? "its log mentions a snapshot" : "no snapshot in its log",
-                     directoryMB(masters.dataDir(3)), masters.rssMB(3)))
+        // What the new master received, from its own counter (not its log's wording).
+        let metrics = (try? await getText(masters.api[3], "/metrics")) ?? ""
+        let snapshots = metrics.split(separator: "\n")
+            .first { $0.hasPrefix("orchestrator_raft_snapshots_received_total") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
+        say(String(format: "replaced m%d by m4: voter and ready %.1f s after it started, %.0f snapshot(s) received, data %.1f MB, RSS %.1f MB",
+                     victim + 1, took, snapshots, directoryMB(masters.dataDir(3)), masters.rssMB(3)))
     }
 }

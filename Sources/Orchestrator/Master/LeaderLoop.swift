@@ -180,7 +180,11 @@ public final class LeaderLoop: Sendable {
             }
             if time - lastRetention >= retentionCheckMs {
                 lastRetention = time
-                if let retention = options.taskRetention { await deleteExpired(retention) }
+                if let retention = options.taskRetention, await deleteExpired(retention) {
+                    // A backlog: the next pass in a second (or the usual interval, if shorter),
+                    // with a scheduling round and a reconcile pass in between.
+                    lastRetention = time - retentionCheckMs + min(1_000, retentionCheckMs)
+                }
                 if let purge = options.nodePurge { await removeGoneNodes(purge) }
             }
             if time - lastCompaction >= compactionMs {
@@ -191,19 +195,26 @@ public final class LeaderLoop: Sendable {
         }
     }
 
-    /// One pass of `TaskRetention` over the cached tasks. A batch that lost a race (a task changed
-    /// since the cache read it) is left for the next pass.
-    private func deleteExpired(_ retention: TaskRetention) async {
+    /// One pass of `TaskRetention` over the cached tasks, in transactions of `batchLimit`. A batch
+    /// that lost a race (a task changed since the cache read it) is left for the next pass.
+    /// Returns whether the pass was full, so more may be waiting.
+    private func deleteExpired(_ retention: TaskRetention) async -> Bool {
         let expired = retention.expired(cache.tasks(), now: now())
-        guard !expired.isEmpty else { return }
-        do {
-            if try await repository.deleteBatch(expired) {
-                deletedTasks.add(expired.count, ordering: .relaxed)
-                logger.info("deleted \(expired.count) ended tasks past their retention")
+        guard !expired.isEmpty else { return false }
+        var deleted = 0
+        for batch in retention.batches(expired) {
+            do {
+                if try await repository.deleteBatch(Array(batch)) { deleted += batch.count }
+            } catch {
+                logger.warning("deleting ended tasks failed: \(error)")
+                break
             }
-        } catch {
-            logger.warning("deleting ended tasks failed: \(error)")
         }
+        if deleted > 0 {
+            deletedTasks.add(deleted, ordering: .relaxed)
+            logger.info("deleted \(deleted) ended tasks past their retention")
+        }
+        return expired.count == retention.passLimit
     }
 
     /// Removes the nodes `purge` selects; one that changed meanwhile (back up, or given a task)

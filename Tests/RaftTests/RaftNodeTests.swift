@@ -115,6 +115,36 @@ final class NodeCluster: Sendable {
         try await cluster.nodes[follower]!.linearizableRead()
     }
 
+    @Test("concurrent reads on a follower share ReadIndex requests: far fewer requests than reads, each read still after every write before it")
+    func readsAreBatched() async throws {
+        let cluster = try NodeCluster([1, 2, 3])
+        defer { cluster.stopAll() }
+        let leader = try await cluster.waitForLeader()
+        _ = try await cluster.nodes[leader]!.propose(Array("first".utf8))
+        let follower = [1, 2, 3].first { $0 != leader }!
+        let node = cluster.nodes[follower]!
+        // Wait until the follower knows the leader, or its first reads fail at once.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while await node.status().leader != leader, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let before = cluster.network.sentCount(.readIndex)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<500 {
+                group.addTask { try await node.linearizableRead() }
+            }
+            try await group.waitForAll()
+        }
+        let requests = cluster.network.sentCount(.readIndex) - before
+        #expect(requests >= 1)
+        #expect(requests < 250, "500 reads took \(requests) ReadIndex requests")
+        // A read that starts after a write was acknowledged sees it on the follower.
+        _ = try await cluster.nodes[leader]!.propose(Array("second".utf8))
+        let committed = await cluster.nodes[leader]!.status().commitIndex
+        try await node.linearizableRead()
+        #expect(await node.status().appliedIndex >= committed)
+    }
+
     @Test("read contexts never coincide across nodes: the leader keeps one pending read per context and would drop the other")
     func readContextsAreUniqueAcrossNodes() {
         typealias Node = RaftNode<ContinuousClock>

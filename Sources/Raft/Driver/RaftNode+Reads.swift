@@ -8,19 +8,36 @@ extension RaftNode {
         var deadline: Int
         /// The tick at which an unanswered request is asked again.
         var retryAt: Int
-        var continuation: CheckedContinuation<Void, any Error>
+        /// Every read that shares this request: all arrived before it was asked.
+        var waiters: [CheckedContinuation<Void, any Error>]
     }
 
     typealias PendingTransfer = (target: NodeID, deadline: Int, continuation: CheckedContinuation<Void, any Error>)
 
-    /// Asks the core for a ReadIndex under a context unique to this read (`nextReadContext`).
-    func startRead(_ cont: CheckedContinuation<Void, any Error>, deadline: Int) {
+    /// Queues a read until the events taken from the mailbox with it are handled: the reads of one
+    /// drain share one ReadIndex request (`startQueuedReads`).
+    func queueRead(_ cont: CheckedContinuation<Void, any Error>) {
+        queuedReads.append(cont)
+    }
+
+    /// Asks the core for one ReadIndex, under a context unique to it (`nextReadContext`), for
+    /// every read queued since the last call. A read may share a request asked after it arrived
+    /// (the index the leader confirms is at least the commit index when the read began), never
+    /// one asked before, so the reads of a drain go together and later ones wait for the next
+    /// request, as etcd's server batches its ReadIndex requests. Under load this turns one
+    /// ReadIndex message, one heartbeat round and one answer per read into one per drain.
+    func startQueuedReads() {
+        guard !queuedReads.isEmpty else { return }
+        let waiters = queuedReads
+        queuedReads = []
         let ctx = nextReadContext()
         do {
             try raw.readIndex(context: ctx)
-            reads[ctx] = PendingRead(index: nil, deadline: deadline, retryAt: ticks + options.readRetryTicks, continuation: cont)
+            reads[ctx] = PendingRead(index: nil, deadline: ticks + options.requestTimeoutTicks,
+                                     retryAt: ticks + options.readRetryTicks, waiters: waiters)
         } catch {
-            cont.resume(throwing: RaftNodeError(error))
+            let failure = RaftNodeError(error)
+            for waiter in waiters { waiter.resume(throwing: failure) }
         }
     }
 
@@ -75,7 +92,7 @@ extension RaftNode {
         for (ctx, r) in reads {
             if let index = r.index, index <= applied {
                 reads[ctx] = nil
-                r.continuation.resume()
+                for waiter in r.waiters { waiter.resume() }
             }
         }
         let leader = raw.raft.leader
@@ -89,7 +106,7 @@ extension RaftNode {
         retryUnansweredReads()
         for (ctx, r) in reads where r.deadline <= ticks {
             reads[ctx] = nil
-            r.continuation.resume(throwing: RaftNodeError.timeout)
+            for waiter in r.waiters { waiter.resume(throwing: RaftNodeError.timeout) }
         }
         transfers.removeAll { t in
             if t.deadline <= ticks { t.continuation.resume(throwing: RaftNodeError.timeout); return true }
@@ -98,9 +115,11 @@ extension RaftNode {
     }
 
     func failReadsAndTransfers(_ error: RaftNodeError) {
-        for r in reads.values { r.continuation.resume(throwing: error) }
+        for r in reads.values { for waiter in r.waiters { waiter.resume(throwing: error) } }
+        for waiter in queuedReads { waiter.resume(throwing: error) }
         for t in transfers { t.continuation.resume(throwing: error) }
         reads = [:]
+        queuedReads = []
         transfers = []
     }
 }

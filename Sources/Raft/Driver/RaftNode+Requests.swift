@@ -92,7 +92,7 @@ extension RaftNode {
                 cont.resume(throwing: RaftNodeError(error))
             }
         case .read(let cont):
-            startRead(cont, deadline: deadline)
+            queueRead(cont)
         case .transfer(let target, let cont):
             startTransfer(to: target, cont, deadline: deadline)
         case .campaign:

@@ -80,6 +80,8 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     var proposals = ProposalTracker<CheckedContinuation<[UInt8], any Error>>()
     /// ReadIndex requests by their context, with the index to wait for once the leader confirmed it.
     var reads: [[UInt8]: PendingRead] = [:]
+    /// Reads taken from the mailbox and not yet asked for (see `startQueuedReads`).
+    var queuedReads: [CheckedContinuation<Void, any Error>] = []
     var nextReadID: UInt64 = 0
     /// Leadership transfers under way, answered when the target leads.
     var transfers: [PendingTransfer] = []
@@ -192,6 +194,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             }
             for event in events { handle(event) }
             events.removeAll(keepingCapacity: true)
+            startQueuedReads()
             if let storageFailure { throw storageFailure }
             try processReady()
         }

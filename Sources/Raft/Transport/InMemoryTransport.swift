@@ -9,6 +9,8 @@ public final class InMemoryNetwork: Sendable {
         /// Messages of these kinds still to drop, each count decremented per message dropped.
         var drops: [MessageKind: Int] = [:]
         var unreachableHandlers: [NodeID: @Sendable (NodeID) -> Void] = [:]
+        /// Messages handed to the network so far, by kind (dropped ones included).
+        var sent: [MessageKind: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -40,6 +42,11 @@ public final class InMemoryNetwork: Sendable {
         state.withLock { $0.drops[kind, default: 0] += count }
     }
 
+    /// How many messages of `kind` the nodes have sent so far.
+    public func sentCount(_ kind: MessageKind) -> Int {
+        state.withLock { $0.sent[kind, default: 0] }
+    }
+
     /// Restores every link.
     public func healAll() {
         state.withLock { $0.cut.removeAll() }
@@ -64,6 +71,7 @@ public final class InMemoryNetwork: Sendable {
         state.withLock { s in
             var byTarget: [NodeID: [Message]] = [:]
             for m in messages {
+                s.sent[m.kind, default: 0] += 1
                 if let left = s.drops[m.kind], left > 0 {
                     s.drops[m.kind] = left - 1
                     continue

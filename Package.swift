@@ -193,7 +193,8 @@ let package = Package(
         /// The master: scheduler tables, rounds, health, REST API, events, worker service.
         .testTarget(
             name: "OrchestratorTests",
-            dependencies: ["Orchestrator", "ClusterModel", "Store", "ClusterProto", "EtcdBackend", "EtcdTestSupport", "TestGate", hummingbirdTesting, grpcCore, logging]
+            dependencies: ["Orchestrator", "ClusterModel", "ClusterSecurity", "Raft", "Store", "ClusterProto", "EtcdBackend", "EtcdTestSupport", "TestGate",
+                           hummingbirdTesting, grpcCore, grpcHTTP2, logging]
         ),
         /// The TLS material: issuance (checked with openssl), loading, real TLS 1.3 handshakes on
         /// loopback, `master tls init` and the master's command line.

@@ -38,6 +38,19 @@ public enum Orchestrator_V1_Masters: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ForwardBatch" metadata.
+        public enum ForwardBatch: Sendable {
+            /// Request type for "ForwardBatch".
+            public typealias Input = Orchestrator_V1_ForwardBatchRequest
+            /// Response type for "ForwardBatch".
+            public typealias Output = Orchestrator_V1_ForwardBatchResponse
+            /// Descriptor for "ForwardBatch".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "orchestrator.v1.Masters"),
+                method: "ForwardBatch",
+                type: .unary
+            )
+        }
         /// Namespace for "Membership" metadata.
         public enum Membership: Sendable {
             /// Request type for "Membership".
@@ -54,6 +67,7 @@ public enum Orchestrator_V1_Masters: Sendable {
         /// Descriptors for all methods in the "orchestrator.v1.Masters" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Forward.descriptor,
+            ForwardBatch.descriptor,
             Membership.descriptor
         ]
     }
@@ -98,6 +112,27 @@ extension Orchestrator_V1_Masters {
             request: GRPCCore.StreamingServerRequest<Orchestrator_V1_ForwardRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_ForwardResponse>
+
+        /// Handle the "ForwardBatch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Several commands in one call: what a follower's concurrent writes send while earlier calls
+        /// > are in flight (group commit across the hop to the leader). Each command is proposed on its own
+        /// > and answered on its own, in order. A master older than this call answers UNIMPLEMENTED, and
+        /// > the follower falls back to Forward.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Orchestrator_V1_ForwardBatchRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Orchestrator_V1_ForwardBatchResponse` messages.
+        func forwardBatch(
+            request: GRPCCore.StreamingServerRequest<Orchestrator_V1_ForwardBatchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_ForwardBatchResponse>
 
         /// Handle the "Membership" method.
         ///
@@ -148,6 +183,27 @@ extension Orchestrator_V1_Masters {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_ForwardResponse>
 
+        /// Handle the "ForwardBatch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Several commands in one call: what a follower's concurrent writes send while earlier calls
+        /// > are in flight (group commit across the hop to the leader). Each command is proposed on its own
+        /// > and answered on its own, in order. A master older than this call answers UNIMPLEMENTED, and
+        /// > the follower falls back to Forward.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_ForwardBatchRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Orchestrator_V1_ForwardBatchResponse` message.
+        func forwardBatch(
+            request: GRPCCore.ServerRequest<Orchestrator_V1_ForwardBatchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_ForwardBatchResponse>
+
         /// Handle the "Membership" method.
         ///
         /// > Source IDL Documentation:
@@ -195,6 +251,27 @@ extension Orchestrator_V1_Masters {
             context: GRPCCore.ServerContext
         ) async throws -> Orchestrator_V1_ForwardResponse
 
+        /// Handle the "ForwardBatch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Several commands in one call: what a follower's concurrent writes send while earlier calls
+        /// > are in flight (group commit across the hop to the leader). Each command is proposed on its own
+        /// > and answered on its own, in order. A master older than this call answers UNIMPLEMENTED, and
+        /// > the follower falls back to Forward.
+        ///
+        /// - Parameters:
+        ///   - request: A `Orchestrator_V1_ForwardBatchRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Orchestrator_V1_ForwardBatchResponse` to respond with.
+        func forwardBatch(
+            request: Orchestrator_V1_ForwardBatchRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Orchestrator_V1_ForwardBatchResponse
+
         /// Handle the "Membership" method.
         ///
         /// > Source IDL Documentation:
@@ -235,6 +312,17 @@ extension Orchestrator_V1_Masters.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Orchestrator_V1_Masters.Method.ForwardBatch.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_ForwardBatchRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_ForwardBatchResponse>(),
+            handler: { request, context in
+                try await self.forwardBatch(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Orchestrator_V1_Masters.Method.Membership.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_MembershipRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_MembershipResponse>(),
@@ -262,6 +350,17 @@ extension Orchestrator_V1_Masters.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func forwardBatch(
+        request: GRPCCore.StreamingServerRequest<Orchestrator_V1_ForwardBatchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Orchestrator_V1_ForwardBatchResponse> {
+        let response = try await self.forwardBatch(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func membership(
         request: GRPCCore.StreamingServerRequest<Orchestrator_V1_MembershipRequest>,
         context: GRPCCore.ServerContext
@@ -283,6 +382,19 @@ extension Orchestrator_V1_Masters.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_ForwardResponse> {
         return GRPCCore.ServerResponse<Orchestrator_V1_ForwardResponse>(
             message: try await self.forward(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func forwardBatch(
+        request: GRPCCore.ServerRequest<Orchestrator_V1_ForwardBatchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Orchestrator_V1_ForwardBatchResponse> {
+        return GRPCCore.ServerResponse<Orchestrator_V1_ForwardBatchResponse>(
+            message: try await self.forwardBatch(
                 request: request.message,
                 context: context
             ),
@@ -334,6 +446,32 @@ extension Orchestrator_V1_Masters {
             deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_ForwardResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_ForwardResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ForwardBatch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Several commands in one call: what a follower's concurrent writes send while earlier calls
+        /// > are in flight (group commit across the hop to the leader). Each command is proposed on its own
+        /// > and answered on its own, in order. A master older than this call answers UNIMPLEMENTED, and
+        /// > the follower falls back to Forward.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_ForwardBatchRequest` message.
+        ///   - serializer: A serializer for `Orchestrator_V1_ForwardBatchRequest` messages.
+        ///   - deserializer: A deserializer for `Orchestrator_V1_ForwardBatchResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func forwardBatch<Result>(
+            request: GRPCCore.ClientRequest<Orchestrator_V1_ForwardBatchRequest>,
+            serializer: some GRPCCore.MessageSerializer<Orchestrator_V1_ForwardBatchRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_ForwardBatchResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_ForwardBatchResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "Membership" method.
@@ -414,6 +552,43 @@ extension Orchestrator_V1_Masters {
             )
         }
 
+        /// Call the "ForwardBatch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Several commands in one call: what a follower's concurrent writes send while earlier calls
+        /// > are in flight (group commit across the hop to the leader). Each command is proposed on its own
+        /// > and answered on its own, in order. A master older than this call answers UNIMPLEMENTED, and
+        /// > the follower falls back to Forward.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Orchestrator_V1_ForwardBatchRequest` message.
+        ///   - serializer: A serializer for `Orchestrator_V1_ForwardBatchRequest` messages.
+        ///   - deserializer: A deserializer for `Orchestrator_V1_ForwardBatchResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func forwardBatch<Result>(
+            request: GRPCCore.ClientRequest<Orchestrator_V1_ForwardBatchRequest>,
+            serializer: some GRPCCore.MessageSerializer<Orchestrator_V1_ForwardBatchRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Orchestrator_V1_ForwardBatchResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_ForwardBatchResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Orchestrator_V1_Masters.Method.ForwardBatch.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "Membership" method.
         ///
         /// > Source IDL Documentation:
@@ -482,6 +657,38 @@ extension Orchestrator_V1_Masters.ClientProtocol {
         )
     }
 
+    /// Call the "ForwardBatch" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Several commands in one call: what a follower's concurrent writes send while earlier calls
+    /// > are in flight (group commit across the hop to the leader). Each command is proposed on its own
+    /// > and answered on its own, in order. A master older than this call answers UNIMPLEMENTED, and
+    /// > the follower falls back to Forward.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Orchestrator_V1_ForwardBatchRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func forwardBatch<Result>(
+        request: GRPCCore.ClientRequest<Orchestrator_V1_ForwardBatchRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_ForwardBatchResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.forwardBatch(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Orchestrator_V1_ForwardBatchRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Orchestrator_V1_ForwardBatchResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "Membership" method.
     ///
     /// > Source IDL Documentation:
@@ -542,6 +749,42 @@ extension Orchestrator_V1_Masters.ClientProtocol {
             metadata: metadata
         )
         return try await self.forward(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ForwardBatch" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Several commands in one call: what a follower's concurrent writes send while earlier calls
+    /// > are in flight (group commit across the hop to the leader). Each command is proposed on its own
+    /// > and answered on its own, in order. A master older than this call answers UNIMPLEMENTED, and
+    /// > the follower falls back to Forward.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func forwardBatch<Result>(
+        _ message: Orchestrator_V1_ForwardBatchRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Orchestrator_V1_ForwardBatchResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Orchestrator_V1_ForwardBatchRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.forwardBatch(
             request: request,
             options: options,
             onResponse: handleResponse

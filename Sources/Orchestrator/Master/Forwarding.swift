@@ -3,6 +3,7 @@ import ClusterProto
 import ClusterSecurity
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import Raft
 import Store
 import Synchronization
@@ -34,6 +35,41 @@ struct ForwardService: Orchestrator_V1_Masters.SimpleServiceProtocol {
 }
 
 extension ForwardService {
+    /// Commands in one call from one follower: proposed concurrently (so they join one append),
+    /// each answered on its own, in order.
+    func forwardBatch(request: Orchestrator_V1_ForwardBatchRequest, context: ServerContext) async throws -> Orchestrator_V1_ForwardBatchResponse {
+        try authorization.caller(context, mustBe: [.master])
+        let commands: [Command]
+        do {
+            commands = try request.commands.map { try Command(decoding: Array($0)) }
+        } catch {
+            throw RPCError(code: .invalidArgument, message: "malformed command: \(error)")
+        }
+        let handle = self.handle
+        let results = await withTaskGroup(of: (Int, Orchestrator_V1_ForwardResult).self) { group in
+            for (i, command) in commands.enumerated() {
+                group.addTask {
+                    do {
+                        let response = try await handle(command)
+                        return (i, .with { $0.response = Data(response.encoded()) })
+                    } catch {
+                        // As Forward reports it: a Raft error by its code; anything else as a
+                        // timeout (the follower cannot tell whether it applied).
+                        let raft = error as? RaftNodeError ?? .timeout
+                        return (i, .with {
+                            $0.raftError = ForwardErrorCode(raft).rawValue
+                            $0.message = (error as? RaftNodeError)?.description ?? "\(error)"
+                        })
+                    }
+                }
+            }
+            var results = Array(repeating: Orchestrator_V1_ForwardResult(), count: commands.count)
+            for await (i, result) in group { results[i] = result }
+            return results
+        }
+        return .with { $0.results = results }
+    }
+
     func membership(request: Orchestrator_V1_MembershipRequest, context: ServerContext) async throws -> Orchestrator_V1_MembershipResponse {
         try authorization.caller(context, mustBe: [.master])
         do {
@@ -87,30 +123,99 @@ enum ForwardErrorCode: String {
     }
 }
 
-/// The follower side: `RaftStore.Forward` over gRPC to the leader's rpc address.
-struct ForwardClient: Sendable {
+/// The follower side: `RaftStore.Forward` over gRPC to the leader's rpc address, concurrent
+/// writes sharing calls (`ForwardBatcher`, one per leader address).
+final class ForwardClient: Sendable {
     let clients: PeerClients
     /// The rpc address of a member, as the current membership says.
     let address: @Sendable (NodeID) -> HostPort?
+    private let batchers = Mutex<[HostPort: ForwardBatcher]>([:])
+    /// Leaders that answered ForwardBatch with UNIMPLEMENTED (older masters): one call per command.
+    private let singleOnly = Mutex<Set<HostPort>>([])
+
+    init(clients: PeerClients, address: @escaping @Sendable (NodeID) -> HostPort?) {
+        self.clients = clients
+        self.address = address
+    }
 
     func forward(to leader: NodeID, _ command: Command) async throws -> Response {
         guard let address = address(leader) else { throw RaftNodeError.notLeader(leader: noNode) }
-        let stub = Orchestrator_V1_Masters.Client(wrapping: try clients.client(for: address))
-        do {
-            var options = CallOptions.defaults
-            options.timeout = .seconds(10)
-            let reply = try await stub.forward(.with { $0.command = Data(command.encoded()) }, options: options)
-            return try Response(decoding: Array(reply.response))
-        } catch let error as RPCError {
-            if let code = error.metadata[stringValues: "raft-error"].first(where: { _ in true }), let known = ForwardErrorCode(rawValue: code) {
-                throw known.error(message: error.message)
+        let batcher = batchers.withLock { batchers in
+            if let batcher = batchers[address] { return batcher }
+            let batcher = ForwardBatcher { [weak self] commands in
+                guard let self else { return commands.map { _ in .failure(RaftNodeError.notLeader(leader: noNode)) } }
+                return await self.send(commands, to: address)
             }
-            // The leader could not be reached, or the call broke after it was sent. Either way the
-            // caller (RaftStore) finds the current leader and sends the command again under the
-            // same request id: if the first one reached the log, the retry gets its response
-            // instead of applying it twice.
-            if error.code == .unavailable { throw RaftNodeError.notLeader(leader: noNode) }
-            throw RaftNodeError.timeout
+            batchers[address] = batcher
+            return batcher
         }
+        return try await batcher.forward(command)
+    }
+
+    /// One call for `commands`: Forward for one (or for a leader too old for ForwardBatch),
+    /// ForwardBatch for several.
+    private func send(_ commands: [ForwardBatcher.EncodedCommand], to address: HostPort) async -> [Result<Response, any Error>] {
+        let stub: Orchestrator_V1_Masters.Client<HTTP2ClientTransport.Posix>
+        do {
+            stub = Orchestrator_V1_Masters.Client(wrapping: try clients.client(for: address))
+        } catch {
+            return commands.map { _ in .failure(RaftNodeError.notLeader(leader: noNode)) }
+        }
+        var options = CallOptions.defaults
+        options.timeout = .seconds(10)
+        if commands.count > 1 && !singleOnly.withLock({ $0.contains(address) }) {
+            // Every response of the batch in one message: allow what the commands' own limits allow.
+            options.maxResponseMessageBytes = 64 << 20
+            do {
+                let reply = try await stub.forwardBatch(.with { $0.commands = commands.map { Data($0.bytes) } }, options: options)
+                guard reply.results.count == commands.count else {
+                    return commands.map { _ in .failure(RaftNodeError.timeout) }
+                }
+                return reply.results.map(Self.result)
+            } catch let error as RPCError where error.code == .unimplemented {
+                singleOnly.withLock { _ = $0.insert(address) }
+            } catch {
+                let failure = Self.failure(error)
+                return commands.map { _ in .failure(failure) }
+            }
+        }
+        let singleOptions = options
+        return await withTaskGroup(of: (Int, Result<Response, any Error>).self) { group in
+            for (i, command) in commands.enumerated() {
+                group.addTask {
+                    do {
+                        let reply = try await stub.forward(.with { $0.command = Data(command.bytes) }, options: singleOptions)
+                        return (i, Result { try Response(decoding: Array(reply.response)) })
+                    } catch {
+                        return (i, .failure(Self.failure(error)))
+                    }
+                }
+            }
+            var results = Array(repeating: Result<Response, any Error>.failure(RaftNodeError.timeout), count: commands.count)
+            for await (i, result) in group { results[i] = result }
+            return results
+        }
+    }
+
+    private static func result(_ result: Orchestrator_V1_ForwardResult) -> Result<Response, any Error> {
+        if result.raftError.isEmpty {
+            return Result { try Response(decoding: Array(result.response)) }
+        }
+        let code = ForwardErrorCode(rawValue: result.raftError)
+        return .failure(code?.error(message: result.message) ?? RaftNodeError.timeout)
+    }
+
+    /// What a broken call means to the caller (RaftStore).
+    private static func failure(_ error: any Error) -> any Error {
+        guard let error = error as? RPCError else { return RaftNodeError.timeout }
+        if let code = error.metadata[stringValues: "raft-error"].first(where: { _ in true }), let known = ForwardErrorCode(rawValue: code) {
+            return known.error(message: error.message)
+        }
+        // The leader could not be reached, or the call broke after it was sent. Either way the
+        // caller (RaftStore) finds the current leader and sends the command again under the
+        // same request id: if the first one reached the log, the retry gets its response
+        // instead of applying it twice.
+        if error.code == .unavailable { return RaftNodeError.notLeader(leader: noNode) }
+        return RaftNodeError.timeout
     }
 }

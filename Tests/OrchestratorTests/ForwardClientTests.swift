@@ -1,0 +1,108 @@
+import ClusterModel
+import ClusterProto
+import ClusterSecurity
+import GRPCCore
+import GRPCNIOTransportHTTP2
+@testable import Orchestrator
+import Raft
+import Store
+import Synchronization
+import Testing
+
+/// `ForwardClient` against a real `Masters` gRPC service: concurrent writes through a follower
+/// share ForwardBatch calls, each write gets its own answer or Raft error, and a leader that does
+/// not know ForwardBatch (an older master) still gets every write, one Forward each.
+@Suite struct ForwardClientTests {
+    /// Counts calls by method name.
+    final class CallCounter: ServerInterceptor {
+        let counts = Mutex<[String: Int]>([:])
+        func intercept<Input: Sendable, Output: Sendable>(
+            request: StreamingServerRequest<Input>, context: ServerContext,
+            next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+        ) async throws -> StreamingServerResponse<Output> {
+            counts.withLock { $0[context.descriptor.method, default: 0] += 1 }
+            return try await next(request, context)
+        }
+        func count(_ method: String) -> Int { counts.withLock { $0[method, default: 0] } }
+    }
+
+    /// The leader's side: a put answers with its key's length as the revision after a short wait
+    /// (so writes overlap); a put of "refuse" fails as a leader that stepped down would.
+    static let handle: @Sendable (Command) async throws -> Response = { command in
+        guard case .put(let put) = command else { throw RaftNodeError.rejected("only puts here") }
+        try await Task.sleep(for: .milliseconds(3))
+        if put.key == Array("refuse".utf8) { throw RaftNodeError.proposalDropped }
+        return .put(PutResponse(revision: Int64(put.key.count), prevKV: nil))
+    }
+
+    /// Serves the Masters service (without ForwardBatch when `old`) and runs `body` with a client
+    /// pointed at it.
+    static func withLeader(old: Bool, _ body: (ForwardClient, CallCounter) async throws -> Void) async throws {
+        let transport = HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext)
+        var router = RPCRouter<HTTP2ServerTransport.Posix>()
+        ForwardService(authorization: .unauthenticated, handle: handle, membership: MembershipHandler()).registerMethods(with: &router)
+        if old { _ = router.removeHandler(forMethod: Orchestrator_V1_Masters.Method.ForwardBatch.descriptor) }
+        let counter = CallCounter()
+        router.registerInterceptors(pipeline: [.apply(counter, to: .all)])
+        let server = GRPCServer(transport: transport, router: router)
+        let serving = Task { try await server.serve() }
+        let port = try #require(try await transport.listeningAddress.ipv4?.port)
+        let clients = PeerClients()
+        let client = ForwardClient(clients: clients, address: { _ in HostPort(host: "127.0.0.1", port: port) })
+        do {
+            try await body(client, counter)
+        } catch {
+            clients.shutdown()
+            server.beginGracefulShutdown()
+            throw error
+        }
+        clients.shutdown()
+        server.beginGracefulShutdown()
+        try await serving.value
+    }
+
+    static func put(_ key: String) -> Command { .put(PutRequest(key: Array(key.utf8), value: [1])) }
+
+    /// `count` concurrent writes; each answer checked against its own key.
+    static func writeConcurrently(_ client: ForwardClient, count: Int) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<count {
+                group.addTask {
+                    let key = "key-" + String(repeating: "x", count: i % 11)
+                    let response = try await client.forward(to: 1, put(key))
+                    #expect(response == .put(PutResponse(revision: Int64(key.utf8.count), prevKV: nil)))
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    @Test("300 concurrent forwarded writes share far fewer ForwardBatch calls; a refused write fails alone")
+    func batches() async throws {
+        try await Self.withLeader(old: false) { client, counter in
+            try await Self.writeConcurrently(client, count: 300)
+            let batches = counter.count("ForwardBatch"), singles = counter.count("Forward")
+            #expect(batches + singles < 150, "300 writes took \(batches) ForwardBatch and \(singles) Forward calls")
+            #expect(batches > 0)
+            // One write the leader refuses among others: only it fails, with the Raft error the
+            // store retries on.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await #expect(throws: RaftNodeError.proposalDropped) { _ = try await client.forward(to: 1, Self.put("refuse")) }
+                }
+                for _ in 0..<20 { group.addTask { _ = try await client.forward(to: 1, Self.put("fine")) } }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test("a leader without ForwardBatch (an older master) gets every write as its own Forward")
+    func olderLeader() async throws {
+        try await Self.withLeader(old: true) { client, counter in
+            // Fewer than above: each is a call of its own, and a full test run's first seconds are
+            // slow enough for 300 concurrent calls to pass their 10-s deadline.
+            try await Self.writeConcurrently(client, count: 60)
+            #expect(counter.count("Forward") == 60)
+        }
+    }
+}

@@ -1,7 +1,12 @@
 // bench etcd: the same etcd v3 workload against a real 3-member etcd and our 3-replica built-in
 // store, side by side (BENCHMARKS.md).
 //
-//   bench etcd [--runs 3] [--seconds 5] [--ours HOST:PORT,... | --in-process] [--no-check-perf] [--tls]
+//   bench etcd [--runs 3] [--seconds 5] [--paths spread leader follower] [--ours HOST:PORT,... | --in-process]
+//              [--no-check-perf] [--tls]
+//
+// Each path is a table: clients spread over all three members (the default of etcd's clients and
+// of its benchmark tool given every endpoint), every client on the leader, every client on one
+// follower.
 //
 // Ours is, by default, three `master` processes of the same build (the binary next to this one),
 // one replica each, like etcd's three members; `--in-process` runs the three replicas inside the
@@ -47,6 +52,9 @@ struct EtcdBench: AsyncParsableCommand {
     var scenario: String?
     @Flag(help: "Both clusters and the clients with mutual TLS (not with --ours or --in-process).")
     var tls = false
+    @Option(parsing: .upToNextOption,
+            help: "Which members the clients talk to: spread (over all three), leader, follower; one table each.")
+    var paths: [EndpointPath] = EndpointPath.allCases
 
     func validate() throws {
         if tls && (ours != nil || inProcess) { throw ValidationError("--tls starts both clusters itself: drop --ours and --in-process") }
@@ -84,34 +92,45 @@ struct EtcdBench: AsyncParsableCommand {
             }
             let etcdLeader = try await Workload.leaderEndpoint(etcd.endpoints, security: security)
             let oursLeader = try await Workload.leaderEndpoint(oursEndpoints, security: security)
-            let targets = [try Workload(name: "etcd", endpoint: etcdLeader, security: security),
-                           try Workload(name: "ours", endpoint: oursLeader, security: security)]
-            for target in targets { try await target.prepare() }
+            let names = ["etcd", "ours"], all = [etcd.endpoints, oursEndpoints], leaders = [etcdLeader, oursLeader]
+            for (t, name) in names.enumerated() where only.contains(name) {
+                let filler = try Workload(name: name, endpoints: [leaders[t]], connectionCount: 1, security: security)
+                try await filler.prepare()
+                await filler.close()
+            }
 
-            // results[scenario][target] = one Measurement per run
-            var results = Array(repeating: Array(repeating: [Measurement](), count: targets.count), count: Scenario.all.count)
+            // results[path][scenario][target] = one Measurement per run
+            let empty = Array(repeating: Array(repeating: [Measurement](), count: names.count), count: Scenario.all.count)
+            var results = Array(repeating: empty, count: paths.count)
             for run in 1...runs {
-                for (s, scenario) in Scenario.all.enumerated() where self.scenario.map(scenario.name.contains) ?? true {
-                    for (t, target) in targets.enumerated() where only.contains(target.name) {
-                        let m = try await target.run(scenario, duration: .seconds(seconds))
-                        results[s][t].append(m)
-                        say("run \(run) \(target.name) \(scenario.name): \(Int(m.throughput))/s p50 \(fmt(m.p50)) ms p99 \(fmt(m.p99)) ms errors \(m.errors)")
+                for (p, path) in paths.enumerated() {
+                    let targets = try names.indices.map { t in
+                        try Workload(name: names[t], endpoints: path.endpoints(all: all[t], leader: leaders[t]), security: security)
                     }
+                    for (s, scenario) in Scenario.all.enumerated() where self.scenario.map(scenario.name.contains) ?? true {
+                        for (t, target) in targets.enumerated() where only.contains(target.name) {
+                            let m = try await target.run(scenario, duration: .seconds(seconds))
+                            results[p][s][t].append(m)
+                            say("run \(run) \(path) \(target.name) \(scenario.name): \(Int(m.throughput))/s p50 \(fmt(m.p50)) ms p99 \(fmt(m.p99)) ms errors \(m.errors)")
+                        }
+                    }
+                    for target in targets { await target.close() }
                 }
             }
-            for target in targets { await target.close() }
 
-            say("\nmedians of \(runs) runs, \(seconds) s each (after 1 s warm-up), 256-byte values, leader endpoint\(tls ? ", mutual TLS" : ""):\n")
-            say("| scenario | etcd ops/s | etcd p50 ms | etcd p99 ms | ours ops/s | ours p50 ms | ours p99 ms | ours/etcd ops/s | ours/etcd p99 |")
-            say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-            for (s, scenario) in Scenario.all.enumerated() {
-                let e = results[s][0], o = results[s][1]
-                if e.isEmpty || o.isEmpty { continue }
-                let (et, ep50, ep99) = (median(e.map(\.throughput)), median(e.map(\.p50)), median(e.map(\.p99)))
-                let (ot, op50, op99) = (median(o.map(\.throughput)), median(o.map(\.p50)), median(o.map(\.p99)))
-                let errors = (e + o).map(\.errors).reduce(0, +)
-                say("| \(scenario.name) | \(Int(et)) | \(fmt(ep50)) | \(fmt(ep99)) | \(Int(ot)) | \(fmt(op50)) | \(fmt(op99)) | \(fmt(ot / max(et, 1))) | \(fmt(op99 / max(ep99, 0.001))) |"
-                    + (errors > 0 ? " (\(errors) errors)" : ""))
+            for (p, path) in paths.enumerated() {
+                say("\nmedians of \(runs) runs, \(seconds) s each (after 1 s warm-up), 256-byte values, \(path.caption)\(tls ? ", mutual TLS" : ""):\n")
+                say("| scenario | etcd ops/s | etcd p50 ms | etcd p99 ms | ours ops/s | ours p50 ms | ours p99 ms | ours/etcd ops/s | ours/etcd p99 |")
+                say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                for (s, scenario) in Scenario.all.enumerated() {
+                    let e = results[p][s][0], o = results[p][s][1]
+                    if e.isEmpty || o.isEmpty { continue }
+                    let (et, ep50, ep99) = (median(e.map(\.throughput)), median(e.map(\.p50)), median(e.map(\.p99)))
+                    let (ot, op50, op99) = (median(o.map(\.throughput)), median(o.map(\.p50)), median(o.map(\.p99)))
+                    let errors = (e + o).map(\.errors).reduce(0, +)
+                    say("| \(scenario.name) | \(Int(et)) | \(fmt(ep50)) | \(fmt(ep99)) | \(Int(ot)) | \(fmt(op50)) | \(fmt(op99)) | \(fmt(ot / max(et, 1))) | \(fmt(op99 / max(ep99, 0.001))) |"
+                        + (errors > 0 ? " (\(errors) errors)" : ""))
+                }
             }
 
             if checkPerf {
@@ -148,6 +167,17 @@ struct EtcdBench: AsyncParsableCommand {
         // Its verdict lines, without the progress bar (redrawn with carriage returns).
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { !$0.contains("\r") }
         return lines.joined(separator: "; ")
+    }
+}
+
+extension EndpointPath {
+    /// How a table's heading names this path.
+    var caption: String {
+        switch self {
+        case .spread: "clients spread over all three members"
+        case .leader: "every client on the leader"
+        case .follower: "every client on one follower"
+        }
     }
 }
 

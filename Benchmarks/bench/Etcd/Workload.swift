@@ -1,3 +1,4 @@
+import ArgumentParser
 import BenchSupport
 import EtcdAPI
 import EtcdProto
@@ -38,23 +39,41 @@ struct Measurement: Sendable {
     var throughput: Double { seconds > 0 ? Double(operations) / seconds : 0 }
 }
 
+/// Which members a run's clients talk to. etcd's clients (and its own benchmark tool, given
+/// several `--endpoints`) spread over every member they are given; a REST load balancer does the
+/// same with masters. Leader-only and follower-only runs show each path alone.
+enum EndpointPath: String, CaseIterable, Sendable, ExpressibleByArgument {
+    case spread, leader, follower
+
+    /// The endpoints of this path, given the cluster's endpoints and its leader's.
+    func endpoints(all: [String], leader: String) -> [String] {
+        switch self {
+        case .spread: all
+        case .leader: [leader]
+        case .follower: [all.first { $0 != leader } ?? leader]
+        }
+    }
+}
+
 /// Runs scenarios against one cluster's etcd v3 gRPC API: every client is a task issuing one
-/// request at a time; clients share a few HTTP/2 connections, all to the leader's endpoint
-/// (writes end there anyway; reads too, so both systems serve the same requests the same way).
+/// request at a time; clients share a few HTTP/2 connections, spread round-robin over the given
+/// endpoints (so that with every member listed, a third of the clients talk to each).
 final class Workload: Sendable {
     let name: String
-    let endpoint: String
+    let endpoints: [String]
     /// Connections the clients are spread over (grpc-go's benchmark default is 1; a few let one
     /// HTTP/2 connection's serialisation not cap 64 clients).
     let connections: [EtcdGRPCConnection]
     static let valueSize = 256
     static let keySpace = 10_000
 
-    init(name: String, endpoint: String, connectionCount: Int = 8,
+    init(name: String, endpoints: [String], connectionCount: Int = 9,
          security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext) throws {
         self.name = name
-        self.endpoint = endpoint
-        connections = try (0..<connectionCount).map { _ in try EtcdGRPCConnection(endpoint: endpoint, security: security) }
+        self.endpoints = endpoints
+        connections = try (0..<connectionCount).map { i in
+            try EtcdGRPCConnection(endpoint: endpoints[i % endpoints.count], security: security)
+        }
     }
 
     func close() async {

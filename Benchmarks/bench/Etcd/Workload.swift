@@ -22,6 +22,8 @@ struct Scenario: Sendable {
         Scenario(name: "put, 1 client", operation: .put, clients: 1),
         Scenario(name: "put, 16 clients", operation: .put, clients: 16),
         Scenario(name: "put, 64 clients", operation: .put, clients: 64),
+        Scenario(name: "linearizable get, 1 client", operation: .linearizableGet, clients: 1),
+        Scenario(name: "linearizable get, 16 clients", operation: .linearizableGet, clients: 16),
         Scenario(name: "linearizable get, 64 clients", operation: .linearizableGet, clients: 64),
         Scenario(name: "serializable get, 64 clients", operation: .serializableGet, clients: 64),
     ]

@@ -136,7 +136,12 @@ import Testing
         let regex = try NSRegularExpression(pattern: OpenAPIDocument.imagePattern)
         let images = ["alpine", "alpine:3.19", "library/alpine", "registry.local:5000/team/web:1.2", "localhost/x",
                       "ghcr.io/owner/img@sha256:" + String(repeating: "a", count: 64), "a.b_c-d/e",
-                      "Alpine", "alpine:", "a b", "/alpine", "alpine/", "-alpine", "alpine:-x", "alpine@sha256:xyz", "team//web"]
+                      "Alpine", "alpine:", "a b", "/alpine", "alpine/", "-alpine", "alpine:-x", "alpine@sha256:xyz", "team//web",
+                      // Delimiters followed by a combining mark or an emoji modifier: one Swift
+                      // Character each, but the pattern (and schemathesis) read code points.
+                      "\u{A2}{:\u{1F3FB}\u{BD}\u{11}/v/qad-_y/b@sha256:" + String(repeating: "b", count: 64),
+                      "reg.\u{301}x/app", "alpine:\u{301}", "alpine@\u{301}sha256:" + String(repeating: "a", count: 64),
+                      "a/\u{301}b", "a\u{1F3FB}"]
         for image in images {
             let documented = regex.firstMatch(in: image, range: NSRange(image.startIndex..., in: image)) != nil
             let accepted = (try? TaskSpecParser.validateImage(image)) != nil

@@ -67,6 +67,10 @@ public final class LeaderLoop: Sendable {
     public let rounds = Atomic<Int>(0)
     /// Ended tasks deleted past their retention.
     public let deletedTasks = Atomic<Int>(0)
+    /// Whether a retention pass is running (they run beside the loop, one at a time), and whether
+    /// the last one was full, so more may be waiting.
+    private let retentionRunning = Atomic<Bool>(false)
+    private let retentionBacklog = Atomic<Bool>(false)
     /// Times the leader considered compacting (every `compactionInterval` while leading, whether
     /// or not it compacted), and times it compacted.
     public let compactionChecks = Atomic<Int>(0)
@@ -132,13 +136,18 @@ public final class LeaderLoop: Sendable {
         var random = SplitMix64(seed: options.jitterSeed)
         let periodMs = options.period.wholeMilliseconds
         var follower: Task<Void, Never>?
-        defer { follower?.cancel() }
+        var retentionPass: Task<Void, Never>?
+        defer {
+            follower?.cancel()
+            retentionPass?.cancel()
+        }
         while !Task.isCancelled {
             let status = await leadership.current()
             if !status.isLeader {
                 if term != nil { logger.info("no longer leading") }
                 term = nil
                 follower?.cancel()
+                retentionPass?.cancel()
                 await wake.wait(timeout: options.poll)
                 continue
             }
@@ -178,12 +187,21 @@ public final class LeaderLoop: Sendable {
                     logger.warning("reconcile pass failed: \(error)")
                 }
             }
-            if time - lastRetention >= retentionCheckMs {
+            // With a backlog, the next pass a second after the last one (or sooner, if the usual
+            // interval is shorter).
+            let retentionDueMs = retentionBacklog.load(ordering: .relaxed) ? min(1_000, retentionCheckMs) : retentionCheckMs
+            if time - lastRetention >= retentionDueMs && !retentionRunning.load(ordering: .relaxed) {
                 lastRetention = time
-                if let retention = options.taskRetention, await deleteExpired(retention) {
-                    // A backlog: the next pass in a second (or the usual interval, if shorter),
-                    // with a scheduling round and a reconcile pass in between.
-                    lastRetention = time - retentionCheckMs + min(1_000, retentionCheckMs)
+                if let retention = options.taskRetention {
+                    // Beside the loop, not in it: a scheduling round of thousands of placements
+                    // can take seconds, and deletion must keep pace with how fast tasks end
+                    // whatever the rounds cost (in the loop, one pass per long round capped it).
+                    retentionRunning.store(true, ordering: .relaxed)
+                    retentionPass = Task {
+                        let full = await self.deleteExpired(retention)
+                        self.retentionBacklog.store(full, ordering: .relaxed)
+                        self.retentionRunning.store(false, ordering: .relaxed)
+                    }
                 }
                 if let purge = options.nodePurge { await removeGoneNodes(purge) }
             }
@@ -196,13 +214,16 @@ public final class LeaderLoop: Sendable {
     }
 
     /// One pass of `TaskRetention` over the cached tasks, in transactions of `batchLimit`. A batch
-    /// that lost a race (a task changed since the cache read it) is left for the next pass.
+    /// that lost a race (a task changed since the cache read it) is left for the next pass. Its
+    /// deletions race nothing the loop writes: only ended tasks go, and the loop writes pending,
+    /// placed and running ones.
     /// Returns whether the pass was full, so more may be waiting.
     private func deleteExpired(_ retention: TaskRetention) async -> Bool {
         let expired = retention.expired(cache.tasks(), now: now())
         guard !expired.isEmpty else { return false }
         var deleted = 0
         for batch in retention.batches(expired) {
+            if Task.isCancelled { break }  // no longer leading
             do {
                 if try await repository.deleteBatch(Array(batch)) { deleted += batch.count }
             } catch {

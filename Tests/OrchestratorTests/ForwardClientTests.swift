@@ -48,7 +48,9 @@ import Testing
         let serving = Task { try await server.serve() }
         let port = try #require(try await transport.listeningAddress.ipv4?.port)
         let clients = PeerClients()
-        let client = ForwardClient(clients: clients, address: { _ in HostPort(host: "127.0.0.1", port: port) })
+        // A generous deadline: in a full test run's first seconds every suite starts at once on
+        // 2 cores, and a call can wait longer than the masters' 10 s for CPU.
+        let client = ForwardClient(clients: clients, callTimeout: .seconds(60), address: { _ in HostPort(host: "127.0.0.1", port: port) })
         do {
             try await body(client, counter)
         } catch {
@@ -77,12 +79,12 @@ import Testing
         }
     }
 
-    @Test("300 concurrent forwarded writes share far fewer ForwardBatch calls; a refused write fails alone")
+    @Test("200 concurrent forwarded writes share far fewer ForwardBatch calls; a refused write fails alone")
     func batches() async throws {
         try await Self.withLeader(old: false) { client, counter in
-            try await Self.writeConcurrently(client, count: 300)
+            try await Self.writeConcurrently(client, count: 200)
             let batches = counter.count("ForwardBatch"), singles = counter.count("Forward")
-            #expect(batches + singles < 150, "300 writes took \(batches) ForwardBatch and \(singles) Forward calls")
+            #expect(batches + singles < 100, "200 writes took \(batches) ForwardBatch and \(singles) Forward calls")
             #expect(batches > 0)
             // One write the leader refuses among others: only it fails, with the Raft error the
             // store retries on.
@@ -99,8 +101,7 @@ import Testing
     @Test("a leader without ForwardBatch (an older master) gets every write as its own Forward")
     func olderLeader() async throws {
         try await Self.withLeader(old: true) { client, counter in
-            // Fewer than above: each is a call of its own, and a full test run's first seconds are
-            // slow enough for 300 concurrent calls to pass their 10-s deadline.
+            // Fewer than above: each is a call of its own.
             try await Self.writeConcurrently(client, count: 60)
             #expect(counter.count("Forward") == 60)
         }

@@ -133,8 +133,13 @@ final class ForwardClient: Sendable {
     /// Leaders that answered ForwardBatch with UNIMPLEMENTED (older masters): one call per command.
     private let singleOnly = Mutex<Set<HostPort>>([])
 
-    init(clients: PeerClients, address: @escaping @Sendable (NodeID) -> HostPort?) {
+    /// How long one call may take before its writes fail with `.timeout` (the leader may or may
+    /// not have applied them; RaftStore does not retry a timeout).
+    let callTimeout: Duration
+
+    init(clients: PeerClients, callTimeout: Duration = .seconds(10), address: @escaping @Sendable (NodeID) -> HostPort?) {
         self.clients = clients
+        self.callTimeout = callTimeout
         self.address = address
     }
 
@@ -162,7 +167,7 @@ final class ForwardClient: Sendable {
             return commands.map { _ in .failure(RaftNodeError.notLeader(leader: noNode)) }
         }
         var options = CallOptions.defaults
-        options.timeout = .seconds(10)
+        options.timeout = callTimeout
         if commands.count > 1 && !singleOnly.withLock({ $0.contains(address) }) {
             // Every response of the batch in one message: allow what the commands' own limits allow.
             options.maxResponseMessageBytes = 64 << 20

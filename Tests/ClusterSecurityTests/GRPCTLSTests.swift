@@ -35,7 +35,7 @@ private let whoAmI = MethodDescriptor(fullyQualifiedService: "test.Peer", method
             let serving = Task { try await server.serve() }
             let port = try #require(try await transport.listeningAddress.ipv4?.port)
 
-            func call(_ security: HTTP2ClientTransport.Posix.TransportSecurity) async throws -> String {
+            func call(_ security: HTTP2ClientTransport.Posix.TransportSecurity, timeout: Duration) async throws -> String {
                 let client = GRPCClient(transport: try HTTP2ClientTransport.Posix(
                     target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: security, config: .defaults))
                 let connections = Task { try await client.runConnections() }
@@ -44,7 +44,7 @@ private let whoAmI = MethodDescriptor(fullyQualifiedService: "test.Peer", method
                     client.beginGracefulShutdown()
                 }
                 var options = CallOptions.defaults
-                options.timeout = .seconds(10)
+                options.timeout = timeout
                 let answer = try await client.unary(
                     request: ClientRequest(message: []), descriptor: whoAmI, serializer: Bytes(), deserializer: Bytes(), options: options
                 ) { try $0.message }
@@ -53,8 +53,10 @@ private let whoAmI = MethodDescriptor(fullyQualifiedService: "test.Peer", method
                 return String(decoding: answer, as: UTF8.self)
             }
 
-            #expect(try await call(w1.grpcClientSecurity()) == "orch://worker/w1")
-            await #expect(throws: RPCError.self) { try await call(intruder.grpcClientSecurity()) }
+            // Generous for the call that must succeed: in a full test run's first seconds every
+            // suite starts at once on 2 cores, and a handshake and a call took over 10 s there.
+            #expect(try await call(w1.grpcClientSecurity(), timeout: .seconds(60)) == "orch://worker/w1")
+            await #expect(throws: RPCError.self) { try await call(intruder.grpcClientSecurity(), timeout: .seconds(10)) }
             server.beginGracefulShutdown()
             try await serving.value
         }

@@ -121,7 +121,19 @@ struct EtcdLeaderCompactionTests {
     /// `check` gets the store and the loop while it runs.
     static func withLoop(retention: Int64, _ check: (EtcdStore, LeaderLoop) async throws -> Void) async throws {
         try await EtcdProcess.with { _, store in
-            for i in 0..<30 { try await store.put(Array("/other/k\(i % 3)".utf8), Array("\(i)".utf8)) }
+            // Each put retried until a deadline: the store's requests time out after 5 s, and in a
+            // full test run's first seconds (every suite starting at once on 2 cores) one took longer.
+            let deadline = ContinuousClock.now + .seconds(60)
+            for i in 0..<30 {
+                while true {
+                    do {
+                        try await store.put(Array("/other/k\(i % 3)".utf8), Array("\(i)".utf8))
+                        break
+                    } catch where ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+            }
             var options = LeaderLoop.Options()
             options.compactionRetention = LeaderCompactionTests.config(.etcd, retention: retention).leaderCompactionRetention
             options.compactionInterval = .milliseconds(10)

@@ -40,7 +40,7 @@ extension EtcdAPITestSuites {
 }
 
 /// Polls `condition` until it holds; fails after `timeout`.
-private func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+private func eventually(_ what: String, timeout: Duration = .seconds(30), _ condition: () -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while !condition() {
         guard ContinuousClock.now < deadline else { throw LocalClusterError("\(what) did not happen within \(timeout)") }

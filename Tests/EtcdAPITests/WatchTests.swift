@@ -54,7 +54,7 @@ final class WatchDriver: Sendable {
     var responses: [Etcdserverpb_WatchResponse] { received.withLock { $0 } }
 
     /// Polls until the answers satisfy `condition`; fails after `timeout`.
-    func wait(_ what: String, timeout: Duration = .seconds(10), _ condition: ([Etcdserverpb_WatchResponse]) -> Bool) async throws {
+    func wait(_ what: String, timeout: Duration = .seconds(30), _ condition: ([Etcdserverpb_WatchResponse]) -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while !condition(responses) {
             guard ContinuousClock.now < deadline else {

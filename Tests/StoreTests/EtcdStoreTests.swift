@@ -26,7 +26,7 @@ private func expectError(_ expected: StoreError, sourceLocation: SourceLocation 
 
 /// The first `count` events of `stream`, or a failure after `timeout` (the conformance suite's helper).
 private func firstEvents(_ stream: AsyncThrowingStream<WatchResponse, any Error>, _ count: Int,
-                         timeout: Duration = .seconds(10)) async throws -> [WatchEvent] {
+                         timeout: Duration = .seconds(30)) async throws -> [WatchEvent] {
     try await StoreConformance.collect(stream, events: count, timeout: timeout)
 }
 

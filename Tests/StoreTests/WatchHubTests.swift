@@ -84,7 +84,7 @@ import Testing
 @Suite struct RevisionWaitTests {
     /// Waits (bounded, yielding) until `hub` has `count` revision waiters registered.
     static func waiters(_ hub: WatchHub, _ count: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while hub.revisionWaiterCount != count {
             guard ContinuousClock.now < deadline else { throw StoreError.malformed("\(hub.revisionWaiterCount) waiters, wanted \(count)") }
             await Task.yield()

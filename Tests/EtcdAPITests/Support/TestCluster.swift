@@ -51,7 +51,7 @@ extension LocalEtcdCluster {
     }
 
     /// The store revision on every replica once they agree (polled with a deadline).
-    func agreedRevision(timeout: Duration = .seconds(10)) async throws -> Int64 {
+    func agreedRevision(timeout: Duration = .seconds(30)) async throws -> Int64 {
         let deadline = ContinuousClock.now + timeout
         while true {
             let revisions = Set(members.map { $0.store.machine.store.revision })
@@ -65,7 +65,7 @@ extension LocalEtcdCluster {
 extension LocalEtcdCluster {
     /// Every replica's store once they are all equal (polled with a deadline): a compaction, say,
     /// changes no revision but reaches the followers a moment after the leader.
-    func agreedState(timeout: Duration = .seconds(10)) async throws -> [KeyValueStore] {
+    func agreedState(timeout: Duration = .seconds(30)) async throws -> [KeyValueStore] {
         let deadline = ContinuousClock.now + timeout
         while true {
             let states = members.map { $0.store.machine.store }

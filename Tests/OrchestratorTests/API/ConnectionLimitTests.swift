@@ -28,7 +28,7 @@ import Glibc
             #expect(f.api.connections.openConnections == 2)
 
             first.close()
-            let answer = await third.receive(within: .seconds(10))
+            let answer = await third.receive(within: .seconds(60))
             #expect(answer.hasPrefix("HTTP/1.1 200"), "the third connection is served once one closes: \(answer)")
         }
     }
@@ -77,7 +77,9 @@ import Glibc
         try await body(port.withLock { $0 }!)
     }
 
-    static func poll(_ what: String, timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async throws {
+    /// Polls `condition` until it holds. The long default only bounds a failure: in a full run's
+    /// first seconds every suite starts at once on 2 cores, and a server took over 10 s to listen.
+    static func poll(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while try !condition() {
             guard ContinuousClock.now < deadline else { throw PollTimeout(what: what) }

@@ -66,7 +66,7 @@ import Testing
         let f = APIFixture(store: store) { $0.keepaliveInterval = .milliseconds(20); $0.eventStreamBacklogBytes = 4_000 }
         // The client reads nothing yet: even the stream's first line waits.
         let sse = try await SSEClient.open(f.api, "/api/v1/events?since=0", paused: true)
-        try await poll(timeout: .seconds(10), "the stream to watch") { store.openWatches.withLock { $0 } == 1 }
+        try await poll(timeout: .seconds(30), "the stream to watch") { store.openWatches.withLock { $0 } == 1 }
         try await f.test { client in
             for _ in 0..<40 { try await client.createTask() }
         }
@@ -83,7 +83,7 @@ import Testing
         #expect(ids.count == 40 && zip(ids, ids.dropFirst()).allSatisfy { $1 == $0 + 1 }, "\(ids)")
         // The history read in one piece may itself pass the backlog: the stream then lets go once
         // more and watches again when that is written, right after the client has it.
-        try await poll(timeout: .seconds(10), "the stream to watch again") { store.openWatches.withLock { $0 } == 1 }
+        try await poll(timeout: .seconds(30), "the stream to watch again") { store.openWatches.withLock { $0 } == 1 }
         // Live again: a new change arrives on the same stream.
         try await f.test { client in try await client.createTask() }
         #expect(try await sse.waitFor(41).last?.id == "\((ids.last ?? 0) + 1)")

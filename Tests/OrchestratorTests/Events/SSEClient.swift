@@ -83,13 +83,13 @@ struct SSEClient {
 
     /// Polls until at least `count` messages arrived.
     @discardableResult
-    func waitFor(_ count: Int, timeout: Duration = .seconds(5)) async throws -> [SSEMessage] {
+    func waitFor(_ count: Int, timeout: Duration = .seconds(30)) async throws -> [SSEMessage] {
         try await poll(timeout: timeout, "\(count) messages; got: \(text)") { messages.count >= count }
         return messages
     }
 
     /// Polls until the body writer returned; the result says whether it ended cleanly.
-    func waitForEnd(timeout: Duration = .seconds(5)) async throws -> Result<Void, any Error> {
+    func waitForEnd(timeout: Duration = .seconds(30)) async throws -> Result<Void, any Error> {
         try await poll(timeout: timeout, "the stream to end") { state.ended.withLock { $0 != nil } }
         return state.ended.withLock { $0! }
     }

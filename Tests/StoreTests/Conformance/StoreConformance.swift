@@ -382,7 +382,7 @@ enum StoreConformance {
 
     /// The first `events` events of a watch, failing after `timeout`.
     static func collect(_ stream: AsyncThrowingStream<WatchResponse, any Error>, events count: Int,
-                        timeout: Duration = .seconds(10)) async throws -> [WatchEvent] {
+                        timeout: Duration = .seconds(30)) async throws -> [WatchEvent] {
         try await withThrowingTaskGroup(of: [WatchEvent]?.self) { group in
             group.addTask {
                 var out: [WatchEvent] = []
@@ -410,7 +410,7 @@ enum StoreConformance {
     }
 
     /// Polls `condition` until it holds, failing after `timeout`.
-    static func eventually(_ what: String, timeout: Duration = .seconds(10),
+    static func eventually(_ what: String, timeout: Duration = .seconds(30),
                            _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

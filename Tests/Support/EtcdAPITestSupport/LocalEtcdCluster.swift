@@ -122,7 +122,7 @@ public final class LocalEtcdCluster: Sendable {
     }
 
     /// Polls until one member leads and every member knows it; returns its id.
-    public func waitForLeader(timeout: Duration = .seconds(15)) async throws -> NodeID {
+    public func waitForLeader(timeout: Duration = .seconds(45)) async throws -> NodeID {
         let deadline = ContinuousClock.now + timeout
         var seen: [String] = []
         while ContinuousClock.now < deadline {

@@ -96,7 +96,7 @@ public final class RaftProcess: Sendable {
 
     /// Sends `command` with a fresh tag and returns the answer after "ok TAG", or throws on "err",
     /// on exit, or after `timeout`.
-    public func send(_ command: String, _ args: String = "", timeout: Duration = .seconds(10)) async throws -> String {
+    public func send(_ command: String, _ args: String = "", timeout: Duration = .seconds(30)) async throws -> String {
         try await withThrowingTaskGroup(of: String.self) { group in
             let tag: String = state.withLock { s in
                 s.nextTag += 1

@@ -1,6 +1,7 @@
 import ClusterModel
 import ClusterProto
 import ClusterSecurity
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 @testable import Orchestrator
@@ -36,8 +37,8 @@ import Testing
     }
 
     /// Serves the Masters service (without ForwardBatch when `old`) and runs `body` with a client
-    /// pointed at it.
-    static func withLeader(old: Bool, _ body: (ForwardClient, CallCounter) async throws -> Void) async throws {
+    /// pointed at it, the call counter and the server's port.
+    static func withLeader(old: Bool, _ body: (ForwardClient, CallCounter, Int) async throws -> Void) async throws {
         let transport = HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext)
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         ForwardService(authorization: .unauthenticated, handle: handle, membership: MembershipHandler()).registerMethods(with: &router)
@@ -52,7 +53,7 @@ import Testing
         // 2 cores, and a call can wait longer than the masters' 10 s for CPU.
         let client = ForwardClient(clients: clients, callTimeout: .seconds(60), address: { _ in HostPort(host: "127.0.0.1", port: port) })
         do {
-            try await body(client, counter)
+            try await body(client, counter, port)
         } catch {
             clients.shutdown()
             server.beginGracefulShutdown()
@@ -81,7 +82,7 @@ import Testing
 
     @Test("200 concurrent forwarded writes share far fewer ForwardBatch calls; a refused write fails alone")
     func batches() async throws {
-        try await Self.withLeader(old: false) { client, counter in
+        try await Self.withLeader(old: false) { client, counter, _ in
             try await Self.writeConcurrently(client, count: 200)
             let batches = counter.count("ForwardBatch"), singles = counter.count("Forward")
             #expect(batches + singles < 100, "200 writes took \(batches) ForwardBatch and \(singles) Forward calls")
@@ -100,10 +101,30 @@ import Testing
 
     @Test("a leader without ForwardBatch (an older master) gets every write as its own Forward")
     func olderLeader() async throws {
-        try await Self.withLeader(old: true) { client, counter in
+        try await Self.withLeader(old: true) { client, counter, _ in
             // Fewer than above: each is a call of its own.
             try await Self.writeConcurrently(client, count: 60)
             #expect(counter.count("Forward") == 60)
+        }
+    }
+
+    @Test("the leader refuses a ForwardBatch call with more commands than its cap, and serves one at the cap")
+    func batchCap() async throws {
+        try await Self.withLeader(old: false) { _, _, port in
+            try await withGRPCClient(transport: try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext, config: .defaults)) { grpc in
+                let stub = Orchestrator_V1_Masters.Client(wrapping: grpc)
+                var options = CallOptions.defaults
+                options.timeout = .seconds(60)
+                let command = Data(Self.put("k").encoded())
+                let cap = ForwardService.maxBatchCommands
+                await #expect {
+                    _ = try await stub.forwardBatch(.with { $0.commands = Array(repeating: command, count: cap + 1) }, options: options)
+                } throws: { ($0 as? RPCError)?.code == .invalidArgument }
+                let served = try await stub.forwardBatch(.with { $0.commands = Array(repeating: command, count: cap) }, options: options)
+                #expect(served.results.count == cap)
+                #expect(served.results.allSatisfy { $0.raftError.isEmpty })
+            }
         }
     }
 }

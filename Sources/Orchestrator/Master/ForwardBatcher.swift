@@ -35,10 +35,12 @@ final class ForwardBatcher: Sendable {
     /// Commands per call, and their bytes (a single larger command still goes, alone).
     let maxCommands: Int
     let maxBytes: Int
+    /// The default of `maxCommands` (etcd's `--max-txn-ops`, as a transaction's operations).
+    static let defaultMaxCommands = 128
     private let send: Send
     private let state = Mutex(State())
 
-    init(maxInFlight: Int = 4, maxCommands: Int = 128, maxBytes: Int = 1 << 20, send: @escaping Send) {
+    init(maxInFlight: Int = 4, maxCommands: Int = defaultMaxCommands, maxBytes: Int = 1 << 20, send: @escaping Send) {
         self.maxInFlight = max(1, maxInFlight)
         self.maxCommands = max(1, maxCommands)
         self.maxBytes = maxBytes

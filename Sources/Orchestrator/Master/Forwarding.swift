@@ -35,10 +35,19 @@ struct ForwardService: Orchestrator_V1_Masters.SimpleServiceProtocol {
 }
 
 extension ForwardService {
+    /// The most commands one ForwardBatch call may carry. A follower's `ForwardBatcher` sends at
+    /// most `ForwardBatcher.defaultMaxCommands`; the leader holds every command of a call (and a task per
+    /// command) until the last is applied, so it refuses more rather than trust the caller.
+    static let maxBatchCommands = 4 * ForwardBatcher.defaultMaxCommands
+
     /// Commands in one call from one follower: proposed concurrently (so they join one append),
     /// each answered on its own, in order.
     func forwardBatch(request: Orchestrator_V1_ForwardBatchRequest, context: ServerContext) async throws -> Orchestrator_V1_ForwardBatchResponse {
         try authorization.caller(context, mustBe: [.master])
+        guard request.commands.count <= Self.maxBatchCommands else {
+            throw RPCError(code: .invalidArgument,
+                           message: "\(request.commands.count) commands in one ForwardBatch call; at most \(Self.maxBatchCommands)")
+        }
         let commands: [Command]
         do {
             commands = try request.commands.map { try Command(decoding: Array($0)) }

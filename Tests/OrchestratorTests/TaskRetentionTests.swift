@@ -110,6 +110,51 @@ extension TaskRetentionTests {
         }
         #expect(loop.deletedTasks.load(ordering: .relaxed) == 1_000)
     }
+
+    /// Leads at term 1, but from its second question on answers only when the test ends: the loop
+    /// is held in one iteration, as a scheduling round that meets conflict after conflict holds it.
+    final class StuckLeadership: Leadership {
+        let calls = Mutex(0)
+        func current() async -> (isLeader: Bool, term: UInt64) {
+            let call = calls.withLock { c -> Int in
+                c += 1
+                return c
+            }
+            if call > 1 { try? await Task.sleep(for: .seconds(3600)) }
+            return (true, 1)
+        }
+    }
+
+    @Test("retention keeps its own cadence while the loop is held in one long iteration")
+    func retentionBesideAStuckLoop() async throws {
+        let store = MemoryStore()
+        let repo = ClusterRepository(store: store)
+        let now = 10 * Self.day
+        for i in 0..<1_000 {
+            try await repo.create(Self.task(String(format: "t%04d", i), .completed, updatedAt: now - 2 * Self.day))
+        }
+        var options = LeaderLoop.Options()
+        options.taskRetention = TaskRetention(retentionMs: Self.day, batchLimit: 128, passLimit: 300)
+        options.retentionInterval = .seconds(60)
+        options.jitterSeed = 1
+        let leadership = StuckLeadership()
+        let loop = LeaderLoop(repository: repo, leadership: leadership, masterID: "m1", defaultAlgorithm: .binPacking,
+                              options: options, now: { now }, logger: .init(label: "test"))
+        let running = Task { await loop.run() }
+        defer { running.cancel() }
+        // 4 passes of at most 300, a second apart. Passes started by the loop would stop after
+        // the first: the loop never comes round again.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await repo.tasks().tasks.count > 0 {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("\(try await repo.tasks().tasks.count) expired tasks left after 60 s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(loop.deletedTasks.load(ordering: .relaxed) == 1_000)
+        #expect(leadership.calls.withLock { $0 } == 2, "the loop stayed in its second iteration")
+    }
 }
 
 @Suite struct NodeRemovalTests {

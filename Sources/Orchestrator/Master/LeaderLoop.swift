@@ -67,10 +67,6 @@ public final class LeaderLoop: Sendable {
     public let rounds = Atomic<Int>(0)
     /// Ended tasks deleted past their retention.
     public let deletedTasks = Atomic<Int>(0)
-    /// Whether a retention pass is running (they run beside the loop, one at a time), and whether
-    /// the last one was full, so more may be waiting.
-    private let retentionRunning = Atomic<Bool>(false)
-    private let retentionBacklog = Atomic<Bool>(false)
     /// Times the leader considered compacting (every `compactionInterval` while leading, whether
     /// or not it compacted), and times it compacted.
     public let compactionChecks = Atomic<Int>(0)
@@ -130,7 +126,7 @@ public final class LeaderLoop: Sendable {
         var lastSchedule: Int64 = .min / 2
         var lastReconcile: Int64 = .min / 2
         var lastCompaction: Int64 = .min / 2
-        var lastRetention: Int64 = .min / 2
+        var lastPurge: Int64 = .min / 2
         let compactionMs = options.compactionInterval.wholeMilliseconds
         let retentionCheckMs = options.retentionInterval.wholeMilliseconds
         var random = SplitMix64(seed: options.jitterSeed)
@@ -154,6 +150,10 @@ public final class LeaderLoop: Sendable {
             if term != status.term {
                 term = status.term
                 follower = await startCache(replacing: follower)
+                retentionPass?.cancel()
+                if let retention = options.taskRetention {
+                    retentionPass = Task { await self.keepRetention(retention) }
+                }
                 observations = HeartbeatObservations()  // a new leader counts every node's silence afresh
                 scheduler = Scheduler(defaultAlgorithm: defaultAlgorithm)
                 dirty.store(true, ordering: .relaxed)
@@ -187,22 +187,8 @@ public final class LeaderLoop: Sendable {
                     logger.warning("reconcile pass failed: \(error)")
                 }
             }
-            // With a backlog, the next pass a second after the last one (or sooner, if the usual
-            // interval is shorter).
-            let retentionDueMs = retentionBacklog.load(ordering: .relaxed) ? min(1_000, retentionCheckMs) : retentionCheckMs
-            if time - lastRetention >= retentionDueMs && !retentionRunning.load(ordering: .relaxed) {
-                lastRetention = time
-                if let retention = options.taskRetention {
-                    // Beside the loop, not in it: a scheduling round of thousands of placements
-                    // can take seconds, and deletion must keep pace with how fast tasks end
-                    // whatever the rounds cost (in the loop, one pass per long round capped it).
-                    retentionRunning.store(true, ordering: .relaxed)
-                    retentionPass = Task {
-                        let full = await self.deleteExpired(retention)
-                        self.retentionBacklog.store(full, ordering: .relaxed)
-                        self.retentionRunning.store(false, ordering: .relaxed)
-                    }
-                }
+            if time - lastPurge >= retentionCheckMs {
+                lastPurge = time
                 if let purge = options.nodePurge { await removeGoneNodes(purge) }
             }
             if time - lastCompaction >= compactionMs {
@@ -210,6 +196,30 @@ public final class LeaderLoop: Sendable {
                 await compact()
             }
             if !dirty.load(ordering: .relaxed) { await wake.wait(timeout: options.poll) }
+        }
+    }
+
+    /// Deletes ended tasks past their retention while this master leads, on a cadence of its own: a
+    /// pass, then the next `retentionInterval` later, or a second later when the pass was full (more
+    /// may be waiting). Not in the loop, nor started by it: a scheduling round that meets conflicts
+    /// can take seconds, and passes started once per round deleted fewer tasks than ended under
+    /// churn (BENCHMARKS.md, "Bounded store under churn"). Cancelled when leadership is lost.
+    private func keepRetention(_ retention: TaskRetention) async {
+        let intervalMs = options.retentionInterval.wholeMilliseconds
+        while !Task.isCancelled {
+            // The cache this leader just started is not a view of the store until it has read it
+            // once: a pass over it then would find nothing and wait a whole interval.
+            let pauseMs: Int64
+            if cache.isSynced {
+                pauseMs = await deleteExpired(retention) ? min(1_000, intervalMs) : intervalMs
+            } else {
+                pauseMs = min(50, intervalMs)
+            }
+            do {
+                try await Task.sleep(for: .milliseconds(pauseMs))
+            } catch {
+                return
+            }
         }
     }
 

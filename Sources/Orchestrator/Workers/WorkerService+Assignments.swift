@@ -35,13 +35,14 @@ extension WorkerService {
     /// from the last one sent (the first always). Ends when the cache stops following the store.
     func followCache(_ updates: AsyncStream<NodeAssignments>, response: RPCWriter<Orchestrator_V1_AssignmentSet>) async throws {
         var sent: [String: AssignmentSignature]?
+        var specs = EncodedSpecs()
         for await set in updates {
             var current: [String: TaskRecord] = [:]
             for t in set.tasks { current[t.id] = t }
             let signature = Self.signature(current)
             guard signature != sent else { continue }
             sent = signature
-            try await response.write(Self.message(current, revision: set.revision))
+            try await response.write(specs.message(current, revision: set.revision))
         }
     }
 
@@ -49,12 +50,13 @@ extension WorkerService {
     /// compacted watch (we fell too far behind) starts over from a fresh read rather than missing
     /// anything.
     func followStore(nodeID: String, response: RPCWriter<Orchestrator_V1_AssignmentSet>) async throws {
+        var specs = EncodedSpecs()
         while !Task.isCancelled {
             let (tasks, revision) = try await mapStoreErrors { try await repository.assignments(of: nodeID, consistency: .linearizable) }
             var current: [String: TaskRecord] = [:]
             for t in tasks { current[t.id] = t }
             var sent = Self.signature(current)
-            try await response.write(Self.message(current, revision: revision))
+            try await response.write(specs.message(current, revision: revision))
             do {
                 for try await change in repository.store.watch(key: ClusterRepository.taskPrefix, rangeEnd: KeyRange.prefixEnd(ClusterRepository.taskPrefix),
                                                               fromRevision: revision + 1, prevKV: false) {
@@ -70,7 +72,7 @@ extension WorkerService {
                     let signature = Self.signature(current)
                     if signature != sent, !change.events.isEmpty {
                         sent = signature
-                        try await response.write(Self.message(current, revision: change.revision))
+                        try await response.write(specs.message(current, revision: change.revision))
                     }
                 }
                 return
@@ -90,17 +92,32 @@ extension WorkerService {
         var stop: Bool
     }
 
-    static func message(_ tasks: [String: TaskRecord], revision: Int64) -> Orchestrator_V1_AssignmentSet {
-        .with { set in
-            set.revision = revision
-            set.assignments = tasks.values.sorted { $0.id < $1.id }.map { t in
-                .with {
-                    $0.taskID = t.id
-                    $0.epoch = t.epoch
-                    $0.spec = Data(ClusterRepository.encode(t.spec))
-                    $0.stop = t.moving != nil
+    /// The encoded specs of the tasks one stream last sent. A set is resent whole on every change
+    /// and a task's spec never changes once stored, so each spec is encoded once per stream, not
+    /// once per set: with 40 tasks a node, encoding every spec of every set was 5% of the masters'
+    /// CPU in `bench churn` (perf, BENCHMARKS.md).
+    struct EncodedSpecs {
+        private var bytes: [String: Data] = [:]
+
+        /// The message for `tasks` at `revision`; remembers the specs of exactly these tasks.
+        mutating func message(_ tasks: [String: TaskRecord], revision: Int64) -> Orchestrator_V1_AssignmentSet {
+            var kept: [String: Data] = [:]
+            kept.reserveCapacity(tasks.count)
+            let message = Orchestrator_V1_AssignmentSet.with { set in
+                set.revision = revision
+                set.assignments = tasks.values.sorted { $0.id < $1.id }.map { t in
+                    let spec = bytes[t.id] ?? Data(ClusterRepository.encode(t.spec))
+                    kept[t.id] = spec
+                    return .with {
+                        $0.taskID = t.id
+                        $0.epoch = t.epoch
+                        $0.spec = spec
+                        $0.stop = t.moving != nil
+                    }
                 }
             }
+            bytes = kept
+            return message
         }
     }
 }

@@ -5,11 +5,22 @@ import Foundation
 /// slashes (image names read as typed), one line (an SSE `data:` field must not break).
 enum APIJSON {
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        if let view = value as? any HandWrittenAPIJSON {
+            var writer = JSONByteWriter(capacity: 1024, escapesSlashes: false)
+            view.write(to: &writer)
+            return writer.bytes
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // The views below hold only strings, integers, booleans and finite doubles, which always encode.
         return Array(try! encoder.encode(value))
     }
+}
+
+/// A view the API writes by hand (`JSONByteWriter`), in the text `APIJSON`'s encoder would write:
+/// tasks, singly and in pages of up to 500, are what clients read most.
+protocol HandWrittenAPIJSON {
+    func write(to writer: inout JSONByteWriter)
 }
 
 /// A task as the API shows it: the stored record (snake_case fields, see `TaskRecord`) plus
@@ -27,6 +38,12 @@ public struct TaskView: Encodable, Sendable {
         try record.encode(to: encoder)
         var c = encoder.container(keyedBy: Extra.self)
         try c.encode(record.revision, forKey: .revision)
+    }
+}
+
+extension TaskView: HandWrittenAPIJSON {
+    func write(to writer: inout JSONByteWriter) {
+        record.write(to: &writer, revision: record.revision)
     }
 }
 
@@ -77,6 +94,19 @@ struct TaskListView: Encodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case tasks, revision
         case next = "continue"
+    }
+}
+
+extension TaskListView: HandWrittenAPIJSON {
+    func write(to w: inout JSONByteWriter) {
+        w.beginObject()
+        if let next { w.key("continue"); w.string(next) }
+        w.key("revision"); w.integer(revision)
+        w.key("tasks")
+        w.beginArray()
+        for task in tasks { task.write(to: &w) }
+        w.endArray()
+        w.endObject()
     }
 }
 

@@ -50,8 +50,29 @@ public struct ClusterRepository: Sendable {
         return Array(try! encoder.encode(value))
     }
 
+    /// The same JSON, written by hand (`Records+JSON.swift`): these records are written on every
+    /// change of a task or node.
+    static func encode<T: Encodable & HandWrittenJSON>(_ value: T) -> [UInt8] {
+        value.jsonBytes
+    }
+
+    /// Read by hand (`Records+JSON.swift`), since every master reads every change of a task or node;
+    /// `JSONDecoder` reads whatever the hand-written reader does not expect, and names what is
+    /// wrong with a record that is corrupt.
+    static func decode<T: StoredRecord & HandWrittenJSON>(_ type: T.Type, _ kv: KeyValue) throws -> T {
+        guard var record = try? T(jsonBytes: kv.value) else {
+            return try decodeWithFoundation(type, kv)
+        }
+        record.markStored(revision: kv.modRevision)
+        return record
+    }
+
     /// Decodes a stored record and stamps it with the revision it was read at.
     static func decode<T: StoredRecord>(_ type: T.Type, _ kv: KeyValue) throws -> T {
+        try decodeWithFoundation(type, kv)
+    }
+
+    private static func decodeWithFoundation<T: StoredRecord>(_ type: T.Type, _ kv: KeyValue) throws -> T {
         do {
             var record = try JSONDecoder().decode(type, from: Data(kv.value))
             record.markStored(revision: kv.modRevision)

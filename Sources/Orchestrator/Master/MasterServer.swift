@@ -286,6 +286,7 @@ public final class MasterServer: Sendable {
                 }
             }
             group.addTask { await self.leaderLoop.run() }
+            group.addTask { await MemoryTrimmer().run() }
             group.addTask { await self.cache.run(repository: self.repository) { self.leaderLoop.cacheChanged() } }
             group.addTask {
                 await self.masterDirectory.run(repository: self.repository, id: self.config.id,

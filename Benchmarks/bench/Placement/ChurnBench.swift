@@ -132,7 +132,11 @@ struct ChurnBench: AsyncParsableCommand {
                 }
                 throw CancellationError()  // ends the nodes and the group
             }
-            do { try await group.waitForAll() } catch is CancellationError {}
+            // `waitForAll` would wait for every node too, which runs until cancelled: the first
+            // child to end with an error (the sampler, when every task is done) ends them all.
+            do {
+                while try await group.next() != nil {}
+            } catch is CancellationError {}
             group.cancelAll()
         }
         say("submissions refused: \(failed.value); report calls that failed and were sent again: \(reportErrors.value)")

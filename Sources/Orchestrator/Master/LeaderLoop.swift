@@ -65,6 +65,11 @@ public final class LeaderLoop: Sendable {
     /// Rounds run and tasks placed, for `/metrics`.
     public let placements = Atomic<Int>(0)
     public let rounds = Atomic<Int>(0)
+    /// Transactions that committed placements, and those refused because a task or node changed
+    /// since the round read it (their tasks are decided again): many refusals per commit mean the
+    /// rounds fall back to placing tasks one at a time.
+    public let placementCommits = Atomic<Int>(0)
+    public let placementConflicts = Atomic<Int>(0)
     /// Ended tasks deleted past their retention.
     public let deletedTasks = Atomic<Int>(0)
     /// Times the leader considered compacting (every `compactionInterval` while leading, whether
@@ -171,6 +176,8 @@ public final class LeaderLoop: Sendable {
                     let result = try await SchedulingRound(repository: repository, cache: cache).run(&scheduler, now: now())
                     rounds.add(1, ordering: .relaxed)
                     placements.add(result.placed, ordering: .relaxed)
+                    placementCommits.add(result.commits, ordering: .relaxed)
+                    placementConflicts.add(result.conflicts, ordering: .relaxed)
                     if result.conflicts > 0 { dirty.store(true, ordering: .relaxed) }
                 } catch {
                     logger.warning("scheduling round failed: \(error)")

@@ -206,6 +206,9 @@ public final class MasterServer: Sendable {
         loopOptions.compactionRetention = config.leaderCompactionRetention
         leaderLoop = LeaderLoop(repository: repository, leadership: leadership, masterID: config.id,
                                 defaultAlgorithm: config.scheduler, options: loopOptions, now: now, logger: logger, cache: cache)
+        metrics.addCollector { [leaderLoop] in
+            MetricsRegistry.leaderLoopFamilies(leaderLoop) + MetricsRegistry.processFamilies()
+        }
         membershipHandler.set { [weak self] request in
             guard let self else { throw MembershipError(.unavailable, "stopped", "this master is stopping") }
             return try await self.membership(request)

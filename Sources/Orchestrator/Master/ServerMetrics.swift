@@ -1,3 +1,4 @@
+import Foundation
 import EtcdAPI
 import GRPCServing
 import RaftGRPC
@@ -72,6 +73,47 @@ extension MasterServer {
             }
             return families
         }
+    }
+}
+
+extension MetricsRegistry {
+    /// What the leader loop did while this master led (counters start at zero on every master
+    /// and move only on the leader): scheduling rounds, placements and the transactions behind
+    /// them, ended tasks deleted past their retention, store compactions.
+    static func leaderLoopFamilies(_ loop: LeaderLoop) -> [Gauge] {
+        [
+            Gauge("orchestrator_scheduler_rounds_total", help: "Scheduling rounds run while leading.",
+                  kind: .counter, value: Double(loop.rounds.load(ordering: .relaxed))),
+            Gauge("orchestrator_scheduler_placements_total", help: "Tasks placed on nodes while leading.",
+                  kind: .counter, value: Double(loop.placements.load(ordering: .relaxed))),
+            Gauge("orchestrator_scheduler_commits_total", help: "Store transactions that committed placements.",
+                  kind: .counter, value: Double(loop.placementCommits.load(ordering: .relaxed))),
+            Gauge("orchestrator_scheduler_conflicts_total",
+                  help: "Placement transactions refused because a task or node changed since read; their tasks were decided again.",
+                  kind: .counter, value: Double(loop.placementConflicts.load(ordering: .relaxed))),
+            Gauge("orchestrator_tasks_deleted_total", help: "Ended tasks deleted past their retention while leading.",
+                  kind: .counter, value: Double(loop.deletedTasks.load(ordering: .relaxed))),
+            Gauge("orchestrator_store_compactions_total", help: "Store history compactions made while leading.",
+                  kind: .counter, value: Double(loop.compactions.load(ordering: .relaxed))),
+        ]
+    }
+
+    /// The process's resident memory (Prometheus' standard `process_resident_memory_bytes`), from
+    /// `/proc/self/statm`; nothing where there is no `/proc`.
+    static func processFamilies() -> [Gauge] {
+        guard let resident = ProcessMemory.residentBytes() else { return [] }
+        return [Gauge("process_resident_memory_bytes", help: "Resident memory size in bytes.", value: Double(resident))]
+    }
+}
+
+/// The process's own memory, as the kernel counts it.
+enum ProcessMemory {
+    /// Resident bytes: the second field of `/proc/self/statm` (pages) times the page size.
+    static func residentBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 }
 

@@ -67,8 +67,10 @@ struct ServeCommand: EnvironmentConfigurable {
     static let switchFlags = ["dev", "insecure"]
 
     mutating func run() async throws {
+        let allocator = MemoryTrimmer.configureAllocator(environment: ProcessInfo.processInfo.environment)
         Self.bootstrapLogging(level: logLevel)
         let logger = Logger(label: "master")
+        if !allocator.isEmpty { logger.debug("malloc settings", metadata: ["set": "\(allocator.joined(separator: ", "))"]) }
         let config: MasterConfig
         do {
             config = try makeConfig()

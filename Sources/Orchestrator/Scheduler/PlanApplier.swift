@@ -6,10 +6,12 @@ import ClusterModel
 ///
 /// A batch is one transaction guarded by the revision of every task and node it writes, so it
 /// costs one Raft round trip instead of one per task, and a stale view can delay a task but never
-/// over-commit a node. A refused batch is decided again as one batch against its nodes as they
-/// are now (usually one node changed: a cordon, a task that ended, a join); refused again (a task
-/// changed too, or the nodes keep changing), its tasks go one by one, each re-read, so that no
-/// single record holds back the rest.
+/// over-commit a node. A refused batch is decided again against its nodes as they are now
+/// (usually one node changed: a cordon, a task that ended, a join) and committed node by node,
+/// one transaction per node, all at once: under churn every ended task rewrites its node, so a
+/// batch over many nodes meets a change again more often than not, and one busy node must hold
+/// back only its own tasks. What a node's transaction still could not commit goes task by task,
+/// each re-read, so that no single record holds back the rest.
 ///
 /// Every record it writes also goes into the leader's ``ClusterCache``, if it has one, so the
 /// next pass sees its own writes before the watch delivers them.
@@ -33,8 +35,7 @@ struct PlanApplier {
         if try await commit(planned) { return }
         let batch = await replan(planned, rereadingTasks: false, planner: &planner, scheduler: &scheduler)
         if batch.isEmpty { return }
-        if try await commit(batch) { return }
-        for placement in batch {
+        for placement in try await commitByNode(batch) {
             var single = [placement]
             for _ in 0..<2 {
                 single = await replan(single, rereadingTasks: true, planner: &planner, scheduler: &scheduler)
@@ -64,14 +65,48 @@ struct PlanApplier {
             result.conflicts += 1
             return false
         }
-        result.placed += batch.count
+        record(written, placed: batch.count)
+        return true
+    }
+
+    /// One transaction per node of `batch`, run at once (their proposals share Raft rounds).
+    /// Returns the placements of the nodes whose transaction was refused, in `batch`'s order.
+    private mutating func commitByNode(_ batch: [Placement]) async throws -> [Placement] {
+        var groups: [String: [Int]] = [:]
+        for (i, placement) in batch.enumerated() { groups[placement.record.node, default: []].append(i) }
+        if groups.count == 1 { return try await commit(batch) ? [] : batch }
+        let (repository, nodes, now) = (self.repository, self.nodes, self.now)
+        let outcomes = try await withThrowingTaskGroup(of: ([Int], ClusterRepository.AssignedBatch?).self) { group in
+            for indices in groups.values {
+                let placements = indices.map { (batch[$0].task, batch[$0].record) }
+                group.addTask { (indices, try await repository.assignBatch(placements, nodes: nodes, now: now)) }
+            }
+            var outcomes: [([Int], ClusterRepository.AssignedBatch?)] = []
+            for try await outcome in group { outcomes.append(outcome) }
+            return outcomes
+        }
+        var refused: [Int] = []
+        for (indices, written) in outcomes {
+            if let written {
+                record(written, placed: indices.count)
+            } else {
+                result.conflicts += 1
+                refused += indices
+            }
+        }
+        return refused.sorted().map { batch[$0] }
+    }
+
+    /// Notes a committed transaction: counts it, and keeps what it wrote as the nodes' revisions
+    /// to guard next and in the cache.
+    private mutating func record(_ written: ClusterRepository.AssignedBatch, placed: Int) {
+        result.placed += placed
         result.commits += 1
         for node in written.nodes {
             nodes[node.info.id] = node
             cache?.record(node)
         }
         for task in written.tasks { cache?.record(task) }
-        return true
     }
 
     /// Reads the batch's nodes (and tasks, if asked) as they are now, hands them to the planner

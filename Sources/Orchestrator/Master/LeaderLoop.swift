@@ -24,6 +24,13 @@ public final class LeaderLoop: Sendable {
         public var period: Duration = .seconds(1)
         /// The longest the loop sleeps when no change wakes it (it also re-checks leadership).
         public var poll: Duration = .milliseconds(100)
+        /// After a round that had tasks to place and placed none, the next one waits at least this
+        /// long, or as long as that round took if longer, whatever changes meanwhile (the periodic
+        /// round still runs). A backlog that cannot be
+        /// placed (every node full or cordoned) is read and sorted whole by every round, and
+        /// while tasks arrive every arrival asks for one: back to back, such rounds took a core
+        /// of this 2-core machine from the masters taking the submissions.
+        public var idleRoundGap: Duration = .milliseconds(50)
         public var health = HealthPolicy()
         /// Store history kept for watches and event streams, in revisions: the leader compacts
         /// older history every `compactionInterval` (etcd's revision-based auto-compaction), or
@@ -129,6 +136,9 @@ public final class LeaderLoop: Sendable {
         var term: UInt64?
         var observations = HeartbeatObservations()
         var lastSchedule: Int64 = .min / 2
+        // When the next round may run on a change (see `Options.idleRoundGap`).
+        var roundAllowedAt: Int64 = .min / 2
+        let idleGapMs = options.idleRoundGap.wholeMilliseconds
         var lastReconcile: Int64 = .min / 2
         var lastCompaction: Int64 = .min / 2
         var lastPurge: Int64 = .min / 2
@@ -170,7 +180,7 @@ public final class LeaderLoop: Sendable {
                 }
             }
             let time = monotonic()
-            if dirty.exchange(false, ordering: .relaxed) || time - lastSchedule >= periodMs {
+            if (time >= roundAllowedAt && dirty.exchange(false, ordering: .relaxed)) || time - lastSchedule >= periodMs {
                 lastSchedule = time
                 do {
                     let result = try await SchedulingRound(repository: repository, cache: cache).run(&scheduler, now: now())
@@ -179,6 +189,9 @@ public final class LeaderLoop: Sendable {
                     placementCommits.add(result.commits, ordering: .relaxed)
                     placementConflicts.add(result.conflicts, ordering: .relaxed)
                     if result.conflicts > 0 { dirty.store(true, ordering: .relaxed) }
+                    let end = monotonic()
+                    let stuck = result.placed == 0 && result.unschedulable > 0 && result.conflicts == 0
+                    roundAllowedAt = stuck ? end + max(idleGapMs, end - time) : .min / 2
                 } catch {
                     logger.warning("scheduling round failed: \(error)")
                 }
@@ -202,7 +215,13 @@ public final class LeaderLoop: Sendable {
                 lastCompaction = time
                 await compact()
             }
-            if !dirty.load(ordering: .relaxed) { await wake.wait(timeout: options.poll) }
+            if !dirty.load(ordering: .relaxed) {
+                await wake.wait(timeout: options.poll)
+            } else {
+                // A change waits for the gap after a round that placed nothing.
+                let wait = roundAllowedAt - monotonic()
+                if wait > 0 { try? await Task.sleep(for: .milliseconds(min(wait, options.poll.wholeMilliseconds))) }
+            }
         }
     }
 

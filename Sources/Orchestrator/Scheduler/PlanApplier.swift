@@ -10,8 +10,9 @@ import ClusterModel
 /// (usually one node changed: a cordon, a task that ended, a join) and committed node by node,
 /// one transaction per node, all at once: under churn every ended task rewrites its node, so a
 /// batch over many nodes meets a change again more often than not, and one busy node must hold
-/// back only its own tasks. What a node's transaction still could not commit goes task by task,
-/// each re-read, so that no single record holds back the rest.
+/// back only its own tasks. A node refused again is re-read and decided again, twice more (its
+/// tasks re-read too the last time); what is still refused waits for the next round, which the
+/// leader loop starts at once after a conflict.
 ///
 /// Every record it writes also goes into the leader's ``ClusterCache``, if it has one, so the
 /// next pass sees its own writes before the watch delivers them.
@@ -33,17 +34,20 @@ struct PlanApplier {
     /// Commits `planned`, re-planning through `planner` what conflicts.
     mutating func apply(_ planned: [Placement], planner: inout PlacementPlanner, scheduler: inout Scheduler) async throws {
         if try await commit(planned) { return }
-        let batch = await replan(planned, rereadingTasks: false, planner: &planner, scheduler: &scheduler)
-        if batch.isEmpty { return }
-        for placement in try await commitByNode(batch) {
-            var single = [placement]
-            for _ in 0..<2 {
-                single = await replan(single, rereadingTasks: true, planner: &planner, scheduler: &scheduler)
-                if single.isEmpty { break }
-                if try await commit(single) { break }
-            }
+        var batch = await replan(planned, rereadingTasks: false, planner: &planner, scheduler: &scheduler)
+        for attempt in 0..<Self.nodeByNodeAttempts {
+            if batch.isEmpty { return }
+            let refused = try await commitByNode(batch)
+            if refused.isEmpty || attempt == Self.nodeByNodeAttempts - 1 { return }
+            // Their nodes changed again (or, from the second time, maybe the tasks): read those
+            // as they are now and decide them again.
+            batch = await replan(refused, rereadingTasks: attempt > 0, planner: &planner, scheduler: &scheduler)
         }
     }
+
+    /// Node-by-node commits of a refused batch before its last refused tasks wait for the next
+    /// round (which the loop starts at once after a conflict).
+    static let nodeByNodeAttempts = 3
 
     /// Writes why tasks wait, after the placements and in batches. Best effort: a batch that meets
     /// a changed task is dropped and the next pass writes what is still true.
@@ -113,23 +117,43 @@ struct PlanApplier {
     /// and returns its new decisions for the tasks that are still pending.
     private mutating func replan(_ batch: [Placement], rereadingTasks: Bool,
                                  planner: inout PlacementPlanner, scheduler: inout Scheduler) async -> [Placement] {
+        // The reads go out at once: a node's record must be as fresh as possible when its
+        // transaction follows, and concurrent linearizable reads share one ReadIndex round, where
+        // one after another they took a round trip each (under churn most nodes changed again
+        // before the last read returned).
+        let repository = self.repository
+        let nodeIDs = Set(batch.map(\.record.node)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        let read = await withTaskGroup(of: (Int, NodeRecord?).self) { group in
+            for (i, id) in nodeIDs.enumerated() {
+                group.addTask { (i, try? await repository.node(id, consistency: .linearizable)) }
+            }
+            var read = [NodeRecord?](repeating: nil, count: nodeIDs.count)
+            for await (i, node) in group { read[i] = node }
+            return read
+        }
         var fresh: [NodeInfo] = []
-        for nodeID in Set(batch.map(\.record.node)) {
-            guard let node = try? await repository.node(nodeID, consistency: .linearizable) else { continue }
-            nodes[nodeID] = node
+        for node in read.compactMap({ $0 }) {
+            nodes[node.info.id] = node
             cache?.record(node)
             fresh.append(node.info)
         }
         planner.reset(nodes: fresh)
         var tasks = batch.map(\.task)
         if rereadingTasks {
-            var current: [TaskRecord] = []
-            for task in tasks {
-                guard let t = try? await repository.task(task.id, consistency: .linearizable) else { continue }
-                cache?.record(t)
-                if t.state == .pending { current.append(t) }
+            let ids = tasks.map(\.id)
+            let current = await withTaskGroup(of: (Int, TaskRecord?).self) { group in
+                for (i, id) in ids.enumerated() {
+                    group.addTask { (i, try? await repository.task(id, consistency: .linearizable)) }
+                }
+                var current = [TaskRecord?](repeating: nil, count: ids.count)
+                for await (i, task) in group { current[i] = task }
+                return current
             }
-            tasks = current
+            tasks = []
+            for t in current.compactMap({ $0 }) {
+                cache?.record(t)
+                if t.state == .pending { tasks.append(t) }
+            }
         }
         return planner.replan(tasks, using: &scheduler)
     }

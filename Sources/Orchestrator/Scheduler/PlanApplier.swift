@@ -123,14 +123,7 @@ struct PlanApplier {
         // before the last read returned).
         let repository = self.repository
         let nodeIDs = Set(batch.map(\.record.node)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        let read = await withTaskGroup(of: (Int, NodeRecord?).self) { group in
-            for (i, id) in nodeIDs.enumerated() {
-                group.addTask { (i, try? await repository.node(id, consistency: .linearizable)) }
-            }
-            var read = [NodeRecord?](repeating: nil, count: nodeIDs.count)
-            for await (i, node) in group { read[i] = node }
-            return read
-        }
+        let read = await Self.all(nodeIDs) { try? await repository.node($0, consistency: .linearizable) }
         var fresh: [NodeInfo] = []
         for node in read.compactMap({ $0 }) {
             nodes[node.info.id] = node
@@ -141,14 +134,7 @@ struct PlanApplier {
         var tasks = batch.map(\.task)
         if rereadingTasks {
             let ids = tasks.map(\.id)
-            let current = await withTaskGroup(of: (Int, TaskRecord?).self) { group in
-                for (i, id) in ids.enumerated() {
-                    group.addTask { (i, try? await repository.task(id, consistency: .linearizable)) }
-                }
-                var current = [TaskRecord?](repeating: nil, count: ids.count)
-                for await (i, task) in group { current[i] = task }
-                return current
-            }
+            let current = await Self.all(ids) { try? await repository.task($0, consistency: .linearizable) }
             tasks = []
             for t in current.compactMap({ $0 }) {
                 cache?.record(t)
@@ -156,5 +142,17 @@ struct PlanApplier {
             }
         }
         return planner.replan(tasks, using: &scheduler)
+    }
+
+    /// `read` of every id at once, the results in the ids' order.
+    private static func all<R: Sendable>(_ ids: [String], _ read: @escaping @Sendable (String) async -> R?) async -> [R?] {
+        await withTaskGroup(of: (Int, R?).self) { group in
+            for (i, id) in ids.enumerated() {
+                group.addTask { (i, await read(id)) }
+            }
+            var results = [R?](repeating: nil, count: ids.count)
+            for await (i, result) in group { results[i] = result }
+            return results
+        }
     }
 }

@@ -26,10 +26,10 @@ public final class LeaderLoop: Sendable {
         public var poll: Duration = .milliseconds(100)
         /// After a round that had tasks to place and placed none, the next one waits at least this
         /// long, or as long as that round took if longer, whatever changes meanwhile (the periodic
-        /// round still runs). A backlog that cannot be
-        /// placed (every node full or cordoned) is read and sorted whole by every round, and
-        /// while tasks arrive every arrival asks for one: back to back, such rounds took a core
-        /// of this 2-core machine from the masters taking the submissions.
+        /// round still runs). A backlog that cannot be placed (every node full or cordoned) is
+        /// read and sorted whole by every round, and while tasks arrive every arrival asks for
+        /// one: back to back, such rounds took a core of a 2-core machine from the masters taking
+        /// the submissions.
         public var idleRoundGap: Duration = .milliseconds(50)
         public var health = HealthPolicy()
         /// Store history kept for watches and event streams, in revisions: the leader compacts

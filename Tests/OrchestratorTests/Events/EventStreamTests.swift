@@ -225,12 +225,15 @@ import Testing
     func timeoutSeconds() async throws {
         let (f, store) = Self.fixture()
         let started = ContinuousClock.now
-        let sse = try await SSEClient.open(f.api, "/api/v1/events?timeout_seconds=1")
+        let sse = try await SSEClient.open(f.api, "/api/v1/events?timeout_seconds=5")
+        // The task is created once the stream follows the store, well inside its 5 s: with 1 s
+        // and no wait, a loaded CI run once ended the stream before the creation reached it.
+        try await poll(timeout: .seconds(30), "the stream to register") { f.api.openEventStreams == 1 }
         try await f.test { client in try await client.createTask() }
         // Generous above: a loaded 2-core run delays the end by seconds (a full run took 8 s).
         #expect(try await sse.waitForEnd(timeout: .seconds(60)).isSuccess)
         let took = started.duration(to: .now)
-        #expect(took >= .seconds(1), "\(took)")
+        #expect(took >= .seconds(5), "\(took)")
         #expect(sse.messages.map(\.event) == ["task_created"])
         try await poll(timeout: .seconds(5), "the watch to be released") { store.openWatches.withLock { $0 } == 0 }
         try await f.test { client in

@@ -6,7 +6,7 @@ import Testing
 
 /// A store that rewrites one node's record (same content, new revision) just before the
 /// `bumpAt`-th transaction that guards that node: a task ending on it at the worst moment.
-final class NodeBumpingStore: ClusterStore {
+final class NodeBumpingStore: DelegatingStore {
     let base = MemoryStore()
     let node: String
     let bumpAt: Int
@@ -31,19 +31,6 @@ final class NodeBumpingStore: ClusterStore {
         return try await base.txn(request)
     }
 
-    func range(_ request: RangeRequest, consistency: ReadConsistency) async throws -> RangeResponse {
-        try await base.range(request, consistency: consistency)
-    }
-    func put(_ request: PutRequest) async throws -> PutResponse { try await base.put(request) }
-    func deleteRange(_ request: DeleteRangeRequest) async throws -> DeleteRangeResponse { try await base.deleteRange(request) }
-    func compact(revision: Int64) async throws { try await base.compact(revision: revision) }
-    func grantLease(ttl: Int64, id: LeaseID) async throws -> LeaseGrant { try await base.grantLease(ttl: ttl, id: id) }
-    func keepAlive(_ id: LeaseID) async throws -> LeaseGrant { try await base.keepAlive(id) }
-    func revokeLease(_ id: LeaseID) async throws { try await base.revokeLease(id) }
-    func timeToLive(_ id: LeaseID) async throws -> LeaseStatus { try await base.timeToLive(id) }
-    func watch(key: [UInt8], rangeEnd: [UInt8], fromRevision: Int64, prevKV: Bool) -> AsyncThrowingStream<WatchResponse, any Error> {
-        base.watch(key: key, rangeEnd: rangeEnd, fromRevision: fromRevision, prevKV: prevKV)
-    }
 }
 
 @Suite struct PlanApplierTests {

@@ -112,7 +112,7 @@ import Synchronization
 
 /// Passes everything to `base`, but before the first txn on `key` rewrites that key once (as a
 /// concurrent heartbeat would), so the caller's compare-and-swap fails and must retry.
-final class RacingStore: ClusterStore {
+final class RacingStore: DelegatingStore {
     let base: MemoryStore
     let key: [UInt8]
     let interferences = Mutex(0)
@@ -123,9 +123,6 @@ final class RacingStore: ClusterStore {
         self.key = key
     }
 
-    func range(_ r: RangeRequest, consistency: ReadConsistency) async throws -> RangeResponse { try await base.range(r, consistency: consistency) }
-    func put(_ r: PutRequest) async throws -> PutResponse { try await base.put(r) }
-    func deleteRange(_ r: DeleteRangeRequest) async throws -> DeleteRangeResponse { try await base.deleteRange(r) }
     func txn(_ r: TxnRequest) async throws -> TxnResponse {
         txns.withLock { $0 += 1 }
         let first = interferences.withLock { n -> Bool in
@@ -137,13 +134,5 @@ final class RacingStore: ClusterStore {
             try await base.put(key, kv.value)
         }
         return try await base.txn(r)
-    }
-    func compact(revision: Int64) async throws { try await base.compact(revision: revision) }
-    func grantLease(ttl: Int64, id: LeaseID) async throws -> LeaseGrant { try await base.grantLease(ttl: ttl, id: id) }
-    func keepAlive(_ id: LeaseID) async throws -> LeaseGrant { try await base.keepAlive(id) }
-    func revokeLease(_ id: LeaseID) async throws { try await base.revokeLease(id) }
-    func timeToLive(_ id: LeaseID) async throws -> LeaseStatus { try await base.timeToLive(id) }
-    func watch(key: [UInt8], rangeEnd: [UInt8], fromRevision: Int64, prevKV: Bool) -> AsyncThrowingStream<WatchResponse, any Error> {
-        base.watch(key: key, rangeEnd: rangeEnd, fromRevision: fromRevision, prevKV: prevKV)
     }
 }

@@ -119,7 +119,7 @@ func poll(timeout: Duration, _ what: @autoclosure () -> String, _ condition: () 
 
 /// A `MemoryStore` whose watches are counted while open (to prove streams release them), and
 /// optionally fail right after they start (to see an error reach an open stream).
-final class CountingStore: ClusterStore {
+final class CountingStore: DelegatingStore {
     let base: MemoryStore
     let openWatches = Mutex(0)
     let failWatches: StoreError?
@@ -129,15 +129,6 @@ final class CountingStore: ClusterStore {
         self.failWatches = failWatches
     }
 
-    func range(_ r: RangeRequest, consistency: ReadConsistency) async throws -> RangeResponse { try await base.range(r, consistency: consistency) }
-    func put(_ r: PutRequest) async throws -> PutResponse { try await base.put(r) }
-    func deleteRange(_ r: DeleteRangeRequest) async throws -> DeleteRangeResponse { try await base.deleteRange(r) }
-    func txn(_ r: TxnRequest) async throws -> TxnResponse { try await base.txn(r) }
-    func compact(revision: Int64) async throws { try await base.compact(revision: revision) }
-    func grantLease(ttl: Int64, id: LeaseID) async throws -> LeaseGrant { try await base.grantLease(ttl: ttl, id: id) }
-    func keepAlive(_ id: LeaseID) async throws -> LeaseGrant { try await base.keepAlive(id) }
-    func revokeLease(_ id: LeaseID) async throws { try await base.revokeLease(id) }
-    func timeToLive(_ id: LeaseID) async throws -> LeaseStatus { try await base.timeToLive(id) }
 
     func watch(key: [UInt8], rangeEnd: [UInt8], fromRevision: Int64, prevKV: Bool) -> AsyncThrowingStream<WatchResponse, any Error> {
         let upstream = base.watch(key: key, rangeEnd: rangeEnd, fromRevision: fromRevision, prevKV: prevKV)

@@ -134,6 +134,9 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
         public var calmedConnections: Int
         /// Bytes of large partial request messages held now (see `maxBufferedBytes`).
         public var bufferedBytes: Int
+        /// Streams open now, over all connections: calls in flight and open sinks. A count
+        /// that keeps rising under steady load is a leak.
+        public var openStreams: Int = 0
     }
 
     /// Counters since the transport was created; each read is a few atomic loads.
@@ -144,7 +147,8 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
             refusedConnections: counters.refusedConnections.load(ordering: .relaxed),
             refusedStreams: counters.refusedStreams.load(ordering: .relaxed),
             calmedConnections: counters.calmedConnections.load(ordering: .relaxed),
-            bufferedBytes: counters.bufferedBytes.load(ordering: .relaxed))
+            bufferedBytes: counters.bufferedBytes.load(ordering: .relaxed),
+            openStreams: counters.openStreams.load(ordering: .relaxed))
     }
 
     public func listen(
@@ -264,6 +268,8 @@ final class TransportCounters: Sendable {
     let refusedStreams = Atomic<Int>(0)
     let calmedConnections = Atomic<Int>(0)
     let bufferedBytes = Atomic<Int>(0)
+    /// Entries of the connections' stream tables (`GRPCFrameHandler.streams`).
+    let openStreams = Atomic<Int>(0)
 }
 
 /// The listener and every open connection of one transport.

@@ -47,6 +47,8 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
     var sinkCalls: [String: Int] = [:]
     /// Whether the connection was told to calm down and is closing.
     var calmed = false
+    /// `streams.count` as last added to `TransportCounters.openStreams` (see `countStreams`).
+    var countedStreams = 0
 
     init(configuration: DirectHTTP2ServerTransport.Configuration, counters: TransportCounters,
          streamHandler: @escaping StreamHandler) {
@@ -85,6 +87,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
         outbox = nil
         let open = streams
         streams = [:]
+        countStreams()
         for var stream in open.values {
             release(&stream)
             stream.deadline?.cancel()
@@ -152,7 +155,18 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
             needsFlush = false
             context.flush()
         }
+        countStreams()
         context.fireChannelReadComplete()
+    }
+
+    /// Brings `TransportCounters.openStreams` up to date with the table, at the end of each read
+    /// burst, flush and close: counted from the table itself, so an entry left behind shows.
+    func countStreams() {
+        let count = streams.count
+        if count != countedStreams {
+            counters.openStreams.add(count - countedStreams, ordering: .relaxed)
+            countedStreams = count
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -174,6 +188,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                 }
             }
             if draining && streams.isEmpty { context.close(promise: nil) }
+            countStreams()
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -265,15 +280,18 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
     /// Ends a call the transport itself refuses (bad framing, oversized message): the status goes
     /// out now, the service's task sees its inbound fail, and its later writes are dropped.
     func fail(_ id: HTTP2StreamID, with error: RPCError) {
+        // The call is ended before the status is written: writing it may close the stream, whose
+        // entry then leaves the table inside `respond`.
+        if var stream = streams[id] {
+            stream.closedRemotely = true  // nothing more is read from it
+            dropBuffer(&stream)
+            streams[id] = stream
+            stream.cancellation.cancel()
+            stream.backpressure?.close()
+            if case .streaming(let inbound) = stream.receiver { inbound.finish(throwing: error) }
+            endSink(id, error)
+        }
         respond(id, with: .status(Status(code: Status.Code(error.code), message: error.message), [:]))
-        guard var stream = streams[id] else { return }
-        stream.closedRemotely = true  // nothing more is read from it
-        dropBuffer(&stream)
-        streams[id] = stream
-        stream.cancellation.cancel()
-        stream.backpressure?.close()
-        if case .streaming(let inbound) = stream.receiver { inbound.finish(throwing: error) }
-        endSink(id, error)
     }
 
     /// A fast-path call outlived its `grpc-timeout`: DEADLINE_EXCEEDED goes out now, the call's

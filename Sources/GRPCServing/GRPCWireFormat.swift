@@ -173,7 +173,9 @@ struct GRPCMessageReader {
         guard buffer.readableBytes >= 5 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)
         let message = buffer.readBytes(length: Int(length)) ?? []
-        self.buffer = buffer
+        // Nothing left: let go of the slice, which keeps the whole receive buffer it came from
+        // alive (a long-lived stream would hold one for good, and the channel could not reuse it).
+        self.buffer = buffer.readableBytes == 0 ? nil : buffer
         return message
     }
 

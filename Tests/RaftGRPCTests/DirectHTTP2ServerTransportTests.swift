@@ -195,6 +195,35 @@ struct DirectHTTP2ServerTransportTests {
         await f.stop()
     }
 
+    /// A stream whose final HEADERS closed it inside the write (swift-nio-http2 can report the
+    /// close while the write is in progress) was put back in the table after the close had
+    /// removed it: it stayed there for the connection's life, with its sink slot and the receive
+    /// buffer its last DATA frame was sliced from (the leader's memory grew with every forwarded write).
+    @Test("every call's stream leaves the table when it closes, on both paths")
+    func streamsLeaveTheTable() async throws {
+        let f = try await Fixture()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    // Answers and errors, through the router and on the fast path: an error is
+                    // trailers only, which swift-nio-http2 writes (and closes) at once.
+                    let methods = [fast, echo, fastFail, fail]
+                    for i in 0..<200 {
+                        _ = try? await f.unary(methods[(worker + i) % methods.count], Array("call \(i)".utf8))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // The last closes may still be on their way from swift-nio-http2.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while f.transport.statistics.openStreams != 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(f.transport.statistics.openStreams == 0)
+        await f.stop()
+    }
+
     @Test("many concurrent calls on one connection all get their own answer")
     func concurrentCalls() async throws {
         let f = try await Fixture()
@@ -440,3 +469,4 @@ private final class OpenOnce: Sendable {
         for await _ in signal.stream {}
     }
 }
+

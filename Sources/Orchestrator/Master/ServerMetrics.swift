@@ -20,6 +20,8 @@ extension MetricsRegistry {
             Gauge("orchestrator_grpc_connections_calmed_total",
                   help: "Connections closed with GOAWAY (ENHANCE_YOUR_CALM) for holding too many partial messages.",
                   kind: .counter, samples: [(labels, Double(s.calmedConnections))]),
+            Gauge("orchestrator_grpc_streams", help: "Open streams of a gRPC server: calls in flight and open Raft streams.",
+                  samples: [(labels, Double(s.openStreams))]),
             Gauge("orchestrator_grpc_buffered_bytes", help: "Bytes of large partial request messages a gRPC server holds.",
                   samples: [(labels, Double(s.bufferedBytes))]),
         ]

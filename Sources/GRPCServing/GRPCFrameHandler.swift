@@ -210,6 +210,9 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
             return
         }
         stream.reader.append(bytes)
+        // Written once the stream is back in the table: any write may deliver a pending close of
+        // this very stream, which must find its entry (see `respond`).
+        var windowUpdate = 0
         if case .sink = stream.receiver {
             // A sink takes each message as soon as it is whole, so what is buffered here is at
             // most one partial message (bounded by the message limit): the window re-opens as
@@ -217,7 +220,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
             // a message larger than the window (a Raft snapshot) forever.
             stream.unacknowledged += flowControlled
             if stream.unacknowledged >= configuration.streamWindowBytes / 2 {
-                write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: stream.unacknowledged)))
+                windowUpdate = stream.unacknowledged
                 stream.unacknowledged = 0
             }
         }
@@ -249,6 +252,7 @@ final class GRPCFrameHandler: ChannelDuplexHandler {
                 throw RPCError(code: .internalError, message: "the request ended inside a message")
             }
             streams[id] = stream
+            if windowUpdate > 0 { write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: windowUpdate))) }
             if endStream { endOfRequest(id) }
         } catch {
             streams[id] = stream

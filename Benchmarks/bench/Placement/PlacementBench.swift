@@ -18,6 +18,13 @@
 //   .build/release/bench placement --mode latency [--runtime docker] [--tasks 100]
 //
 // `--store etcd` runs the masters with `--store etcd` on a fresh single-member etcd per run.
+//
+// Scale (issue 19): `--list-probe` times `GET /api/v1/tasks?limit=500` on a follower, one request
+// after another, while the tasks are being placed; `--replace-follower` then replaces a follower
+// with an empty master (which catches up from a snapshot) and times it. For example:
+//
+//   .build-rel/release/bench placement --mode backlog --nodes 5000 --tasks 100000 --algorithms binpacking \
+//       --list-probe --replace-follower --master-flags="--snapshot-threshold 20000"
 import ArgumentParser
 import AsyncHTTPClient
 import BenchSupport
@@ -55,6 +62,12 @@ struct PlacementBench: AsyncParsableCommand {
     var store = "raft"
     @Option(help: "The etcd binary for --store etcd.")
     var etcdBinary = "/usr/bin/etcd"
+    @Flag(help: "Time GET /api/v1/tasks?limit=500 on a follower while the tasks are placed (placement, backlog).")
+    var listProbe = false
+    @Flag(help: "Once placed, replace a follower by an empty master and time its catch-up (placement, backlog).")
+    var replaceFollower = false
+    @Option(help: "Extra flags for every master, space-separated (e.g. \"--snapshot-threshold 20000\").")
+    var masterFlags = ""
 
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
@@ -72,9 +85,11 @@ struct PlacementBench: AsyncParsableCommand {
         } else {
             for algorithm in algorithms.split(separator: ",").map(String.init) {
                 do {
-                    print(try await Self.measurePlacement(masterBinary: masterBinary, algorithm: algorithm, backlog: mode == .backlog,
+                    let options = Extras(listProbe: listProbe, replaceFollower: replaceFollower,
+                                         masterFlags: masterFlags.split(separator: " ").map(String.init))
+                    try await Self.measurePlacement(masterBinary: masterBinary, algorithm: algorithm, backlog: mode == .backlog,
                                                           nodeCount: nodes, taskCount: tasks ?? 10_000, clients: clients,
-                                                          etcdBinary: store == "etcd" ? etcdBinary : nil))
+                                                          etcdBinary: store == "etcd" ? etcdBinary : nil, extras: options)
                 } catch {
                     print("\(algorithm): failed: \(error)")
                 }
@@ -146,12 +161,40 @@ struct PlacementBench: AsyncParsableCommand {
                       percentile(ours, 0.5), percentile(ours, 0.99))
     }
 
-    /// One placement run with `algorithm`: nodes join, tasks arrive, and the time until every task
+    /// What a placement run measures besides placements (the scale run's extras).
+    struct Extras {
+        var listProbe = false
+        var replaceFollower = false
+        var masterFlags: [String] = []
+    }
+
+    /// Times `GET /api/v1/tasks?limit=500` on `port`, one after another, until cancelled.
+    static func probeLists(_ port: Int) -> Task<[Double], Never> {
+        Task {
+            var latencies: [Double] = []
+            while !Task.isCancelled {
+                let began = ContinuousClock.now
+                guard let (status, _) = try? await get(port, "/api/v1/tasks?limit=500"), status == 200 else { continue }
+                latencies.append(began.duration(to: .now).inSeconds * 1000)
+            }
+            return latencies.sorted()
+        }
+    }
+
+    static func describeProbe(_ latencies: [Double]) -> String {
+        guard !latencies.isEmpty else { return " | no list answered" }
+        return String(format: " | GET ?limit=500 while placing: %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+                      latencies.count, percentile(latencies, 0.5), percentile(latencies, 0.99), latencies.last ?? 0)
+    }
+
+    /// One placement run with `algorithm`, printed: nodes join, tasks arrive, and the time until every task
     /// is assigned (with `backlog`, until the leader drains a backlog of pending tasks). With
     /// `etcdBinary` the masters keep their state in an etcd started from it (`--store etcd`).
     static func measurePlacement(masterBinary: URL, algorithm: String, backlog: Bool,
-                                 nodeCount: Int, taskCount: Int, clients: Int, etcdBinary: String? = nil) async throws -> String {
-        let masters = try Masters(binary: masterBinary, algorithm: algorithm, etcdBinary: etcdBinary)
+                                 nodeCount: Int, taskCount: Int, clients: Int, etcdBinary: String? = nil,
+                                 extras: Extras = Extras()) async throws {
+        let masters = try Masters(binary: masterBinary, algorithm: algorithm, etcdBinary: etcdBinary,
+                                  extraArguments: extras.masterFlags, spare: extras.replaceFollower ? 1 : 0)
         defer { masters.stop() }
         var leader = -1
         try await waitFor("a leader", timeout: .seconds(30)) {
@@ -162,7 +205,7 @@ struct PlacementBench: AsyncParsableCommand {
         }
         let followers = (0..<3).filter { $0 != leader }
         let rpcPorts = masters.rpc, apiPorts = masters.api
-        for port in apiPorts {
+        for port in apiPorts.prefix(3) {  // a spare address has no master yet
             try await waitFor("master on \(port) ready", timeout: .seconds(30)) { try await get(port, "/readyz").0 == 200 }
         }
 
@@ -213,6 +256,7 @@ struct PlacementBench: AsyncParsableCommand {
         }
 
         // 10,000 tasks through the followers' REST API, `clients` at a time.
+        let placingProbe = extras.listProbe && !backlog ? Self.probeLists(apiPorts[followers[0]]) : nil
         let submitStart = ContinuousClock.now
         let failures = Counter()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -232,6 +276,7 @@ struct PlacementBench: AsyncParsableCommand {
         }
         let submitTime = submitStart.duration(to: .now).inSeconds
         if backlog {
+            let probe = extras.listProbe ? Self.probeLists(apiPorts[followers[0]]) : nil
             let drainStart = ContinuousClock.now
             try await concurrently(nodeCount, clients) { n in
                 guard try await post(leaderAPI, "/api/v1/nodes/\(String(format: "sim-%04d", n))/uncordon", "") == 200 else {
@@ -244,17 +289,28 @@ struct PlacementBench: AsyncParsableCommand {
                 return status == 200 && ((json["tasks"] as? [Any])?.isEmpty ?? false)
             }
             let drainTime = drainStart.duration(to: .now).inSeconds
-            return algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "backlog: %6d tasks submitted in %6.2f s (%d failed) onto %d cordoned nodes | uncordoned in %5.2f s | all assigned %6.2f s after the first uncordon: %7.0f placements/s | leader RSS %6.1f MB",
-                          taskCount, submitTime, failures.value, nodeCount, uncordonTime, drainTime, Double(taskCount) / drainTime, masters.rssMB(leader))
+            probe?.cancel()
+            let probed = await probe?.value
+            var line = algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "backlog: %6d tasks submitted in %6.2f s (%7.0f/s, %d failed) onto %d cordoned nodes | uncordoned in %5.2f s | all assigned %6.2f s after the first uncordon: %7.0f placements/s | leader RSS %6.1f MB",
+                          taskCount, submitTime, Double(taskCount) / submitTime, failures.value, nodeCount, uncordonTime, drainTime, Double(taskCount) / drainTime, masters.rssMB(leader))
+            if let probed { line += Self.describeProbe(probed) }
+            say(line)
+            if extras.replaceFollower { try await ChurnBench.replaceFollower(masters, leader: leader, victim: followers[1]) }
+            return
         }
         try await waitFor("every task assigned", timeout: .seconds(600)) {
             let (status, json) = try await get(masters.api[leader], "/api/v1/tasks?state=pending&limit=1")
             return status == 200 && ((json["tasks"] as? [Any])?.isEmpty ?? false)
         }
         let placeTime = submitStart.duration(to: .now).inSeconds
+        placingProbe?.cancel()
+        let probed = await placingProbe?.value
         let rss = masters.rssMB(leader)
-        return algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "nodes %5d joined in %6.2f s | %6d tasks submitted in %6.2f s (%7.0f/s, %d failed) | all assigned after %6.2f s: %7.0f placements/s | leader RSS %6.1f MB",
+        var line = algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "nodes %5d joined in %6.2f s | %6d tasks submitted in %6.2f s (%7.0f/s, %d failed) | all assigned after %6.2f s: %7.0f placements/s | leader RSS %6.1f MB",
                       nodeCount, joinTime, taskCount, submitTime, Double(taskCount) / submitTime, failures.value,
                       placeTime, Double(taskCount) / placeTime, rss)
+        if let probed { line += Self.describeProbe(probed) }
+        say(line)
+        if extras.replaceFollower { try await ChurnBench.replaceFollower(masters, leader: leader, victim: followers[1]) }
     }
 }

@@ -168,6 +168,16 @@ struct PlacementBench: AsyncParsableCommand {
         var masterFlags: [String] = []
     }
 
+    /// The pending tasks `port`'s master counts, from its `/metrics` (a count it keeps; listing
+    /// `?state=pending&limit=1` instead scanned every placed task ahead of the first pending one,
+    /// 100 times a second: a cost on the leader that grows with the tasks placed).
+    static func pendingTasks(_ port: Int) async throws -> Int {
+        let text = try await getText(port, "/metrics")
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(#"orchestrator_tasks{state="pending"}"#) }),
+              let value = Double(line.split(separator: " ").last ?? "") else { return -1 }
+        return Int(value)
+    }
+
     /// Times `GET /api/v1/tasks?limit=500` on `port`, one after another, until cancelled.
     static func probeLists(_ port: Int) -> Task<[Double], Never> {
         Task {
@@ -284,9 +294,8 @@ struct PlacementBench: AsyncParsableCommand {
                 }
             }
             let uncordonTime = drainStart.duration(to: .now).inSeconds
-            try await waitFor("every task assigned", timeout: .seconds(600), interval: .milliseconds(10)) {
-                let (status, json) = try await get(masters.api[leader], "/api/v1/tasks?state=pending&limit=1")
-                return status == 200 && ((json["tasks"] as? [Any])?.isEmpty ?? false)
+            try await waitFor("every task assigned", timeout: .seconds(1800), interval: .milliseconds(10)) {
+                try await Self.pendingTasks(leaderAPI) == 0
             }
             let drainTime = drainStart.duration(to: .now).inSeconds
             probe?.cancel()
@@ -298,9 +307,8 @@ struct PlacementBench: AsyncParsableCommand {
             if extras.replaceFollower { try await ChurnBench.replaceFollower(masters, leader: leader, victim: followers[1]) }
             return
         }
-        try await waitFor("every task assigned", timeout: .seconds(600)) {
-            let (status, json) = try await get(masters.api[leader], "/api/v1/tasks?state=pending&limit=1")
-            return status == 200 && ((json["tasks"] as? [Any])?.isEmpty ?? false)
+        try await waitFor("every task assigned", timeout: .seconds(1800)) {
+            try await Self.pendingTasks(leaderAPI) == 0
         }
         let placeTime = submitStart.duration(to: .now).inSeconds
         placingProbe?.cancel()

@@ -136,7 +136,7 @@ public final class DirectHTTP2ServerTransport: ServerTransport, Sendable {
         public var bufferedBytes: Int
         /// Streams open now, over all connections: calls in flight and open sinks. A count
         /// that keeps rising under steady load is a leak.
-        public var openStreams: Int = 0
+        public var openStreams: Int
     }
 
     /// Counters since the transport was created; each read is a few atomic loads.

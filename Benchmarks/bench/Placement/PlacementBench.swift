@@ -298,27 +298,31 @@ struct PlacementBench: AsyncParsableCommand {
                 try await Self.pendingTasks(leaderAPI) == 0
             }
             let drainTime = drainStart.duration(to: .now).inSeconds
-            probe?.cancel()
-            let probed = await probe?.value
-            var line = algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "backlog: %6d tasks submitted in %6.2f s (%7.0f/s, %d failed) onto %d cordoned nodes | uncordoned in %5.2f s | all assigned %6.2f s after the first uncordon: %7.0f placements/s | leader RSS %6.1f MB",
+            let line = algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "backlog: %6d tasks submitted in %6.2f s (%7.0f/s, %d failed) onto %d cordoned nodes | uncordoned in %5.2f s | all assigned %6.2f s after the first uncordon: %7.0f placements/s | leader RSS %6.1f MB",
                           taskCount, submitTime, Double(taskCount) / submitTime, failures.value, nodeCount, uncordonTime, drainTime, Double(taskCount) / drainTime, masters.rssMB(leader))
-            if let probed { line += Self.describeProbe(probed) }
-            say(line)
-            if extras.replaceFollower { try await ChurnBench.replaceFollower(masters, leader: leader, victim: followers[1]) }
+            try await Self.finish(line, probe: probe, extras: extras, masters: masters, leader: leader, victim: followers[1])
             return
         }
         try await waitFor("every task assigned", timeout: .seconds(1800)) {
             try await Self.pendingTasks(leaderAPI) == 0
         }
         let placeTime = submitStart.duration(to: .now).inSeconds
-        placingProbe?.cancel()
-        let probed = await placingProbe?.value
         let rss = masters.rssMB(leader)
-        var line = algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "nodes %5d joined in %6.2f s | %6d tasks submitted in %6.2f s (%7.0f/s, %d failed) | all assigned after %6.2f s: %7.0f placements/s | leader RSS %6.1f MB",
+        let line = algorithm.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "nodes %5d joined in %6.2f s | %6d tasks submitted in %6.2f s (%7.0f/s, %d failed) | all assigned after %6.2f s: %7.0f placements/s | leader RSS %6.1f MB",
                       nodeCount, joinTime, taskCount, submitTime, Double(taskCount) / submitTime, failures.value,
                       placeTime, Double(taskCount) / placeTime, rss)
-        if let probed { line += Self.describeProbe(probed) }
-        say(line)
-        if extras.replaceFollower { try await ChurnBench.replaceFollower(masters, leader: leader, victim: followers[1]) }
+        try await Self.finish(line, probe: placingProbe, extras: extras, masters: masters, leader: leader, victim: followers[1])
+    }
+
+    /// Prints a run's line with what its list probe saw, then replaces `victim` if asked to.
+    private static func finish(_ line: String, probe: Task<[Double], Never>?, extras: Extras,
+                               masters: Masters, leader: Int, victim: Int) async throws {
+        probe?.cancel()
+        if let latencies = await probe?.value {
+            say(line + describeProbe(latencies))
+        } else {
+            say(line)
+        }
+        if extras.replaceFollower { try await ChurnBench.replaceFollower(masters, leader: leader, victim: victim) }
     }
 }

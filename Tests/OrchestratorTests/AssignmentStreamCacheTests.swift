@@ -58,7 +58,7 @@ final class RecordedSets: RPCWriterProtocol, Sendable {
         let request = Orchestrator_V1_AssignmentsRequest.with { $0.nodeID = "w1"; $0.nodeCredential = credentials["w1"]! }
         let stream = Task { try await service.assignments(request: request, response: RPCWriter(wrapping: sets), context: .testing) }
         defer { stream.cancel() }
-        try await poll(timeout: .seconds(5), "the first set") { sets.all.count == 1 }
+        try await poll(timeout: .seconds(60), "the first set") { sets.all.count == 1 }
         let first = try #require(sets.all.first)
         #expect(Self.contents(first) == (try await Self.scan(repo, "w1")))
         #expect(first.assignments.count == 15)
@@ -75,7 +75,7 @@ final class RecordedSets: RPCWriterProtocol, Sendable {
         var scheduler = Scheduler(defaultAlgorithm: .binPacking)
         _ = try await SchedulingRound(repository: repo).run(&scheduler, now: 3_000)
         let expected = try await Self.scan(repo, "w1")
-        try await poll(timeout: .seconds(5), "the set to catch up with the store") { sets.last.map(Self.contents) == expected }
+        try await poll(timeout: .seconds(60), "the set to catch up with the store") { sets.last.map(Self.contents) == expected }
         let revisions = sets.all.map(\.revision)
         #expect(revisions == revisions.sorted() && Set(revisions).count == revisions.count, "sets out of order: \(revisions)")
         #expect(!Self.contents(sets.last!).contains { $0.hasPrefix(done.taskID + "@") })
@@ -120,7 +120,7 @@ final class RecordedSets: RPCWriterProtocol, Sendable {
         let request = Orchestrator_V1_AssignmentsRequest.with { $0.nodeID = "w1"; $0.nodeCredential = credentials["w1"]! }
         let stream = Task { try await service.assignments(request: request, response: RPCWriter(wrapping: sets), context: .testing) }
         defer { stream.cancel() }
-        try await poll(timeout: .seconds(5), "the first set") { sets.all.count == 1 }
+        try await poll(timeout: .seconds(60), "the first set") { sets.all.count == 1 }
         let id = try #require(sets.all.first?.assignments.first?.taskID)
         for _ in 0..<40 {
             // Back to pending and placed again on w1: a new epoch each time.
@@ -134,7 +134,7 @@ final class RecordedSets: RPCWriterProtocol, Sendable {
             _ = try await repo.assign(task, to: try await repo.node("w1", consistency: .linearizable), placement: placement, now: 5)
         }
         let expected = try await Self.scan(repo, "w1")
-        try await poll(timeout: .seconds(5), "the latest epoch") { sets.last.map(Self.contents) == expected }
+        try await poll(timeout: .seconds(60), "the latest epoch") { sets.last.map(Self.contents) == expected }
         let epochs = sets.all.compactMap { $0.assignments.first { $0.taskID == id }?.epoch }
         #expect(epochs == epochs.sorted(), "epochs went back: \(epochs)")
         #expect(cache.assignmentSubscribers == 1)

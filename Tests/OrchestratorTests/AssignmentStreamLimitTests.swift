@@ -18,7 +18,7 @@ import Testing
         let request = Orchestrator_V1_AssignmentsRequest.with { $0.nodeID = "w1"; $0.nodeCredential = credential }
         let first = Collected()
         let open = Task { try await service.assignments(request: request, response: RPCWriter(wrapping: first), context: .testing) }
-        try await poll(timeout: .seconds(5), "the first stream to send its set") { first.count == 1 }
+        try await poll(timeout: .seconds(60), "the first stream to send its set") { first.count == 1 }
         #expect(service.assignmentStreams.count == 1)
         do {
             try await service.assignments(request: request, response: RPCWriter(wrapping: Collected()), context: .testing)
@@ -32,7 +32,7 @@ import Testing
         #expect(service.assignmentStreams.count == 0)
         let again = Collected()
         let reopened = Task { try await service.assignments(request: request, response: RPCWriter(wrapping: again), context: .testing) }
-        try await poll(timeout: .seconds(5), "a new stream to be served") { again.count == 1 }
+        try await poll(timeout: .seconds(60), "a new stream to be served") { again.count == 1 }
         reopened.cancel()
         _ = await reopened.result
     }

@@ -15,7 +15,7 @@ import Testing
         let api = f.api
         let one = try await SSEClient.open(api, "/api/v1/events")
         let two = try await SSEClient.open(api, "/api/v1/events")
-        try await poll(timeout: .seconds(5), "two streams to register") { api.openEventStreams == 2 }
+        try await poll(timeout: .seconds(60), "two streams to register") { api.openEventStreams == 2 }
         let three = try await SSEClient.open(api, "/api/v1/events")
         #expect(three.response.status.code == 503)
         #expect(three.response.headers[.retryAfter] == "5")
@@ -27,10 +27,10 @@ import Testing
             #expect(String(buffer: metrics.body).contains("orchestrator_event_streams_refused_total 1"))
         }
         one.disconnect()
-        try await poll(timeout: .seconds(5), "the first stream to end") { api.openEventStreams == 1 }
+        try await poll(timeout: .seconds(60), "the first stream to end") { api.openEventStreams == 1 }
         let four = try await SSEClient.open(api, "/api/v1/events")
         #expect(four.response.status.code == 200)
-        try await poll(timeout: .seconds(5), "the new stream to register") { api.openEventStreams == 2 }
+        try await poll(timeout: .seconds(60), "the new stream to register") { api.openEventStreams == 2 }
         api.closeEventStreams()
         _ = try await two.waitForEnd()
         _ = try await four.waitForEnd()

@@ -50,12 +50,12 @@ import Testing
         #expect((got[6].data["leader"] as? [String: Any])?["term"] as? Int == 5)
         // Keepalives go out every 20 ms whatever the events do; the events above can all arrive
         // sooner than that, so wait for one rather than expect it already there.
-        try await poll(timeout: .seconds(5), "a keepalive comment") { sse.text.contains(": keepalive\n\n") }
+        try await poll(timeout: .seconds(60), "a keepalive comment") { sse.text.contains(": keepalive\n\n") }
 
         sse.disconnect()
         let end = try await sse.waitForEnd()
         #expect(throws: SSEClient.ClientGone.self) { try end.get() }
-        try await poll(timeout: .seconds(5), "the watch to be released") {
+        try await poll(timeout: .seconds(60), "the watch to be released") {
             store.openWatches.withLock { $0 } == 0 && f.api.openEventStreams == 0
         }
     }
@@ -71,7 +71,7 @@ import Testing
             for _ in 0..<40 { try await client.createTask() }
         }
         // Past 4,000 queued bytes the stream lets go of its store watch while the client is silent.
-        try await poll(timeout: .seconds(10), "the slow stream to release its watch") { store.openWatches.withLock { $0 } == 0 }
+        try await poll(timeout: .seconds(60), "the slow stream to release its watch") { store.openWatches.withLock { $0 } == 0 }
         #expect(sse.text.isEmpty)
         sse.resume()
         // It watches again from history once the client has read half the backlog, and delivers
@@ -99,12 +99,12 @@ import Testing
         try await f.test { client in
             for _ in 0..<40 { try await client.createTask() }
         }
-        try await poll(timeout: .seconds(10), "the slow stream to release its watch") { store.openWatches.withLock { $0 } == 0 }
+        try await poll(timeout: .seconds(60), "the slow stream to release its watch") { store.openWatches.withLock { $0 } == 0 }
         // The wait for the backlog to drain must end with the stream, or the stream never ends.
         sse.disconnect()
         let end = try await sse.waitForEnd()
         #expect(throws: SSEClient.ClientGone.self) { try end.get() }
-        try await poll(timeout: .seconds(5), "the stream to unregister") { f.api.openEventStreams == 0 }
+        try await poll(timeout: .seconds(60), "the stream to unregister") { f.api.openEventStreams == 0 }
         #expect(store.openWatches.withLock { $0 } == 0)
     }
 
@@ -218,7 +218,7 @@ import Testing
         #expect(got[0].id == nil)
         #expect((got[0].data["error"] as? [String: Any])?["code"] as? String == "compacted")
         #expect(try await sse.waitForEnd().isSuccess)
-        try await poll(timeout: .seconds(5), "the watch to be released") { store.openWatches.withLock { $0 } == 0 }
+        try await poll(timeout: .seconds(60), "the watch to be released") { store.openWatches.withLock { $0 } == 0 }
     }
 
     @Test("timeout_seconds ends the stream cleanly once it passes, after what happened meanwhile; out of range is 400")
@@ -235,7 +235,7 @@ import Testing
         let took = started.duration(to: .now)
         #expect(took >= .seconds(5), "\(took)")
         #expect(sse.messages.map(\.event) == ["task_created"])
-        try await poll(timeout: .seconds(5), "the watch to be released") { store.openWatches.withLock { $0 } == 0 }
+        try await poll(timeout: .seconds(60), "the watch to be released") { store.openWatches.withLock { $0 } == 0 }
         try await f.test { client in
             for bad in ["0", "86401", "-1", "x", ""] {
                 let r = try await client.send(.get, "/api/v1/events?timeout_seconds=\(bad)")
@@ -249,12 +249,12 @@ import Testing
         let (f, store) = Self.fixture()
         let one = try await SSEClient.open(f.api, "/api/v1/events")
         let two = try await SSEClient.open(f.api, "/api/v1/events?type=node_down")
-        try await poll(timeout: .seconds(5), "streams to register") { f.api.openEventStreams == 2 }
+        try await poll(timeout: .seconds(60), "streams to register") { f.api.openEventStreams == 2 }
         f.api.closeEventStreams()
         #expect(try await one.waitForEnd().isSuccess)
         #expect(try await two.waitForEnd().isSuccess)
         #expect(one.messages.last?.event == "shutdown")
-        try await poll(timeout: .seconds(5), "the watches to be released") { store.openWatches.withLock { $0 } == 0 }
+        try await poll(timeout: .seconds(60), "the watches to be released") { store.openWatches.withLock { $0 } == 0 }
     }
 }
 

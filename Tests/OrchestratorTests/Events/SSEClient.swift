@@ -106,6 +106,7 @@ struct SSEClient {
 }
 
 /// Polls `condition` every few milliseconds until it holds; records an issue and throws after `timeout`.
+/// Callers give a minute: CI runs every suite at once on two cores, where a first read can wait 10 s or more.
 func poll(timeout: Duration, _ what: @autoclosure () -> String, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {

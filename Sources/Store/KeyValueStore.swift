@@ -72,14 +72,20 @@ public struct KeyValueStore: Sendable, Equatable {
     func rangeUnchecked(_ request: RangeRequest, current: Int64) -> RangeResponse {
         // etcd reads the current revision for any revision <= 0.
         let at = request.revision <= 0 ? current : request.revision
+        let keys = keys(from: request.key, to: request.rangeEnd)
+        if request.countOnly {
+            let count = keys.reduce(into: Int64(0)) { count, key in if exists(key, at: at) { count += 1 } }
+            return RangeResponse(revision: revision, kvs: [], more: false, count: count)
+        }
+        let inKeyOrder = request.sortTarget == .key && request.sortOrder != .descend
+        if inKeyOrder && request.limit > 0 {
+            return limitedInKeyOrder(request, keys: keys, at: at)
+        }
         var kvs: [KeyValue] = []
-        for key in keys(from: request.key, to: request.rangeEnd) {
+        for key in keys {
             if let kv = kv(of: key, at: at) { kvs.append(kv) }
         }
         let count = Int64(kvs.count)
-        if request.countOnly {
-            return RangeResponse(revision: revision, kvs: [], more: false, count: count)
-        }
         sort(&kvs, order: request.sortOrder, target: request.sortTarget)
         var more = false
         if request.limit > 0 && count > request.limit {
@@ -90,6 +96,43 @@ public struct KeyValueStore: Sendable, Equatable {
             for i in kvs.indices { kvs[i].value = [] }
         }
         return RangeResponse(revision: revision, kvs: kvs, more: more, count: count)
+    }
+
+    /// A limited read in key order: copies `limit` values, and past them only counts (or, when the
+    /// caller does not want the total, looks for one more key to set `more`). Paging through a
+    /// large prefix then costs each page its own size instead of the whole range's.
+    private func limitedInKeyOrder(_ request: RangeRequest, keys: ArraySlice<[UInt8]>, at: Int64) -> RangeResponse {
+        var kvs: [KeyValue] = []
+        kvs.reserveCapacity(Int(min(request.limit, Int64(keys.count))))
+        var index = keys.startIndex
+        while index < keys.endIndex && kvs.count < request.limit {
+            if var kv = kv(of: keys[index], at: at) {
+                if request.keysOnly { kv.value = [] }
+                kvs.append(kv)
+            }
+            index += 1
+        }
+        var beyond: Int64 = 0
+        while index < keys.endIndex {
+            if exists(keys[index], at: at) {
+                beyond += 1
+                if !request.countTotal { break }
+            }
+            index += 1
+        }
+        let count = request.countTotal ? Int64(kvs.count) + beyond : Int64(kvs.count)
+        return RangeResponse(revision: revision, kvs: kvs, more: beyond > 0, count: count)
+    }
+
+    /// Whether `key` has a live version at revision `at`, without copying it.
+    func exists(_ key: [UInt8], at: Int64) -> Bool {
+        guard let records = history[key] else { return false }
+        var i = records.count - 1
+        while i >= 0 {
+            if records[i].main <= at { return records[i].kv != nil }
+            i -= 1
+        }
+        return false
     }
 
     private func sort(_ kvs: inout [KeyValue], order: SortOrder, target: SortTarget) {

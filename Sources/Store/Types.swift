@@ -109,9 +109,15 @@ public struct RangeRequest: Sendable, Hashable {
     public var keysOnly: Bool
     public var sortOrder: SortOrder
     public var sortTarget: SortTarget
+    /// Whether the response's `count` counts every key in the range, as etcd's does (a walk over
+    /// the whole range, though not over its values). A reader that pages through a large prefix
+    /// and ignores the total sets it false: a limited read in key order then stops at its limit,
+    /// and `count` is the number of keys returned. Not part of etcd's wire format; a command
+    /// carrying a range through Raft always counts.
+    public var countTotal: Bool
 
     public init(key: [UInt8], rangeEnd: [UInt8] = [], revision: Int64 = 0, limit: Int64 = 0, countOnly: Bool = false,
-                keysOnly: Bool = false, sortOrder: SortOrder = .none, sortTarget: SortTarget = .key) {
+                keysOnly: Bool = false, sortOrder: SortOrder = .none, sortTarget: SortTarget = .key, countTotal: Bool = true) {
         self.key = key
         self.rangeEnd = rangeEnd
         self.revision = revision
@@ -120,6 +126,7 @@ public struct RangeRequest: Sendable, Hashable {
         self.keysOnly = keysOnly
         self.sortOrder = sortOrder
         self.sortTarget = sortTarget
+        self.countTotal = countTotal
     }
 }
 

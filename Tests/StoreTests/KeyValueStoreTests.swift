@@ -74,6 +74,43 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(try s.range(b("k1"), revision: -1).kvs.first?.version == 2)
     }
 
+    /// A limited read in key order stops at its limit: it must answer what the whole range, cut
+    /// afterwards, answers (keys deleted, recreated and read at older revisions included), with
+    /// the total counted unless the reader said it does not want it.
+    @Test func limitedReadsInKeyOrderMatchTheWholeRangeCut() throws {
+        var s = KeyValueStore()
+        for i in 0..<12 { try s.put(b("t/\(i % 10)\(i)"), b("v\(i)")) }
+        try s.deleteRange(b("t/22"))
+        try s.deleteRange(b("t/55"))
+        try s.put(b("t/55"), b("again"))
+        try s.deleteRange(b("t/99"))
+        try s.put(b("u"), b("outside"))
+        let end = KeyRange.prefixEnd(b("t/"))
+        for revision in [Int64(0), 8, 14, s.revision] {
+            let whole = try s.range(b("t/"), rangeEnd: end, revision: revision)
+            for limit in 1...(whole.kvs.count + 1) {
+                for keysOnly in [false, true] {
+                    for order in [SortOrder.none, .ascend] {
+                        for countTotal in [true, false] {
+                            let request = RangeRequest(key: b("t/"), rangeEnd: end, revision: revision, limit: Int64(limit),
+                                                       keysOnly: keysOnly, sortOrder: order, countTotal: countTotal)
+                            let page = try s.range(request)
+                            let expected = whole.kvs.prefix(limit).map { kv in
+                                var kv = kv
+                                if keysOnly { kv.value = [] }
+                                return kv
+                            }
+                            #expect(page.kvs == Array(expected), "revision \(revision) limit \(limit)")
+                            #expect(page.more == (whole.kvs.count > limit))
+                            #expect(page.count == (countTotal ? whole.count : Int64(page.kvs.count)))
+                            #expect(page.revision == whole.revision)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test(arguments: CompareResult.allCases)
     func txnComparesEachTargetAndOperator(_ op: CompareResult) throws {
         var s = KeyValueStore()

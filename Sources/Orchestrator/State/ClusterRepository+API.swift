@@ -64,7 +64,7 @@ extension ClusterRepository {
         // rather than one per task, and an unselective one reads little more than it returns.
         let batch = limit.map { Int64(min(max($0 * 2, 64), 4096)) } ?? 0
         while true {
-            let r = try await store.range(RangeRequest(key: start, rangeEnd: end, revision: atRevision, limit: batch),
+            let r = try await store.range(RangeRequest(key: start, rangeEnd: end, revision: atRevision, limit: batch, countTotal: false),
                                           consistency: consistency)
             if atRevision == 0 { atRevision = r.revision }
             for kv in r.kvs {

@@ -46,9 +46,9 @@ public final class KVStateMachine: RaftStateMachine {
 
     /// A copy of the store (copy-on-write: O(1) now, the applies that follow copy what they
     /// change), encoded when the node calls the closure, off its loop.
-    public func snapshotImage() -> @Sendable () -> [UInt8] {
+    public func snapshotImage() -> @Sendable (inout [UInt8]) -> Void {
         let store = state.withLock { $0.store }
-        return { store.snapshotBytes() }
+        return { store.appendSnapshot(to: &$0) }
     }
 
     public func restore(_ data: [UInt8], index: UInt64) throws {

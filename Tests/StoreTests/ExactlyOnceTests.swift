@@ -162,3 +162,27 @@ extension AppliedRequestsTests {
         }
     }
 }
+
+/// `snapshotBytes` reserves `snapshotSizeBound` up front: the bound must hold (else the image is
+/// copied while written) and stay near the image (else memory is reserved for nothing).
+@Suite struct SnapshotSizeBoundTests {
+    @Test("the reserved size bounds the image and is within twice its size")
+    func bound() throws {
+        var store = KeyValueStore()
+        let lease = try store.grantLease(id: .max - 7, ttl: 60, now: 1_796_000_000_000)
+        for i in 0..<300 {
+            try store.put(Array("tasks/\(i % 120)".utf8), Array(repeating: UInt8(i % 251), count: i % 700),
+                          lease: i % 10 == 0 ? lease : 0)
+        }
+        for i in stride(from: 0, to: 120, by: 7) { try store.deleteRange(Array("tasks/\(i)".utf8)) }
+        for i in 0..<40 { _ = store.apply(.identified(RequestID(high: .max, low: UInt64(i)), AppliedRequestsTests.put)) }
+        for compactAt in [Int64(0), store.revision / 2, store.revision] {
+            var s = store
+            if compactAt > 0 { try s.compact(compactAt) }
+            let image = s.snapshotBytes()
+            let bound = s.snapshotSizeBound(requests: s.appliedRequests.entries)
+            #expect(bound >= image.count, "compacted at \(compactAt)")
+            #expect(bound <= 2 * image.count, "compacted at \(compactAt): \(bound) for \(image.count)")
+        }
+    }
+}

@@ -80,12 +80,17 @@ public enum SnapshotEnvelope {
 
     /// `image` behind `members`.
     public static func wrap(members: MemberTable, image: [UInt8]) -> [UInt8] {
+        wrap(members: members) { $0.append(contentsOf: image) }
+    }
+
+    /// The image `writeImage` appends, behind `members`: written in place, not copied behind
+    /// the table (a state machine's image can be hundreds of megabytes).
+    public static func wrap(members: MemberTable, writeImage: (inout [UInt8]) -> Void) -> [UInt8] {
         let table = members.encoded
         var out = magic
-        out.reserveCapacity(magic.count + 8 + table.count + image.count)
         appendU64(&out, UInt64(table.count))
         out.append(contentsOf: table)
-        out.append(contentsOf: image)
+        writeImage(&out)
         return out
     }
 

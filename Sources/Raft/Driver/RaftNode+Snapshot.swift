@@ -15,7 +15,7 @@ extension RaftNode {
         let (index, confState, encode, storage) = (r.appliedIndex, r.confState, machine.snapshotImage(), storage)
         let members = self.members
         Task.detached { [weak self] in
-            let data = SnapshotEnvelope.wrap(members: members, image: encode())
+            let data = SnapshotEnvelope.wrap(members: members, writeImage: encode)
             do {
                 // Written and synced here, off the loop (see SQLiteSnapshotFile for why).
                 try storage.stageSnapshot(index: index, data: data)

@@ -9,11 +9,13 @@ public protocol RaftStateMachine: AnyObject, Sendable {
     func snapshot() -> [UInt8]
     /// Replaces the whole state with a snapshot's image.
     func restore(_ data: [UInt8], index: UInt64) throws
-    /// Captures the state as of the last applied index and returns the work of serializing it.
-    /// The node calls this on its loop and runs the returned closure on another task, so a big
-    /// state is encoded without stalling replication; the capture itself must be cheap (a
-    /// copy-on-write value) and must not see later applies.
-    func snapshotImage() -> @Sendable () -> [UInt8]
+    /// Captures the state as of the last applied index and returns the work of serializing it:
+    /// a closure that appends the image to the buffer it is given (the node's envelope is
+    /// already in it, so a large image is written once, not copied behind a header). The node
+    /// calls this on its loop and runs the returned closure on another task, so a big state is
+    /// encoded without stalling replication; the capture itself must be cheap (a copy-on-write
+    /// value) and must not see later applies.
+    func snapshotImage() -> @Sendable (inout [UInt8]) -> Void
     /// Throws unless `restore` would accept `data`; changes nothing. The node calls it before a
     /// snapshot received from a peer is persisted: one saved first and refused by `restore` after
     /// left a node that failed the same restore on every start.
@@ -25,9 +27,9 @@ extension RaftStateMachine {
     public func validateSnapshot(_ data: [UInt8]) throws {}
 
     /// Serializes at once (fine for small states).
-    public func snapshotImage() -> @Sendable () -> [UInt8] {
+    public func snapshotImage() -> @Sendable (inout [UInt8]) -> Void {
         let bytes = snapshot()
-        return { bytes }
+        return { $0.append(contentsOf: bytes) }
     }
 }
 

@@ -3,7 +3,7 @@ import Logging
 // Snapshots of the state machine, taken off the Raft loop.
 extension RaftNode {
     /// Starts a snapshot once `snapshotThreshold` entries were applied since the last one. The
-    /// state machine's image is captured here (cheap: copy-on-write) and encoded on another task,
+    /// state machine's image is captured here (cheap: copy-on-write) and encoded on another thread,
     /// so the loop keeps replicating while a large state is serialized (encoding 100,000 revisions
     /// on the loop stalled every write for seconds); `finishSnapshot` then compacts the log.
     func maybeCompact() throws {
@@ -14,7 +14,9 @@ extension RaftNode {
         // restores this snapshot learns the members' contexts (addresses) from it.
         let (index, confState, encode, storage) = (r.appliedIndex, r.confState, machine.snapshotImage(), storage)
         let members = self.members
-        Task.detached { [weak self] in
+        // On a thread of its own: encoding a large image takes seconds, and on the cooperative
+        // pool it held one of its few threads all along.
+        runOnOwnThread { [weak self] in
             let data = SnapshotEnvelope.wrap(members: members, writeImage: encode)
             do {
                 // Written and synced here, off the loop (see SQLiteSnapshotFile for why).

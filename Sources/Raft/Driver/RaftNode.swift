@@ -77,6 +77,10 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private let mailbox = Mutex(Mailbox())
     private var running = false
 
+    /// The loop's own thread: it must not wait for the cooperative pool (see `ThreadExecutor`).
+    private nonisolated let executor: ThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     var proposals = ProposalTracker<CheckedContinuation<[UInt8], any Error>>()
     /// ReadIndex requests by their context, with the index to wait for once the leader confirmed it.
     var reads: [[UInt8]: PendingRead] = [:]
@@ -135,6 +139,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         self.storage = storage
         self.machine = machine
         self.transport = transport
+        self.executor = ThreadExecutor(name: "raft-\(config.id)")
         self.clock = clock
         self.options = options
         var logger = logger
@@ -164,7 +169,10 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             }
             defer { group.cancelAll() }
             do {
-                try await loop()
+                // The executor as the task's preference too: a resumed wait (the loop waking on
+                // an event) is then scheduled on the loop's thread directly, not first on the
+                // pool, where it waited behind whatever held the pool's threads.
+                try await withTaskExecutorPreference(executor) { try await loop() }
             } catch {
                 failAll(error as? RaftNodeError ?? .stopped)
                 throw error

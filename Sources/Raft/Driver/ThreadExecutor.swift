@@ -18,9 +18,8 @@ import Darwin
 /// starts another), so a node that stopped leaves no thread behind; one thread at most runs jobs
 /// at any time, in the order they were enqueued.
 public final class ThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
-    // `mutex` guards `jobs`, `running` and `runner`; `condition` wakes an idle thread.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    // The lock guards `jobs`, `running` and `runner`; the condition wakes an idle thread.
+    private let condition = MonotonicCondition()
     private var jobs: [UnownedJob] = []
     private var running = false
     private var runner: pthread_t?
@@ -33,29 +32,16 @@ public final class ThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Send
     public init(name: String, idleTimeout: Duration = .seconds(2)) {
         self.name = name
         self.idleTimeout = idleTimeout
-        pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(condition, &attributes)
-        pthread_condattr_destroy(&attributes)
-    }
-
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        pthread_mutex_lock(mutex)
+        condition.lock()
         jobs.append(job)
         let start = !running
         running = true
-        if !start { pthread_cond_signal(condition) }
-        pthread_mutex_unlock(mutex)
+        if !start { condition.signal() }
+        condition.unlock()
         if start { startThread() }
     }
 
@@ -68,9 +54,9 @@ public final class ThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Send
     }
 
     public func checkIsolated() {
-        pthread_mutex_lock(mutex)
+        condition.lock()
         let onRunner = runner.map { pthread_equal($0, pthread_self()) != 0 } ?? false
-        pthread_mutex_unlock(mutex)
+        condition.unlock()
         precondition(onRunner, "not on the \(name) thread")
     }
 
@@ -89,9 +75,9 @@ public final class ThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Send
     }
 
     private func runJobs() {
-        pthread_mutex_lock(mutex)
+        condition.lock()
         runner = pthread_self()
-        pthread_mutex_unlock(mutex)
+        condition.unlock()
         var batch: [UnownedJob] = []
         while takeJobs(into: &batch) {
             for job in batch { job.runSynchronously(on: asUnownedSerialExecutor()) }
@@ -102,14 +88,12 @@ public final class ThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Send
     /// Waits up to `idleTimeout` for jobs and moves them into `batch`; false (the thread ends)
     /// when none came.
     private func takeJobs(into batch: inout [UnownedJob]) -> Bool {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        condition.lock()
+        defer { condition.unlock() }
         if jobs.isEmpty {
-            var deadline = Self.deadline(after: idleTimeout)
-            while jobs.isEmpty {
-                // ETIMEDOUT ends the wait; 0 is a signal or a spurious wake-up: check again.
-                if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT { break }
-            }
+            let deadline = MonotonicCondition.deadline(after: idleTimeout)
+            // A signal or a spurious wake-up: check again.
+            while jobs.isEmpty, condition.wait(until: deadline) {}
         }
         if jobs.isEmpty {
             // Under the lock: the next enqueue sees `running` false and starts a new thread.
@@ -119,15 +103,6 @@ public final class ThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Send
         }
         swap(&batch, &jobs)
         return true
-    }
-
-    private static func deadline(after interval: Duration) -> timespec {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let (seconds, attoseconds) = interval.components
-        let nanoseconds = Int(now.tv_nsec) + Int(attoseconds / 1_000_000_000)
-        return timespec(tv_sec: now.tv_sec + Int(seconds) + nanoseconds / 1_000_000_000,
-                        tv_nsec: nanoseconds % 1_000_000_000)
     }
 }
 

@@ -11,9 +11,8 @@ import Darwin
 /// node's ticks and the API's requests, and a busy pool would delay it in turn until the writer
 /// had outrun it. A thread is time-sliced by the kernel and keeps its own pace.
 final class PeriodicThread: @unchecked Sendable {
-    // The mutex guards `stopped`; the condition wakes the sleeper early on stop.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    // The lock guards `stopped`; the condition wakes the sleeper early on stop.
+    private let condition = MonotonicCondition()
     private var stopped = false
     private var thread: pthread_t?
     private let interval: Duration
@@ -22,13 +21,6 @@ final class PeriodicThread: @unchecked Sendable {
     init(interval: Duration, body: @escaping @Sendable () -> Void) {
         self.interval = interval
         self.body = body
-        pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        // Sleep by the monotonic clock: a wall-clock step must not stall or hurry the rounds.
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(condition, &attributes)
-        pthread_condattr_destroy(&attributes)
 
         // The thread holds the object until it ends (stop() joins it), so it can never outlive it.
         let context = Unmanaged.passRetained(self).toOpaque()
@@ -46,21 +38,14 @@ final class PeriodicThread: @unchecked Sendable {
         }
     }
 
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
-    }
-
     /// Wakes the thread and waits until it has ended (a round in progress finishes first).
     /// Idempotent; from the thread itself (in `body`) it only asks it to end.
     func stop() {
-        pthread_mutex_lock(mutex)
+        condition.lock()
         let thread = stopped ? nil : self.thread
         stopped = true
-        pthread_cond_signal(condition)
-        pthread_mutex_unlock(mutex)
+        condition.signal()
+        condition.unlock()
         guard let thread else { return }
         if pthread_equal(thread, pthread_self()) != 0 {
             pthread_detach(thread)
@@ -75,19 +60,11 @@ final class PeriodicThread: @unchecked Sendable {
 
     /// Sleeps one interval; false once stopped.
     private func sleepUntilNextRound() -> Bool {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let (seconds, attoseconds) = interval.components
-        var nanoseconds = Int(now.tv_nsec) + Int(attoseconds / 1_000_000_000)
-        var deadline = timespec(tv_sec: now.tv_sec + Int(seconds) + nanoseconds / 1_000_000_000, tv_nsec: 0)
-        nanoseconds %= 1_000_000_000
-        deadline.tv_nsec = nanoseconds
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        while !stopped {
-            // ETIMEDOUT ends the sleep; 0 is a signal (stop) or a spurious wake-up: check again.
-            if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT { break }
-        }
+        let deadline = MonotonicCondition.deadline(after: interval)
+        condition.lock()
+        defer { condition.unlock() }
+        // A signal is a stop or a spurious wake-up: check again.
+        while !stopped, condition.wait(until: deadline) {}
         return !stopped
     }
 }

@@ -60,6 +60,26 @@ import Testing
         ])
     }
 
+    @Test("actions come in id order whatever order nodes and tasks are read in; jitter is drawn per restart, in that order")
+    func orderAndJitter() {
+        let nodes = [Self.node("n3", lastHeartbeat: 0), Self.node("n1", lastHeartbeat: 0), Self.node("n2", lastHeartbeat: 0)]
+        let tasks = [Self.task("t5", .failed), Self.task("t2", .pending), Self.task("t4", .running, on: "n2"),
+                     Self.task("t1", .completed, exitCode: 1, policy: RestartPolicy(condition: .always)),
+                     Self.task("t3", .running, on: "n3"), Self.task("t0", .cancelled)]
+        var draws = [0.0, 0.5, 0.99][...]
+        let actions = Reconciler().plan(nodes: nodes, silences: ["n1": 100_000, "n2": 0, "n3": 100_000], tasks: tasks,
+                                        jitter: { draws.popFirst() ?? 0 })
+        // Backoff 1,000 ms less a quarter times the jitter: draws 0, 0.5 and 0.99 give 1,000, 875 and 753.
+        #expect(actions == [
+            .markNode(id: "n1", state: .down),
+            .markNode(id: "n3", state: .down),
+            .restart(taskID: "t1", retry: 1, delay: 1000, reason: "completed with exit code 1; restart 1 of 3"),
+            .evacuate(taskID: "t3", node: "n3", to: .lost, reason: "node n3 down"),
+            .restart(taskID: "t3", retry: 1, delay: 875, reason: "node n3 down; restart 1 of 3"),
+            .restart(taskID: "t5", retry: 1, delay: 753, reason: "failed; restart 1 of 3"),
+        ])
+    }
+
     @Test("a draining node's tasks are asked to stop first, once; they move with no restart counted only when the stop is confirmed")
     func drain() {
         var moving = Self.task("c", .running, on: "n1")

@@ -49,12 +49,25 @@ public struct Reconciler: Sendable {
     public func plan(nodes: [NodeRecord], silences: [String: Int64], tasks: [TaskRecord], jitter: () -> Double) -> [ReconcileAction] {
         var actions: [ReconcileAction] = []
         var state: [String: NodeState] = [:]
-        for node in nodes.sorted(by: { $0.info.id < $1.info.id }) {
+        state.reserveCapacity(nodes.count)
+        var changed: [(id: String, state: NodeState)] = []
+        for node in nodes {
             let next = policy.state(of: node, silence: silences[node.info.id] ?? 0)
-            if next != node.info.state { actions.append(.markNode(id: node.info.id, state: next)) }
+            if next != node.info.state { changed.append((node.info.id, next)) }
             state[node.info.id] = next
         }
-        for task in tasks.sorted(by: { $0.id < $1.id }) {
+        // Only what changes is put in order: a pass runs every second, and with 5,000 nodes and
+        // 100,000 tasks it took an eighth of a busy leader's samples, most of it sorting them all.
+        for node in changed.sorted(by: { $0.id < $1.id }) { actions.append(.markNode(id: node.id, state: node.state)) }
+        let concerned = tasks.filter { task in
+            switch task.state {
+            case .failed, .completed, .lost: true
+            case .assigned, .running:
+                task.node.map { state[$0] == .down || state[$0] == .draining } ?? false
+            case .pending, .cancelled: false
+            }
+        }
+        for task in concerned.sorted(by: { $0.id < $1.id }) {
             var ended = task.state
             var reason = task.reason
             if task.state == .assigned || task.state == .running, let nodeID = task.node {

@@ -126,13 +126,8 @@ public struct KeyValueStore: Sendable, Equatable {
 
     /// Whether `key` has a live version at revision `at`, without copying it.
     func exists(_ key: [UInt8], at: Int64) -> Bool {
-        guard let records = history[key] else { return false }
-        var i = records.count - 1
-        while i >= 0 {
-            if records[i].main <= at { return records[i].kv != nil }
-            i -= 1
-        }
-        return false
+        guard let records = history[key], let i = Self.index(in: records, at: at) else { return false }
+        return records[i].kv != nil
     }
 
     private func sort(_ kvs: inout [KeyValue], order: SortOrder, target: SortTarget) {
@@ -163,14 +158,14 @@ public struct KeyValueStore: Sendable, Equatable {
 
     /// The state of `key` as of revision `at` (nil: absent then).
     func kv(of key: [UInt8], at: Int64) -> KeyValue? {
-        guard let records = history[key] else { return nil }
-        // Records are few per key and reads mostly hit the newest: scan from the end.
-        var i = records.count - 1
-        while i >= 0 {
-            if records[i].main <= at { return records[i].kv }
-            i -= 1
-        }
-        return nil
+        guard let records = history[key], let i = Self.index(in: records, at: at) else { return nil }
+        return records[i].kv
+    }
+
+    /// The record of `records` in force at revision `at`. Records are few per key and reads
+    /// mostly hit the newest: the scan starts from the end.
+    private static func index(in records: [Record], at: Int64) -> Int? {
+        records.lastIndex { $0.main <= at }
     }
 
     /// The keys with history in [key, rangeEnd) under etcd's conventions for `rangeEnd`.

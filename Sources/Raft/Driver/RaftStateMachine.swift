@@ -12,7 +12,7 @@ public protocol RaftStateMachine: AnyObject, Sendable {
     /// Captures the state as of the last applied index and returns the work of serializing it:
     /// a closure that appends the image to the buffer it is given (the node's envelope is
     /// already in it, so a large image is written once, not copied behind a header). The node
-    /// calls this on its loop and runs the returned closure on another task, so a big state is
+    /// calls this on its loop and runs the returned closure on another thread, so a big state is
     /// encoded without stalling replication; the capture itself must be cheap (a copy-on-write
     /// value) and must not see later applies.
     func snapshotImage() -> @Sendable (inout [UInt8]) -> Void

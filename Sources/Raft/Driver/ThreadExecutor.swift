@@ -61,17 +61,9 @@ public final class ThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Send
     }
 
     private func startThread() {
-        // The thread holds the executor until it ends, so jobs never outlive it.
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var created = pthread_t()
-        let result = pthread_create(&created, nil, { context in
-            let executor = Unmanaged<ThreadExecutor>.fromOpaque(context!).takeRetainedValue()
-            executor.runJobs()
-            return nil
-        }, context)
-        // Without its thread no job of the node would ever run: stopping is the honest answer.
-        precondition(result == 0, "cannot start the \(name) thread: error \(result)")
-        pthread_detach(created)
+        // The thread holds the executor until it ends, so jobs never outlive it. Without its
+        // thread no job of the node would ever run: stopping is the honest answer.
+        precondition(spawnDetachedThread { [self] in runJobs() }, "cannot start the \(name) thread")
     }
 
     private func runJobs() {
@@ -110,6 +102,12 @@ public final class ThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Send
 /// encoding and writing a snapshot image, that would otherwise hold a cooperative pool thread
 /// for seconds.
 func runOnOwnThread(_ body: @escaping @Sendable () -> Void) {
+    // No thread to be had: run it here rather than not at all.
+    if !spawnDetachedThread(body) { body() }
+}
+
+/// Starts a detached thread running `body`; false when none could be created.
+private func spawnDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     final class Box: Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
@@ -120,10 +118,10 @@ func runOnOwnThread(_ body: @escaping @Sendable () -> Void) {
         Unmanaged<Box>.fromOpaque(context!).takeRetainedValue().body()
         return nil
     }, context)
-    if result == 0 {
-        pthread_detach(thread)
-    } else {
-        // No thread to be had: run it here rather than not at all.
-        Unmanaged<Box>.fromOpaque(context).takeRetainedValue().body()
+    guard result == 0 else {
+        Unmanaged<Box>.fromOpaque(context).release()
+        return false
     }
+    pthread_detach(thread)
+    return true
 }

@@ -178,23 +178,51 @@ struct PlacementBench: AsyncParsableCommand {
         return Int(value)
     }
 
-    /// Times `GET /api/v1/tasks?limit=500` on `port`, one after another, until cancelled.
-    static func probeLists(_ port: Int) -> Task<[Double], Never> {
-        Task {
-            var latencies: [Double] = []
-            while !Task.isCancelled {
-                let began = ContinuousClock.now
-                guard let (status, _) = try? await get(port, "/api/v1/tasks?limit=500"), status == 200 else { continue }
-                latencies.append(began.duration(to: .now).inSeconds * 1000)
-            }
-            return latencies.sorted()
-        }
-    }
+    /// The list probe of a run: the client's view (`ListProbe`) and the master's own histogram of
+    /// the same route, read before and after, so a slow answer can be told from a slow client.
+    struct ProbeRun {
+        var port: Int
+        var client: ListProbe
+        var serverBefore: [Double: Double]
 
-    static func describeProbe(_ latencies: [Double]) -> String {
-        guard !latencies.isEmpty else { return " | no list answered" }
-        return String(format: " | GET ?limit=500 while placing: %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms",
-                      latencies.count, percentile(latencies, 0.5), percentile(latencies, 0.99), latencies.last ?? 0)
+        static func start(_ port: Int) async -> ProbeRun {
+            ProbeRun(port: port, client: ListProbe(port: port), serverBefore: (try? await listBuckets(port)) ?? [:])
+        }
+
+        /// Stops the probe; the line's tail with both views.
+        func finish() async -> String {
+            let latencies = client.stop()
+            let after = (try? await Self.listBuckets(port)) ?? [:]
+            var line = " | GET ?limit=500 while placing"
+            guard !latencies.isEmpty else { return line + ": no list answered" }
+            line += String(format: ": %d requests, client p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+                           latencies.count, percentile(latencies, 0.5), percentile(latencies, 0.99), latencies.last ?? 0)
+            // The master's histogram: cumulative counts by upper bound; the bound that holds 50% and 99%.
+            let bounds = after.keys.sorted()
+            let total = (after[.infinity] ?? 0) - (serverBefore[.infinity] ?? 0)
+            if total > 0 {
+                func bound(_ q: Double) -> String {
+                    let b = bounds.first { (after[$0] ?? 0) - (serverBefore[$0] ?? 0) >= q * total } ?? .infinity
+                    return b.isInfinite ? "> 10 s" : String(format: "<= %g ms", b * 1000)
+                }
+                line += ", server (to the response head) p50 \(bound(0.5)), p99 \(bound(0.99))"
+            }
+            return line
+        }
+
+        /// `orchestrator_http_request_duration_seconds` buckets of `GET /api/v1/tasks` on `port`.
+        static func listBuckets(_ port: Int) async throws -> [Double: Double] {
+            var buckets: [Double: Double] = [:]
+            for line in try await getText(port, "/metrics").split(separator: "\n")
+            where line.hasPrefix("orchestrator_http_request_duration_seconds_bucket{")
+                && line.contains(#"route="/api/v1/tasks""#) && line.contains(#"method="GET""#) {
+                guard let leStart = line.range(of: #"le=""#), let leEnd = line[leStart.upperBound...].firstIndex(of: "\""),
+                      let count = Double(line.split(separator: " ").last ?? "") else { continue }
+                let le = String(line[leStart.upperBound..<leEnd])
+                buckets[le == "+Inf" ? .infinity : Double(le) ?? .infinity] = count
+            }
+            return buckets
+        }
     }
 
     /// One placement run with `algorithm`, printed: nodes join, tasks arrive, and the time until every task
@@ -266,7 +294,7 @@ struct PlacementBench: AsyncParsableCommand {
         }
 
         // 10,000 tasks through the followers' REST API, `clients` at a time.
-        let placingProbe = extras.listProbe && !backlog ? Self.probeLists(apiPorts[followers[0]]) : nil
+        let placingProbe = extras.listProbe && !backlog ? await ProbeRun.start(apiPorts[followers[0]]) : nil
         let submitStart = ContinuousClock.now
         let failures = Counter()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -286,7 +314,7 @@ struct PlacementBench: AsyncParsableCommand {
         }
         let submitTime = submitStart.duration(to: .now).inSeconds
         if backlog {
-            let probe = extras.listProbe ? Self.probeLists(apiPorts[followers[0]]) : nil
+            let probe = extras.listProbe ? await ProbeRun.start(apiPorts[followers[0]]) : nil
             let drainStart = ContinuousClock.now
             try await concurrently(nodeCount, clients) { n in
                 guard try await post(leaderAPI, "/api/v1/nodes/\(String(format: "sim-%04d", n))/uncordon", "") == 200 else {
@@ -315,11 +343,10 @@ struct PlacementBench: AsyncParsableCommand {
     }
 
     /// Prints a run's line with what its list probe saw, then replaces `victim` if asked to.
-    private static func finish(_ line: String, probe: Task<[Double], Never>?, extras: Extras,
+    private static func finish(_ line: String, probe: ProbeRun?, extras: Extras,
                                masters: Masters, leader: Int, victim: Int) async throws {
-        probe?.cancel()
-        if let latencies = await probe?.value {
-            say(line + describeProbe(latencies))
+        if let probe {
+            say(line + (await probe.finish()))
         } else {
             say(line)
         }

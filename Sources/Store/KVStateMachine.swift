@@ -44,10 +44,17 @@ public final class KVStateMachine: RaftStateMachine {
         state.withLock { $0.store.snapshotBytes() }
     }
 
-    /// A copy of the store (copy-on-write: O(1) now, the applies that follow copy what they
-    /// change), encoded when the node calls the closure, off its loop.
+    /// A copy of the store, encoded when the node calls the closure, off its loop.
+    ///
+    /// Taking the copy is O(1) (copy-on-write). The live store then gets storage of its own here,
+    /// outside the lock: left to the next apply, that copy ran inside the lock and held every read
+    /// up for as long (40-330 ms at 100,000 tasks while placing). Only the node's loop applies and
+    /// calls this, so no apply can come between the copy and the swap.
     public func snapshotImage() -> @Sendable (inout [UInt8]) -> Void {
         let store = state.withLock { $0.store }
+        var live = store
+        live.detachStorage()
+        state.withLock { $0.store = live }
         return { store.appendSnapshot(to: &$0) }
     }
 

@@ -34,6 +34,16 @@ extension KeyValueStore {
         compactRevision = revision
     }
 
+    /// The revision a compaction toward `target` should stop at so that it drops at most about
+    /// `maxEvents` events (more only when one revision holds more than that): the work of a
+    /// compaction, and how long it holds the store, grows with the events it drops.
+    public func compactionStep(toward target: Int64, maxEvents: Int) -> Int64 {
+        precondition(maxEvents > 0, "maxEvents must be positive")
+        guard log.count > maxEvents else { return target }
+        // Compacting to a revision drops the events below it: those before the event at `maxEvents`.
+        return min(target, max(log[maxEvents].kv.modRevision, compactRevision + 1))
+    }
+
     /// How many of a key's oldest records a compaction at `revision` drops: all before the newest
     /// record at or before it (the key's state there), and that one too when it is a tombstone.
     private static func compactableRecords(_ records: [Record], at revision: Int64) -> Int {

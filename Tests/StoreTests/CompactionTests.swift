@@ -60,6 +60,55 @@ import TestGate
         #expect(HistoryCompactor.target(revision: 181, compacted: 61, retain: 60) == 121)
     }
 
+    @Test("a compaction step drops at most the events asked for, unless one revision holds more, and never passes the target")
+    func compactionStep() throws {
+        var store = KeyValueStore()
+        // Revisions 2...11: one put each; revision 12: one txn of 6 puts; revisions 13...20: one put each.
+        for i in 0..<10 { _ = store.apply(.put(PutRequest(key: b("k\(i)"), value: b("v")))) }
+        _ = store.apply(.txn(TxnRequest(compares: [], success: (0..<6).map { .put(PutRequest(key: b("t\($0)"), value: b("v"))) })))
+        for i in 0..<8 { _ = store.apply(.put(PutRequest(key: b("k\(i)"), value: b("w")))) }
+        #expect(store.revision == 20 && store.log.count == 24)
+        #expect(store.compactionStep(toward: 18, maxEvents: 100) == 18)  // everything fits: the target
+        #expect(store.compactionStep(toward: 18, maxEvents: 4) == 6)     // events at 2, 3, 4, 5
+        #expect(store.compactionStep(toward: 5, maxEvents: 4) == 5)      // not past the target
+        try store.compact(11)
+        // The next events are revision 11's put and revision 12's six: the step may not split a revision.
+        #expect(store.compactionStep(toward: 18, maxEvents: 3) == 12)
+        #expect(store.compactionStep(toward: 18, maxEvents: 1) == 12)
+        try store.compact(12)
+        #expect(store.compactionStep(toward: 18, maxEvents: 2) == 12 + 1)  // revision 12's events stay until passed
+        // Each step drops no more than asked (revision 12's six events once they are passed).
+        var steps = 0
+        while store.compactRevision < 18 {
+            let before = store.log.count
+            try store.compact(store.compactionStep(toward: 18, maxEvents: 2))
+            #expect(before - store.log.count <= 6)
+            steps += 1
+        }
+        #expect(steps >= 3 && store.compactRevision == 18)
+    }
+
+    @Test("detachStorage gives a copy buffers of its own, equal in content, and leaves a unique store's buffers in place")
+    func detachStorage() throws {
+        var store = KeyValueStore()
+        for i in 0..<50 { _ = store.apply(.put(PutRequest(key: b("k\(i % 20)"), value: b("v\(i)")))) }
+        _ = store.apply(.leaseGrant(id: 7, ttl: 10, now: 0))
+        // The buffers' addresses: Dictionary is one reference to its storage (test-only look inside).
+        func buffers(_ s: KeyValueStore) -> [UnsafeRawPointer?] {
+            [unsafeBitCast(s.history, to: UnsafeRawPointer.self), unsafeBitCast(s.leases, to: UnsafeRawPointer.self),
+             s.sortedKeys.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) },
+             s.log.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }]
+        }
+        var copy = store
+        #expect(buffers(copy) == buffers(store))  // shared until a write or detachStorage
+        copy.detachStorage()
+        #expect(copy == store)
+        #expect(zip(buffers(copy), buffers(store)).allSatisfy { $0 != $1 })
+        let unique = buffers(copy)
+        copy.detachStorage()
+        #expect(buffers(copy) == unique)
+    }
+
     @Test("a snapshot image does not see applies made after it was taken")
     func snapshotImageIsAPointInTimeCopy() throws {
         let machine = KVStateMachine()
@@ -84,7 +133,8 @@ import TestGate
         defer { cluster.shutdown() }
         let leader = try await cluster.waitForLeader()
         let compactors = cluster.ids.map { id in
-            Task { await HistoryCompactor(store: cluster.stores[id]!, retain: 10, interval: .milliseconds(10)).run() }
+            // Steps of 3 events: a compaction is several commands, and still reaches its target.
+            Task { await HistoryCompactor(store: cluster.stores[id]!, retain: 10, interval: .milliseconds(10), maxEventsPerStep: 3).run() }
         }
         defer { for task in compactors { task.cancel() } }
         var last: Int64 = 0

@@ -121,6 +121,23 @@ import Testing
         #expect(throws: JSONByteReaderError.self) { try trailing.end() }
     }
 
+    @Test("the writer: integers at their bounds, strings copied whole or escaped, both slash styles, as JSONEncoder writes them")
+    func writer() throws {
+        let strings = ["", "plain-id_0123", "a/b", "quote\"back\\slash", "tab\there\n", "\u{1}\u{1F}", "é😀中", "/", "ends with \\"]
+        for escapesSlashes in [true, false] {
+            var w = JSONByteWriter(escapesSlashes: escapesSlashes)
+            w.beginArray()
+            for s in strings { w.string(s) }
+            w.integer(0); w.integer(-1); w.integer(7); w.integer(Int64.min); w.integer(Int64.max); w.integer(UInt64.max); w.integer(Int8.min)
+            w.endArray()
+            let encoder = JSONEncoder()
+            if !escapesSlashes { encoder.outputFormatting = [.withoutEscapingSlashes] }
+            let strings = String(decoding: try encoder.encode(strings), as: UTF8.self).dropLast()
+            let numbers = String(decoding: try encoder.encode([Int64(0), -1, 7, Int64.min, Int64.max]), as: UTF8.self).dropFirst().dropLast()
+            #expect(String(decoding: w.bytes, as: UTF8.self) == "\(strings),\(numbers),\(UInt64.max),-128]")
+        }
+    }
+
     static func kv(_ key: String, _ value: [UInt8], revision: Int64) -> KeyValue {
         KeyValue(key: Array(key.utf8), createRevision: revision, modRevision: revision, version: 1, value: value, lease: 0)
     }

@@ -4,9 +4,14 @@
 /// revision, every key's retained history, the watch event log, the leases, the next lease id and
 /// (from format 2) the recently applied request ids with their responses, in apply order. Maps are
 /// written in sorted order, so equal stores give equal bytes.
+///
+/// From format 4 a watch event names the history record it repeats (its key and revision) instead
+/// of copying it: the log holds every change since the last compaction with its previous version,
+/// and while a backlog was placed (one revision, many tasks) the copies were most of a 150 MB image.
 extension KeyValueStore {
-    /// Format 1 had no applied requests, format 2 no alarms; older images still load (with none).
-    static let snapshotFormat: UInt8 = 3
+    /// Format 1 had no applied requests, format 2 no alarms, format 3 copied every event's versions;
+    /// older images still load.
+    static let snapshotFormat: UInt8 = 4
 
     /// The store's snapshot image.
     public func snapshotBytes() -> [UInt8] {
@@ -15,9 +20,21 @@ extension KeyValueStore {
         return bytes
     }
 
+    /// The image in an older `format` (2 or 3), as an older master wrote it: for tests of loading one.
+    func snapshotBytes(format: UInt8) -> [UInt8] {
+        precondition((2...Self.snapshotFormat).contains(format), "format \(format) is not written")
+        var bytes: [UInt8] = []
+        appendSnapshot(to: &bytes, format: format)
+        return bytes
+    }
+
     /// Appends the snapshot image to `buffer` (after a header its caller wrote, so the image is
     /// not copied again to get behind one).
     public func appendSnapshot(to buffer: inout [UInt8]) {
+        appendSnapshot(to: &buffer, format: Self.snapshotFormat)
+    }
+
+    private func appendSnapshot(to buffer: inout [UInt8], format: UInt8) {
         let requests = appliedRequests.entries
         var w = ByteWriter()
         swap(&w.bytes, &buffer)
@@ -26,7 +43,7 @@ extension KeyValueStore {
         // 100 MB, and the copies and fresh pages of each doubling were a fifth of a leader's CPU
         // while it placed a backlog (snapshots every 20,000 entries).
         w.bytes.reserveCapacity(w.bytes.count + snapshotSizeBound(requests: requests))
-        w.u8(Self.snapshotFormat)
+        w.u8(format)
         w.int(revision)
         w.int(compactRevision)
         w.int(nextLeaseID)
@@ -41,7 +58,11 @@ extension KeyValueStore {
             }
         }
         w.uvarint(UInt64(log.count))
-        for event in log { w.event(event) }
+        if format >= 4 {
+            for event in log { writeEvent(event, to: &w) }
+        } else {
+            for event in log { w.event(event) }
+        }
         let ids = leases.keys.sorted()
         w.uvarint(UInt64(ids.count))
         for id in ids {
@@ -57,12 +78,80 @@ extension KeyValueStore {
             w.data(response)
         }
         let raised = alarms.sorted()
-        w.uvarint(UInt64(raised.count))
-        for alarm in raised { w.alarm(alarm) }
+        if format >= 3 {
+            w.uvarint(UInt64(raised.count))
+            for alarm in raised { w.alarm(alarm) }
+        }
+    }
+
+    /// A watch event in format 4: its kind, then its version and its previous one, each either a
+    /// reference to the identical history record (`EventVersion.inHistory`, with the key once) or
+    /// written out (`snapshotSizeBound` counts it the same way).
+    private func writeEvent(_ event: WatchEvent, to w: inout ByteWriter) {
+        w.u8(event.kind.rawValue)
+        let records = history[event.kv.key]
+        if let records, Self.record(in: records, at: event.kv.modRevision)?.kv == event.kv {
+            w.u8(EventVersion.inHistory.rawValue)
+            w.data(event.kv.key)
+            w.int(event.kv.modRevision)
+        } else {
+            w.u8(EventVersion.written.rawValue)
+            w.kv(event.kv)
+        }
+        guard let prev = event.prevKV else {
+            w.u8(EventVersion.none.rawValue)
+            return
+        }
+        if prev.key == event.kv.key, let records, Self.record(in: records, at: prev.modRevision)?.kv == prev {
+            w.u8(EventVersion.inHistory.rawValue)
+            w.int(prev.modRevision)
+        } else {
+            w.u8(EventVersion.written.rawValue)
+            w.kv(prev)
+        }
+    }
+
+    /// Reads `writeEvent`'s form against the history already read.
+    private static func readEvent(_ r: inout ByteReader, history: [[UInt8]: [Record]]) throws(StoreError) -> WatchEvent {
+        let kind = try r.enumValue(WatchEvent.Kind.self)
+        func fromHistory(_ key: [UInt8], _ revision: Int64) throws(StoreError) -> KeyValue {
+            guard let records = history[key], let kv = record(in: records, at: revision)?.kv else {
+                throw .malformed("a snapshot event names no version of its key at revision \(revision)")
+            }
+            return kv
+        }
+        let kv: KeyValue
+        switch try r.enumValue(EventVersion.self) {
+        case .inHistory: kv = try fromHistory(try r.data(), try r.int())
+        case .written: kv = try r.kv()
+        case .none: throw .malformed("a snapshot event without its version")
+        }
+        let prev: KeyValue?
+        switch try r.enumValue(EventVersion.self) {
+        case .inHistory: prev = try fromHistory(kv.key, try r.int())
+        case .written: prev = try r.kv()
+        case .none: prev = nil
+        }
+        return WatchEvent(kind: kind, kv: kv, prevKV: prev)
+    }
+
+    /// How a format-4 event carries one of its versions.
+    enum EventVersion: UInt8 {
+        case none = 0, written = 1, inHistory = 2
+    }
+
+    /// The record of a key's history (oldest first) made at `revision`, if one was.
+    static func record(in records: [Record], at revision: Int64) -> Record? {
+        var low = 0, high = records.count
+        while low < high {
+            let mid = (low + high) / 2
+            if records[mid].main < revision { low = mid + 1 } else { high = mid }
+        }
+        return low < records.count && records[low].main == revision ? records[low] : nil
     }
 
     /// At least the size of `snapshotBytes()`: a varint is at most 10 bytes, so a version costs
-    /// its key and value plus at most 61, a watch event two of those, a lease or request its ids.
+    /// its key and value plus at most 61, a lease or request its ids.
     func snapshotSizeBound(requests: [(id: RequestID, response: [UInt8])]) -> Int {
         let perVersion = 64
         var size = 64
@@ -70,9 +159,17 @@ extension KeyValueStore {
             size += 15 + key.count
             for record in records { size += perVersion + (record.kv.map { $0.key.count + $0.value.count } ?? 0) }
         }
+        // A format-4 event: its kind and two tags, then for each version either a reference (its
+        // key once, and a revision) or the version written out. The lookups are `writeEvent`'s;
+        // a record found there equals the event's version, as both come from the same apply.
         for event in log {
-            size += 1 + perVersion * 2 + event.kv.key.count + event.kv.value.count
-            if let prev = event.prevKV { size += prev.key.count + prev.value.count }
+            let records = history[event.kv.key]
+            let referenced = records.map { Self.record(in: $0, at: event.kv.modRevision) != nil } ?? false
+            size += 3 + (referenced ? 20 + event.kv.key.count : perVersion + event.kv.key.count + event.kv.value.count)
+            if let prev = event.prevKV {
+                let found = records.map { Self.record(in: $0, at: prev.modRevision) != nil } ?? false
+                size += found ? 10 : perVersion + prev.key.count + prev.value.count
+            }
         }
         for lease in leases.values {
             size += 40 + lease.keys.reduce(0) { $0 + $1.count + 10 }
@@ -105,7 +202,12 @@ extension KeyValueStore {
             store.sortedKeys.append(key)
             store.history[key] = records
         }
-        store.log = try r.list { (r: inout ByteReader) throws(StoreError) in try r.event() }
+        if format >= 4 {
+            let history = store.history
+            store.log = try r.list { (r: inout ByteReader) throws(StoreError) in try Self.readEvent(&r, history: history) }
+        } else {
+            store.log = try r.list { (r: inout ByteReader) throws(StoreError) in try r.event() }
+        }
         let leaseCount = try r.count()
         for _ in 0..<leaseCount {
             let id = try r.int(), ttl = try r.int(), expiry = try r.int()

@@ -64,13 +64,11 @@ import TestGate
         let before = copy.revision
         _ = copy.apply(.identified(RequestID(high: 0, low: 3), Self.put))
         #expect(copy.revision == before)
-        // Format 2: the same image without the trailing alarm section, with its version byte;
-        // format 1 also without the applied requests' (each empty section is one uvarint 0).
+        // Format 2: without the trailing alarm section; format 1 also without the applied
+        // requests' (each empty section is one uvarint 0).
         var plain = KeyValueStore()
         _ = plain.apply(Self.put)
-        var image = plain.snapshotBytes()
-        image[0] = 2
-        image.removeLast()
+        var image = plain.snapshotBytes(format: 2)
         let two = try KeyValueStore(snapshot: image)
         #expect(two.revision == plain.revision && two.alarms.isEmpty && two == plain)
         image[0] = 1

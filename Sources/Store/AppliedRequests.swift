@@ -73,13 +73,13 @@ public struct AppliedRequests: Sendable, Equatable {
         }
     }
 
-    /// The live entries, oldest first (for snapshots).
     /// Gives this copy storage of its own now (see `KeyValueStore.detachStorage()`).
     mutating func detachStorage() {
         responses.reserveCapacity(responses.count)
         order.reserveCapacity(order.count)
     }
 
+    /// The live entries, oldest first (for snapshots).
     var entries: [(id: RequestID, response: [UInt8])] {
         order[head...].compactMap { id in responses[id].map { (id, $0) } }
     }

@@ -46,15 +46,18 @@ public struct HistoryCompactor: Sendable {
         guard await store.status().role == .leader else { return nil }
         guard let target = Self.target(revision: store.machine.read { $0.revision },
                                        compacted: store.machine.read { $0.compactRevision }, retain: retain) else { return nil }
-        var reached: Int64?
-        // Each step drops at least one revision, so this ends; the count bounds one check's work.
+        var proposed: Int64?
+        // Each applied step moves the compaction revision on; a step that did not (its command
+        // failed) ends the check. The count bounds one check's work.
         for _ in 0..<10_000 where !Task.isCancelled {
             let (compacted, next) = store.machine.read { ($0.compactRevision, $0.compactionStep(toward: target, maxEvents: maxEventsPerStep)) }
             guard compacted < target else { break }
+            if let proposed, compacted < proposed { break }  // the last step's command failed
             guard (try? await store.handleForwarded(.compact(revision: next))) != nil else { break }
-            reached = next
+            proposed = next
         }
-        return reached
+        guard proposed != nil else { return nil }
+        return store.machine.read { $0.compactRevision }
     }
 
     /// The revision to compact to, or nil while fewer than `2 * retain` revisions are retained.

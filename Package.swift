@@ -193,7 +193,7 @@ let package = Package(
         /// The master: scheduler tables, rounds, health, REST API, events, worker service.
         .testTarget(
             name: "OrchestratorTests",
-            dependencies: ["Orchestrator", "ClusterModel", "ClusterSecurity", "Raft", "Store", "ClusterProto", "EtcdBackend", "EtcdTestSupport", "TestGate",
+            dependencies: ["Orchestrator", "ClusterModel", "ClusterSecurity", "Raft", "Store", "ClusterProto", "EtcdBackend", "EtcdTestSupport", "RaftTestSupport", "TestGate",
                            hummingbirdTesting, grpcCore, grpcHTTP2, logging]
         ),
         /// The TLS material: issuance (checked with openssl), loading, real TLS 1.3 handshakes on

@@ -116,13 +116,7 @@ struct ListeningSocket {
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let bound = LoopbackAddress.with(port: port) { bind(fd, $0, $1) }
         guard fd >= 0, bound == 0, listen(fd, 16) == 0 else {
             throw HoldError(description: "could not hold port \(port): errno \(errno)")
         }

@@ -6,6 +6,7 @@
 // the 5,000 simulated nodes' streams and parsed each 500-task page with JSONSerialization before
 // stopping its clock: it timed the bench's own queue and parser as much as the master.
 import Foundation
+import RaftTestSupport
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -59,13 +60,7 @@ final class BlockingHTTPConnection {
         guard fd >= 0 else { throw Failure(what: "socket") }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let connected = LoopbackAddress.with(port: port) { connect(fd, $0, $1) }
         guard connected == 0 else { close(fd); throw Failure(what: "connect") }
     }
 

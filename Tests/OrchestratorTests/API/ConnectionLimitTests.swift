@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import RaftTestSupport
 import Synchronization
 import Testing
 @testable import Orchestrator
@@ -96,13 +97,7 @@ private final class RawConnection {
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let result = LoopbackAddress.with(port: port) { connect(fd, $0, $1) }
         guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
     }
 

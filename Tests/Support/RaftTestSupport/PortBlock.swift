@@ -41,13 +41,7 @@ public enum PortBlock {
         var one: Int32 = 1
         // As the servers bind (SO_REUSEADDR): a port in TIME_WAIT is usable, one in use is not.
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
+        return LoopbackAddress.with(port: port) { bind(fd, $0, $1) } == 0
     }
 
     /// Why no block was found.

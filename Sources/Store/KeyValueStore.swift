@@ -180,7 +180,7 @@ public struct KeyValueStore: Sendable, Equatable {
 
     /// The record of `records` in force at revision `at`. Records are few per key and reads
     /// mostly hit the newest: the scan starts from the end.
-    private static func index(in records: [Record], at: Int64) -> Int? {
+    static func index(in records: [Record], at: Int64) -> Int? {
         records.lastIndex { $0.main <= at }
     }
 

@@ -42,7 +42,9 @@ extension KeyValueStore {
         // Written into one allocation rather than doubled into: a 100,000-task image is over
         // 100 MB, and the copies and fresh pages of each doubling were a fifth of a leader's CPU
         // while it placed a backlog (snapshots every 20,000 entries).
-        w.bytes.reserveCapacity(w.bytes.count + snapshotSizeBound(requests: requests))
+        // Which event versions are in the history is looked up once, for the bound and the writing.
+        let forms = eventForms()
+        w.bytes.reserveCapacity(w.bytes.count + snapshotSizeBound(requests: requests, forms: forms))
         w.u8(format)
         w.int(revision)
         w.int(compactRevision)
@@ -59,7 +61,7 @@ extension KeyValueStore {
         }
         w.uvarint(UInt64(log.count))
         if format >= 4 {
-            for event in log { writeEvent(event, to: &w) }
+            for (event, form) in zip(log, forms) { Self.writeEvent(event, form, to: &w) }
         } else {
             for event in log { w.event(event) }
         }
@@ -84,13 +86,29 @@ extension KeyValueStore {
         }
     }
 
+    /// Whether each event's version, and its previous one, is the identical record of the history.
+    struct EventForm {
+        var versionInHistory: Bool
+        var previousInHistory: Bool
+    }
+
+    /// The form of every event of the log, in order.
+    func eventForms() -> [EventForm] {
+        log.map { event in
+            let records = history[event.kv.key] ?? []
+            return EventForm(versionInHistory: Self.record(in: records, at: event.kv.modRevision)?.kv == event.kv,
+                             previousInHistory: event.prevKV.map { prev in
+                                 prev.key == event.kv.key && Self.record(in: records, at: prev.modRevision)?.kv == prev
+                             } ?? false)
+        }
+    }
+
     /// A watch event in format 4: its kind, then its version and its previous one, each either a
     /// reference to the identical history record (`EventVersion.inHistory`, with the key once) or
     /// written out (`snapshotSizeBound` counts it the same way).
-    private func writeEvent(_ event: WatchEvent, to w: inout ByteWriter) {
+    private static func writeEvent(_ event: WatchEvent, _ form: EventForm, to w: inout ByteWriter) {
         w.u8(event.kind.rawValue)
-        let records = history[event.kv.key]
-        if let records, Self.record(in: records, at: event.kv.modRevision)?.kv == event.kv {
+        if form.versionInHistory {
             w.u8(EventVersion.inHistory.rawValue)
             w.data(event.kv.key)
             w.int(event.kv.modRevision)
@@ -102,7 +120,7 @@ extension KeyValueStore {
             w.u8(EventVersion.none.rawValue)
             return
         }
-        if prev.key == event.kv.key, let records, Self.record(in: records, at: prev.modRevision)?.kv == prev {
+        if form.previousInHistory {
             w.u8(EventVersion.inHistory.rawValue)
             w.int(prev.modRevision)
         } else {
@@ -140,19 +158,16 @@ extension KeyValueStore {
         case none = 0, written = 1, inHistory = 2
     }
 
-    /// The record of a key's history (oldest first) made at `revision`, if one was.
+    /// The record of a key's history made at `revision` itself, if one was.
     static func record(in records: [Record], at revision: Int64) -> Record? {
-        var low = 0, high = records.count
-        while low < high {
-            let mid = (low + high) / 2
-            if records[mid].main < revision { low = mid + 1 } else { high = mid }
-        }
-        return low < records.count && records[low].main == revision ? records[low] : nil
+        guard let i = index(in: records, at: revision), records[i].main == revision else { return nil }
+        return records[i]
     }
 
     /// At least the size of `snapshotBytes()`: a varint is at most 10 bytes, so a version costs
     /// its key and value plus at most 61, a lease or request its ids.
-    func snapshotSizeBound(requests: [(id: RequestID, response: [UInt8])]) -> Int {
+    /// - Parameter forms: `eventForms()`, when the caller has them already.
+    func snapshotSizeBound(requests: [(id: RequestID, response: [UInt8])], forms: [EventForm]? = nil) -> Int {
         let perVersion = 64
         var size = 64
         for (key, records) in history {
@@ -160,15 +175,13 @@ extension KeyValueStore {
             for record in records { size += perVersion + (record.kv.map { $0.key.count + $0.value.count } ?? 0) }
         }
         // A format-4 event: its kind and two tags, then for each version either a reference (its
-        // key once, and a revision) or the version written out. The lookups are `writeEvent`'s;
-        // a record found there equals the event's version, as both come from the same apply.
-        for event in log {
-            let records = history[event.kv.key]
-            let referenced = records.map { Self.record(in: $0, at: event.kv.modRevision) != nil } ?? false
-            size += 3 + (referenced ? 20 + event.kv.key.count : perVersion + event.kv.key.count + event.kv.value.count)
+        // key once, and a revision) or the version written out. (Older formats, written only for
+        // tests, may outgrow it; the buffer then grows.)
+        let forms = forms ?? eventForms()
+        for (event, form) in zip(log, forms) {
+            size += 3 + (form.versionInHistory ? 20 + event.kv.key.count : perVersion + event.kv.key.count + event.kv.value.count)
             if let prev = event.prevKV {
-                let found = records.map { Self.record(in: $0, at: prev.modRevision) != nil } ?? false
-                size += found ? 10 : perVersion + prev.key.count + prev.value.count
+                size += form.previousInHistory ? 10 : perVersion + prev.key.count + prev.value.count
             }
         }
         for lease in leases.values {

@@ -48,6 +48,9 @@ public final class RaftStore: ClusterStore {
     private let proposeBytes: @Sendable ([UInt8]) async throws -> [UInt8]
     private let readIndex: @Sendable () async throws -> Void
     let nodeStatus: @Sendable () async -> RaftStatus
+    /// The node's last known leader, read without a trip through its loop, and this replica's id.
+    private let leaderHint: @Sendable () -> NodeID
+    private let selfID: NodeID
     /// Time from the node's injected clock (not a global one), so a test clock drives the retry
     /// deadlines and pauses too: `startTimer()` returns a function giving the time since.
     private let startTimer: @Sendable () -> @Sendable () -> Duration
@@ -84,6 +87,8 @@ public final class RaftStore: ClusterStore {
         self.proposeBytes = { try await node.propose($0) }
         self.readIndex = { try await node.linearizableRead() }
         self.nodeStatus = { await node.status() }
+        self.leaderHint = { node.leaderHint }
+        self.selfID = node.id
         let clock = node.clock
         self.startTimer = {
             let start = clock.now
@@ -108,6 +113,14 @@ public final class RaftStore: ClusterStore {
         let command: Command = if case .identified = command { command } else { .identified(requestID(), command) }
         let elapsed = startTimer()
         let timeout = options.requestTimeout
+        // A follower that knows its leader forwards at once: asking its own loop first costs two
+        // thread hand-offs, and under load the loop answers only after the disk sync it is in.
+        // A stale hint fails retryably and falls through to the loop's own view below.
+        if let forward, case let leader = leaderHint(), leader != noNode, leader != selfID {
+            do {
+                return try await forward(leader, command)
+            } catch let error as RaftNodeError where error.isRetryable && elapsed() < timeout {}
+        }
         while true {
             do {
                 return try await propose(command)

@@ -77,6 +77,17 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private let mailbox = Mutex(Mailbox())
     private var running = false
 
+    /// This server's id, readable from any thread.
+    public nonisolated let id: NodeID
+    /// The leader as the loop last learned it (`noNode` while unknown), published for readers that
+    /// must not wait for the loop: a follower's store forwards a write at once with it instead of
+    /// first asking the loop, whose answer waits behind whatever disk sync is under way.
+    private nonisolated let knownLeader = Atomic<NodeID>(noNode)
+
+    /// The leader this node last heard of (`noNode` if none). A hint: it may be stale by the time
+    /// it is used, so whoever acts on it must handle `.notLeader` from the node it names.
+    public nonisolated var leaderHint: NodeID { knownLeader.load(ordering: .acquiring) }
+
     /// The loop's own thread: it must not wait for the cooperative pool (see `ThreadExecutor`).
     private nonisolated let executor: ThreadExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -140,6 +151,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
         self.machine = machine
         self.transport = transport
         self.executor = ThreadExecutor(name: "raft-\(config.id)")
+        self.id = config.id
         self.clock = clock
         self.options = options
         var logger = logger
@@ -327,6 +339,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             for entry in ready.committedEntries { apply(entry) }
             for rs in ready.readStates { reads[rs.context]?.index = rs.index }
             if let soft = ready.softState {
+                knownLeader.store(soft.leader, ordering: .releasing)
                 logger.info("role changed", metadata: [
                     "role": "\(soft.role)", "term": "\(raw.raft.term)", "leader": "\(soft.leader)"])
                 failOrphanedProposals()

@@ -1,3 +1,4 @@
+import Foundation
 import Raft
 import Synchronization
 import Testing
@@ -28,7 +29,8 @@ final class RaftStoreCluster: Sendable {
         func take() -> Bool { remaining.withLock { if $0 > 0 { $0 -= 1; return true }; return false } }
     }
 
-    init(lostReplies: LostReplies? = nil) throws {
+    /// - Parameter storage: each node's log storage (in memory unless a test needs to hold one).
+    init(lostReplies: LostReplies? = nil, storage: (NodeID) -> any LogStorage = { _ in MemoryLogStorage() }) throws {
         let registry = Registry()
         var nodes: [NodeID: RaftNode<ContinuousClock>] = [:]
         var stores: [NodeID: RaftStore] = [:]
@@ -37,7 +39,7 @@ final class RaftStoreCluster: Sendable {
             var options = RaftNode<ContinuousClock>.Options()
             options.tickInterval = .milliseconds(10)
             let (machine, hub) = RaftStore.makeStateMachine()
-            let node = try RaftNode(config: RaftConfig(id: id), storage: MemoryLogStorage(), machine: machine,
+            let node = try RaftNode(config: RaftConfig(id: id), storage: storage(id), machine: machine,
                                     transport: network.transport(for: id), bootstrap: ids,
                                     clock: ContinuousClock(), options: options)
             nodes[id] = node
@@ -86,6 +88,41 @@ final class RaftStoreCluster: Sendable {
     }
 
     func follower(of leader: NodeID) -> NodeID { ids.first { $0 != leader }! }
+}
+
+/// In-memory log storage whose saves can be held, as a slow disk holds a node's loop in its sync.
+final class HeldLogStorage: LogStorage, @unchecked Sendable {
+    private let inner = MemoryLogStorage()
+    // Guards `holding` and `waiting`; a held save waits on it (bounded, so a failed test ends).
+    private let condition = NSCondition()
+    private var holding = false
+    private var waiting = false
+
+    func hold() { condition.withLock { holding = true } }
+
+    func release() {
+        condition.withLock {
+            holding = false
+            condition.broadcast()
+        }
+    }
+
+    /// Whether a save is waiting for `release()`.
+    var isHoldingASave: Bool { condition.withLock { waiting } }
+
+    func load() throws -> PersistedState { try inner.load() }
+
+    func save(_ batch: PersistBatch) throws {
+        condition.withLock {
+            let deadline = Date().addingTimeInterval(60)
+            while holding && Date() < deadline {
+                waiting = true
+                _ = condition.wait(until: deadline)
+            }
+            waiting = false
+        }
+        try inner.save(batch)
+    }
 }
 
 @Suite(.serialized, .heavy) struct RaftStoreConformanceTests {
@@ -149,6 +186,41 @@ final class RaftStoreCluster: Sendable {
         let put = try await cluster.stores[leader]!.put(b("after"), b("2"))
         let read = try await cluster.stores[follower]!.get(b("after"))
         #expect(read?.modRevision == put.revision)
+    }
+
+    @Test("a follower whose loop is held in a disk sync still forwards writes: it knows its leader without asking its loop")
+    func followerForwardsWhileItsLoopSyncs() async throws {
+        let storages = Dictionary(uniqueKeysWithValues: [NodeID(1), 2, 3].map { ($0, HeldLogStorage()) })
+        let cluster = try RaftStoreCluster(storage: { storages[$0]! })
+        defer {
+            for storage in storages.values { storage.release() }
+            cluster.shutdown()
+        }
+        let leader = try await cluster.waitForLeader()
+        let follower = cluster.follower(of: leader)
+        let held = storages[follower]!
+        held.hold()
+        // A write through the leader commits with the other follower; this one's loop receives it
+        // and waits in its save.
+        try await cluster.stores[leader]!.put(b("first"), b("1"))
+        try await StoreConformance.eventually("the follower's loop held in a save") { held.isHoldingASave }
+
+        let store = cluster.stores[follower]!
+        let first = try await withThrowingTaskGroup(of: PutResponse?.self) { group in
+            group.addTask { try await store.put(b("second"), b("2")) }
+            group.addTask {
+                try await Task.sleep(for: .seconds(10))
+                return nil
+            }
+            let first = try await group.next()!
+            // Either way the loop may go on now (a put stuck behind it then finishes too).
+            held.release()
+            group.cancelAll()
+            return first
+        }
+        let put = try #require(first, "the write through the follower waited for its held loop")
+        let read = try await store.range(RangeRequest(key: b("second")), consistency: .linearizable)
+        #expect(read.kvs.first?.modRevision == put.revision)
     }
 
     @Test("a new leader renews every lease before expiring any (leases stamped by the old leader's clock)")

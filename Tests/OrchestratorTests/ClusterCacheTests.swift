@@ -88,6 +88,62 @@ import Testing
         #expect(again.placed == 0 && again.commits == 0 && again.conflicts == 0)
     }
 
+    @Test("tasks that fit on no node wait aside until a node changes, through updates of their own")
+    func unschedulableTasksAreParked() async throws {
+        let repo = try await SchedulingRoundTests.cluster(nodes: 1, cpu: 1000)
+        try await SchedulingRoundTests.submit(repo, count: 4)
+        let cache = ClusterCache()
+        try await cache.fill(from: repo)
+        var scheduler = Scheduler(defaultAlgorithm: .binPacking)
+        func round(_ now: Int64) async throws -> RoundResult {
+            try await SchedulingRound(repository: repo, cache: cache).run(&scheduler, now: now)
+        }
+        func candidates(_ now: Int64 = 200) -> [String] { cache.schedulingCandidates(readyAt: now).tasks.map(\.id) }
+
+        // The first round fills the node. Its placements changed the node, so it parks nothing.
+        let first = try await round(100)
+        #expect(first.placed == 2 && first.unschedulable == 2)
+        #expect(candidates() == ["task-0002", "task-0003"])
+        // The second finds them fitting nowhere with the nodes as it read them: parked.
+        let second = try await round(101)
+        #expect(second.placed == 0 && second.unschedulable == 2)
+        #expect(candidates().isEmpty)
+        #expect(cache.pendingTasks(readyAt: 200).map(\.id) == ["task-0002", "task-0003"])
+        // An update of a parked task (a new reason) leaves it parked; a third round decides nothing.
+        var waiting = try await repo.task("task-0002")
+        waiting.reason = "still waiting"
+        cache.record(try await repo.update(waiting))
+        #expect(candidates().isEmpty)
+        let third = try await round(102)
+        #expect(third.unschedulable == 0 && third.parked == 2)
+
+        // A new task is a candidate alone.
+        let late = TaskRecord(id: "task-0100", spec: TaskSpec(name: "late", image: "alpine", resources: Resources(cpu: 500, memory: 256)), now: 103)
+        cache.record(try await repo.create(late))
+        #expect(candidates() == ["task-0100"])
+        // A heartbeat changes no node's room: nothing comes back.
+        var node = try await repo.node("n1")
+        node.lastHeartbeat = 104
+        node = try await repo.save(node, expectRevision: node.revision)
+        cache.record(node)
+        #expect(candidates() == ["task-0100"])
+        // Room freed on the node: every parked task is a candidate again, and one is placed.
+        node.info.allocated = Resources(cpu: 500, memory: 256)
+        node = try await repo.save(node, expectRevision: node.revision)
+        cache.record(node)
+        #expect(candidates() == ["task-0002", "task-0003", "task-0100"])
+        let fourth = try await round(105)
+        #expect(fourth.placed == 1 && fourth.unschedulable == 2 && fourth.parked == 0)
+        #expect(try await repo.task("task-0002").state == .assigned)
+        // A parked task that is cancelled leaves the pending tasks altogether.
+        #expect(try await round(106).unschedulable == 2)
+        #expect(candidates().isEmpty)
+        var cancelled = try await repo.task("task-0003")
+        cancelled.state = .cancelled
+        cache.record(try await repo.update(cancelled))
+        #expect(cache.pendingTasks(readyAt: 200).map(\.id) == ["task-0100"])
+    }
+
     @Test("a stale cache delays a placement but never commits one onto a node that changed")
     func staleCacheIsSafe() async throws {
         let repo = try await SchedulingRoundTests.cluster(nodes: 2, cpu: 1000)

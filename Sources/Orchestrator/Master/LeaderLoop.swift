@@ -190,7 +190,7 @@ public final class LeaderLoop: Sendable {
                     placementConflicts.add(result.conflicts, ordering: .relaxed)
                     if result.conflicts > 0 { dirty.store(true, ordering: .relaxed) }
                     let end = monotonic()
-                    let stuck = result.placed == 0 && result.unschedulable > 0 && result.conflicts == 0
+                    let stuck = result.placed == 0 && result.unschedulable + result.parked > 0 && result.conflicts == 0
                     roundAllowedAt = stuck ? end + max(idleGapMs, end - time) : .min / 2
                 } catch {
                     logger.warning("scheduling round failed: \(error)")

@@ -50,6 +50,8 @@ public struct PlacementPlanner: Sendable {
     public private(set) var view: [NodeInfo]
     /// Tasks that fitted nowhere so far (each counted once per decision).
     public private(set) var unschedulable = 0
+    /// The ids of the tasks that fitted nowhere, in the order decided.
+    public private(set) var unschedulableIDs: [String] = []
     private var position: [String: Int] = [:]
     private var queue: ArraySlice<TaskRecord>
     private var memo: [UnschedulableKey: String] = [:]
@@ -129,6 +131,7 @@ public struct PlacementPlanner: Sendable {
         switch decision {
         case .unschedulable(let reason, _):
             unschedulable += 1
+            unschedulableIDs.append(task.id)
             memo[key] = reason
             noteReason(reason, for: task)
             return nil

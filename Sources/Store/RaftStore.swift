@@ -49,7 +49,7 @@ public final class RaftStore: ClusterStore {
     private let readIndex: @Sendable () async throws -> Void
     let nodeStatus: @Sendable () async -> RaftStatus
     /// The node's last known leader, read without a trip through its loop, and this replica's id.
-    private let leaderHint: @Sendable () -> NodeID
+    private let leaderHintSource: @Sendable () -> NodeID
     private let selfID: NodeID
     /// Time from the node's injected clock (not a global one), so a test clock drives the retry
     /// deadlines and pauses too: `startTimer()` returns a function giving the time since.
@@ -87,7 +87,7 @@ public final class RaftStore: ClusterStore {
         self.proposeBytes = { try await node.propose($0) }
         self.readIndex = { try await node.linearizableRead() }
         self.nodeStatus = { await node.status() }
-        self.leaderHint = { node.leaderHint }
+        self.leaderHintSource = { node.leaderHint }
         self.selfID = node.id
         let clock = node.clock
         self.startTimer = {
@@ -116,7 +116,7 @@ public final class RaftStore: ClusterStore {
         // A follower that knows its leader forwards at once: asking its own loop first costs two
         // thread hand-offs, and under load the loop answers only after the disk sync it is in.
         // A stale hint fails retryably and falls through to the loop's own view below.
-        if let forward, case let leader = leaderHint(), leader != noNode, leader != selfID {
+        if let forward, case let leader = leaderHintSource(), leader != noNode, leader != selfID {
             do {
                 return try await forward(leader, command)
             } catch let error as RaftNodeError where error.isRetryable && elapsed() < timeout {}
@@ -182,6 +182,10 @@ public final class RaftStore: ClusterStore {
             try await pause(options.retryBackoff)
         }
     }
+
+    /// The leader this replica's node last heard of (`noNode` if none), read without waiting for
+    /// the node's loop: a hint, as fresh as the loop's last `Ready`.
+    public var leaderHint: NodeID { leaderHintSource() }
 
     /// This replica's Raft state: role, term and known leader (the master's role, `LeaseExpirer`).
     public func status() async -> RaftStatus { await nodeStatus() }

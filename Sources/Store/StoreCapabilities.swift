@@ -44,3 +44,18 @@ extension RaftStore: WatchProgressNotifying, LeaseListing {
         return machine.read { $0.leaseIDs }
     }
 }
+
+/// A store that holds its state in this process, so the revision it has applied is read from
+/// memory without a request (the REST API's `X-Orchestrator-Index` header on every response).
+public protocol LocalRevisionReading: Sendable {
+    /// The revision this store (this replica, for a replicated one) has applied.
+    var appliedRevision: Int64 { get }
+}
+
+extension RaftStore: LocalRevisionReading {
+    public var appliedRevision: Int64 { machine.read { $0.revision } }
+}
+
+extension MemoryStore: LocalRevisionReading {
+    public var appliedRevision: Int64 { store.revision }
+}

@@ -62,8 +62,11 @@ public struct ClusterStatus: Sendable, Hashable {
 
 /// The master's side of the API: implemented by the master process, faked in tests.
 public protocol ClusterStatusSource: Sendable {
-    /// The current status; called on every request (for `X-Orchestrator-Leader`): keep it cheap.
+    /// The current status (`/api/v1/cluster`, and requests that carry an `Origin`).
     func status() async -> ClusterStatus
+    /// The leader's id as this master knows it, nil if none: called on every request (for
+    /// `X-Orchestrator-Leader`), so keep it cheap. By default `status().leaderID`.
+    func leaderID() async -> String?
     /// Returns once this master's local store has applied `revision` (read-your-writes for
     /// `?min_revision=`, and continue tokens read on another master). The API bounds the wait and
     /// cancels the task when the bound passes, so this may simply wait; it should honour cancellation.
@@ -78,6 +81,8 @@ public protocol ClusterStatusSource: Sendable {
 
 extension ClusterStatusSource {
     public func storeUsage() async -> StoreUsage? { nil }
+
+    public func leaderID() async -> String? { await status().leaderID }
 
     /// Ready as `status()` says.
     public func readiness() async -> (ready: Bool, reason: String) {

@@ -39,17 +39,24 @@ struct APIMiddleware: RouterMiddleware {
             record(request, route: route, status: response.status.code, since: started, label: DashboardAssets.pathPrefix)
             return response
         }
-        if route?.isLiveness != true, response.headers[.orchestratorIndex] == nil,
-           let revision = try? await withDeadline(min(api.configuration.requestTimeout, .seconds(1)), { [store = api.repository.store] in
-               try await store.range(RangeRequest(key: ClusterRepository.leaderKey, countOnly: true), consistency: .serializable).revision
-           }) {
+        if route?.isLiveness != true, response.headers[.orchestratorIndex] == nil, let revision = await appliedRevision() {
             response.headers[.orchestratorIndex] = String(revision)
         }
-        if let leader = await api.status.status().leaderID {
+        if let leader = await api.status.leaderID() {
             response.headers[.orchestratorLeader] = leader
         }
         record(request, route: route, status: response.status.code, since: started)
         return response
+    }
+
+    /// The revision this master's store has applied: from memory when the store is in this
+    /// process, else a serializable read bounded to a second (an external etcd may not answer).
+    func appliedRevision() async -> Int64? {
+        let store = api.repository.store
+        if let local = store as? any LocalRevisionReading { return local.appliedRevision }
+        return try? await withDeadline(min(api.configuration.requestTimeout, .seconds(1))) {
+            try await store.range(RangeRequest(key: ClusterRepository.leaderKey, countOnly: true), consistency: .serializable).revision
+        }
     }
 
     /// With a token configured, every route but the health probes needs `Authorization: Bearer`.
@@ -117,7 +124,7 @@ struct APIMiddleware: RouterMiddleware {
             let retry = route == .createTask
                 ? "retry with the same Idempotency-Key header, so a task the first attempt created is returned instead of a second one"
                 : "retry"
-            if await api.status.status().leaderID == nil {
+            if await api.status.leaderID() == nil {
                 return APIError.unavailable("no_leader", "no leader was elected within \(limit); a write may or may not have been applied; \(retry)")
                     .response()
             }

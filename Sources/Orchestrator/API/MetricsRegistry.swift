@@ -18,6 +18,12 @@ public final class MetricsRegistry: Sendable {
         var counts: [UInt64]
         var sum = 0.0
         var count: UInt64 = 0
+
+        mutating func observe(_ value: Double) {
+            for (i, bound) in bounds.enumerated() where value <= bound { counts[i] += 1 }
+            sum += value
+            count += 1
+        }
     }
 
     struct Family: Sendable {
@@ -34,8 +40,9 @@ public final class MetricsRegistry: Sendable {
 
     /// Adds `amount` (≥ 0) to a counter.
     public func increment(_ name: String, by amount: Double = 1, labels: [String: String] = [:], help: String) {
+        let key = Self.labelText(labels)
         families.withLock { f in
-            f[name, default: Family(kind: .counter, help: help)].values[Self.labelText(labels), default: 0] += max(amount, 0)
+            f[name, default: Family(kind: .counter, help: help)].values[key, default: 0] += max(amount, 0)
         }
     }
 
@@ -49,15 +56,13 @@ public final class MetricsRegistry: Sendable {
     /// Records one observation in a histogram with the given bucket upper bounds (ascending).
     public func observe(_ name: String, _ value: Double, labels: [String: String] = [:],
                         buckets: [Double] = MetricsRegistry.durationBuckets, help: String) {
+        let key = Self.labelText(labels)
         families.withLock { f in
-            var family = f[name] ?? Family(kind: .histogram, help: help)
-            let key = Self.labelText(labels)
-            var h = family.histograms[key] ?? Histogram(bounds: buckets, counts: Array(repeating: 0, count: buckets.count))
-            for (i, bound) in h.bounds.enumerated() where value <= bound { h.counts[i] += 1 }
-            h.sum += value
-            h.count += 1
-            family.histograms[key] = h
-            f[name] = family
+            // Changed in place: a copy of the family taken out and put back copied its whole
+            // table of histograms on every request.
+            f[name, default: Family(kind: .histogram, help: help)]
+                .histograms[key, default: Histogram(bounds: buckets, counts: Array(repeating: 0, count: buckets.count))]
+                .observe(value)
         }
     }
 
@@ -129,7 +134,10 @@ public final class MetricsRegistry: Sendable {
     }
 
     static func escapeLabel(_ s: String) -> String {
-        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        // Label values are route patterns, methods and codes: almost never anything to escape,
+        // and three Foundation replacements per label took 2% of a master serving submissions.
+        guard s.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else { return s }
+        return s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             .replacingOccurrences(of: "\n", with: "\\n")
     }
 

@@ -26,6 +26,11 @@ struct MasterAPIBridge: ClusterStatusSource, TaskLogSource {
                              notReadyReason: ready ? "" : "no leader is known yet")
     }
 
+    /// From the Raft node's published leader, not `status()`, which waits for the node's loop.
+    func leaderID() async -> String? {
+        await server.leaderName()
+    }
+
     func readiness() async -> (ready: Bool, reason: String) {
         await server.readiness()
     }

@@ -216,13 +216,25 @@ public final class MasterServer: Sendable {
     }
 
     /// This master's view of the cluster.
+    /// The leader's name as this master last heard, without a trip through the Raft node's loop
+    /// (every REST response names it in a header): `status().leader` for the etcd store.
+    public func leaderName() async -> String? {
+        switch parts {
+        case .raft(let raft):
+            let leader = raft.store.leaderHint
+            return leader == noNode ? nil : raft.registry.name(of: leader)
+        case .etcd:
+            return await status().leader
+        }
+    }
+
     public func status() async -> MasterStatus {
         switch parts {
         case .raft(let raft):
             let s = await raft.store.status()
             return MasterStatus(id: config.id, store: .raft, isLeader: s.role == .leader,
                                 leader: raft.registry.name(of: s.leader), term: s.term, commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
-                                members: members().compactMap { m in HostPort(parsing: m.rpcAddress).map { (m.name, $0) } },
+                                members: members().compactMap { m in raft.registry.rpcAddress(of: m.id).map { (m.name, $0) } },
                                 clusterID: raft.registry.clusterID)
         case .etcd(_, let election, _):
             let (isLeader, term) = await election.current()

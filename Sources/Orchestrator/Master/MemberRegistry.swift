@@ -56,7 +56,12 @@ public struct MasterMember: Sendable, Equatable {
 /// Raft transport's peers, which it adds and removes as members come and go.
 final class MemberRegistry: Sendable {
     private struct State {
-        var members: [NodeID: MasterMember] = [:]
+        var members: [NodeID: MasterMember] = [:] {
+            // Parsed once per membership change, not per forwarded write or status request.
+            didSet { rpcAddresses = members.compactMapValues { HostPort(parsing: $0.rpcAddress) } }
+        }
+        /// Each member's `rpcAddress`, parsed (members without a valid one are absent).
+        var rpcAddresses: [NodeID: HostPort] = [:]
         var transport: GRPCRaftTransport?
         var clusterID: String
         var removed = false
@@ -78,7 +83,9 @@ final class MemberRegistry: Sendable {
             members[id] = MasterMember(id: id, name: context.name, rpcAddress: context.rpc, apiAddress: context.api,
                                         etcdAddress: context.etcd, isLearner: !voters.contains(id))
         }
-        state = Mutex(State(members: members, clusterID: clusterID))
+        var initial = State(clusterID: clusterID)
+        initial.members = members
+        state = Mutex(initial)
     }
 
     /// Points the transport at the members from now on.
@@ -138,7 +145,7 @@ final class MemberRegistry: Sendable {
     func member(_ id: NodeID) -> MasterMember? { state.withLock { $0.members[id] } }
     func name(of id: NodeID) -> String? { member(id).map { $0.name.isEmpty ? "\(id)" : $0.name } }
     func id(named name: String) -> NodeID? { state.withLock { s in s.members.values.first { $0.name == name }?.id } }
-    func rpcAddress(of id: NodeID) -> HostPort? { member(id).flatMap { HostPort(parsing: $0.rpcAddress) } }
+    func rpcAddress(of id: NodeID) -> HostPort? { state.withLock { $0.rpcAddresses[id] } }
 }
 
 /// A cluster id from the founding members (FNV-1a over `name=address` in `--peers` order), so

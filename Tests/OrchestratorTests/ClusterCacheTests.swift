@@ -127,6 +127,8 @@ import Testing
         node = try await repo.save(node, expectRevision: node.revision)
         cache.record(node)
         #expect(candidates() == ["task-0100"])
+        // The rounds' sorted copy of the nodes is not kept past a change, even this one.
+        #expect(cache.nodes().map(\.lastHeartbeat) == [104])
         // Room freed on the node: every parked task is a candidate again, and one is placed.
         node.info.allocated = Resources(cpu: 500, memory: 256)
         node = try await repo.save(node, expectRevision: node.revision)

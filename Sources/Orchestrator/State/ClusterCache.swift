@@ -28,6 +28,10 @@ public final class ClusterCache: Sendable {
         /// Counts changes to the nodes that can change where a task fits (a node added, removed,
         /// or changed in state, schedulability, labels, capacity or allocation).
         var nodeGeneration: UInt64 = 0
+        /// `nodes` in key order, kept until a node record changes (every round asks for it).
+        var sortedNodes: [NodeRecord]?
+        /// Counts every change to a node record (heartbeat times included), for `sortedNodes`.
+        var nodeRecordChanges: UInt64 = 0
         var nodes: [String: NodeRecord] = [:]
         /// Counts and tasks by node, following every change to `tasks` and `nodes`.
         var index = ClusterIndex()
@@ -115,7 +119,12 @@ public final class ClusterCache: Sendable {
 
     /// Every node, in key order (as a list of the store returns them).
     public func nodes() -> [NodeRecord] {
-        state.withLock { Array($0.nodes.values) }.sorted { $0.info.id.utf8.lexicographicallyPrecedes($1.info.id.utf8) }
+        if let sorted = state.withLock({ $0.sortedNodes }) { return sorted }
+        let (nodes, generation) = state.withLock { (Array($0.nodes.values), $0.nodeRecordChanges) }
+        let sorted = nodes.sorted { $0.info.id.utf8.lexicographicallyPrecedes($1.info.id.utf8) }
+        // Kept only if no node changed while sorting (outside the lock: 5,000 records).
+        state.withLock { if $0.nodeRecordChanges == generation { $0.sortedNodes = sorted } }
+        return sorted
     }
 
     public func node(_ id: String) -> NodeRecord? { state.withLock { $0.nodes[id] } }
@@ -220,6 +229,8 @@ public final class ClusterCache: Sendable {
             let id = String(decoding: kv.key.dropFirst(ClusterRepository.nodePrefix.count), as: UTF8.self)
             if let held = s.nodes.removeValue(forKey: id) {
                 s.index.replace(node: held, with: nil)
+                s.nodeRecordChanges &+= 1
+                s.sortedNodes = nil
                 nodesChanged(&s)
             }
             return true
@@ -251,6 +262,8 @@ public final class ClusterCache: Sendable {
         if let held, held.revision >= node.revision { return }
         s.nodes[node.info.id] = node
         s.index.replace(node: held, with: node)
+        s.nodeRecordChanges &+= 1
+        s.sortedNodes = nil
         if held?.info != node.info { nodesChanged(&s) }
     }
 

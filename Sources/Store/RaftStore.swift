@@ -46,6 +46,7 @@ public final class RaftStore: ClusterStore {
     let options: Options
     // The node is captured in closures so this class need not be generic over the node's clock.
     private let proposeBytes: @Sendable ([UInt8]) async throws -> [UInt8]
+    private let proposeBatchBytes: @Sendable ([[UInt8]]) async -> [Result<[UInt8], any Error>]
     private let readIndex: @Sendable () async throws -> Void
     let nodeStatus: @Sendable () async -> RaftStatus
     /// The node's last known leader, read without a trip through its loop, and this replica's id.
@@ -85,6 +86,7 @@ public final class RaftStore: ClusterStore {
         self.forward = forward
         self.options = options
         self.proposeBytes = { try await node.propose($0) }
+        self.proposeBatchBytes = { await node.propose(batch: $0) }
         self.readIndex = { try await node.linearizableRead() }
         self.nodeStatus = { await node.status() }
         self.leaderHintSource = { node.leaderHint }
@@ -149,6 +151,13 @@ public final class RaftStore: ClusterStore {
     /// clock, as only the leader's clock decides expiry.
     public func handleForwarded(_ command: Command) async throws -> Response {
         try await propose(command)
+    }
+
+    /// Runs commands another replica forwarded in one call, proposed together: each is answered
+    /// as `handleForwarded(_:)` would answer it, in order.
+    public func handleForwarded(batch commands: [Command]) async -> [Result<Response, any Error>] {
+        let results = await proposeBatchBytes(commands.map { stamped($0).encoded() })
+        return results.map { result in result.flatMap { bytes in Result { try Response(decoding: bytes) } } }
     }
 
     private func propose(_ command: Command) async throws -> Response {

@@ -13,8 +13,31 @@ struct ForwardService: Orchestrator_V1_Masters.SimpleServiceProtocol {
     /// Only masters forward writes: any other caller could run any store command.
     let authorization: CallerAuthorization
     let handle: @Sendable (Command) async throws -> Response
+    /// Runs the commands of one ForwardBatch call together (`RaftStore.handleForwarded(batch:)`).
+    let handleBatch: @Sendable ([Command]) async -> [Result<Response, any Error>]
     /// `Masters/Membership`, answered by the master once it is built.
     let membership: MembershipHandler
+
+    /// - Parameter handleBatch: runs one ForwardBatch call's commands; by default each through
+    ///   `handle`, concurrently.
+    init(authorization: CallerAuthorization, handle: @escaping @Sendable (Command) async throws -> Response,
+         handleBatch: (@Sendable ([Command]) async -> [Result<Response, any Error>])? = nil, membership: MembershipHandler) {
+        self.authorization = authorization
+        self.handle = handle
+        self.handleBatch = handleBatch ?? { commands in
+            await withTaskGroup(of: (Int, Result<Response, any Error>).self) { group in
+                for (i, command) in commands.enumerated() {
+                    group.addTask {
+                        do { return (i, .success(try await handle(command))) } catch { return (i, .failure(error)) }
+                    }
+                }
+                var results = [Result<Response, any Error>](repeating: .failure(RaftNodeError.timeout), count: commands.count)
+                for await (i, result) in group { results[i] = result }
+                return results
+            }
+        }
+        self.membership = membership
+    }
 
     func forward(request: Orchestrator_V1_ForwardRequest, context: ServerContext) async throws -> Orchestrator_V1_ForwardResponse {
         try authorization.caller(context, mustBe: [.master])
@@ -40,8 +63,8 @@ extension ForwardService {
     /// command) until the last is applied, so it refuses more rather than trust the caller.
     static let maxBatchCommands = 4 * ForwardBatcher.defaultMaxCommands
 
-    /// Commands in one call from one follower: proposed concurrently (so they join one append),
-    /// each answered on its own, in order.
+    /// Commands in one call from one follower: proposed together (so they join one append), each
+    /// answered on its own, in order.
     func forwardBatch(request: Orchestrator_V1_ForwardBatchRequest, context: ServerContext) async throws -> Orchestrator_V1_ForwardBatchResponse {
         try authorization.caller(context, mustBe: [.master])
         guard request.commands.count <= Self.maxBatchCommands else {
@@ -54,27 +77,19 @@ extension ForwardService {
         } catch {
             throw RPCError(code: .invalidArgument, message: "malformed command: \(error)")
         }
-        let handle = self.handle
-        let results = await withTaskGroup(of: (Int, Orchestrator_V1_ForwardResult).self) { group in
-            for (i, command) in commands.enumerated() {
-                group.addTask {
-                    do {
-                        let response = try await handle(command)
-                        return (i, .with { $0.response = Data(response.encoded()) })
-                    } catch {
-                        // As Forward reports it: a Raft error by its code; anything else as a
-                        // timeout (the follower cannot tell whether it applied).
-                        let raft = error as? RaftNodeError ?? .timeout
-                        return (i, .with {
-                            $0.raftError = ForwardErrorCode(raft).rawValue
-                            $0.message = (error as? RaftNodeError)?.description ?? "\(error)"
-                        })
-                    }
+        let results = await handleBatch(commands).map { result -> Orchestrator_V1_ForwardResult in
+            switch result {
+            case .success(let response):
+                return .with { $0.response = Data(response.encoded()) }
+            case .failure(let error):
+                // As Forward reports it: a Raft error by its code; anything else as a timeout
+                // (the follower cannot tell whether it applied).
+                let raft = error as? RaftNodeError ?? .timeout
+                return .with {
+                    $0.raftError = ForwardErrorCode(raft).rawValue
+                    $0.message = (error as? RaftNodeError)?.description ?? "\(error)"
                 }
             }
-            var results = Array(repeating: Orchestrator_V1_ForwardResult(), count: commands.count)
-            for await (i, result) in group { results[i] = result }
-            return results
         }
         return .with { $0.results = results }
     }

@@ -172,6 +172,7 @@ public final class MasterServer: Sendable {
             leadership = RaftLeadership(store: store)
             parts = .raft(RaftParts(node: node, store: store, transport: transport,
                                     rpcServices: [ForwardService(authorization: authorization, handle: { try await store.handleForwarded($0) },
+                                                                 handleBatch: { await store.handleForwarded(batch: $0) },
                                                                  membership: membershipHandler), workers],
                                     registry: registry, startup: startup))
         case .etcd:

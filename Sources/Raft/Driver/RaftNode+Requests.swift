@@ -9,6 +9,16 @@ extension RaftNode {
         try await withCheckedThrowingContinuation { enqueue(.request(.propose(command, $0))) }
     }
 
+    /// Proposes `commands` in order, as one request: each is answered on its own, as `propose`
+    /// would answer it, and the answers come back together once the last is known. For a leader
+    /// taking many forwarded writes at once: one wait for all instead of one task each.
+    public nonisolated func propose(batch commands: [[UInt8]]) async -> [Result<[UInt8], any Error>] {
+        await withCheckedContinuation { continuation in
+            let batch = ProposalBatch(count: commands.count, continuation: continuation)
+            if !commands.isEmpty { enqueue(.request(.proposeBatch(commands, batch))) }
+        }
+    }
+
     /// Waits until this node's state machine reflects every write committed before the call
     /// (ReadIndex, thesis §6.4); then a local read is linearizable. Works on followers too.
     public nonisolated func linearizableRead() async throws {
@@ -80,14 +90,23 @@ extension RaftNode {
             // Consecutive proposals in the inbox end up in one Ready; the core batches them per append.
             do {
                 let index = try raw.propose([command])
-                proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: cont)
+                proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: .single(cont))
             } catch {
                 cont.resume(throwing: RaftNodeError(error))
+            }
+        case .proposeBatch(let commands, let batch):
+            for (i, command) in commands.enumerated() {
+                do {
+                    let index = try raw.propose([command])
+                    proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: .batched(batch, i))
+                } catch {
+                    batch.settle(i, .failure(RaftNodeError(error)))
+                }
             }
         case .confChange(let change, let cont):
             do {
                 let index = try raw.proposeConfChange(change)
-                proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: cont)
+                proposals.track(index: index, term: raw.raft.term, deadline: deadline, waiter: .single(cont))
             } catch {
                 cont.resume(throwing: RaftNodeError(error))
             }
@@ -103,6 +122,7 @@ extension RaftNode {
     nonisolated func fail(_ request: Request, _ error: RaftNodeError) {
         switch request {
         case .propose(_, let c), .confChange(_, let c): c.resume(throwing: error)
+        case .proposeBatch(_, let batch): batch.settleAll(error)
         case .read(let c), .transfer(_, let c): c.resume(throwing: error)
         case .campaign: break
         }

@@ -56,6 +56,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
 
     enum Request: Sendable {
         case propose([UInt8], CheckedContinuation<[UInt8], any Error>)
+        case proposeBatch([[UInt8]], ProposalBatch)
         case confChange(ConfChange, CheckedContinuation<[UInt8], any Error>)
         case read(CheckedContinuation<Void, any Error>)
         case transfer(NodeID, CheckedContinuation<Void, any Error>)
@@ -92,7 +93,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     private nonisolated let executor: ThreadExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    var proposals = ProposalTracker<CheckedContinuation<[UInt8], any Error>>()
+    var proposals = ProposalTracker<ProposalWaiter>()
     /// ReadIndex requests by their context, with the index to wait for once the leader confirmed it.
     var reads: [[UInt8]: PendingRead] = [:]
     /// Reads taken from the mailbox and not yet asked for (see `startQueuedReads`).

@@ -223,6 +223,32 @@ final class HeldLogStorage: LogStorage, @unchecked Sendable {
         #expect(read.kvs.first?.modRevision == put.revision)
     }
 
+    @Test("a forwarded batch is proposed together, each command answered in order; a follower refuses each")
+    func forwardedBatch() async throws {
+        let (_, cluster) = try await Self.subject(.leader)
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let commands: [Command] = (0..<5).map { .put(PutRequest(key: b("batch/\($0)"), value: b("v\($0)"))) }
+        let results = await cluster.stores[leader]!.handleForwarded(batch: commands)
+        let revisions = try results.map { try $0.get().putResponse().revision }
+        #expect(revisions.count == 5 && revisions == revisions.sorted() && Set(revisions).count == 5)
+        for i in 0..<5 {
+            let kv = try await cluster.stores[leader]!.get(b("batch/\(i)"))
+            #expect(kv?.value == b("v\(i)") && kv?.modRevision == revisions[i])
+        }
+        #expect(await cluster.stores[leader]!.handleForwarded(batch: []).isEmpty)
+
+        let follower = cluster.follower(of: leader)
+        let refused = await cluster.stores[follower]!.handleForwarded(batch: commands)
+        #expect(refused.count == 5)
+        for result in refused {
+            guard case .failure(RaftNodeError.notLeader) = result else {
+                Issue.record("a follower answered a forwarded command with \(result)")
+                continue
+            }
+        }
+    }
+
     @Test("a new leader renews every lease before expiring any (leases stamped by the old leader's clock)")
     func newLeaderRenewsLeases() async throws {
         let (_, cluster) = try await Self.subject(.leader)

@@ -18,6 +18,16 @@ import Testing
         }
     }
 
+    /// A store with `nodes` nodes of `cpu` millicores and `tasks` submitted tasks, and a cache
+    /// filled from it (not following it: each test records what it changes).
+    static func filledCache(nodes: Int, cpu: Int = 4000, tasks: Int) async throws -> (ClusterRepository, ClusterCache) {
+        let repo = try await SchedulingRoundTests.cluster(nodes: nodes, cpu: cpu)
+        try await SchedulingRoundTests.submit(repo, count: tasks)
+        let cache = ClusterCache()
+        try await cache.fill(from: repo)
+        return (repo, cache)
+    }
+
     @Test("follows creations, changes and deletions; pending is oldest first and only ready ones")
     func followsTheStore() async throws {
         let repo = try await SchedulingRoundTests.cluster(nodes: 2)
@@ -49,10 +59,7 @@ import Testing
 
     @Test("a write recorded by the leader is not undone by the watch's older news")
     func recordedWritesWin() async throws {
-        let repo = try await SchedulingRoundTests.cluster(nodes: 1)
-        try await SchedulingRoundTests.submit(repo, count: 1)
-        let cache = ClusterCache()
-        try await cache.fill(from: repo)
+        let (repo, cache) = try await Self.filledCache(nodes: 1, tasks: 1)
         let original = try #require(cache.tasks().first)
         var assigned = original
         assigned.state = .assigned
@@ -65,10 +72,7 @@ import Testing
 
     @Test("a round on the cache places like a round on the store and records its own placements")
     func roundOnCache() async throws {
-        let repo = try await SchedulingRoundTests.cluster(nodes: 3)
-        try await SchedulingRoundTests.submit(repo, count: 30)
-        let cache = ClusterCache()
-        try await cache.fill(from: repo)
+        let (repo, cache) = try await Self.filledCache(nodes: 3, tasks: 30)
         var scheduler = Scheduler(defaultAlgorithm: .binPacking)
         let result = try await SchedulingRound(repository: repo, cache: cache).run(&scheduler, now: 100)
         // 3 nodes x 4000 millicores / 500 per task = 24 placements, in one batch of 24.
@@ -90,10 +94,7 @@ import Testing
 
     @Test("tasks that fit on no node wait aside until a node changes, through updates of their own")
     func unschedulableTasksAreParked() async throws {
-        let repo = try await SchedulingRoundTests.cluster(nodes: 1, cpu: 1000)
-        try await SchedulingRoundTests.submit(repo, count: 4)
-        let cache = ClusterCache()
-        try await cache.fill(from: repo)
+        let (repo, cache) = try await Self.filledCache(nodes: 1, cpu: 1000, tasks: 4)
         var scheduler = Scheduler(defaultAlgorithm: .binPacking)
         func round(_ now: Int64) async throws -> RoundResult {
             try await SchedulingRound(repository: repo, cache: cache).run(&scheduler, now: now)
@@ -148,10 +149,7 @@ import Testing
 
     @Test("a stale cache delays a placement but never commits one onto a node that changed")
     func staleCacheIsSafe() async throws {
-        let repo = try await SchedulingRoundTests.cluster(nodes: 2, cpu: 1000)
-        try await SchedulingRoundTests.submit(repo, count: 2)
-        let cache = ClusterCache()
-        try await cache.fill(from: repo)
+        let (repo, cache) = try await Self.filledCache(nodes: 2, cpu: 1000, tasks: 2)
         // Behind the cache's back: n1 is cordoned and n2 fills up.
         var n1 = try await repo.node("n1")
         n1.info.schedulable = false
@@ -173,10 +171,7 @@ import Testing
 
     @Test("a batch refused because one node changed is decided again and committed as one batch, not task by task")
     func refusedBatchIsRetriedAsABatch() async throws {
-        let repo = try await SchedulingRoundTests.cluster(nodes: 2, cpu: 4000)
-        try await SchedulingRoundTests.submit(repo, count: 4)
-        let cache = ClusterCache()
-        try await cache.fill(from: repo)
+        let (repo, cache) = try await Self.filledCache(nodes: 2, cpu: 4000, tasks: 4)
         var n1 = try await repo.node("n1")
         n1.info.schedulable = false
         try await repo.save(n1, expectRevision: n1.revision)

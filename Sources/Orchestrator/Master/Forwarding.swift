@@ -59,8 +59,8 @@ struct ForwardService: Orchestrator_V1_Masters.SimpleServiceProtocol {
 
 extension ForwardService {
     /// The most commands one ForwardBatch call may carry. A follower's `ForwardBatcher` sends at
-    /// most `ForwardBatcher.defaultMaxCommands`; the leader holds every command of a call (and a task per
-    /// command) until the last is applied, so it refuses more rather than trust the caller.
+    /// most `ForwardBatcher.defaultMaxCommands`; the leader holds every command of a call and its
+    /// answer until the last is applied, so it refuses more rather than trust the caller.
     static let maxBatchCommands = 4 * ForwardBatcher.defaultMaxCommands
 
     /// Commands in one call from one follower: proposed together (so they join one append), each

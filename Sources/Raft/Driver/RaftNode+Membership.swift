@@ -28,6 +28,7 @@ extension RaftNode {
             // handling, no requests. A removed leader has already stepped down in the core. The
             // application learns it from `onMembershipChange` and typically exits, as etcd does.
             removed = true
+            knownLeader.store(noNode, ordering: .releasing)  // it forwards nothing any more either
             logger.warning("this server was removed from the cluster; it takes no further part")
             // The commit index that covers the removal need not be durable yet (it rides with the
             // next synced batch, and a removed server makes none): save it, so that a restart

@@ -83,7 +83,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     /// The leader as the loop last learned it (`noNode` while unknown), published for readers that
     /// must not wait for the loop: a follower's store forwards a write at once with it instead of
     /// first asking the loop, whose answer waits behind whatever disk sync is under way.
-    private nonisolated let knownLeader = Atomic<NodeID>(noNode)
+    nonisolated let knownLeader = Atomic<NodeID>(noNode)
 
     /// The leader this node last heard of (`noNode` if none). A hint: it may be stale by the time
     /// it is used, so whoever acts on it must handle `.notLeader` from the node it names.
@@ -294,6 +294,9 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
     }
 
     private func failAll(_ error: RaftNodeError) {
+        // A stopped node knows no leader: a store over it must fail its writes (`.stopped`), not
+        // forward them on a hint while the process shuts down around it.
+        knownLeader.store(noNode, ordering: .releasing)
         for waiter in proposals.removeAll() { waiter.resume(throwing: error) }
         failReadsAndTransfers(error)
         // Stopped under the lock, so no request can slip in after the drain.
@@ -340,7 +343,7 @@ public actor RaftNode<C: Clock> where C.Duration == Duration {
             for entry in ready.committedEntries { apply(entry) }
             for rs in ready.readStates { reads[rs.context]?.index = rs.index }
             if let soft = ready.softState {
-                knownLeader.store(soft.leader, ordering: .releasing)
+                if !removed { knownLeader.store(soft.leader, ordering: .releasing) }
                 logger.info("role changed", metadata: [
                     "role": "\(soft.role)", "term": "\(raw.raft.term)", "leader": "\(soft.leader)"])
                 failOrphanedProposals()

@@ -14,6 +14,7 @@ final class RaftStoreCluster: Sendable {
     let nodes: [NodeID: RaftNode<ContinuousClock>]
     let stores: [NodeID: RaftStore]
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let nodeTasks = Mutex<[NodeID: Task<Void, Never>]>([:])
 
     /// The stores by id, for the forwarding closures (which exist before the stores do).
     private final class Registry: Sendable {
@@ -58,7 +59,9 @@ final class RaftStoreCluster: Sendable {
         var started: [Task<Void, Never>] = []
         for id in ids {
             let node = nodes[id]!
-            started.append(Task { try? await node.run() })
+            let run = Task { _ = try? await node.run() }
+            nodeTasks.withLock { $0[id] = run }
+            started.append(run)
             let expirer = LeaseExpirer(store: stores[id]!, now: now, interval: .milliseconds(10))
             started.append(Task { await expirer.run() })
         }
@@ -67,6 +70,11 @@ final class RaftStoreCluster: Sendable {
 
     func shutdown() {
         tasks.withLock { for t in $0 { t.cancel() } }
+    }
+
+    /// Stops node `id` (its run is cancelled); the others go on.
+    func stop(_ id: NodeID) {
+        nodeTasks.withLock { $0[id]?.cancel() }
     }
 
     /// Polls until a node leads and every replica knows it; 45 s, as every in-memory cluster
@@ -221,6 +229,19 @@ final class HeldLogStorage: LogStorage, @unchecked Sendable {
         let put = try #require(first, "the write through the follower waited for its held loop")
         let read = try await store.range(RangeRequest(key: b("second")), consistency: .linearizable)
         #expect(read.kvs.first?.modRevision == put.revision)
+    }
+
+    @Test("a follower whose node has stopped fails a write at once instead of forwarding it on its last hint")
+    func stoppedFollowerRefusesWrites() async throws {
+        let (_, cluster) = try await Self.subject(.leader)
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let follower = cluster.follower(of: leader)
+        #expect(cluster.nodes[follower]!.leaderHint == leader)
+        cluster.stop(follower)
+        try await StoreConformance.eventually("the stopped node forgets its leader") { cluster.nodes[follower]!.leaderHint == noNode }
+        await #expect(throws: RaftNodeError.stopped) { try await cluster.stores[follower]!.put(b("after"), b("1")) }
+        #expect(try await cluster.stores[leader]!.get(b("after")) == nil)
     }
 
     @Test("a forwarded batch is proposed together, each command answered in order; a follower refuses each")
